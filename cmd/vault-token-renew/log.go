@@ -1,0 +1,83 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+)
+
+// stablePrefixes start the lines an operator greps for in journalctl.
+var stablePrefixes = []string{"OK", "DRIFT", "HEALED", "FAIL"}
+
+// newLogger builds the one logger of a run, writing to w (stderr):
+//   - console: coloured and aligned, for a person at a terminal;
+//   - plain: one line per event, message first, then key=value fields;
+//     under systemd each line carries a <N> syslog priority prefix so that
+//     DRIFT and FAIL land at error priority (journalctl -p err);
+//   - json: one JSON object per event, for machines;
+//   - auto: console on a terminal, plain otherwise.
+func newLogger(w io.Writer, format string, getenv func(string) string) (zerolog.Logger, error) {
+	zerolog.DurationFieldUnit = 1e9 // seconds
+	switch format {
+	case "auto":
+		if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+			format = "console"
+		} else {
+			format = "plain"
+		}
+	case "console", "plain", "json":
+	default:
+		return zerolog.Logger{}, fmt.Errorf("--log-format %q: want auto, console, plain or json", format)
+	}
+	switch format {
+	case "console":
+		return zerolog.New(zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05"}).With().Timestamp().Logger(), nil
+	case "json":
+		return zerolog.New(w).With().Timestamp().Logger(), nil
+	}
+	journal := getenv("JOURNAL_STREAM") != ""
+	return zerolog.New(zerolog.ConsoleWriter{
+		Out:        w,
+		NoColor:    true,
+		PartsOrder: []string{zerolog.MessageFieldName},
+		FormatPrepare: func(evt map[string]interface{}) error {
+			lvl, _ := evt[zerolog.LevelFieldName].(string)
+			msg, _ := evt[zerolog.MessageFieldName].(string)
+			if !hasStablePrefix(msg) && (lvl == "warn" || lvl == "error") {
+				msg = lvl + ": " + msg
+			}
+			if journal {
+				msg = syslogPriority(lvl) + msg
+			}
+			evt[zerolog.MessageFieldName] = msg
+			return nil
+		},
+	}), nil
+}
+
+func hasStablePrefix(msg string) bool {
+	for _, p := range stablePrefixes {
+		if strings.HasPrefix(msg, p+":") {
+			return true
+		}
+	}
+	return false
+}
+
+// syslogPriority is the prefix journald reads from a service's stderr
+// (SyslogLevelPrefix=, on by default).
+func syslogPriority(level string) string {
+	switch level {
+	case "error", "fatal", "panic":
+		return "<3>"
+	case "warn":
+		return "<4>"
+	case "debug", "trace":
+		return "<7>"
+	}
+	return "<6>"
+}

@@ -1,0 +1,21 @@
+// Command vault-token-renew keeps the periodic Vault token in ~/.vault-token
+// alive and heals it when a `vault login` overwrites the file. The daily
+// systemd user timer runs it; see runbook/vault-token-renew-devvm.md.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is stamped at build time: -ldflags "-X main.version=v1.2.3".
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := newCLI(os.Stdout, os.Stderr, os.Getenv).run(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}

@@ -1,0 +1,281 @@
+// Package vaultclient is the one place that speaks Vault's HTTP API, through
+// github.com/hashicorp/vault/api. It turns Vault's answers into the plain
+// data the renew and sweep packages decide on.
+package vaultclient
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	vault "github.com/hashicorp/vault/api"
+
+	"github.com/devvm/vault-token-renew/renew"
+	"github.com/devvm/vault-token-renew/sweep"
+)
+
+// Client reaches Vault with the standard VAULT_* client settings but never
+// with a token of its own: every call names the token it acts as.
+type Client struct {
+	base *vault.Client
+}
+
+// FromEnv builds a client from the VAULT_* variables the Vault CLI reads
+// (VAULT_ADDR, VAULT_CACERT, VAULT_CLIENT_CERT, VAULT_NAMESPACE, ...).
+// VAULT_TOKEN is deliberately dropped: the token file is the source of truth.
+func FromEnv() (*Client, error) {
+	cfg := vault.DefaultConfig()
+	if cfg.Error != nil {
+		return nil, fmt.Errorf("vault client settings from VAULT_* variables: %w", cfg.Error)
+	}
+	return New(cfg)
+}
+
+// New builds a client from an explicit configuration.
+func New(cfg *vault.Config) (*Client, error) {
+	c, err := vault.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("vault client: %w", err)
+	}
+	c.ClearToken()
+	return &Client{base: c}, nil
+}
+
+// Address is the Vault address in use, for log lines.
+func (c *Client) Address() string { return c.base.Address() }
+
+func (c *Client) as(token string) (*vault.Client, error) {
+	cl, err := c.base.Clone()
+	if err != nil {
+		return nil, err
+	}
+	cl.SetToken(token)
+	return cl, nil
+}
+
+// LookupSelf implements renew.Vault.
+func (c *Client) LookupSelf(ctx context.Context, token string) (renew.TokenInfo, error) {
+	cl, err := c.as(token)
+	if err != nil {
+		return renew.TokenInfo{}, err
+	}
+	s, err := cl.Auth().Token().LookupSelfWithContext(ctx)
+	if err != nil {
+		return renew.TokenInfo{}, err
+	}
+	if s == nil || s.Data == nil {
+		return renew.TokenInfo{}, errors.New("lookup-self returned no data")
+	}
+	return TokenInfo(s.Data), nil
+}
+
+// RenewSelf implements renew.Vault. Increment 0 asks for the token's own
+// period, which is what a periodic token wants.
+func (c *Client) RenewSelf(ctx context.Context, token string) (time.Duration, error) {
+	cl, err := c.as(token)
+	if err != nil {
+		return 0, err
+	}
+	s, err := cl.Auth().Token().RenewSelfWithContext(ctx, 0)
+	if err != nil {
+		return 0, err
+	}
+	if s == nil || s.Auth == nil {
+		return 0, errors.New("renew-self returned no auth data")
+	}
+	return time.Duration(s.Auth.LeaseDuration) * time.Second, nil
+}
+
+// CreateOrphan implements renew.Vault: the exact create the manual recovery
+// prescribes (vault token create -orphan -period=... -policy=... -display-name=...).
+func (c *Client) CreateOrphan(ctx context.Context, token string, spec renew.Spec) (string, string, error) {
+	cl, err := c.as(token)
+	if err != nil {
+		return "", "", err
+	}
+	s, err := cl.Auth().Token().CreateWithContext(ctx, &vault.TokenCreateRequest{
+		Policies:    spec.Policies,
+		Period:      spec.Period.String(),
+		NoParent:    true,
+		DisplayName: spec.DisplayName,
+	})
+	if err != nil {
+		return "", "", err
+	}
+	if s == nil || s.Auth == nil || s.Auth.ClientToken == "" {
+		return "", "", errors.New("token create returned no token")
+	}
+	return s.Auth.ClientToken, s.Auth.Accessor, nil
+}
+
+// RevokeSelf implements renew.Vault.
+func (c *Client) RevokeSelf(ctx context.Context, token string) error {
+	cl, err := c.as(token)
+	if err != nil {
+		return err
+	}
+	// The argument is ignored by the API client; it revokes cl's token.
+	return cl.Auth().Token().RevokeSelfWithContext(ctx, "")
+}
+
+// CanCreateOrphan implements renew.Vault: a periodic orphan needs update
+// (or create) and sudo on auth/token/create, or root.
+func (c *Client) CanCreateOrphan(ctx context.Context, token string) (bool, error) {
+	cl, err := c.as(token)
+	if err != nil {
+		return false, err
+	}
+	caps, err := cl.Sys().CapabilitiesSelfWithContext(ctx, "auth/token/create")
+	if err != nil {
+		return false, err
+	}
+	if slices.Contains(caps, "root") {
+		return true, nil
+	}
+	write := slices.Contains(caps, "update") || slices.Contains(caps, "create")
+	return write && slices.Contains(caps, "sudo"), nil
+}
+
+// Accessors implements renew.Vault.
+func (c *Client) Accessors(token string) sweep.Accessors {
+	return accessors{c: c, token: token}
+}
+
+type accessors struct {
+	c     *Client
+	token string
+}
+
+func (a accessors) List(ctx context.Context) ([]string, error) {
+	cl, err := a.c.as(a.token)
+	if err != nil {
+		return nil, err
+	}
+	s, err := cl.Logical().ListWithContext(ctx, "auth/token/accessors")
+	if err != nil {
+		return nil, err
+	}
+	if s == nil || s.Data == nil {
+		return nil, nil // 404: no accessors at all
+	}
+	raw, _ := s.Data["keys"].([]interface{})
+	out := make([]string, 0, len(raw))
+	for _, k := range raw {
+		if str, ok := k.(string); ok {
+			out = append(out, str)
+		}
+	}
+	return out, nil
+}
+
+func (a accessors) Lookup(ctx context.Context, accessor string) (sweep.Token, error) {
+	cl, err := a.c.as(a.token)
+	if err != nil {
+		return sweep.Token{}, err
+	}
+	s, err := cl.Auth().Token().LookupAccessorWithContext(ctx, accessor)
+	if err != nil {
+		if isInvalidAccessor(err) {
+			return sweep.Token{}, fmt.Errorf("lookup accessor %s: %w", accessor, sweep.ErrVanished)
+		}
+		return sweep.Token{}, fmt.Errorf("lookup accessor %s: %w", accessor, err)
+	}
+	if s == nil || s.Data == nil {
+		return sweep.Token{}, fmt.Errorf("lookup accessor %s: %w", accessor, sweep.ErrVanished)
+	}
+	info := TokenInfo(s.Data)
+	return sweep.Token{Accessor: accessor, DisplayName: info.DisplayName, CreationTime: info.CreationTime, TTL: info.TTL}, nil
+}
+
+func (a accessors) Revoke(ctx context.Context, accessor string) error {
+	cl, err := a.c.as(a.token)
+	if err != nil {
+		return err
+	}
+	if err := cl.Auth().Token().RevokeAccessorWithContext(ctx, accessor); err != nil {
+		return fmt.Errorf("revoke accessor %s: %w", accessor, err)
+	}
+	return nil
+}
+
+// isInvalidAccessor recognises Vault's answer for an accessor whose token is
+// gone: 400 "invalid accessor".
+func isInvalidAccessor(err error) bool {
+	var re *vault.ResponseError
+	if !errors.As(err, &re) || re.StatusCode != 400 {
+		return false
+	}
+	for _, m := range re.Errors {
+		if strings.Contains(m, "invalid accessor") {
+			return true
+		}
+	}
+	return false
+}
+
+// TokenInfo converts a token lookup's data into renew.TokenInfo.
+func TokenInfo(d map[string]interface{}) renew.TokenInfo {
+	info := renew.TokenInfo{
+		Accessor:         str(d["accessor"]),
+		DisplayName:      str(d["display_name"]),
+		Policies:         strs(d["policies"]),
+		IdentityPolicies: strs(d["identity_policies"]),
+		TTL:              seconds(d["ttl"]),
+		Period:           seconds(d["period"]),
+		Orphan:           d["orphan"] == true,
+		Renewable:        d["renewable"] == true,
+	}
+	if n := seconds(d["creation_time"]); n > 0 {
+		info.CreationTime = time.Unix(int64(n/time.Second), 0).UTC()
+	}
+	return info
+}
+
+func str(v interface{}) string {
+	s, _ := v.(string)
+	return s
+}
+
+func strs(v interface{}) []string {
+	raw, _ := v.([]interface{})
+	out := make([]string, 0, len(raw))
+	for _, r := range raw {
+		if s, ok := r.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// seconds reads a Vault duration field, which arrives as a json.Number of
+// seconds (the API client decodes with UseNumber), a float, or a string.
+func seconds(v interface{}) time.Duration {
+	switch x := v.(type) {
+	case json.Number:
+		n, err := x.Int64()
+		if err != nil {
+			f, _ := x.Float64()
+			n = int64(f)
+		}
+		return time.Duration(n) * time.Second
+	case float64:
+		return time.Duration(x) * time.Second
+	case int64:
+		return time.Duration(x) * time.Second
+	case int:
+		return time.Duration(x) * time.Second
+	case string:
+		if n, err := strconv.ParseInt(x, 10, 64); err == nil {
+			return time.Duration(n) * time.Second
+		}
+		if d, err := time.ParseDuration(x); err == nil {
+			return d
+		}
+	}
+	return 0
+}

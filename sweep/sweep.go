@@ -1,0 +1,180 @@
+// Package sweep finds and revokes stale periodic tokens by accessor.
+//
+// Every heal mints a new periodic admin token; without a sweep the previous
+// one would stay alive server-side for up to a full period. Vault offers no
+// "list tokens by display name", so the only way is one list of all
+// accessors and one lookup per accessor. The decision of what is stale is a
+// pure function (Stale); Run does the I/O around it.
+package sweep
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Token is what the sweep needs to know about one accessor.
+type Token struct {
+	Accessor     string
+	DisplayName  string
+	CreationTime time.Time
+	TTL          time.Duration
+}
+
+// Accessors is the Vault I/O a sweep needs, acting as one token that may
+// list, look up and revoke accessors (sudo on auth/token/accessors).
+type Accessors interface {
+	List(ctx context.Context) ([]string, error)
+	Lookup(ctx context.Context, accessor string) (Token, error)
+	Revoke(ctx context.Context, accessor string) error
+}
+
+// ErrVanished is returned by Accessors.Lookup when the accessor no longer
+// exists: its token expired or was revoked between the list and the lookup.
+var ErrVanished = errors.New("accessor no longer exists")
+
+// Stale picks, from tokens, those whose display name is exactly displayName
+// and whose accessor is not in keep. An exact match is the whole rule:
+// "token-devvm-wizard2" or "token-devvm" are someone else's tokens.
+func Stale(tokens []Token, displayName string, keep ...string) []Token {
+	kept := make(map[string]bool, len(keep))
+	for _, k := range keep {
+		if k != "" {
+			kept[k] = true
+		}
+	}
+	var out []Token
+	for _, t := range tokens {
+		if t.DisplayName == displayName && !kept[t.Accessor] {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// Options say what to sweep and how hard to lean on Vault.
+type Options struct {
+	// DisplayName is the stored display name to match, e.g. token-devvm-wizard.
+	DisplayName string
+	// Keep lists accessors never to revoke (the current token, the foreign one).
+	Keep []string
+	// Apply revokes; without it Run only reports what it would revoke.
+	Apply bool
+	// Concurrency bounds lookups and revokes in flight; 0 means DefaultConcurrency.
+	Concurrency int
+}
+
+// DefaultConcurrency keeps a sweep gentle on a shared Vault while hiding
+// most of the per-request latency.
+const DefaultConcurrency = 8
+
+// Failure is one accessor that could not be looked up or revoked.
+type Failure struct {
+	Accessor string
+	Op       string // "lookup" or "revoke"
+	Err      error
+}
+
+// Report is the outcome of one sweep. Only matching tokens are kept in
+// memory, never every lookup's response.
+type Report struct {
+	Listed   int
+	Matched  []Token // stale tokens, sorted by creation time
+	Kept     []Token // exact-name tokens spared because they are in Keep
+	Revoked  []string
+	Vanished int
+	Failed   []Failure
+}
+
+// Run lists all accessors, looks each up with bounded concurrency, and
+// revokes the stale ones when opts.Apply is set. A failing lookup or revoke
+// is recorded in the report and never stops the sweep; only a failing list
+// (or a cancelled ctx) is an error.
+func Run(ctx context.Context, v Accessors, opts Options) (Report, error) {
+	var rep Report
+	accs, err := v.List(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("list auth/token/accessors: %w", err)
+	}
+	rep.Listed = len(accs)
+	n := opts.Concurrency
+	if n <= 0 {
+		n = DefaultConcurrency
+	}
+
+	var mu sync.Mutex
+	forEach(ctx, accs, n, func(acc string) {
+		tok, err := v.Lookup(ctx, acc)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case errors.Is(err, ErrVanished):
+			rep.Vanished++
+		case err != nil:
+			rep.Failed = append(rep.Failed, Failure{Accessor: acc, Op: "lookup", Err: err})
+		case tok.DisplayName != opts.DisplayName:
+		case len(Stale([]Token{tok}, opts.DisplayName, opts.Keep...)) == 0:
+			rep.Kept = append(rep.Kept, tok)
+		default:
+			rep.Matched = append(rep.Matched, tok)
+		}
+	})
+	sort.Slice(rep.Matched, func(i, j int) bool {
+		return rep.Matched[i].CreationTime.Before(rep.Matched[j].CreationTime)
+	})
+	if err := ctx.Err(); err != nil {
+		return rep, fmt.Errorf("sweep stopped after looking up part of %d accessors: %w", rep.Listed, err)
+	}
+	if !opts.Apply {
+		return rep, nil
+	}
+
+	stale := make([]string, len(rep.Matched))
+	for i, t := range rep.Matched {
+		stale[i] = t.Accessor
+	}
+	forEach(ctx, stale, n, func(acc string) {
+		err := v.Revoke(ctx, acc)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			rep.Failed = append(rep.Failed, Failure{Accessor: acc, Op: "revoke", Err: err})
+			return
+		}
+		rep.Revoked = append(rep.Revoked, acc)
+	})
+	sort.Strings(rep.Revoked)
+	if err := ctx.Err(); err != nil {
+		return rep, fmt.Errorf("sweep stopped while revoking: %w", err)
+	}
+	return rep, nil
+}
+
+// forEach calls fn for every item with at most n calls in flight, and stops
+// handing out items once ctx is done.
+func forEach(ctx context.Context, items []string, n int, fn func(string)) {
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for i := 0; i < n && i < len(items); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range work {
+				fn(it)
+			}
+		}()
+	}
+feed:
+	for _, it := range items {
+		select {
+		case work <- it:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+}

@@ -1,0 +1,293 @@
+package tokenfile
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func writeOld(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func assertOnly(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	for _, e := range ents {
+		if !want[e.Name()] {
+			t.Errorf("unexpected file left in %s: %s", dir, e.Name())
+		}
+	}
+}
+
+func TestWriteCreatesMode0600(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		umask bool
+		old   bool
+	}{
+		{name: "new file"},
+		{name: "replacing a 0644 file", old: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, ".vault-token")
+			if tc.old {
+				if err := os.WriteFile(p, []byte("old"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := Write(p, "fresh"); err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != 0o600 {
+				t.Errorf("mode = %v, want 0600", fi.Mode().Perm())
+			}
+			b, _ := os.ReadFile(p)
+			if string(b) != "fresh" {
+				t.Errorf("content = %q", b)
+			}
+			assertOnly(t, dir, ".vault-token")
+		})
+	}
+}
+
+func TestWriteTempFileIsNeverWiderThan0600(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, ".vault-token")
+	var seen os.FileMode
+	failAt = func(step string) error {
+		if step == "write" {
+			m, _ := filepath.Glob(filepath.Join(dir, ".vault-token.tmp-*"))
+			if len(m) != 1 {
+				t.Fatalf("want one temp file at write time, got %v", m)
+			}
+			fi, err := os.Stat(m[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen = fi.Mode().Perm()
+		}
+		return nil
+	}
+	t.Cleanup(func() { failAt = nil })
+	if err := Write(p, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if seen != 0o600 {
+		t.Fatalf("temp file mode before any byte was written = %v, want 0600", seen)
+	}
+}
+
+func TestWriteFollowsSymlink(t *testing.T) {
+	dir := t.TempDir()
+	realDir := filepath.Join(dir, "secrets")
+	if err := os.Mkdir(realDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(realDir, "token")
+	writeOld(t, target, "old")
+	link := filepath.Join(dir, ".vault-token")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(link, "new"); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Lstat(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatal("symlink was replaced by a regular file")
+	}
+	b, _ := os.ReadFile(target)
+	if string(b) != "new" {
+		t.Fatalf("target content = %q, want new", b)
+	}
+	assertOnly(t, realDir, "token")
+}
+
+func TestWriteFailureLeavesOldFileByteIdentical(t *testing.T) {
+	for _, step := range []string{"create", "write", "sync", "close", "rename"} {
+		t.Run(step, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, ".vault-token")
+			old := "old-token-bytes\n"
+			writeOld(t, p, old)
+			boom := errors.New("injected")
+			failAt = func(s string) error {
+				if s == step {
+					return boom
+				}
+				return nil
+			}
+			t.Cleanup(func() { failAt = nil })
+			err := Write(p, "new")
+			if !errors.Is(err, boom) {
+				t.Fatalf("err = %v, want injected failure", err)
+			}
+			b, _ := os.ReadFile(p)
+			if string(b) != old {
+				t.Fatalf("old file changed: %q", b)
+			}
+			assertOnly(t, dir, ".vault-token")
+		})
+	}
+}
+
+func TestWriteRealRenameFailureKeepsOldFile(t *testing.T) {
+	// A directory where the file should be makes the real rename fail.
+	dir := t.TempDir()
+	p := filepath.Join(dir, ".vault-token")
+	if err := os.Mkdir(p, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p, "keep"), []byte("k"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(p, "new"); err == nil {
+		t.Fatal("want an error renaming over a non-empty directory")
+	}
+	assertOnly(t, dir, ".vault-token")
+}
+
+func TestWriteDirSyncFailureIsDistinct(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, ".vault-token")
+	writeOld(t, p, "old")
+	failAt = func(s string) error {
+		if s == "syncdir" {
+			return errors.New("injected")
+		}
+		return nil
+	}
+	t.Cleanup(func() { failAt = nil })
+	err := Write(p, "new")
+	var dse *DirSyncError
+	if !errors.As(err, &dse) {
+		t.Fatalf("err = %v, want *DirSyncError", err)
+	}
+	b, _ := os.ReadFile(p)
+	if string(b) != "new" {
+		t.Fatalf("content = %q: after the rename the new token is in place", b)
+	}
+}
+
+func TestRead(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name    string
+		content *string
+		want    string
+		wantErr error
+	}{
+		{name: "trims newline and spaces", content: ptr("  abc \n\n"), want: "abc"},
+		{name: "plain", content: ptr("abc"), want: "abc"},
+		{name: "empty", content: ptr(" \n"), wantErr: ErrEmpty},
+		{name: "missing", wantErr: ErrMissing},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, tc.name)
+			if tc.content != nil {
+				writeOld(t, p, *tc.content)
+			}
+			got, err := Read(p)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			if got != tc.want {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func ptr(s string) *string { return &s }
+
+func TestLockSerialisesRuns(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, ".vault-token")
+	writeOld(t, p, "x")
+	var inside, maxInside atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			l, err := Acquire(ctx, p)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			n := inside.Add(1)
+			for {
+				m := maxInside.Load()
+				if n <= m || maxInside.CompareAndSwap(m, n) {
+					break
+				}
+			}
+			time.Sleep(30 * time.Millisecond)
+			inside.Add(-1)
+			if err := l.Release(); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if maxInside.Load() != 1 {
+		t.Fatalf("%d runs held the lock at once", maxInside.Load())
+	}
+}
+
+func TestLockTimesOutWhileHeld(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, ".vault-token")
+	held, err := Acquire(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	_, err = Acquire(ctx, p)
+	if !errors.Is(err, ErrLockTimeout) {
+		t.Fatalf("err = %v, want ErrLockTimeout", err)
+	}
+}
+
+func TestLockSharedThroughSymlink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "token")
+	writeOld(t, target, "x")
+	link := filepath.Join(dir, ".vault-token")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := LockPath(link)
+	b, _ := LockPath(target)
+	if a != b {
+		t.Fatalf("link and target lock different files: %s vs %s", a, b)
+	}
+}
