@@ -169,8 +169,11 @@ func heal(ctx context.Context, v Vault, cfg Config, foreign string, res Result) 
 	// From here on, any failure before the file holds the new token must
 	// revoke it, so a failed heal never strands an admin token.
 	discard := func(stage string, err error) (Result, error) {
-		if rerr := v.RevokeSelf(context.WithoutCancel(ctx), secret); rerr != nil {
-			log.Error().Err(rerr).Str("accessor", acc).Msg("could not revoke the minted token; revoke it by accessor: vault token revoke -accessor " + acc)
+		// The run's deadline may be what failed; the revoke gets its own.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if rerr := v.RevokeSelf(rctx, secret); rerr != nil {
+			log.Error().Err(rerr).Str("accessor", acc).Msg("could not revoke the minted token; revoke it by accessor (vault token revoke -accessor " + acc + "), or let the next heal's sweep do it")
 		} else {
 			log.Info().Str("accessor", acc).Msg("revoked the minted token")
 		}

@@ -36,19 +36,44 @@ type Accessors interface {
 // exists: its token expired or was revoked between the list and the lookup.
 var ErrVanished = errors.New("accessor no longer exists")
 
-// Stale picks, from tokens, those whose display name is exactly displayName
-// and whose accessor is not in keep. An exact match is the whole rule:
-// "token-devvm-wizard2" or "token-devvm" are someone else's tokens.
-func Stale(tokens []Token, displayName string, keep ...string) []Token {
-	kept := make(map[string]bool, len(keep))
+// Verdict is what a sweep does with one token.
+type Verdict int
+
+const (
+	Ignore Verdict = iota // someone else's token
+	Spare                 // ours by name, but in the keep set
+	Revoke                // a stale periodic token
+)
+
+// Judge is the whole rule for one token: an exact display-name match that
+// is not kept is stale. "token-devvm-wizard2" or "token-devvm" are someone
+// else's tokens.
+func Judge(t Token, displayName string, keep map[string]bool) Verdict {
+	switch {
+	case t.DisplayName != displayName:
+		return Ignore
+	case keep[t.Accessor]:
+		return Spare
+	}
+	return Revoke
+}
+
+func keepSet(keep []string) map[string]bool {
+	m := make(map[string]bool, len(keep))
 	for _, k := range keep {
 		if k != "" {
-			kept[k] = true
+			m[k] = true
 		}
 	}
+	return m
+}
+
+// Stale picks, from tokens, those Judge would revoke.
+func Stale(tokens []Token, displayName string, keep ...string) []Token {
+	kept := keepSet(keep)
 	var out []Token
 	for _, t := range tokens {
-		if t.DisplayName == displayName && !kept[t.Accessor] {
+		if Judge(t, displayName, kept) == Revoke {
 			out = append(out, t)
 		}
 	}
@@ -105,6 +130,7 @@ func Run(ctx context.Context, v Accessors, opts Options) (Report, error) {
 		n = DefaultConcurrency
 	}
 
+	kept := keepSet(opts.Keep)
 	var mu sync.Mutex
 	forEach(ctx, accs, n, func(acc string) {
 		tok, err := v.Lookup(ctx, acc)
@@ -115,11 +141,13 @@ func Run(ctx context.Context, v Accessors, opts Options) (Report, error) {
 			rep.Vanished++
 		case err != nil:
 			rep.Failed = append(rep.Failed, Failure{Accessor: acc, Op: "lookup", Err: err})
-		case tok.DisplayName != opts.DisplayName:
-		case len(Stale([]Token{tok}, opts.DisplayName, opts.Keep...)) == 0:
-			rep.Kept = append(rep.Kept, tok)
 		default:
-			rep.Matched = append(rep.Matched, tok)
+			switch Judge(tok, opts.DisplayName, kept) {
+			case Spare:
+				rep.Kept = append(rep.Kept, tok)
+			case Revoke:
+				rep.Matched = append(rep.Matched, tok)
+			}
 		}
 	})
 	sort.Slice(rep.Matched, func(i, j int) bool {

@@ -262,9 +262,9 @@ func stageWords(stage string) string {
 	case "create":
 		return "could not mint a periodic token"
 	case "check":
-		return "the minted token failed its check and was revoked"
+		return "the minted token did not pass its check; the token file is unchanged"
 	case "write":
-		return "could not write the token file; the old file is unchanged and the minted token was revoked"
+		return "could not write the token file; the old file is unchanged"
 	case "capabilities":
 		return "could not ask vault what the foreign token may do"
 	}

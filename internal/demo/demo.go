@@ -1,0 +1,132 @@
+// Package demo runs the renewer's main job end to end on a throwaway dev
+// Vault, so that anyone can watch it renew, heal and refuse in a minute.
+package demo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/devvm/vault-token-renew/internal/devvault"
+)
+
+type step struct {
+	title  string
+	token  func(*devvault.Fixture, context.Context) (devvault.Token, error)
+	code   int
+	prefix string
+}
+
+var steps = []step{
+	{"our periodic token is in the file", func(f *devvault.Fixture, ctx context.Context) (devvault.Token, error) {
+		return f.MintPeriodic(ctx, "devvm-wizard")
+	}, 0, "OK:"},
+	{"a `vault login` (userpass standing in for OIDC) clobbers the file", (*devvault.Fixture).Login, 0, "HEALED:"},
+	{"a weak read-only token (default policy only) clobbers the file", (*devvault.Fixture).MintWeak, 1, "DRIFT:"},
+}
+
+// Run performs the demo, writing plain progress to out; verbose shows every
+// log line of each run instead of only its closing line. It returns an
+// error when any step did not behave as designed.
+func Run(ctx context.Context, out io.Writer, verbose bool) (err error) {
+	tmp, err := os.MkdirTemp("", "vault-token-renew-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	fmt.Fprintln(out, "demo: building vault-token-renew")
+	bin, err := devvault.BuildRenewer(ctx, tmp, "demo")
+	if err != nil {
+		return err
+	}
+	var progress bytes.Buffer
+	srv, err := devvault.Start(ctx, &progress)
+	if verbose || err != nil {
+		out.Write(progress.Bytes())
+	}
+	if err != nil {
+		return err
+	}
+	defer func() {
+		srv.Stop(context.WithoutCancel(ctx))
+		fmt.Fprintln(out, "demo: dev vault stopped and removed")
+	}()
+	fmt.Fprintf(out, "demo: throwaway dev vault %s up (%s) at %s\n", srv.Version, srv.Mode, srv.Addr)
+	f, err := devvault.Provision(ctx, srv)
+	if err != nil {
+		return err
+	}
+	home := filepath.Join(tmp, "home")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		return err
+	}
+	file := filepath.Join(home, ".vault-token")
+	fmt.Fprintf(out, "demo: token file %s\n\n", file)
+
+	passed := 0
+	for i, st := range steps {
+		want := fmt.Sprintf("%s exit %d", strings.TrimSuffix(st.prefix, ":"), st.code)
+		fmt.Fprintf(out, "%d. %s; expect %s\n", i+1, st.title, want)
+		tok, err := st.token(f, ctx)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(file, []byte(tok.Secret), 0o600); err != nil {
+			return err
+		}
+		code, lines, err := runOnce(ctx, bin, home, srv.Addr)
+		if err != nil {
+			return err
+		}
+		shown := false
+		for _, l := range lines {
+			if verbose || strings.HasPrefix(l, st.prefix) {
+				fmt.Fprintf(out, "   %s\n", l)
+				shown = true
+			}
+		}
+		if !shown {
+			for _, l := range lines {
+				fmt.Fprintf(out, "   %s\n", l)
+			}
+		}
+		ok := code == st.code && shown
+		mark := "as designed"
+		if !ok {
+			mark = fmt.Sprintf("NOT as designed: got exit %d", code)
+		} else {
+			passed++
+		}
+		fmt.Fprintf(out, "   → exit %d, %s\n\n", code, mark)
+	}
+	if passed != len(steps) {
+		fmt.Fprintf(out, "verdict: FAIL (%d/%d steps behaved as designed)\n", passed, len(steps))
+		return errors.New("demo: the renewer did not behave as designed")
+	}
+	fmt.Fprintf(out, "verdict: PASS (%d/%d: renewed ours, healed a login clobber, refused a weak clobber)\n", passed, len(steps))
+	return nil
+}
+
+// runOnce runs the renewer as the timer would, with a clean environment.
+func runOnce(ctx context.Context, bin, home, addr string) (int, []string, error) {
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(rctx, bin, "--log-format=plain")
+	cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "VAULT_ADDR=" + addr}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		return 0, nil, err
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	return cmd.ProcessState.ExitCode(), lines, nil
+}

@@ -1,0 +1,239 @@
+package vaultclient
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/devvm/vault-token-renew/renew"
+	"github.com/devvm/vault-token-renew/sweep"
+)
+
+// scripted is an httptest Vault: each route answers with a fixed status and
+// body, and every request's token header is recorded.
+type scripted struct {
+	mu     sync.Mutex
+	routes map[string]answer // "METHOD /v1/path"
+	tokens []string
+	bodies map[string]string
+}
+
+type answer struct {
+	status int
+	body   string
+}
+
+func (s *scripted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	method := r.Method
+	if method == "PUT" { // Vault treats PUT and POST alike
+		method = "POST"
+	}
+	key := method + " " + r.URL.Path
+	if r.Method == "GET" && r.URL.Query().Get("list") == "true" {
+		key = "LIST " + r.URL.Path
+	}
+	s.mu.Lock()
+	s.tokens = append(s.tokens, r.Header.Get("X-Vault-Token"))
+	s.bodies[key] = string(b)
+	a, ok := s.routes[key]
+	s.mu.Unlock()
+	if !ok {
+		a = answer{404, `{"errors":[]}`}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(a.status)
+	io.WriteString(w, a.body)
+}
+
+func newScripted(t *testing.T, routes map[string]answer) (*Client, *scripted) {
+	t.Helper()
+	s := &scripted{routes: routes, bodies: map[string]string{}}
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	t.Setenv("VAULT_ADDR", srv.URL)
+	t.Setenv("VAULT_TOKEN", "env-token-must-not-be-used")
+	t.Setenv("VAULT_MAX_RETRIES", "0")
+	c, err := FromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, s
+}
+
+const lookupBody = `{"data":{"accessor":"acc-1","display_name":"token-devvm-wizard","policies":["default","sops-admin","vault-admin"],
+"identity_policies":["x"],"ttl":3600,"period":2764800,"orphan":true,"renewable":true,"creation_time":1751500000}}`
+
+func TestLookupSelfParsesAndUsesFileToken(t *testing.T) {
+	c, s := newScripted(t, map[string]answer{"GET /v1/auth/token/lookup-self": {200, lookupBody}})
+	info, err := c.LookupSelf(context.Background(), "file-token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := renew.TokenInfo{Accessor: "acc-1", DisplayName: "token-devvm-wizard", Policies: []string{"default", "sops-admin", "vault-admin"},
+		IdentityPolicies: []string{"x"}, TTL: time.Hour, Period: 768 * time.Hour, Orphan: true, Renewable: true, CreationTime: time.Unix(1751500000, 0).UTC()}
+	if got, _ := json.Marshal(info); string(got) != mustJSON(want) {
+		t.Fatalf("got %s\nwant %s", got, mustJSON(want))
+	}
+	for _, tok := range s.tokens {
+		if tok != "file-token" {
+			t.Fatalf("request carried token %q: VAULT_TOKEN from the environment leaked in", redact(tok))
+		}
+	}
+}
+
+func redact(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return "(a different token)"
+}
+
+func mustJSON(v interface{}) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func TestStatusCodesReachClassify(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		route    string
+		status   int
+		body     string
+		onCreate bool
+		want     renew.Cause
+	}{
+		{"create 403 permission denied", "POST /v1/auth/token/create", 403, `{"errors":["1 error occurred:\n\t* permission denied\n\n"]}`, true, renew.CauseRefused},
+		{"create 400 needs sudo", "POST /v1/auth/token/create", 400, `{"errors":["root or sudo privileges required to create periodic token"]}`, true, renew.CauseRefused},
+		{"create 500", "POST /v1/auth/token/create", 500, `{"errors":["internal error"]}`, true, renew.CauseServer},
+		{"create 503 sealed", "POST /v1/auth/token/create", 503, `{"errors":["Vault is sealed"]}`, true, renew.CauseSealed},
+		{"lookup 403 invalid token", "GET /v1/auth/token/lookup-self", 403, `{"errors":["2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"]}`, false, renew.CauseTokenDenied},
+		{"lookup 500", "GET /v1/auth/token/lookup-self", 500, `{"errors":["internal error"]}`, false, renew.CauseServer},
+		{"lookup 503 sealed", "GET /v1/auth/token/lookup-self", 503, `{"errors":["Vault is sealed"]}`, false, renew.CauseSealed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _ := newScripted(t, map[string]answer{tc.route: {tc.status, tc.body}})
+			var err error
+			if tc.onCreate {
+				_, _, err = c.CreateOrphan(context.Background(), "foreign", renew.Spec{DisplayName: "devvm-wizard", Policies: []string{"vault-admin"}, Period: time.Hour})
+			} else {
+				_, err = c.LookupSelf(context.Background(), "t")
+			}
+			if got := renew.Classify(err, tc.onCreate); got != tc.want {
+				t.Fatalf("Classify(%v) = %v, want %v", err, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestUnreachableIsClassified(t *testing.T) {
+	t.Setenv("VAULT_ADDR", "http://127.0.0.1:1")
+	t.Setenv("VAULT_MAX_RETRIES", "0")
+	c, err := FromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.LookupSelf(context.Background(), "t")
+	if got := renew.Classify(err, false); got != renew.CauseUnreachable {
+		t.Fatalf("Classify(%v) = %v", err, got)
+	}
+}
+
+func TestCreateOrphanSendsTheManualRecoveryRequest(t *testing.T) {
+	c, s := newScripted(t, map[string]answer{"POST /v1/auth/token/create": {200,
+		`{"auth":{"client_token":"new-secret","accessor":"new-acc","policies":["default","vault-admin"],"lease_duration":2764800,"renewable":true}}`}})
+	secret, acc, err := c.CreateOrphan(context.Background(), "foreign", renew.Spec{DisplayName: "devvm-wizard", Policies: []string{"vault-admin", "sops-admin"}, Period: 768 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if secret != "new-secret" || acc != "new-acc" {
+		t.Fatalf("got accessor %q", acc)
+	}
+	var body map[string]interface{}
+	if err := json.Unmarshal([]byte(s.bodies["POST /v1/auth/token/create"]), &body); err != nil {
+		t.Fatal(err)
+	}
+	if body["no_parent"] != true || body["period"] != "768h0m0s" || body["display_name"] != "devvm-wizard" ||
+		mustJSON(body["policies"]) != `["vault-admin","sops-admin"]` {
+		t.Fatalf("create body %v", body)
+	}
+	if s.tokens[0] != "foreign" {
+		t.Fatal("create did not act as the foreign token")
+	}
+}
+
+func TestRenewSelfReturnsNewTTL(t *testing.T) {
+	c, _ := newScripted(t, map[string]answer{"POST /v1/auth/token/renew-self": {200, `{"auth":{"accessor":"a","lease_duration":2764800,"renewable":true}}`}})
+	ttl, err := c.RenewSelf(context.Background(), "t")
+	if err != nil || ttl != 768*time.Hour {
+		t.Fatalf("ttl %v err %v", ttl, err)
+	}
+}
+
+func TestAccessorsListLookupRevoke(t *testing.T) {
+	c, s := newScripted(t, map[string]answer{
+		"LIST /v1/auth/token/accessors":       {200, `{"data":{"keys":["a1","a2"]}}`},
+		"POST /v1/auth/token/lookup-accessor": {200, lookupBody},
+		"POST /v1/auth/token/revoke-accessor": {204, ``},
+	})
+	a := c.Accessors("admin")
+	keys, err := a.List(context.Background())
+	if err != nil || strings.Join(keys, ",") != "a1,a2" {
+		t.Fatalf("keys %v err %v", keys, err)
+	}
+	tok, err := a.Lookup(context.Background(), "a1")
+	if err != nil || tok.Accessor != "a1" || tok.DisplayName != "token-devvm-wizard" || tok.TTL != time.Hour {
+		t.Fatalf("token %+v err %v", tok, err)
+	}
+	if err := a.Revoke(context.Background(), "a1"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(s.bodies["POST /v1/auth/token/revoke-accessor"], `"a1"`) {
+		t.Fatalf("revoke body %q", s.bodies["POST /v1/auth/token/revoke-accessor"])
+	}
+}
+
+func TestAccessorsEmptyListIs404(t *testing.T) {
+	c, _ := newScripted(t, map[string]answer{"LIST /v1/auth/token/accessors": {404, `{"errors":[]}`}})
+	keys, err := c.Accessors("admin").List(context.Background())
+	if err != nil || len(keys) != 0 {
+		t.Fatalf("keys %v err %v", keys, err)
+	}
+}
+
+func TestLookupOfVanishedAccessor(t *testing.T) {
+	c, _ := newScripted(t, map[string]answer{"POST /v1/auth/token/lookup-accessor": {400, `{"errors":["invalid accessor"]}`}})
+	_, err := c.Accessors("admin").Lookup(context.Background(), "gone")
+	if !errors.Is(err, sweep.ErrVanished) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestCanCreateOrphan(t *testing.T) {
+	for _, tc := range []struct {
+		caps string
+		want bool
+	}{
+		{`["root"]`, true},
+		{`["create","read","update","delete","list","sudo"]`, true},
+		{`["update","sudo"]`, true},
+		{`["update"]`, false},
+		{`["deny"]`, false},
+	} {
+		t.Run(tc.caps, func(t *testing.T) {
+			c, _ := newScripted(t, map[string]answer{"POST /v1/sys/capabilities-self": {200,
+				`{"auth/token/create":` + tc.caps + `,"capabilities":` + tc.caps + `}`}})
+			got, err := c.CanCreateOrphan(context.Background(), "t")
+			if err != nil || got != tc.want {
+				t.Fatalf("got %v err %v", got, err)
+			}
+		})
+	}
+}
