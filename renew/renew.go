@@ -17,6 +17,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/devvm/vault-token-renew/internal/atomicfile"
 	"github.com/devvm/vault-token-renew/sweep"
 	"github.com/devvm/vault-token-renew/tokenfile"
 )
@@ -194,7 +195,7 @@ func heal(ctx context.Context, v Vault, cfg Config, foreign string, res Result) 
 	}
 
 	if err := writeToken(cfg.TokenFile, secret); err != nil {
-		var dse *tokenfile.DirSyncError
+		var dse *atomicfile.DirSyncError
 		if !errors.As(err, &dse) {
 			return discard("write", err)
 		}

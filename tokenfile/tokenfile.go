@@ -12,11 +12,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/gofrs/flock"
+
+	"github.com/devvm/vault-token-renew/internal/atomicfile"
 )
 
 // ErrMissing means there is no token file to manage.
@@ -28,18 +29,8 @@ var ErrEmpty = errors.New("token file is empty")
 // ErrLockTimeout means another run held the lock for longer than we waited.
 var ErrLockTimeout = errors.New("another run holds the token file lock")
 
-// Resolve follows symlinks so that writers replace the link's target and keep
-// the link itself. A path that does not exist yet resolves to itself.
-func Resolve(path string) (string, error) {
-	real, err := filepath.EvalSymlinks(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return path, nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("resolve token file %s: %w", path, err)
-	}
-	return real, nil
-}
+// Resolve follows symlinks: the token file's target is what gets replaced.
+func Resolve(path string) (string, error) { return atomicfile.Resolve(path) }
 
 // Read returns the token in path with surrounding whitespace and newlines
 // removed. The error never contains the file's content.
@@ -58,98 +49,12 @@ func Read(path string) (string, error) {
 	return tok, nil
 }
 
-// failAt lets tests make one step of Write fail; nil in production.
-var failAt func(step string) error
-
-func step(name string) error {
-	if failAt == nil {
-		return nil
-	}
-	return failAt(name)
-}
-
-// Write replaces the file at path with token, atomically. The token goes to a
-// temp file created 0600 in the same directory (never wider, not even for a
-// moment), is synced, then renamed over path; the directory is synced last.
-// A symlink at path is followed, so the link survives and its target is
-// replaced. Until the rename succeeds any failure removes the temp file and
-// leaves the old file byte-identical. A failure to sync the directory after
-// the rename is reported as *DirSyncError: the new content is already in
-// place, so callers must not treat it as "old file kept".
-func Write(path, token string) (err error) {
-	target, err := Resolve(path)
-	if err != nil {
-		return err
-	}
-	dir := filepath.Dir(target)
-	if err := step("create"); err != nil {
-		return fmt.Errorf("create temp file in %s: %w", dir, err)
-	}
-	// os.CreateTemp opens with O_EXCL and mode 0600 before umask.
-	tmp, err := os.CreateTemp(dir, filepath.Base(target)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("create temp file in %s: %w", dir, err)
-	}
-	tmpName := tmp.Name()
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmpName)
-		}
-	}()
-	if err = step("write"); err == nil {
-		_, err = tmp.WriteString(token)
-	}
-	if err != nil {
-		return fmt.Errorf("write temp file %s: %w", tmpName, err)
-	}
-	if err = step("sync"); err == nil {
-		err = tmp.Sync()
-	}
-	if err != nil {
-		return fmt.Errorf("sync temp file %s: %w", tmpName, err)
-	}
-	if err = step("close"); err == nil {
-		err = tmp.Close()
-	}
-	if err != nil {
-		return fmt.Errorf("close temp file %s: %w", tmpName, err)
-	}
-	if err = step("rename"); err == nil {
-		err = os.Rename(tmpName, target)
-	}
-	if err != nil {
-		return fmt.Errorf("rename temp file over %s: %w", target, err)
-	}
-	if derr := syncDir(dir); derr != nil {
-		return &DirSyncError{Dir: dir, Err: derr}
-	}
-	return nil
-}
-
-// DirSyncError reports that the new token is in place but its directory entry
-// may not survive a crash.
-type DirSyncError struct {
-	Dir string
-	Err error
-}
-
-func (e *DirSyncError) Error() string {
-	return fmt.Sprintf("token written, but syncing directory %s failed: %v", e.Dir, e.Err)
-}
-
-func (e *DirSyncError) Unwrap() error { return e.Err }
-
-func syncDir(dir string) error {
-	if err := step("syncdir"); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+// Write replaces the token file at path with token via atomicfile.Write
+// with mode 0600: a failure before the rename leaves the old file
+// byte-identical; a symlink keeps its link and its target is replaced. An
+// *atomicfile.DirSyncError means the new token is already in place.
+func Write(path, token string) error {
+	return atomicfile.Write(path, []byte(token), 0o600)
 }
 
 // Lock is an exclusive advisory lock held for one run.

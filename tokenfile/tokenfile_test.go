@@ -71,33 +71,6 @@ func TestWriteCreatesMode0600(t *testing.T) {
 	}
 }
 
-func TestWriteTempFileIsNeverWiderThan0600(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, ".vault-token")
-	var seen os.FileMode
-	failAt = func(step string) error {
-		if step == "write" {
-			m, _ := filepath.Glob(filepath.Join(dir, ".vault-token.tmp-*"))
-			if len(m) != 1 {
-				t.Fatalf("want one temp file at write time, got %v", m)
-			}
-			fi, err := os.Stat(m[0])
-			if err != nil {
-				t.Fatal(err)
-			}
-			seen = fi.Mode().Perm()
-		}
-		return nil
-	}
-	t.Cleanup(func() { failAt = nil })
-	if err := Write(p, "x"); err != nil {
-		t.Fatal(err)
-	}
-	if seen != 0o600 {
-		t.Fatalf("temp file mode before any byte was written = %v, want 0600", seen)
-	}
-}
-
 func TestWriteFollowsSymlink(t *testing.T) {
 	dir := t.TempDir()
 	realDir := filepath.Join(dir, "secrets")
@@ -125,72 +98,6 @@ func TestWriteFollowsSymlink(t *testing.T) {
 		t.Fatalf("target content = %q, want new", b)
 	}
 	assertOnly(t, realDir, "token")
-}
-
-func TestWriteFailureLeavesOldFileByteIdentical(t *testing.T) {
-	for _, step := range []string{"create", "write", "sync", "close", "rename"} {
-		t.Run(step, func(t *testing.T) {
-			dir := t.TempDir()
-			p := filepath.Join(dir, ".vault-token")
-			old := "old-token-bytes\n"
-			writeOld(t, p, old)
-			boom := errors.New("injected")
-			failAt = func(s string) error {
-				if s == step {
-					return boom
-				}
-				return nil
-			}
-			t.Cleanup(func() { failAt = nil })
-			err := Write(p, "new")
-			if !errors.Is(err, boom) {
-				t.Fatalf("err = %v, want injected failure", err)
-			}
-			b, _ := os.ReadFile(p)
-			if string(b) != old {
-				t.Fatalf("old file changed: %q", b)
-			}
-			assertOnly(t, dir, ".vault-token")
-		})
-	}
-}
-
-func TestWriteRealRenameFailureKeepsOldFile(t *testing.T) {
-	// A directory where the file should be makes the real rename fail.
-	dir := t.TempDir()
-	p := filepath.Join(dir, ".vault-token")
-	if err := os.Mkdir(p, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(p, "keep"), []byte("k"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := Write(p, "new"); err == nil {
-		t.Fatal("want an error renaming over a non-empty directory")
-	}
-	assertOnly(t, dir, ".vault-token")
-}
-
-func TestWriteDirSyncFailureIsDistinct(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, ".vault-token")
-	writeOld(t, p, "old")
-	failAt = func(s string) error {
-		if s == "syncdir" {
-			return errors.New("injected")
-		}
-		return nil
-	}
-	t.Cleanup(func() { failAt = nil })
-	err := Write(p, "new")
-	var dse *DirSyncError
-	if !errors.As(err, &dse) {
-		t.Fatalf("err = %v, want *DirSyncError", err)
-	}
-	b, _ := os.ReadFile(p)
-	if string(b) != "new" {
-		t.Fatalf("content = %q: after the rename the new token is in place", b)
-	}
 }
 
 func TestRead(t *testing.T) {

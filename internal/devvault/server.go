@@ -88,8 +88,12 @@ func Start(ctx context.Context, progress io.Writer) (*Server, error) {
 	}
 	dc, derr := dockerClient(ctx)
 	if derr != nil {
+		why := "VTR_VAULT_MODE=" + string(mode) + " asks for it"
+		if mode == "" {
+			why = "CI=true, where a silent fall-back would hide a broken machine"
+		}
 		if mode != "" || os.Getenv("CI") == "true" {
-			return nil, fmt.Errorf("devvault: docker is needed here (CI=true or VTR_VAULT_MODE=%s) but not usable: %w; start the docker daemon, or set VTR_VAULT_MODE=process to run vault as a local process", mode, derr)
+			return nil, fmt.Errorf("devvault: docker is needed (%s) but not usable: %w; start the docker daemon (systemctl start docker), or set VTR_VAULT_MODE=process to run vault as a local process", why, derr)
 		}
 		fmt.Fprintf(progress, "devvault: no docker (%v); running vault %s as a local process\n", derr, version)
 		return startProcess(ctx, version, root, progress)

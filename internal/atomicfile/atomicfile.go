@@ -1,0 +1,126 @@
+// Package atomicfile replaces a file so that readers see the old content or
+// the new, never a mix, a truncation or a wider mode. Every writer in this
+// project (the token file, the installed binary, units, env file) uses it.
+package atomicfile
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// failAt lets tests make one step of Write fail; nil in production.
+var failAt func(step string) error
+
+func step(name string) error {
+	if failAt == nil {
+		return nil
+	}
+	return failAt(name)
+}
+
+// Resolve follows symlinks so that writers replace the link's target and keep
+// the link itself. A path that does not exist yet resolves to itself.
+func Resolve(path string) (string, error) {
+	real, err := filepath.EvalSymlinks(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return path, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("resolve %s: %w", path, err)
+	}
+	return real, nil
+}
+
+// Write replaces the file at path with data and mode perm. The data goes to
+// a temp file created 0600 in the same directory (so never wider than 0600
+// while it is incomplete), is synced, given perm, then renamed over path;
+// the directory is synced last. A symlink at path is followed: the link
+// survives and its target is replaced. Until the rename succeeds any failure
+// removes the temp file and leaves the old file byte-identical. A failure to
+// sync the directory after the rename is reported as *DirSyncError: the new
+// content is already in place, so callers must not treat it as "old file
+// kept".
+func Write(path string, data []byte, perm fs.FileMode) (err error) {
+	target, err := Resolve(path)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(target)
+	if err := step("create"); err != nil {
+		return fmt.Errorf("create temp file in %s: %w", dir, err)
+	}
+	// os.CreateTemp opens with O_EXCL and mode 0600 before umask.
+	tmp, err := os.CreateTemp(dir, filepath.Base(target)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("create temp file in %s: %w", dir, err)
+	}
+	tmpName := tmp.Name()
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmpName)
+		}
+	}()
+	if err = step("write"); err == nil {
+		_, err = tmp.Write(data)
+	}
+	if err != nil {
+		return fmt.Errorf("write temp file %s: %w", tmpName, err)
+	}
+	if err = step("sync"); err == nil {
+		err = tmp.Sync()
+	}
+	if err != nil {
+		return fmt.Errorf("sync temp file %s: %w", tmpName, err)
+	}
+	if err = step("chmod"); err == nil && perm != 0o600 {
+		err = tmp.Chmod(perm)
+	}
+	if err != nil {
+		return fmt.Errorf("chmod temp file %s: %w", tmpName, err)
+	}
+	if err = step("close"); err == nil {
+		err = tmp.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("close temp file %s: %w", tmpName, err)
+	}
+	if err = step("rename"); err == nil {
+		err = os.Rename(tmpName, target)
+	}
+	if err != nil {
+		return fmt.Errorf("rename temp file over %s: %w", target, err)
+	}
+	if derr := syncDir(dir); derr != nil {
+		return &DirSyncError{Dir: dir, Err: derr}
+	}
+	return nil
+}
+
+// DirSyncError reports that the new content is in place but its directory
+// entry may not survive a crash.
+type DirSyncError struct {
+	Dir string
+	Err error
+}
+
+func (e *DirSyncError) Error() string {
+	return fmt.Sprintf("file written, but syncing directory %s failed: %v", e.Dir, e.Err)
+}
+
+func (e *DirSyncError) Unwrap() error { return e.Err }
+
+func syncDir(dir string) error {
+	if err := step("syncdir"); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
