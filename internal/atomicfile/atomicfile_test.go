@@ -139,4 +139,3 @@ func TestWriteDirSyncFailureIsDistinct(t *testing.T) {
 		t.Fatalf("content = %q: after the rename the new token is in place", b)
 	}
 }
-
