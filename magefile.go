@@ -6,15 +6,21 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 
+	vault "github.com/hashicorp/vault/api"
 	"github.com/magefile/mage/mg"
 	"github.com/magefile/mage/sh"
 
 	"github.com/devvm/vault-token-renew/internal/demo"
 	"github.com/devvm/vault-token-renew/internal/devvault"
+	"github.com/devvm/vault-token-renew/internal/install"
+	"github.com/devvm/vault-token-renew/internal/livetest"
 )
 
 // Default is what a bare `go tool mage` runs.
@@ -104,4 +110,138 @@ func Test() {
 func Demo(ctx context.Context) error {
 	os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
 	return demo.Run(ctx, os.Stdout, mg.Verbose())
+}
+
+// operatorHome is where install, liveTest and sweepStale act: $VTR_HOME
+// (tests point it at a temp dir), else $HOME.
+func operatorHome() (string, error) {
+	if h := os.Getenv("VTR_HOME"); h != "" {
+		return h, nil
+	}
+	return os.UserHomeDir()
+}
+
+// userManager returns `systemctl --user`, or nil where no user manager runs.
+func userManager() func(args ...string) error {
+	if os.Getenv("VTR_NO_SYSTEMD") != "" {
+		return nil
+	}
+	if err := exec.Command("systemctl", "--user", "show-environment").Run(); err != nil {
+		return nil
+	}
+	return func(args ...string) error {
+		return sh.RunV("systemctl", append([]string{"--user"}, args...)...)
+	}
+}
+
+// Install builds the binary with its version stamped and installs it to
+// ~/.local/bin (atomically), with the systemd user units and an env file of
+// the shell's VAULT_* settings; it reloads systemd only when a unit changed.
+func Install() error {
+	home, err := operatorHome()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "vtr-install-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	ver := versionStamp()
+	built := filepath.Join(tmp, "vault-token-renew")
+	if err := sh.Run("go", "build", "-trimpath", "-ldflags=-X main.version="+ver, "-o", built, pkg); err != nil {
+		return err
+	}
+	bin, err := os.ReadFile(built)
+	if err != nil {
+		return err
+	}
+	units := map[string][]byte{}
+	for _, n := range []string{"vault-token-renew.service", install.Timer} {
+		if units[n], err = os.ReadFile(filepath.Join("systemd", n)); err != nil {
+			return err
+		}
+	}
+	sc := userManager()
+	r, err := install.Install(install.Options{Root: home, Binary: bin, Units: units, Getenv: os.Getenv, Systemctl: sc})
+	for _, p := range r.Changed {
+		fmt.Printf("install: wrote %s\n", p)
+	}
+	if err != nil {
+		return err
+	}
+	p := install.PathsUnder(home)
+	switch {
+	case len(r.Changed) == 0:
+		fmt.Printf("install: nothing changed (vault-token-renew %s already installed in %s)\n", ver, p.Binary)
+	case r.Reloaded:
+		fmt.Println("install: reloaded systemd and enabled " + install.Timer)
+	case r.NoManager:
+		fmt.Println("install: no systemd user manager here: files installed, the timer was NOT enabled; where one runs:")
+		fmt.Println("         systemctl --user daemon-reload && systemctl --user enable --now " + install.Timer)
+	default:
+		fmt.Printf("install: vault-token-renew %s installed; units unchanged, no reload needed\n", ver)
+	}
+	if r.EnvNeedsAddr {
+		fmt.Printf("install: warning: no VAULT_ADDR in %s; set it there (or re-run with VAULT_ADDR exported)\n", p.EnvFile)
+	}
+	return nil
+}
+
+// LiveTest runs the design's three post-deploy checks against the Vault in
+// VAULT_ADDR with the periodic token in ~/.vault-token: HEALED, DRIFT heal
+// denied, OK; restores a working periodic token whatever happens.
+func LiveTest(ctx context.Context) error {
+	home, err := operatorHome()
+	if err != nil {
+		return err
+	}
+	p := install.PathsUnder(home)
+	tokenFile := filepath.Join(home, ".vault-token")
+	var svc livetest.Service = livetest.Systemd{Unit: "vault-token-renew.service"}
+	if userManager() == nil {
+		if _, err := os.Stat(p.Binary); err != nil {
+			return fmt.Errorf("%s is not installed; run: go tool mage install", p.Binary)
+		}
+		svc = livetest.Direct{Binary: p.Binary, TokenFile: tokenFile, Env: os.Environ()}
+	}
+	return livetest.Run(ctx, livetest.Options{
+		TokenFile: tokenFile, DisplayName: "token-devvm-wizard", Service: svc, Out: os.Stdout,
+		NewClient: func() (*vault.Client, error) {
+			c, err := vault.NewClient(vault.DefaultConfig())
+			if err == nil {
+				c.ClearToken()
+			}
+			return c, err
+		},
+	})
+}
+
+// SweepStale lists stale token-devvm-wizard tokens (dry run); with APPLY=1
+// it revokes them. Never the token in the file, never a near-miss name.
+func SweepStale() error {
+	home, err := operatorHome()
+	if err != nil {
+		return err
+	}
+	bin := install.PathsUnder(home).Binary
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("%s is not installed; run: go tool mage install", bin)
+	}
+	args := []string{"sweep", "--token-file", filepath.Join(home, ".vault-token")}
+	if os.Getenv("APPLY") == "1" {
+		args = append(args, "--apply")
+	} else {
+		fmt.Println("sweepStale: dry run; set APPLY=1 to revoke")
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return mg.Fatalf(ee.ExitCode(), "sweepStale: vault-token-renew sweep exited %d", ee.ExitCode())
+		}
+		return err
+	}
+	return nil
 }

@@ -90,6 +90,9 @@ type Options struct {
 	Apply bool
 	// Concurrency bounds lookups and revokes in flight; 0 means DefaultConcurrency.
 	Concurrency int
+	// Progress, if set, is called after each lookup with how many of the
+	// listed accessors have been looked up; calls never overlap.
+	Progress func(done, total int)
 }
 
 // DefaultConcurrency keeps a sweep gentle on a shared Vault while hiding
@@ -132,10 +135,15 @@ func Run(ctx context.Context, v Accessors, opts Options) (Report, error) {
 
 	kept := keepSet(opts.Keep)
 	var mu sync.Mutex
+	done := 0
 	forEach(ctx, accs, n, func(acc string) {
 		tok, err := v.Lookup(ctx, acc)
 		mu.Lock()
 		defer mu.Unlock()
+		done++
+		if opts.Progress != nil {
+			opts.Progress(done, len(accs))
+		}
 		switch {
 		case errors.Is(err, ErrVanished):
 			rep.Vanished++

@@ -218,3 +218,20 @@ func TestRunCancelledReportsHowFar(t *testing.T) {
 		t.Fatalf("report %d listed, %d matched", rep.Listed, len(rep.Matched))
 	}
 }
+
+func TestRunReportsProgress(t *testing.T) {
+	f := seeded()
+	var calls []int
+	_, err := Run(context.Background(), f, Options{DisplayName: dn, Concurrency: 3, Progress: func(done, total int) {
+		if total != 5 {
+			t.Errorf("total %d", total)
+		}
+		calls = append(calls, done)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(calls) != "[1 2 3 4 5]" {
+		t.Fatalf("progress calls %v", calls)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -102,7 +103,7 @@ func Start(ctx context.Context, progress io.Writer) (*Server, error) {
 
 	official := "hashicorp/vault:" + version
 	if mode == "" || mode == ModeImage {
-		if why := ensureImage(ctx, dc, official); why == nil {
+		if why := officialImage(ctx, dc, official); why == nil {
 			fmt.Fprintf(progress, "devvault: vault %s from image %s\n", version, official)
 			return startContainer(ctx, dc, official, nil, version, root, ModeImage)
 		} else if mode == ModeImage {
@@ -157,6 +158,21 @@ func dockerClient(ctx context.Context) (*testcontainers.DockerClient, error) {
 func ensureLocal(ctx context.Context, dc *testcontainers.DockerClient, ref string) error {
 	_, err := dc.ImageInspect(ctx, ref)
 	return err
+}
+
+var (
+	officialMu     sync.Mutex
+	officialMissed error // a failed pull is not retried within one process
+)
+
+func officialImage(ctx context.Context, dc *testcontainers.DockerClient, ref string) error {
+	officialMu.Lock()
+	defer officialMu.Unlock()
+	if officialMissed != nil {
+		return officialMissed
+	}
+	officialMissed = ensureImage(ctx, dc, ref)
+	return officialMissed
 }
 
 // ensureImage finds ref locally or makes one bounded pull attempt: on a

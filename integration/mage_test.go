@@ -1,0 +1,119 @@
+package integration
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// mage runs `go tool mage target` from the repo root as an operator would,
+// with VTR_HOME pointing the targets at this test's temp home and no
+// systemd user manager (direct mode).
+func (x *h) mage(extraEnv []string, target string) result {
+	x.t.Helper()
+	cmd := exec.CommandContext(x.ctx, "go", "tool", "mage", target)
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "VTR_HOME="+x.home, "VTR_NO_SYSTEMD=1",
+		"VAULT_ADDR="+x.f.Server.Addr, "VAULT_TOKEN="+x.f.Server.RootToken, "VERSION=v0.0.0-magetest")
+	cmd.Env = append(cmd.Env, extraEnv...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		x.t.Fatal(err)
+	}
+	x.mu.Lock()
+	x.outputs = append(x.outputs, out.String())
+	x.mu.Unlock()
+	x.t.Logf("go tool mage %s → exit %d\n%s", target, code, out.String())
+	return result{code: code, stdout: out.String()}
+}
+
+func TestMageInstallLiveTestSweepStale(t *testing.T) {
+	x := newH(t)
+	x.put(x.periodic("periodic"))
+
+	r := x.mage(nil, "install")
+	bin := filepath.Join(x.home, ".local", "bin", "vault-token-renew")
+	for _, want := range []string{"install: wrote " + bin, "vault-token-renew.service", "vault-token-renew.timer", "timer was NOT enabled"} {
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Fatalf("install: exit %d, output lacks %q", r.code, want)
+		}
+	}
+	env, err := os.ReadFile(filepath.Join(x.home, ".config", "vault-token-renew", "env"))
+	if err != nil || !strings.Contains(string(env), "VAULT_ADDR="+x.f.Server.Addr+"\n") || strings.Contains(string(env), x.f.Server.RootToken) {
+		t.Fatalf("env file: %v\n(has VAULT_ADDR: %v)", err, strings.Contains(string(env), "VAULT_ADDR="))
+	}
+	if out, err := exec.Command(bin, "--version").Output(); err != nil || string(out) != "vault-token-renew v0.0.0-magetest\n" {
+		t.Fatalf("installed --version: %q %v", out, err)
+	}
+	if r := x.mage(nil, "install"); r.code != 0 || !strings.Contains(r.stdout, "install: nothing changed") || strings.Contains(r.stdout, "wrote") {
+		t.Fatalf("second install: exit %d", r.code)
+	}
+
+	r = x.mage(nil, "liveTest")
+	if r.code != 0 || strings.Count(r.stdout, "PASS ") != 3 || !strings.Contains(r.stdout, "running "+bin+" directly") ||
+		!strings.Contains(r.stdout, "HEALED: re-minted from foreign dn=token-fake-oidc") || !strings.Contains(r.stdout, "DRIFT: foreign token dn=token-fake-weak") {
+		t.Fatalf("liveTest: exit %d", r.code)
+	}
+	x.keep("after liveTest", tokenOf(x))
+	if info, err := x.fileToken(); err != nil || info.DisplayName != "token-devvm-wizard" {
+		t.Fatalf("after liveTest the file holds %+v (%v)", info, err)
+	}
+	x.assertNoFakes()
+
+	s1, s2 := x.periodic("stale1"), x.periodic("stale2")
+	r = x.mage(nil, "sweepStale")
+	if r.code != 0 || strings.Count(r.stdout, "would revoke\n") != 2 || !x.alive(s1.Accessor) {
+		t.Fatalf("sweepStale dry run: exit %d", r.code)
+	}
+	r = x.mage([]string{"APPLY=1"}, "sweepStale")
+	if r.code != 0 || !strings.Contains(r.stdout, "revoked 2 stale") || x.alive(s1.Accessor) || x.alive(s2.Accessor) {
+		t.Fatalf("sweepStale APPLY=1: exit %d", r.code)
+	}
+	if _, err := x.fileToken(); err != nil {
+		t.Fatal("sweepStale broke the token in the file")
+	}
+}
+
+func (x *h) assertNoFakes() {
+	x.t.Helper()
+	for _, dn := range []string{"token-fake-oidc", "token-fake-weak"} {
+		if accs, err := x.f.AccessorsNamed(x.ctx, dn); err != nil || len(accs) != 0 {
+			x.t.Fatalf("fakes %s left alive: %v %v", dn, accs, err)
+		}
+	}
+}
+
+// TestLiveTestRestoresWhenAStepFails installs a renewer that does nothing:
+// step 1 cannot heal, and liveTest must still leave a working periodic
+// token in the file and no fake alive.
+func TestLiveTestRestoresWhenAStepFails(t *testing.T) {
+	x := newH(t)
+	p := x.periodic("periodic")
+	x.put(p)
+	if r := x.mage(nil, "install"); r.code != 0 {
+		t.Fatalf("install: exit %d", r.code)
+	}
+	bin := filepath.Join(x.home, ".local", "bin", "vault-token-renew")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho 'a broken renewer' >&2\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := x.mage(nil, "liveTest")
+	if r.code == 0 || !strings.Contains(r.stdout, "FAIL 1.") || !strings.Contains(r.stdout, "SKIP 3.") || !strings.Contains(r.stdout, "restored the periodic token") {
+		t.Fatalf("liveTest with a broken renewer: exit %d", r.code)
+	}
+	if !bytes.Equal(x.fileBytes(), []byte(p.Secret)) {
+		t.Fatal("the file does not hold the original periodic token")
+	}
+	if _, err := x.fileToken(); err != nil {
+		t.Fatalf("restored token does not work: %v", err)
+	}
+	x.assertNoFakes()
+}
