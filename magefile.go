@@ -11,16 +11,21 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
+	"time"
 
 	vault "github.com/hashicorp/vault/api"
 	"github.com/magefile/mage/mg"
 	"github.com/magefile/mage/sh"
 
+	"github.com/devvm/vault-token-renew/internal/bench"
 	"github.com/devvm/vault-token-renew/internal/demo"
 	"github.com/devvm/vault-token-renew/internal/devvault"
 	"github.com/devvm/vault-token-renew/internal/install"
 	"github.com/devvm/vault-token-renew/internal/livetest"
+	"github.com/devvm/vault-token-renew/sweep"
 )
 
 // Default is what a bare `go tool mage` runs.
@@ -243,5 +248,60 @@ func SweepStale() error {
 		}
 		return err
 	}
+	return nil
+}
+
+func envInt(name string, def int) (int, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%s=%q: want a positive whole number", name, v)
+	}
+	return n, nil
+}
+
+// Bench measures the sweep against bare HTTP and the CLI loop on a dev Vault
+// seeded with N tokens (N=1000 default; N=10000 measures 1k, 5k and 10k),
+// and the happy path; writes results/bench.{csv,md} and results/sweep-time.svg.
+func Bench(ctx context.Context) error {
+	n, err := envInt("N", 1000)
+	if err != nil {
+		return err
+	}
+	runs, err := envInt("RUNS", 3)
+	if err != nil {
+		return err
+	}
+	conc, err := envInt("CONCURRENCY", sweep.DefaultConcurrency)
+	if err != nil {
+		return err
+	}
+	var sizes []int
+	for _, s := range []int{1000, 5000, 10000} {
+		if s <= n {
+			sizes = append(sizes, s)
+		}
+	}
+	if len(sizes) == 0 || sizes[len(sizes)-1] != n {
+		sizes = append(sizes, n)
+	}
+	rows, err := bench.Run(ctx, bench.Options{
+		Sizes: sizes, Stale: 5, Runs: runs, Concurrency: conc, HandSample: 50,
+		ScanConc: []int{1, 2, 4, 8, 16, 32}, Out: os.Stdout,
+	})
+	if err != nil {
+		return err
+	}
+	header := fmt.Sprintf("Measured %s on %d cores (%s/%s), %s, RUNS=%d, concurrency %d.",
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, "dev vault from internal/devvault", runs, conc)
+	fmt.Println()
+	fmt.Println(bench.Table(rows))
+	if err := bench.Write("results", rows, header); err != nil {
+		return err
+	}
+	fmt.Println("bench: wrote results/bench.csv, results/bench.md, results/sweep-time.svg")
 	return nil
 }

@@ -67,6 +67,7 @@ type Config struct {
 	Spec        Spec
 	DryRun      bool
 	Concurrency int           // sweep lookups in flight
+	MaxRPS      float64       // sweep requests per second; 0 for no cap
 	LockWait    time.Duration // how long to wait for another run's lock
 	Log         zerolog.Logger
 }
@@ -210,6 +211,7 @@ func heal(ctx context.Context, v Vault, cfg Config, foreign string, res Result) 
 		Keep:        []string{acc, res.Current.Accessor},
 		Apply:       true,
 		Concurrency: cfg.Concurrency,
+		MaxRPS:      cfg.MaxRPS,
 	})
 	res.Sweep = rep
 	for _, f := range rep.Failed {
@@ -243,6 +245,7 @@ func dryHeal(ctx context.Context, v Vault, cfg Config, foreign string, res Resul
 		DisplayName: cfg.Spec.StoredDisplayName(),
 		Keep:        []string{res.Current.Accessor},
 		Concurrency: cfg.Concurrency,
+		MaxRPS:      cfg.MaxRPS,
 	})
 	res.Sweep = rep
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Token is what the sweep needs to know about one accessor.
@@ -93,6 +95,9 @@ type Options struct {
 	// Progress, if set, is called after each lookup with how many of the
 	// listed accessors have been looked up; calls never overlap.
 	Progress func(done, total int)
+	// MaxRPS caps lookups and revokes per second, so a sweep can never swamp
+	// a shared Vault; 0 means no cap beyond Concurrency.
+	MaxRPS float64
 }
 
 // DefaultConcurrency keeps a sweep gentle on a shared Vault while hiding
@@ -110,6 +115,7 @@ type Failure struct {
 // memory, never every lookup's response.
 type Report struct {
 	Listed   int
+	LookedUp int // accessors looked up (all of Listed unless cancelled)
 	Matched  []Token // stale tokens, sorted by creation time
 	Kept     []Token // exact-name tokens spared because they are in Keep
 	Revoked  []string
@@ -134,15 +140,24 @@ func Run(ctx context.Context, v Accessors, opts Options) (Report, error) {
 	}
 
 	kept := keepSet(opts.Keep)
+	limit := rate.NewLimiter(rate.Inf, 1)
+	if opts.MaxRPS > 0 {
+		limit = rate.NewLimiter(rate.Limit(opts.MaxRPS), 1)
+	}
 	var mu sync.Mutex
-	done := 0
 	forEach(ctx, accs, n, func(acc string) {
+		if limit.Wait(ctx) != nil {
+			return // cancelled
+		}
 		tok, err := v.Lookup(ctx, acc)
 		mu.Lock()
 		defer mu.Unlock()
-		done++
+		if ctx.Err() != nil && err != nil {
+			return // cancelled mid-request: not a failure of this accessor
+		}
+		rep.LookedUp++
 		if opts.Progress != nil {
-			opts.Progress(done, len(accs))
+			opts.Progress(rep.LookedUp, len(accs))
 		}
 		switch {
 		case errors.Is(err, ErrVanished):
@@ -162,7 +177,7 @@ func Run(ctx context.Context, v Accessors, opts Options) (Report, error) {
 		return rep.Matched[i].CreationTime.Before(rep.Matched[j].CreationTime)
 	})
 	if err := ctx.Err(); err != nil {
-		return rep, fmt.Errorf("sweep stopped after looking up part of %d accessors: %w", rep.Listed, err)
+		return rep, fmt.Errorf("sweep stopped after looking up %d of %d accessors, nothing revoked: %w", rep.LookedUp, rep.Listed, err)
 	}
 	if !opts.Apply {
 		return rep, nil
@@ -173,6 +188,9 @@ func Run(ctx context.Context, v Accessors, opts Options) (Report, error) {
 		stale[i] = t.Accessor
 	}
 	forEach(ctx, stale, n, func(acc string) {
+		if limit.Wait(ctx) != nil {
+			return
+		}
 		err := v.Revoke(ctx, acc)
 		mu.Lock()
 		defer mu.Unlock()
@@ -184,7 +202,7 @@ func Run(ctx context.Context, v Accessors, opts Options) (Report, error) {
 	})
 	sort.Strings(rep.Revoked)
 	if err := ctx.Err(); err != nil {
-		return rep, fmt.Errorf("sweep stopped while revoking: %w", err)
+		return rep, fmt.Errorf("sweep stopped while revoking, %d of %d revoked: %w", len(rep.Revoked), len(stale), err)
 	}
 	return rep, nil
 }

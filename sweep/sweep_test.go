@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"sort"
 	"sync"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -214,8 +215,11 @@ func TestRunCancelledReportsHowFar(t *testing.T) {
 	if len(f.revoked) != 0 {
 		t.Fatal("revoked after cancellation")
 	}
-	if rep.Listed != 100 || len(rep.Matched) == 0 || len(rep.Matched) >= 100 {
-		t.Fatalf("report %d listed, %d matched", rep.Listed, len(rep.Matched))
+	if rep.Listed != 100 || len(rep.Matched) == 0 || len(rep.Matched) >= 100 || rep.LookedUp != len(rep.Matched) || len(rep.Failed) != 0 {
+		t.Fatalf("report %d listed, %d looked up, %d matched, %d failed", rep.Listed, rep.LookedUp, len(rep.Matched), len(rep.Failed))
+	}
+	if !strings.Contains(err.Error(), fmt.Sprintf("after looking up %d of 100", rep.LookedUp)) {
+		t.Fatalf("error does not say how far it got: %v", err)
 	}
 }
 
@@ -233,5 +237,21 @@ func TestRunReportsProgress(t *testing.T) {
 	}
 	if fmt.Sprint(calls) != "[1 2 3 4 5]" {
 		t.Fatalf("progress calls %v", calls)
+	}
+}
+
+func TestRunHonoursMaxRPS(t *testing.T) {
+	f := &fakeVault{tokens: map[string]Token{}}
+	for i := 0; i < 11; i++ {
+		a := fmt.Sprintf("a%02d", i)
+		f.tokens[a] = Token{Accessor: a, DisplayName: "x"}
+	}
+	start := time.Now()
+	if _, err := Run(context.Background(), f, Options{DisplayName: dn, Concurrency: 8, MaxRPS: 50}); err != nil {
+		t.Fatal(err)
+	}
+	// 11 lookups at 50/s with a burst of 1 take at least 10 intervals of 20ms.
+	if d := time.Since(start); d < 190*time.Millisecond {
+		t.Fatalf("11 lookups at --max-rps 50 took %s", d)
 	}
 }

@@ -69,6 +69,7 @@ type options struct {
 	timeout     time.Duration
 	lockWait    time.Duration
 	concurrency int
+	maxRPS      float64
 	// per subcommand
 	dryRun  bool
 	json    bool
@@ -111,6 +112,7 @@ func (c *cli) flags(name string, o *options) *flag.FlagSet {
 	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up on the run after this long")
 	fs.DurationVar(&o.lockWait, "lock-wait", time.Minute, "how long to wait for another run's lock")
 	fs.IntVar(&o.concurrency, "concurrency", sweep.DefaultConcurrency, "accessor lookups in flight during a sweep")
+	fs.Float64Var(&o.maxRPS, "max-rps", 0, "cap a sweep's requests per second to spare a shared Vault (0: no cap)")
 	switch name {
 	case "vault-token-renew":
 		fs.BoolVar(&o.dryRun, "dry-run", false, "say what this run would do; change nothing in Vault or on disk")
@@ -167,6 +169,7 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		Spec:        renew.Spec{DisplayName: o.displayName, Policies: o.policies.vals, Period: o.period},
 		DryRun:      o.dryRun,
 		Concurrency: o.concurrency,
+		MaxRPS:      o.maxRPS,
 		LockWait:    o.lockWait,
 		Log:         log,
 	}
@@ -196,6 +199,8 @@ func (o *options) check(fs *flag.FlagSet) error {
 		return errors.New("--timeout and --lock-wait must be positive")
 	case o.concurrency < 1:
 		return errors.New("--concurrency must be at least 1")
+	case o.maxRPS < 0:
+		return errors.New("--max-rps must not be negative")
 	}
 	return nil
 }

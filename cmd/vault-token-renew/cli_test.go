@@ -39,6 +39,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"--period", "10s"},
 		{"--log-format", "xml"},
 		{"--concurrency", "0"},
+		{"--max-rps", "-1"},
 		{"status", "--apply"},
 		{"--display-name", ""},
 	} {

@@ -114,6 +114,7 @@ func (c *cli) sweep(ctx context.Context, vc *vaultclient.Client, cfg renew.Confi
 		Keep:        []string{cur.Accessor},
 		Apply:       apply,
 		Concurrency: cfg.Concurrency,
+		MaxRPS:      cfg.MaxRPS,
 		Progress:    c.progress(log),
 	})
 	c.printSweep(rep, apply, cur.Accessor)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	vault "github.com/hashicorp/vault/api"
+
 	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/sweep"
 )
@@ -233,6 +235,59 @@ func TestCanCreateOrphan(t *testing.T) {
 			got, err := c.CanCreateOrphan(context.Background(), "t")
 			if err != nil || got != tc.want {
 				t.Fatalf("got %v err %v", got, err)
+			}
+		})
+	}
+}
+
+// TestTransientErrorsAreRetried: the API client's retry policy (bounded
+// retries, jittered backoff) covers 429, 5xx and dropped connections, so a
+// sweep over thousands of accessors shrugs off a busy Vault.
+func TestTransientErrorsAreRetried(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		fails  []int // status codes before success; 0 drops the connection
+		wantOK bool
+	}{
+		{"429 then ok", []int{429}, true},
+		{"500, 502 then ok", []int{500, 502}, true},
+		{"dropped connection then ok", []int{0}, true},
+		{"three 503s exhaust two retries", []int{503, 503, 503}, false},
+		{"400 is not retried", []int{400}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			calls := 0
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				n := calls
+				calls++
+				mu.Unlock()
+				if n < len(tc.fails) {
+					if tc.fails[n] == 0 {
+						hj, _ := w.(http.Hijacker)
+						c, _, _ := hj.Hijack()
+						c.Close()
+						return
+					}
+					w.WriteHeader(tc.fails[n])
+					io.WriteString(w, `{"errors":["transient"]}`)
+					return
+				}
+				io.WriteString(w, lookupBody)
+			}))
+			defer srv.Close()
+			cfg := vault.DefaultConfig()
+			cfg.Address = srv.URL
+			cfg.MaxRetries = 2
+			cfg.MinRetryWait, cfg.MaxRetryWait = 5*time.Millisecond, 10*time.Millisecond
+			c, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.Accessors("admin").Lookup(context.Background(), "a1")
+			if (err == nil) != tc.wantOK {
+				t.Fatalf("err = %v after %d calls", err, calls)
 			}
 		})
 	}

@@ -1,0 +1,44 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/devvm/vault-token-renew/internal/bench"
+)
+
+// TestBenchSmoke runs the bench at a small N with no thresholds, so that
+// `mage bench` never rots.
+func TestBenchSmoke(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var out strings.Builder
+	rows, err := bench.Run(ctx, bench.Options{Sizes: []int{40}, Stale: 3, Runs: 1, Concurrency: 4, HandSample: 3, ScanConc: []int{2}, Out: &out})
+	t.Log(out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, r := range rows {
+		got[r.What] = r.Median > 0
+	}
+	for _, w := range []string{"happy-tool", "happy-cli", "scan-c2", "tool", "floor", "by-hand"} {
+		if !got[w] {
+			t.Errorf("no measurement %q", w)
+		}
+	}
+	dir := t.TempDir()
+	if err := bench.Write(dir, rows, "smoke"); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"bench.csv", "bench.md", "sweep-time.svg"} {
+		if fi, err := os.Stat(filepath.Join(dir, f)); err != nil || fi.Size() == 0 {
+			t.Errorf("%s not written: %v", f, err)
+		}
+	}
+	t.Log(bench.Table(rows))
+}

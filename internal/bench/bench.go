@@ -1,0 +1,381 @@
+// Package bench measures the sweep and the happy path against a real dev
+// Vault: the tool, the floor Vault itself allows (bare HTTP doing the same
+// list and lookups), and what an operator would script with the Vault CLI.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	vault "github.com/hashicorp/vault/api"
+
+	"github.com/devvm/vault-token-renew/internal/devvault"
+)
+
+// Options is one bench run.
+type Options struct {
+	Sizes       []int // accessor counts to measure at, ascending (e.g. 1000, 5000, 10000)
+	Stale       int   // periodic tokens among them (the handful a sweep must find)
+	Runs        int   // repetitions per measurement; medians are reported
+	Concurrency int   // lookups in flight, for the tool and the floor alike
+	HandSample  int   // CLI lookups timed before scaling to N
+	ScanConc    []int // concurrencies to try for the tool at the first size
+	Out         io.Writer
+}
+
+// Row is one measurement.
+type Row struct {
+	Size    int           // accessors listed
+	What    string        // tool, floor, by-hand, happy-tool, happy-cli, scan-cN
+	Median  time.Duration // median wall time
+	PeakKB  int64         // peak RSS of the measured process, where there is one
+	Note    string
+	Samples int
+}
+
+type env struct {
+	o       Options
+	ctx     context.Context
+	srv     *devvault.Server
+	fix     *devvault.Fixture
+	tool    string // vault-token-renew binary
+	cli     string // vault CLI binary
+	home    string // holds .vault-token: our periodic token
+	token   string
+	seeded  int
+	rootCli *vault.Client
+}
+
+// Run seeds the dev Vault size by size and measures at each.
+func Run(ctx context.Context, o Options) ([]Row, error) {
+	tmp, err := os.MkdirTemp("", "vtr-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	e := &env{o: o, ctx: ctx, home: filepath.Join(tmp, "home")}
+	if err := os.Mkdir(e.home, 0o700); err != nil {
+		return nil, err
+	}
+	if e.tool, err = devvault.BuildRenewer(ctx, tmp, "bench"); err != nil {
+		return nil, err
+	}
+	if e.cli, err = devvault.Binary(ctx, o.Out); err != nil {
+		return nil, err
+	}
+	var progress bytes.Buffer
+	e.srv, err = devvault.Start(ctx, &progress)
+	if err != nil {
+		return nil, fmt.Errorf("%w\n%s", err, progress.String())
+	}
+	defer e.srv.Stop(context.WithoutCancel(ctx))
+	fmt.Fprintf(o.Out, "bench: dev vault %s (%s) at %s\n", e.srv.Version, e.srv.Mode, e.srv.Addr)
+	if e.fix, err = devvault.Provision(ctx, e.srv); err != nil {
+		return nil, err
+	}
+	if e.rootCli, err = e.srv.Client(e.srv.RootToken); err != nil {
+		return nil, err
+	}
+	ours, err := e.fix.MintPeriodic(ctx, "devvm-wizard")
+	if err != nil {
+		return nil, err
+	}
+	e.token = ours.Secret
+	if err := os.WriteFile(filepath.Join(e.home, ".vault-token"), []byte(ours.Secret), 0o600); err != nil {
+		return nil, err
+	}
+
+	var rows []Row
+	add := func(r Row, err error) error {
+		if err != nil {
+			return err
+		}
+		rows = append(rows, r)
+		fmt.Fprintf(o.Out, "bench: %-10s N=%-6d median %-10s peak %s %s\n", r.What, r.Size, r.Median.Round(time.Millisecond), kb(r.PeakKB), r.Note)
+		return nil
+	}
+
+	// The happy path does not depend on N: measure it once, on a quiet Vault.
+	if err := add(e.happyTool()); err != nil {
+		return rows, err
+	}
+	if err := add(e.happyCLI()); err != nil {
+		return rows, err
+	}
+	for i, size := range o.Sizes {
+		if err := e.seed(size); err != nil {
+			return rows, err
+		}
+		n, err := e.listCount()
+		if err != nil {
+			return rows, err
+		}
+		if i == 0 {
+			for _, c := range o.ScanConc {
+				if err := add(e.tool_(n, c, fmt.Sprintf("scan-c%d", c))); err != nil {
+					return rows, err
+				}
+			}
+		}
+		if err := add(e.tool_(n, o.Concurrency, "tool")); err != nil {
+			return rows, err
+		}
+		if err := add(e.floor(n)); err != nil {
+			return rows, err
+		}
+		if i == 0 {
+			if err := add(e.byHand(n)); err != nil {
+				return rows, err
+			}
+		}
+	}
+	return rows, nil
+}
+
+func kb(k int64) string {
+	if k == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fMB", float64(k)/1024)
+}
+
+// seed creates orphan tokens with root until about size accessors exist;
+// the first Stale of them carry the periodic display name.
+func (e *env) seed(size int) error {
+	n, err := e.listCount()
+	if err != nil {
+		return err
+	}
+	want := size - n
+	if want <= 0 {
+		return nil
+	}
+	start := time.Now()
+	jobs := make(chan int)
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				dn := fmt.Sprintf("bench-%d", i)
+				if i < e.o.Stale {
+					dn = "devvm-wizard"
+				}
+				_, err := e.rootCli.Auth().Token().CreateWithContext(e.ctx, &vault.TokenCreateRequest{
+					NoParent: true, TTL: "2h", Policies: []string{"default"}, DisplayName: dn,
+				})
+				if err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	for i := 0; i < want; i++ {
+		jobs <- e.seeded + i
+	}
+	close(jobs)
+	wg.Wait()
+	e.seeded += want
+	select {
+	case err := <-errs:
+		return fmt.Errorf("bench: seed tokens: %w", err)
+	default:
+	}
+	fmt.Fprintf(e.o.Out, "bench: seeded %d tokens in %s\n", want, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func (e *env) listCount() (int, error) {
+	s, err := e.rootCli.Logical().ListWithContext(e.ctx, "auth/token/accessors")
+	if err != nil || s == nil {
+		return 0, err
+	}
+	return len(s.Data["keys"].([]interface{})), nil
+}
+
+// measure runs fn Runs times and returns the median and the largest peak.
+func (e *env) measure(fn func() (time.Duration, int64, error)) (time.Duration, int64, error) {
+	var ds []time.Duration
+	var peak int64
+	for i := 0; i < max(e.o.Runs, 1); i++ {
+		d, p, err := fn()
+		if err != nil {
+			return 0, 0, err
+		}
+		ds = append(ds, d)
+		peak = max(peak, p)
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds[len(ds)/2], peak, nil
+}
+
+// run times a command and reads its peak RSS from the kernel.
+func (e *env) run(env []string, name string, args ...string) (time.Duration, int64, []byte, error) {
+	cmd := exec.CommandContext(e.ctx, name, args...)
+	cmd.Env = env
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	d := time.Since(start)
+	var peak int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		peak = ru.Maxrss // KB on Linux
+	}
+	if err != nil {
+		return d, peak, out.Bytes(), fmt.Errorf("%s %s: %w\n%s", filepath.Base(name), strings.Join(args, " "), err, out.String())
+	}
+	return d, peak, out.Bytes(), nil
+}
+
+func (e *env) toolEnv() []string {
+	return []string{"HOME=" + e.home, "PATH=" + os.Getenv("PATH"), "VAULT_ADDR=" + e.srv.Addr}
+}
+
+func (e *env) tool_(n, conc int, what string) (Row, error) {
+	d, peak, err := e.measure(func() (time.Duration, int64, error) {
+		d, p, out, err := e.run(e.toolEnv(), e.tool, "sweep", "--concurrency", fmt.Sprint(conc), "--log-format=plain")
+		if err == nil && !bytes.Contains(out, []byte(fmt.Sprintf("would revoke %d stale", min(e.o.Stale, e.seeded)))) {
+			err = fmt.Errorf("sweep did not find the %d stale tokens:\n%s", e.o.Stale, out)
+		}
+		return d, p, err
+	})
+	return Row{Size: n, What: what, Median: d, PeakKB: peak, Samples: e.o.Runs, Note: fmt.Sprintf("concurrency %d", conc)}, err
+}
+
+// floor is the same list and lookups as bare HTTP at the same concurrency,
+// doing nothing else with the answers: what Vault itself allows.
+func (e *env) floor(n int) (Row, error) {
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: e.o.Concurrency}}
+	do := func(method, path string, body []byte) ([]byte, error) {
+		req, err := http.NewRequestWithContext(e.ctx, method, e.srv.Addr+path, bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("X-Vault-Token", e.token)
+		resp, err := hc.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			return nil, fmt.Errorf("%s %s: %d", method, path, resp.StatusCode)
+		}
+		return b, err
+	}
+	d, _, err := e.measure(func() (time.Duration, int64, error) {
+		start := time.Now()
+		b, err := do("LIST", "/v1/auth/token/accessors", nil)
+		if err != nil {
+			return 0, 0, err
+		}
+		var list struct {
+			Data struct{ Keys []string } `json:"data"`
+		}
+		if err := json.Unmarshal(b, &list); err != nil {
+			return 0, 0, err
+		}
+		work := make(chan string)
+		var wg sync.WaitGroup
+		var firstErr error
+		var mu sync.Mutex
+		for w := 0; w < e.o.Concurrency; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for acc := range work {
+					if _, err := do("POST", "/v1/auth/token/lookup-accessor", []byte(`{"accessor":"`+acc+`"}`)); err != nil {
+						mu.Lock()
+						firstErr = err
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		for _, k := range list.Data.Keys {
+			work <- k
+		}
+		close(work)
+		wg.Wait()
+		return time.Since(start), 0, firstErr
+	})
+	return Row{Size: n, What: "floor", Median: d, Samples: e.o.Runs, Note: fmt.Sprintf("bare HTTP, concurrency %d", e.o.Concurrency)}, err
+}
+
+func (e *env) cliEnv() []string {
+	// The CLI reads the token from ~/.vault-token, as an operator's shell would.
+	return []string{"HOME=" + e.home, "PATH=" + os.Getenv("PATH"), "VAULT_ADDR=" + e.srv.Addr}
+}
+
+// byHand is the operator's shell loop: vault list, then one vault token
+// lookup -accessor per accessor, one after another. It times HandSample
+// lookups and scales to n when n is larger, and says so.
+func (e *env) byHand(n int) (Row, error) {
+	start := time.Now()
+	_, _, out, err := e.run(e.cliEnv(), e.cli, "list", "-format=json", "auth/token/accessors")
+	if err != nil {
+		return Row{}, err
+	}
+	listDur := time.Since(start)
+	var keys []string
+	if err := json.Unmarshal(out, &keys); err != nil {
+		return Row{}, fmt.Errorf("vault list: %w", err)
+	}
+	sample := min(e.o.HandSample, len(keys))
+	lstart := time.Now()
+	for _, k := range keys[:sample] {
+		if _, _, _, err := e.run(e.cliEnv(), e.cli, "token", "lookup", "-accessor", k); err != nil {
+			return Row{}, err
+		}
+	}
+	per := time.Since(lstart) / time.Duration(max(sample, 1))
+	total := listDur + per*time.Duration(len(keys))
+	note := fmt.Sprintf("all %d lookups", len(keys))
+	if sample < len(keys) {
+		note = fmt.Sprintf("timed list + %d lookups (%s each), scaled to %d", sample, per.Round(time.Millisecond), len(keys))
+	}
+	return Row{Size: n, What: "by-hand", Median: total, Samples: 1, Note: note}, nil
+}
+
+func (e *env) happyTool() (Row, error) {
+	d, peak, err := e.measure(func() (time.Duration, int64, error) {
+		d, p, out, err := e.run(e.toolEnv(), e.tool, "--log-format=plain")
+		if err == nil && !bytes.HasPrefix(out, []byte("OK:")) {
+			err = fmt.Errorf("happy path did not log OK: %s", out)
+		}
+		return d, p, err
+	})
+	return Row{What: "happy-tool", Median: d, PeakKB: peak, Samples: e.o.Runs, Note: "vault-token-renew on our token"}, err
+}
+
+func (e *env) happyCLI() (Row, error) {
+	d, _, err := e.measure(func() (time.Duration, int64, error) {
+		start := time.Now()
+		if _, _, _, err := e.run(e.cliEnv(), e.cli, "token", "lookup"); err != nil {
+			return 0, 0, err
+		}
+		if _, _, _, err := e.run(e.cliEnv(), e.cli, "token", "renew"); err != nil {
+			return 0, 0, err
+		}
+		return time.Since(start), 0, nil
+	})
+	return Row{What: "happy-cli", Median: d, Samples: e.o.Runs, Note: "vault token lookup; vault token renew"}, err
+}

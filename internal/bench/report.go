@@ -1,0 +1,174 @@
+package bench
+
+import (
+	"encoding/csv"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Goals are the targets the full bench is held to (measured on one machine,
+// in one run).
+const (
+	goalToolOverFloor = 1.2  // sweep within 1.2x of the floor
+	goalHandOverTool  = 20.0 // at least 20x faster than the CLI loop at 1k
+	goalHappyRatio    = 5.0  // one run at least 5x faster than the CLI equivalent
+	goalHappyPeakKB   = 30 * 1024
+)
+
+func find(rows []Row, what string, size int) (Row, bool) {
+	for _, r := range rows {
+		if r.What == what && (size < 0 || r.Size == size) {
+			return r, true
+		}
+	}
+	return Row{}, false
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
+
+// Table renders the results as markdown, with the ratios and the goals.
+func Table(rows []Row) string {
+	var b strings.Builder
+	b.WriteString("| accessors | tool (sweep, dry run) | floor (bare HTTP) | tool / floor | by hand (CLI loop) | by hand / tool | tool peak RSS |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|\n")
+	var sizes []int
+	for _, r := range rows {
+		if r.What == "tool" {
+			sizes = append(sizes, r.Size)
+		}
+	}
+	var goals []string
+	for _, n := range sizes {
+		t, _ := find(rows, "tool", n)
+		f, _ := find(rows, "floor", n)
+		tf := t.Median.Seconds() / f.Median.Seconds()
+		hand, ht := "", ""
+		if h, ok := find(rows, "by-hand", n); ok {
+			r := h.Median.Seconds() / t.Median.Seconds()
+			hand, ht = secs(h.Median), fmt.Sprintf("%.1fx", r)
+			goals = append(goals, verdict(r >= goalHandOverTool, fmt.Sprintf("at %d accessors the tool is %.1fx faster than the CLI loop (goal ≥ %.0fx)", n, r, goalHandOverTool)))
+		}
+		fmt.Fprintf(&b, "| %d | %s | %s | %.2f | %s | %s | %s |\n", n, secs(t.Median), secs(f.Median), tf, hand, ht, kb(t.PeakKB))
+		goals = append(goals, verdict(tf <= goalToolOverFloor, fmt.Sprintf("at %d accessors the sweep takes %.2fx the floor (goal ≤ %.1fx)", n, tf, goalToolOverFloor)))
+	}
+	if len(sizes) > 1 {
+		first, _ := find(rows, "tool", sizes[0])
+		last, _ := find(rows, "tool", sizes[len(sizes)-1])
+		memGrowth := float64(last.PeakKB) / float64(first.PeakKB)
+		nGrowth := float64(last.Size) / float64(first.Size)
+		goals = append(goals, verdict(memGrowth <= nGrowth, fmt.Sprintf("sweep peak memory grew %.2fx while accessors grew %.1fx (goal: no faster)", memGrowth, nGrowth)))
+	}
+	if ht, ok := find(rows, "happy-tool", -1); ok {
+		hc, _ := find(rows, "happy-cli", -1)
+		r := hc.Median.Seconds() / ht.Median.Seconds()
+		fmt.Fprintf(&b, "\nHappy path, one run on our token: tool %s (peak RSS %s), CLI `vault token lookup` + `vault token renew` %s: %.1fx.\n",
+			secs(ht.Median), kb(ht.PeakKB), secs(hc.Median), r)
+		goals = append(goals, verdict(r >= goalHappyRatio, fmt.Sprintf("happy path %.1fx faster than the CLI (goal ≥ %.0fx)", r, goalHappyRatio)))
+		goals = append(goals, verdict(ht.PeakKB < goalHappyPeakKB, fmt.Sprintf("happy path peak RSS %s (goal < 30MB)", kb(ht.PeakKB))))
+	}
+	var scan []string
+	for _, r := range rows {
+		if strings.HasPrefix(r.What, "scan-c") {
+			scan = append(scan, fmt.Sprintf("%s %s", strings.TrimPrefix(r.What, "scan-"), secs(r.Median)))
+		}
+	}
+	if len(scan) > 0 {
+		fmt.Fprintf(&b, "\nConcurrency scan (tool, first size): %s.\n", strings.Join(scan, ", "))
+	}
+	for _, r := range rows {
+		if r.What == "by-hand" {
+			fmt.Fprintf(&b, "\nBy hand: %s.\n", r.Note)
+		}
+	}
+	b.WriteString("\nGoals:\n")
+	for _, g := range goals {
+		b.WriteString("- " + g + "\n")
+	}
+	return b.String()
+}
+
+func verdict(ok bool, s string) string {
+	if ok {
+		return "met: " + s
+	}
+	return "MISSED: " + s
+}
+
+// Write puts the CSV, the markdown table and the chart in dir.
+func Write(dir string, rows []Row, header string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(dir, "bench.csv"))
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(f)
+	w.Write([]string{"accessors", "what", "median_seconds", "peak_rss_kb", "samples", "note"})
+	for _, r := range rows {
+		w.Write([]string{fmt.Sprint(r.Size), r.What, fmt.Sprintf("%.4f", r.Median.Seconds()), fmt.Sprint(r.PeakKB), fmt.Sprint(r.Samples), r.Note})
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bench.md"), []byte(header+"\n\n"+Table(rows)), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "sweep-time.svg"), []byte(chart(rows)), 0o644)
+}
+
+// chart draws median sweep time against accessor count for the tool and
+// the floor: two lines, a few points, no dependency needed.
+func chart(rows []Row) string {
+	const w, h, pad = 640.0, 400.0, 60.0
+	series := []struct {
+		what, color string
+	}{{"tool", "#d62728"}, {"floor", "#1f77b4"}}
+	maxX, maxY := 1.0, 0.001
+	for _, r := range rows {
+		if r.What == "tool" || r.What == "floor" {
+			maxX = max(maxX, float64(r.Size))
+			maxY = max(maxY, r.Median.Seconds())
+		}
+	}
+	x := func(v float64) float64 { return pad + v/maxX*(w-2*pad) }
+	y := func(v float64) float64 { return h - pad - v/(maxY*1.1)*(h-2*pad) }
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="12">`+"\n", w, h)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
+	fmt.Fprintf(&b, `<text x="%.0f" y="24" font-size="14">vault-token-renew sweep: median time against accessors</text>`+"\n", pad)
+	fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="black"/>`+"\n", pad, h-pad, w-pad, h-pad)
+	fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="black"/>`+"\n", pad, pad, pad, h-pad)
+	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="middle">accessors</text>`+"\n", w/2, h-15)
+	fmt.Fprintf(&b, `<text x="15" y="%.0f" transform="rotate(-90 15 %.0f)" text-anchor="middle">seconds</text>`+"\n", h/2, h/2)
+	for i := 0; i <= 4; i++ {
+		v := maxY * 1.1 * float64(i) / 4
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="end">%.2f</text>`+"\n", pad-5, y(v)+4, v)
+	}
+	for li, s := range series {
+		var pts []string
+		for _, r := range rows {
+			if r.What != s.what {
+				continue
+			}
+			px, py := x(float64(r.Size)), y(r.Median.Seconds())
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f", px, py))
+			fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="4" fill="%s"/>`+"\n", px, py, s.color)
+			if s.what == "tool" {
+				fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle">%d</text>`+"\n", px, h-pad+16, r.Size)
+			}
+		}
+		fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"/>`+"\n", strings.Join(pts, " "), s.color)
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" fill="%s">%s</text>`+"\n", w-pad-80, pad+float64(li)*16, s.color, s.what)
+	}
+	b.WriteString("</svg>\n")
+	return b.String()
+}
