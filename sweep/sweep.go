@@ -115,7 +115,7 @@ type Failure struct {
 // memory, never every lookup's response.
 type Report struct {
 	Listed   int
-	LookedUp int // accessors looked up (all of Listed unless cancelled)
+	LookedUp int     // accessors looked up (all of Listed unless cancelled)
 	Matched  []Token // stale tokens, sorted by creation time
 	Kept     []Token // exact-name tokens spared because they are in Keep
 	Revoked  []string
