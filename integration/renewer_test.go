@@ -303,3 +303,29 @@ func TestStatusAndDryRun(t *testing.T) {
 		t.Fatalf("dry run of weak: exit %d %s", r.code, r.stderr)
 	}
 }
+
+// TestSweepExitsNonZeroWhenARevokeFails: a token that may list and look up
+// accessors but not revoke them makes every revoke fail; the sweep carries
+// on, reports each, and exits 1.
+func TestSweepExitsNonZeroWhenARevokeFails(t *testing.T) {
+	x := newH(t)
+	err := x.f.PutPolicy(x.ctx, "sweep-readonly", `
+path "auth/token/accessors" { capabilities = ["list", "sudo"] }
+path "auth/token/lookup-accessor" { capabilities = ["update"] }`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro, err := x.f.MintFake(x.ctx, "readonly-sweeper", time.Hour, "sweep-readonly")
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.put(x.keep("readonly", ro))
+	s1, s2 := x.periodic("stale1"), x.periodic("stale2")
+	r := x.run("sweep", "--apply")
+	if r.code != 1 || strings.Count(r.stdout, "revoke FAILED") != 2 || !strings.Contains(r.stderr, "failed 2") {
+		t.Fatalf("want exit 1 with two failed revokes, got exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if !x.alive(s1.Accessor) || !x.alive(s2.Accessor) {
+		t.Fatal("tokens revoked despite the policy")
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/devvm/vault-token-renew/internal/vaultclient"
 	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/sweep"
+	"github.com/devvm/vault-token-renew/tokenfile"
 )
 
 // Exit codes, the whole contract with systemd and scripts.
@@ -292,7 +293,7 @@ func hint(addr string, cfg renew.Config, res renew.Result, err error) string {
 	switch {
 	case res.Stage == "lock":
 		return "another vault-token-renew run holds the lock; wait for it (pgrep -a vault-token-renew) and run again"
-	case res.Stage == "read" && strings.Contains(err.Error(), "does not exist"), res.Stage == "read" && strings.Contains(err.Error(), "empty"):
+	case errors.Is(err, tokenfile.ErrMissing), errors.Is(err, tokenfile.ErrEmpty):
 		return "log in (vault login -method=oidc) and run again to heal, or mint the periodic token by hand: " + remint(cfg)
 	case res.Stage == "read":
 		return "check the token file's owner and permissions"

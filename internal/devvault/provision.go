@@ -216,6 +216,11 @@ func (f *Fixture) AccessorsNamed(ctx context.Context, dn string) ([]string, erro
 	return out, nil
 }
 
+// PutPolicy writes an ACL policy as root.
+func (f *Fixture) PutPolicy(ctx context.Context, name, hcl string) error {
+	return f.root.Sys().PutPolicyWithContext(ctx, name, hcl)
+}
+
 // RevokeAccessor revokes a token by accessor as root.
 func (f *Fixture) RevokeAccessor(ctx context.Context, accessor string) error {
 	return f.root.Auth().Token().RevokeAccessorWithContext(ctx, accessor)

@@ -66,7 +66,7 @@ func (c *Client) LookupSelf(ctx context.Context, token string) (renew.TokenInfo,
 	}
 	s, err := cl.Auth().Token().LookupSelfWithContext(ctx)
 	if err != nil {
-		return renew.TokenInfo{}, err
+		return renew.TokenInfo{}, wrap("lookup-self", err)
 	}
 	if s == nil || s.Data == nil {
 		return renew.TokenInfo{}, errors.New("lookup-self returned no data")
@@ -83,7 +83,7 @@ func (c *Client) RenewSelf(ctx context.Context, token string) (time.Duration, er
 	}
 	s, err := cl.Auth().Token().RenewSelfWithContext(ctx, 0)
 	if err != nil {
-		return 0, err
+		return 0, wrap("renew-self", err)
 	}
 	if s == nil || s.Auth == nil {
 		return 0, errors.New("renew-self returned no auth data")
@@ -105,7 +105,7 @@ func (c *Client) CreateOrphan(ctx context.Context, token string, spec renew.Spec
 		DisplayName: spec.DisplayName,
 	})
 	if err != nil {
-		return "", "", err
+		return "", "", wrap("auth/token/create", err)
 	}
 	if s == nil || s.Auth == nil || s.Auth.ClientToken == "" {
 		return "", "", errors.New("token create returned no token")
@@ -120,7 +120,7 @@ func (c *Client) RevokeSelf(ctx context.Context, token string) error {
 		return err
 	}
 	// The argument is ignored by the API client; it revokes cl's token.
-	return cl.Auth().Token().RevokeSelfWithContext(ctx, "")
+	return wrap("revoke-self", cl.Auth().Token().RevokeSelfWithContext(ctx, ""))
 }
 
 // CanCreateOrphan implements renew.Vault: a periodic orphan needs update
@@ -132,7 +132,7 @@ func (c *Client) CanCreateOrphan(ctx context.Context, token string) (bool, error
 	}
 	caps, err := cl.Sys().CapabilitiesSelfWithContext(ctx, "auth/token/create")
 	if err != nil {
-		return false, err
+		return false, wrap("capabilities-self", err)
 	}
 	if slices.Contains(caps, "root") {
 		return true, nil
@@ -158,7 +158,7 @@ func (a accessors) List(ctx context.Context) ([]string, error) {
 	}
 	s, err := cl.Logical().ListWithContext(ctx, "auth/token/accessors")
 	if err != nil {
-		return nil, err
+		return nil, wrap("list auth/token/accessors", err)
 	}
 	if s == nil || s.Data == nil {
 		return nil, nil // 404: no accessors at all
@@ -183,7 +183,7 @@ func (a accessors) Lookup(ctx context.Context, accessor string) (sweep.Token, er
 		if isInvalidAccessor(err) {
 			return sweep.Token{}, fmt.Errorf("lookup accessor %s: %w", accessor, sweep.ErrVanished)
 		}
-		return sweep.Token{}, fmt.Errorf("lookup accessor %s: %w", accessor, err)
+		return sweep.Token{}, wrap("lookup accessor "+accessor, err)
 	}
 	if s == nil || s.Data == nil {
 		return sweep.Token{}, fmt.Errorf("lookup accessor %s: %w", accessor, sweep.ErrVanished)
@@ -197,10 +197,51 @@ func (a accessors) Revoke(ctx context.Context, accessor string) error {
 	if err != nil {
 		return err
 	}
-	if err := cl.Auth().Token().RevokeAccessorWithContext(ctx, accessor); err != nil {
-		return fmt.Errorf("revoke accessor %s: %w", accessor, err)
+	return wrap("revoke accessor "+accessor, cl.Auth().Token().RevokeAccessorWithContext(ctx, accessor))
+}
+
+// APIError is Vault's refusal of one call, in one line: the API client's own
+// error spans several lines, which reads badly in a journal.
+type APIError struct {
+	Op     string
+	Status int
+	Errors []string
+	err    *vault.ResponseError
+}
+
+func (e *APIError) Error() string {
+	msg := strings.Join(e.Errors, "; ")
+	if msg == "" {
+		msg = "no error text"
 	}
-	return nil
+	return fmt.Sprintf("%s: vault answered %d: %s", e.Op, e.Status, msg)
+}
+
+// Unwrap keeps the *vault.ResponseError reachable for renew.Classify.
+func (e *APIError) Unwrap() error { return e.err }
+
+// wrap names the operation and flattens Vault's multi-line errors
+// ("1 error occurred:\n\t* permission denied") into their items.
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var re *vault.ResponseError
+	if !errors.As(err, &re) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	var items []string
+	for _, e := range re.Errors {
+		for _, line := range strings.Split(e, "\n") {
+			line = strings.TrimSpace(line)
+			if strings.HasPrefix(line, "* ") {
+				items = append(items, strings.TrimPrefix(line, "* "))
+			} else if line != "" && !strings.HasSuffix(line, "occurred:") {
+				items = append(items, line)
+			}
+		}
+	}
+	return &APIError{Op: op, Status: re.StatusCode, Errors: items, err: re}
 }
 
 // isInvalidAccessor recognises Vault's answer for an accessor whose token is

@@ -292,3 +292,14 @@ func TestTransientErrorsAreRetried(t *testing.T) {
 		})
 	}
 }
+
+func TestErrorsAreOneLine(t *testing.T) {
+	c, _ := newScripted(t, map[string]answer{"POST /v1/auth/token/revoke-accessor": {403, `{"errors":["1 error occurred:\n\t* permission denied\n\n"]}`}})
+	err := c.Accessors("admin").Revoke(context.Background(), "acc-9")
+	if err == nil || err.Error() != "revoke accessor acc-9: vault answered 403: permission denied" {
+		t.Fatalf("err = %q", err)
+	}
+	if renew.Classify(err, false) != renew.CauseTokenDenied {
+		t.Fatal("the flattened error lost its status for Classify")
+	}
+}
