@@ -162,8 +162,20 @@ func (x *h) runEnv(env []string, args ...string) result {
 	x.t.Helper()
 	cmd := exec.CommandContext(x.ctx, binary, append(args, "--log-format=plain")...)
 	cmd.Env = env
+	r := x.exec(cmd, false)
+	x.t.Logf("vault-token-renew %s → exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	return r
+}
+
+// exec runs cmd capturing its output (stderr into stdout when combined) and
+// records it for the secret check.
+func (x *h) exec(cmd *exec.Cmd, combined bool) result {
+	x.t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
+	if combined {
+		cmd.Stderr = &out
+	}
 	err := cmd.Run()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
@@ -175,7 +187,6 @@ func (x *h) runEnv(env []string, args ...string) result {
 	x.mu.Lock()
 	x.outputs = append(x.outputs, r.stdout, r.stderr)
 	x.mu.Unlock()
-	x.t.Logf("vault-token-renew %s → exit %d\n%s%s", strings.Join(args, " "), code, r.stdout, r.stderr)
 	return r
 }
 

@@ -19,20 +19,9 @@ func (x *h) mage(extraEnv []string, target string) result {
 	cmd.Env = append(os.Environ(), "VTR_HOME="+x.home, "VTR_NO_SYSTEMD=1",
 		"VAULT_ADDR="+x.f.Server.Addr, "VAULT_TOKEN="+x.f.Server.RootToken, "VERSION=v0.0.0-magetest")
 	cmd.Env = append(cmd.Env, extraEnv...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		x.t.Fatal(err)
-	}
-	x.mu.Lock()
-	x.outputs = append(x.outputs, out.String())
-	x.mu.Unlock()
-	x.t.Logf("go tool mage %s → exit %d\n%s", target, code, out.String())
-	return result{code: code, stdout: out.String()}
+	r := x.exec(cmd, true)
+	x.t.Logf("go tool mage %s → exit %d\n%s", target, r.code, r.stdout)
+	return r
 }
 
 func TestMageInstallLiveTestSweepStale(t *testing.T) {

@@ -46,11 +46,9 @@ func Run(ctx context.Context, out io.Writer, verbose bool) (err error) {
 	if err != nil {
 		return err
 	}
-	var progress bytes.Buffer
-	srv, err := devvault.Start(ctx, &progress)
-	if verbose || err != nil {
-		out.Write(progress.Bytes())
-	}
+	// The harness's own lines say which way Vault came up, and warn when
+	// the first build on a machine will take minutes.
+	srv, err := devvault.Start(ctx, out)
 	if err != nil {
 		return err
 	}
