@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,8 +37,16 @@ func FromEnv() (*Client, error) {
 	return New(cfg)
 }
 
+// maxIdlePerHost keeps a sweep's connections alive between lookups; the
+// pooled transport's default (GOMAXPROCS+1) would close and reopen most of
+// them when more lookups are in flight than that.
+const maxIdlePerHost = 64
+
 // New builds a client from an explicit configuration.
 func New(cfg *vault.Config) (*Client, error) {
+	if t, ok := cfg.HttpClient.Transport.(*http.Transport); ok {
+		t.MaxIdleConnsPerHost = maxIdlePerHost
+	}
 	c, err := vault.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("vault client: %w", err)
@@ -141,22 +150,23 @@ func (c *Client) CanCreateOrphan(ctx context.Context, token string) (bool, error
 	return write && slices.Contains(caps, "sudo"), nil
 }
 
-// Accessors implements renew.Vault.
+// Accessors implements renew.Vault. The bound client is built once: a
+// sweep makes one call per accessor.
 func (c *Client) Accessors(token string) sweep.Accessors {
-	return accessors{c: c, token: token}
+	cl, err := c.as(token)
+	return accessors{cl: cl, err: err}
 }
 
 type accessors struct {
-	c     *Client
-	token string
+	cl  *vault.Client
+	err error
 }
 
 func (a accessors) List(ctx context.Context) ([]string, error) {
-	cl, err := a.c.as(a.token)
-	if err != nil {
-		return nil, err
+	if a.err != nil {
+		return nil, a.err
 	}
-	s, err := cl.Logical().ListWithContext(ctx, "auth/token/accessors")
+	s, err := a.cl.Logical().ListWithContext(ctx, "auth/token/accessors")
 	if err != nil {
 		return nil, wrap("list auth/token/accessors", err)
 	}
@@ -174,11 +184,10 @@ func (a accessors) List(ctx context.Context) ([]string, error) {
 }
 
 func (a accessors) Lookup(ctx context.Context, accessor string) (sweep.Token, error) {
-	cl, err := a.c.as(a.token)
-	if err != nil {
-		return sweep.Token{}, err
+	if a.err != nil {
+		return sweep.Token{}, a.err
 	}
-	s, err := cl.Auth().Token().LookupAccessorWithContext(ctx, accessor)
+	s, err := a.cl.Auth().Token().LookupAccessorWithContext(ctx, accessor)
 	if err != nil {
 		if isInvalidAccessor(err) {
 			return sweep.Token{}, fmt.Errorf("lookup accessor %s: %w", accessor, sweep.ErrVanished)
@@ -193,11 +202,10 @@ func (a accessors) Lookup(ctx context.Context, accessor string) (sweep.Token, er
 }
 
 func (a accessors) Revoke(ctx context.Context, accessor string) error {
-	cl, err := a.c.as(a.token)
-	if err != nil {
-		return err
+	if a.err != nil {
+		return a.err
 	}
-	return wrap("revoke accessor "+accessor, cl.Auth().Token().RevokeAccessorWithContext(ctx, accessor))
+	return wrap("revoke accessor "+accessor, a.cl.Auth().Token().RevokeAccessorWithContext(ctx, accessor))
 }
 
 // APIError is Vault's refusal of one call, in one line: the API client's own
