@@ -98,7 +98,7 @@ func TestWeakClobberIsDrift(t *testing.T) {
 	line := firstLine(r.stderr, "DRIFT")
 	if r.code != 1 || !strings.HasPrefix(line, "DRIFT: foreign token dn=token-kubernetes-woodpecker-default") ||
 		!strings.Contains(line, "heal denied — foreign token lacks create authority; investigate what wrote it") ||
-		!strings.Contains(line, "accessor="+weak.Accessor) {
+		!strings.Contains(line, "accessor="+weak.Accessor) || !strings.Contains(line, "vault_said=\"auth/token/create: vault answered 403: permission denied") {
 		t.Fatalf("want DRIFT heal denied and exit 1, got exit %d:\n%s", r.code, r.stderr)
 	}
 	if !bytes.Equal(x.fileBytes(), before) {

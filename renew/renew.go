@@ -86,6 +86,8 @@ type Result struct {
 	// create, check, write, sweep), so the report can say what to do next.
 	Stage string
 	Cause Cause
+	// Refusal is Vault's answer when it refused the heal's create (DRIFT).
+	Refusal string
 }
 
 // writeToken is the one writer of the token file; a variable only so that a
@@ -161,8 +163,8 @@ func heal(ctx context.Context, v Vault, cfg Config, foreign string, res Result) 
 	if err != nil {
 		res.Cause = Classify(err, true)
 		if res.Cause == CauseRefused {
-			res.Action = ActionRefuse
-			return fail("create", fmt.Errorf("%w (vault said: %w)", ErrHealDenied, err))
+			res.Action, res.Refusal = ActionRefuse, err.Error()
+			return fail("create", fmt.Errorf("%w: %w", ErrHealDenied, err))
 		}
 		return fail("create", fmt.Errorf("create periodic token with the foreign token (accessor %s): %w", res.Current.Accessor, err))
 	}

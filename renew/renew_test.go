@@ -240,7 +240,7 @@ func TestWeakClobberIsDriftAndFileByteIdentical(t *testing.T) {
 			if !errors.Is(err, ErrHealDenied) {
 				t.Fatalf("err = %v, want ErrHealDenied", err)
 			}
-			if res.Action != ActionRefuse || res.Current.Accessor != "weak-acc" || res.Current.DisplayName != "kubernetes-woodpecker-default" {
+			if res.Action != ActionRefuse || res.Current.Accessor != "weak-acc" || res.Current.DisplayName != "kubernetes-woodpecker-default" || res.Refusal == "" {
 				t.Fatalf("result %+v", res)
 			}
 			fileIs(t, p, "weak-secret\n")

@@ -246,6 +246,7 @@ func report(log zerolog.Logger, addr string, cfg renew.Config, res renew.Result,
 		return exitOK
 	case errors.Is(err, renew.ErrHealDenied):
 		log.Error().Str("accessor", res.Current.Accessor).Str("display_name", res.Current.DisplayName).Str("path", res.Path).
+			Str("vault_said", res.Refusal).
 			Str("next", "find what wrote the token (vault token lookup -accessor "+res.Current.Accessor+"), then restore the periodic token; see the runbook's manual re-mint").
 			Msgf("DRIFT: foreign token dn=%s in the token file; %s%s", res.Current.DisplayName, renew.ErrHealDenied, dry)
 		return exitFail
