@@ -271,7 +271,7 @@ func Bench(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	runs, err := envInt("RUNS", 3)
+	runs, err := envInt("RUNS", 9)
 	if err != nil {
 		return err
 	}

@@ -129,10 +129,14 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 				}
 			}
 		}
-		if err := add(e.tool_(n, o.Concurrency, "tool")); err != nil {
+		tool, floor, err := e.toolAndFloor(n)
+		if err != nil {
 			return rows, err
 		}
-		if err := add(e.floor(n)); err != nil {
+		if err := add(tool, nil); err != nil {
+			return rows, err
+		}
+		if err := add(floor, nil); err != nil {
 			return rows, err
 		}
 		if i == 0 {
@@ -222,8 +226,7 @@ func (e *env) measure(fn func() (time.Duration, int64, error)) (time.Duration, i
 		ds = append(ds, d)
 		peak = max(peak, p)
 	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	return ds[len(ds)/2], peak, nil
+	return median(ds), peak, nil
 }
 
 // run times a command and reads its peak RSS from the kernel.
@@ -250,19 +253,50 @@ func (e *env) toolEnv() []string {
 }
 
 func (e *env) tool_(n, conc int, what string) (Row, error) {
-	d, peak, err := e.measure(func() (time.Duration, int64, error) {
-		d, p, out, err := e.run(e.toolEnv(), e.tool, "sweep", "--concurrency", fmt.Sprint(conc), "--log-format=plain")
-		if err == nil && !bytes.Contains(out, []byte(fmt.Sprintf("would revoke %d stale", min(e.o.Stale, e.seeded)))) {
-			err = fmt.Errorf("sweep did not find the %d stale tokens:\n%s", e.o.Stale, out)
-		}
-		return d, p, err
-	})
+	d, peak, err := e.measure(func() (time.Duration, int64, error) { return e.toolOnce(conc) })
 	return Row{Size: n, What: what, Median: d, PeakKB: peak, Samples: e.o.Runs, Note: fmt.Sprintf("concurrency %d", conc)}, err
 }
 
-// floor is the same list and lookups as bare HTTP at the same concurrency,
-// doing nothing else with the answers: what Vault itself allows.
-func (e *env) floor(n int) (Row, error) {
+func (e *env) toolOnce(conc int) (time.Duration, int64, error) {
+	d, p, out, err := e.run(e.toolEnv(), e.tool, "sweep", "--concurrency", fmt.Sprint(conc), "--log-format=plain")
+	if err == nil && !bytes.Contains(out, []byte(fmt.Sprintf("would revoke %d stale", min(e.o.Stale, e.seeded)))) {
+		err = fmt.Errorf("sweep did not find the %d stale tokens:\n%s", e.o.Stale, out)
+	}
+	return d, p, err
+}
+
+// toolAndFloor alternates tool and floor runs, so that drift in what else
+// the machine is doing falls on both alike.
+func (e *env) toolAndFloor(n int) (Row, Row, error) {
+	floorOnce := e.floorRunner()
+	var tds, fds []time.Duration
+	var peak int64
+	for i := 0; i < max(e.o.Runs, 1); i++ {
+		td, p, err := e.toolOnce(e.o.Concurrency)
+		if err != nil {
+			return Row{}, Row{}, err
+		}
+		fd, err := floorOnce()
+		if err != nil {
+			return Row{}, Row{}, err
+		}
+		tds, fds, peak = append(tds, td), append(fds, fd), max(peak, p)
+	}
+	tool := Row{Size: n, What: "tool", Median: median(tds), PeakKB: peak, Samples: len(tds), Note: fmt.Sprintf("concurrency %d", e.o.Concurrency)}
+	floor := Row{Size: n, What: "floor", Median: median(fds), Samples: len(fds), Note: fmt.Sprintf("bare HTTP, concurrency %d", e.o.Concurrency)}
+	return tool, floor, nil
+}
+
+func median(ds []time.Duration) time.Duration {
+	ds = append([]time.Duration(nil), ds...)
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds[len(ds)/2]
+}
+
+// floorRunner returns one run of the floor: the same list and lookups as
+// bare HTTP at the same concurrency, doing nothing else with the answers:
+// what Vault itself allows.
+func (e *env) floorRunner() func() (time.Duration, error) {
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: e.o.Concurrency}}
 	do := func(method, path string, body []byte) ([]byte, error) {
 		req, err := http.NewRequestWithContext(e.ctx, method, e.srv.Addr+path, bytes.NewReader(body))
@@ -281,17 +315,17 @@ func (e *env) floor(n int) (Row, error) {
 		}
 		return b, err
 	}
-	d, _, err := e.measure(func() (time.Duration, int64, error) {
+	return func() (time.Duration, error) {
 		start := time.Now()
 		b, err := do("LIST", "/v1/auth/token/accessors", nil)
 		if err != nil {
-			return 0, 0, err
+			return 0, err
 		}
 		var list struct {
 			Data struct{ Keys []string } `json:"data"`
 		}
 		if err := json.Unmarshal(b, &list); err != nil {
-			return 0, 0, err
+			return 0, err
 		}
 		work := make(chan string)
 		var wg sync.WaitGroup
@@ -315,9 +349,8 @@ func (e *env) floor(n int) (Row, error) {
 		}
 		close(work)
 		wg.Wait()
-		return time.Since(start), 0, firstErr
-	})
-	return Row{Size: n, What: "floor", Median: d, Samples: e.o.Runs, Note: fmt.Sprintf("bare HTTP, concurrency %d", e.o.Concurrency)}, err
+		return time.Since(start), firstErr
+	}
 }
 
 func (e *env) cliEnv() []string {
