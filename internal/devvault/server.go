@@ -319,7 +319,7 @@ func startProcess(ctx context.Context, version, root string, progress io.Writer)
 	if err := waitHealthy(ctx, addr, done); err != nil {
 		b, _ := os.ReadFile(logf.Name())
 		stop(ctx)
-		return nil, fmt.Errorf("devvault: vault process did not become healthy: %w\n%s", err, tail(b, 20))
+		return nil, fmt.Errorf("devvault: vault process did not become healthy: %w\n%s", err, devSecrets.ReplaceAllString(tail(b, 20), "$1: [redacted]"))
 	}
 	fmt.Fprintf(progress, "devvault: vault %s as local process on %s\n", version, listen)
 	return &Server{
