@@ -124,7 +124,7 @@ func Run(ctx context.Context, v Vault, cfg Config) (res Result, err error) {
 	}
 	cur, err := v.LookupSelf(ctx, tok)
 	if err != nil {
-		return fail("lookup", false, fmt.Errorf("lookup-self of the token in %s: %w", cfg.TokenFile, err))
+		return fail("lookup", false, fmt.Errorf("token in %s: %w", cfg.TokenFile, err))
 	}
 	res.Current = cur
 
@@ -136,7 +136,7 @@ func Run(ctx context.Context, v Vault, cfg Config) (res Result, err error) {
 		}
 		ttl, err := v.RenewSelf(ctx, tok)
 		if err != nil {
-			return fail("renew", false, fmt.Errorf("renew-self of accessor %s: %w", cur.Accessor, err))
+			return fail("renew", false, fmt.Errorf("accessor %s: %w", cur.Accessor, err))
 		}
 		res.TTL = ttl
 		return res, nil
@@ -166,7 +166,7 @@ func heal(ctx context.Context, v Vault, cfg Config, foreign string, res Result) 
 			res.Action, res.Refusal = ActionRefuse, err.Error()
 			return fail("create", fmt.Errorf("%w: %w", ErrHealDenied, err))
 		}
-		return fail("create", fmt.Errorf("create periodic token with the foreign token (accessor %s): %w", res.Current.Accessor, err))
+		return fail("create", fmt.Errorf("as foreign accessor %s: %w", res.Current.Accessor, err))
 	}
 	log.Info().Str("accessor", acc).Msg("minted periodic token with the foreign token's authority")
 
@@ -186,7 +186,7 @@ func heal(ctx context.Context, v Vault, cfg Config, foreign string, res Result) 
 
 	minted, err := v.LookupSelf(ctx, secret)
 	if err != nil {
-		return discard("check", fmt.Errorf("lookup-self of minted accessor %s: %w", acc, err))
+		return discard("check", fmt.Errorf("minted accessor %s: %w", acc, err))
 	}
 	res.Minted = minted
 	j := JudgeMinted(minted, cfg.Spec)
@@ -235,7 +235,7 @@ func dryHeal(ctx context.Context, v Vault, cfg Config, foreign string, res Resul
 	ok, err := v.CanCreateOrphan(ctx, foreign)
 	if err != nil {
 		res.Stage, res.Cause = "capabilities", Classify(err, false)
-		return res, fmt.Errorf("capabilities-self on auth/token/create for accessor %s: %w", res.Current.Accessor, err)
+		return res, fmt.Errorf("foreign accessor %s: %w", res.Current.Accessor, err)
 	}
 	if !ok {
 		res.Action = ActionRefuse

@@ -184,7 +184,7 @@ func TestJSONLogFormat(t *testing.T) {
 func TestFailLineCarriesVaultErrorButNoTokenHeader(t *testing.T) {
 	// The vault client's errors name the URL and Vault's messages; the token
 	// travels in a header and so never reaches an error string.
-	err := fmt.Errorf("lookup-self of the token in /x: %w", &vault.ResponseError{HTTPMethod: "GET", URL: "http://127.0.0.1:8200/v1/auth/token/lookup-self", StatusCode: 403, Errors: []string{"permission denied"}})
+	err := fmt.Errorf("token in /x: %w", &vault.ResponseError{HTTPMethod: "GET", URL: "http://127.0.0.1:8200/v1/auth/token/lookup-self", StatusCode: 403, Errors: []string{"permission denied"}})
 	var buf bytes.Buffer
 	log, _ := newLogger(&buf, "plain", env())
 	report(log, "addr", testCfg, renew.Result{Stage: "lookup", Cause: renew.CauseTokenDenied}, err)

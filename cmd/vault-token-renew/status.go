@@ -41,7 +41,7 @@ func (c *cli) status(ctx context.Context, vc *vaultclient.Client, cfg renew.Conf
 	info, err := vc.LookupSelf(ctx, tok)
 	if err != nil {
 		res := renew.Result{Stage: "lookup", Cause: renew.Classify(err, false), Path: cfg.TokenFile}
-		return report(log, vc.Address(), cfg, res, fmt.Errorf("lookup-self of the token in %s: %w", cfg.TokenFile, err))
+		return report(log, vc.Address(), cfg, res, fmt.Errorf("token in %s: %w", cfg.TokenFile, err))
 	}
 	r := statusReport{
 		TokenFile: cfg.TokenFile, Ours: renew.IsOurs(info, cfg.Spec), Want: cfg.Spec.StoredDisplayName(),
@@ -107,7 +107,7 @@ func (c *cli) sweep(ctx context.Context, vc *vaultclient.Client, cfg renew.Confi
 	cur, err := vc.LookupSelf(ctx, tok)
 	if err != nil {
 		res := renew.Result{Stage: "lookup", Cause: renew.Classify(err, false), Path: cfg.TokenFile}
-		return report(log, vc.Address(), cfg, res, fmt.Errorf("lookup-self of the token in %s: %w", cfg.TokenFile, err))
+		return report(log, vc.Address(), cfg, res, fmt.Errorf("token in %s: %w", cfg.TokenFile, err))
 	}
 	rep, err := sweep.Run(ctx, vc.Accessors(tok), sweep.Options{
 		DisplayName: cfg.Spec.StoredDisplayName(),
