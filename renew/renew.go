@@ -2,7 +2,7 @@
 // periodic token, heal a foreign clobber by re-minting with the foreign
 // token's own authority, or fail without touching the token file.
 //
-// The decisions (IsOurs, JudgeMinted, Classify, sweep.Stale) are pure; Vault
+// The decisions (IsOurs, JudgeMinted, Classify, sweep.Judge) are pure; Vault
 // is reached only through the Vault interface so that the whole behaviour
 // matrix runs against a fake in unit tests and a real dev server in
 // integration tests.

@@ -4,7 +4,7 @@
 // one would stay alive server-side for up to a full period. Vault offers no
 // "list tokens by display name", so the only way is one list of all
 // accessors and one lookup per accessor. The decision of what is stale is a
-// pure function (Stale); Run does the I/O around it.
+// pure function (Judge); Run does the I/O around it.
 package sweep
 
 import (
@@ -68,18 +68,6 @@ func keepSet(keep []string) map[string]bool {
 		}
 	}
 	return m
-}
-
-// Stale picks, from tokens, those Judge would revoke.
-func Stale(tokens []Token, displayName string, keep ...string) []Token {
-	kept := keepSet(keep)
-	var out []Token
-	for _, t := range tokens {
-		if Judge(t, displayName, kept) == Revoke {
-			out = append(out, t)
-		}
-	}
-	return out
 }
 
 // Options say what to sweep and how hard to lean on Vault.

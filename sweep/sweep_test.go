@@ -15,6 +15,18 @@ import (
 
 const dn = "token-devvm-wizard"
 
+// stale applies Judge to a list, keeping what it would revoke.
+func stale(tokens []Token, displayName string, keep ...string) []Token {
+	kept := keepSet(keep)
+	var out []Token
+	for _, t := range tokens {
+		if Judge(t, displayName, kept) == Revoke {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 func TestStale(t *testing.T) {
 	toks := []Token{
 		{Accessor: "cur", DisplayName: dn},
@@ -39,7 +51,7 @@ func TestStale(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
-			for _, s := range Stale(toks, dn, tc.keep...) {
+			for _, s := range stale(toks, dn, tc.keep...) {
 				got = append(got, s.Accessor)
 			}
 			if !reflect.DeepEqual(got, tc.want) {
@@ -47,7 +59,7 @@ func TestStale(t *testing.T) {
 			}
 		})
 	}
-	if got := Stale(toks, dn, "cur", "old1", "old2"); len(got) != 0 {
+	if got := stale(toks, dn, "cur", "old1", "old2"); len(got) != 0 {
 		t.Fatalf("all kept: got %v", got)
 	}
 }

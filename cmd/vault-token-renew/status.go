@@ -33,15 +33,9 @@ type statusReport struct {
 // status reports on the token in the file without changing anything.
 // Exit 0 when it is our periodic token, 1 when it is foreign or unreadable.
 func (c *cli) status(ctx context.Context, vc *vaultclient.Client, cfg renew.Config, asJSON bool, log zerolog.Logger) int {
-	tok, err := tokenfile.Read(cfg.TokenFile)
-	if err != nil {
-		res := renew.Result{Stage: "read", Path: cfg.TokenFile}
-		return report(log, vc.Address(), cfg, res, err)
-	}
-	info, err := vc.LookupSelf(ctx, tok)
-	if err != nil {
-		res := renew.Result{Stage: "lookup", Cause: renew.Classify(err, false), Path: cfg.TokenFile}
-		return report(log, vc.Address(), cfg, res, fmt.Errorf("token in %s: %w", cfg.TokenFile, err))
+	_, info, code, ok := c.fileToken(ctx, vc, cfg, log)
+	if !ok {
+		return code
 	}
 	r := statusReport{
 		TokenFile: cfg.TokenFile, Ours: renew.IsOurs(info, cfg.Spec), Want: cfg.Spec.StoredDisplayName(),
@@ -82,6 +76,21 @@ func (c *cli) status(ctx context.Context, vc *vaultclient.Client, cfg renew.Conf
 	return exitOK
 }
 
+// fileToken reads the token file and looks the token up; on failure it
+// reports as a run would (FAIL with a hint) and returns the exit code.
+func (c *cli) fileToken(ctx context.Context, vc *vaultclient.Client, cfg renew.Config, log zerolog.Logger) (string, renew.TokenInfo, int, bool) {
+	tok, err := tokenfile.Read(cfg.TokenFile)
+	if err != nil {
+		return "", renew.TokenInfo{}, report(log, vc.Address(), cfg, renew.Result{Stage: "read", Path: cfg.TokenFile}, err), false
+	}
+	info, err := vc.LookupSelf(ctx, tok)
+	if err != nil {
+		res := renew.Result{Stage: "lookup", Cause: renew.Classify(err, false), Path: cfg.TokenFile}
+		return "", renew.TokenInfo{}, report(log, vc.Address(), cfg, res, fmt.Errorf("token in %s: %w", cfg.TokenFile, err)), false
+	}
+	return tok, info, exitOK, true
+}
+
 func orNone(s []string) string {
 	if len(s) == 0 {
 		return "(none)"
@@ -100,14 +109,9 @@ func (c *cli) sweep(ctx context.Context, vc *vaultclient.Client, cfg renew.Confi
 		return report(log, vc.Address(), cfg, renew.Result{Stage: "lock", Path: cfg.TokenFile}, err)
 	}
 	defer lock.Release()
-	tok, err := tokenfile.Read(cfg.TokenFile)
-	if err != nil {
-		return report(log, vc.Address(), cfg, renew.Result{Stage: "read", Path: cfg.TokenFile}, err)
-	}
-	cur, err := vc.LookupSelf(ctx, tok)
-	if err != nil {
-		res := renew.Result{Stage: "lookup", Cause: renew.Classify(err, false), Path: cfg.TokenFile}
-		return report(log, vc.Address(), cfg, res, fmt.Errorf("token in %s: %w", cfg.TokenFile, err))
+	tok, cur, code, ok := c.fileToken(ctx, vc, cfg, log)
+	if !ok {
+		return code
 	}
 	rep, err := sweep.Run(ctx, vc.Accessors(tok), sweep.Options{
 		DisplayName: cfg.Spec.StoredDisplayName(),
