@@ -29,9 +29,6 @@ var ErrEmpty = errors.New("token file is empty")
 // ErrLockTimeout means another run held the lock for longer than we waited.
 var ErrLockTimeout = errors.New("another run holds the token file lock")
 
-// Resolve follows symlinks: the token file's target is what gets replaced.
-func Resolve(path string) (string, error) { return atomicfile.Resolve(path) }
-
 // Read returns the token in path with surrounding whitespace and newlines
 // removed. The error never contains the file's content.
 func Read(path string) (string, error) {
@@ -63,7 +60,7 @@ type Lock struct{ f *flock.Flock }
 // LockPath is the lock file that guards the token file at path: beside the
 // symlink's target, so every path that reaches the same file shares a lock.
 func LockPath(path string) (string, error) {
-	target, err := Resolve(path)
+	target, err := atomicfile.Resolve(path)
 	if err != nil {
 		return "", err
 	}
