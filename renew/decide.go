@@ -1,17 +1,10 @@
 package renew
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"slices"
-	"strings"
-	"syscall"
 	"time"
-
-	vault "github.com/hashicorp/vault/api"
 )
 
 // TokenInfo is the part of a token lookup the decisions need. It never holds
@@ -19,36 +12,72 @@ import (
 type TokenInfo struct {
 	Accessor         string
 	DisplayName      string
+	Type             string // "service" or "batch"
 	Policies         []string
 	IdentityPolicies []string
+	Meta             map[string]string
 	TTL              time.Duration
 	Period           time.Duration
+	ExplicitMaxTTL   time.Duration
+	NumUses          int
 	Orphan           bool
-	Renewable        bool
 	CreationTime     time.Time
+	ExpireTime       time.Time
 }
 
-// Spec is the periodic token this tool maintains, as the design fixes it.
+// Meta keys every minted token carries, so that a sweep on one machine can
+// tell its own stale tokens from another machine's live ones.
+const (
+	MetaManagedBy = "managed_by"
+	MetaHost      = "host"
+	MetaUser      = "user"
+	ManagedBy     = "vault-token-renew"
+)
+
+// Spec is the periodic token this tool maintains, as the design fixes it,
+// and the machine it belongs to.
 type Spec struct {
 	DisplayName string // as passed to create, e.g. devvm-wizard
 	Policies    []string
 	Period      time.Duration
+	Host        string // this machine, as tagged in the token's meta
+	User        string // the local user, likewise
 }
 
 // StoredDisplayName is the display name Vault stores for tokens created by
 // the token store: it prefixes "token-".
 func (s Spec) StoredDisplayName() string { return "token-" + s.DisplayName }
 
+// Meta is the metadata a minted token carries.
+func (s Spec) Meta() map[string]string {
+	return map[string]string{MetaManagedBy: ManagedBy, MetaHost: s.Host, MetaUser: s.User}
+}
+
 // IsOurs is the drift predicate: the token in the file is our periodic token
-// exactly when Vault reports our stored display name.
+// exactly when Vault reports our stored display name and a period. A
+// non-periodic token that carries our name would die at its max TTL however
+// often it is renewed, so it is foreign and gets healed.
 func IsOurs(info TokenInfo, s Spec) bool {
-	return info.DisplayName == s.StoredDisplayName()
+	return info.DisplayName == s.StoredDisplayName() && info.Period > 0
+}
+
+// CannotMint says why a foreign token can never mint a periodic token, or ""
+// when only Vault can tell (by answering the create). Batch tokens and
+// use-limited tokens are refused by Vault whatever their policies; asking
+// anyway would spend one of a use-limited token's uses.
+func CannotMint(info TokenInfo) string {
+	switch {
+	case info.Type == "batch":
+		return "a batch token cannot heal: batch tokens cannot create tokens"
+	case info.NumUses > 0:
+		return "a use-limited token cannot heal: vault refuses child tokens from a restricted use token"
+	}
+	return ""
 }
 
 // Judgement is the verdict on a freshly minted token.
 type Judgement struct {
 	Problems []string // any problem means the token must not be written
-	Warnings []string // worth an operator's attention, not fatal
 }
 
 // OK reports whether the minted token may be written to the file.
@@ -56,8 +85,7 @@ func (j Judgement) OK() bool { return len(j.Problems) == 0 }
 
 // JudgeMinted is the sanity predicate for a minted token: the lookup must
 // show our display name, a period, no parent and every requested policy.
-// A period below the one requested (a mount or system max capped it) is a
-// warning: the token still works, it only needs renewing sooner.
+// What Vault did to its TTL is JudgeTTL's business.
 func JudgeMinted(info TokenInfo, s Spec) Judgement {
 	var j Judgement
 	if info.DisplayName != s.StoredDisplayName() {
@@ -65,8 +93,6 @@ func JudgeMinted(info TokenInfo, s Spec) Judgement {
 	}
 	if info.Period <= 0 {
 		j.Problems = append(j.Problems, "token is not periodic")
-	} else if info.Period < s.Period {
-		j.Warnings = append(j.Warnings, fmt.Sprintf("vault capped the period at %s (asked for %s)", info.Period, s.Period))
 	}
 	if !info.Orphan {
 		j.Problems = append(j.Problems, "token is not an orphan")
@@ -79,78 +105,52 @@ func JudgeMinted(info TokenInfo, s Spec) Judgement {
 	return j
 }
 
-// Cause sorts a Vault error into what the operator should do about it.
-type Cause int
+// MinTTL is the least TTL a daily timer can outrun: a day, plus the timer's
+// randomized delay of up to an hour.
+const MinTTL = 25 * time.Hour
 
-const (
-	CauseUnknown     Cause = iota
-	CauseRefused           // Vault understood and said no (400, 403 on a create)
-	CauseTokenDenied       // the token itself is dead, revoked or unknown (403 on lookup-self)
-	CauseSealed            // 503: Vault is sealed or in standby without a leader
-	CauseServer            // 5xx or 429: Vault is up but failing
-	CauseUnreachable       // no HTTP answer at all
-	CauseTimeout           // the run's deadline passed
-)
+// capSlack absorbs the seconds between Vault setting the TTL and our read.
+const capSlack = time.Minute
 
-func (c Cause) String() string {
-	switch c {
-	case CauseRefused:
-		return "refused"
-	case CauseTokenDenied:
-		return "token-denied"
-	case CauseSealed:
-		return "sealed"
-	case CauseServer:
-		return "server-error"
-	case CauseUnreachable:
-		return "unreachable"
-	case CauseTimeout:
-		return "timeout"
-	}
-	return "unknown"
+// ErrCapped: Vault caps the token's TTL below MinTTL, so the daily timer
+// cannot keep it alive.
+var ErrCapped = errors.New("vault caps the token's TTL below what a daily timer can outrun")
+
+// TTLVerdict is what Vault's caps mean for a periodic token.
+type TTLVerdict struct {
+	Capped bool   // the TTL is below the period
+	Fatal  bool   // the TTL is below MinTTL: the daily timer cannot keep up
+	Why    string // what capped it, for the warning= field
+	Next   string // how to lift the cap
 }
 
-// Classify maps an error from the Vault client to a Cause. onCreate says the
-// call was the heal's token create, where any 400 or 403 is Vault refusing
-// the foreign token's authority; elsewhere a 403 means the token in hand is
-// not accepted at all.
-func Classify(err error, onCreate bool) Cause {
-	if err == nil {
-		return CauseUnknown
+// JudgeTTL compares a periodic token's effective TTL with its period. Real
+// Vault keeps the period and caps the TTL at the token mount's max TTL, the
+// system max TTL, or the token's explicit_max_ttl; only the last is visible
+// in a lookup, and it cannot be lifted: the token dies at ExpireTime.
+func JudgeTTL(info TokenInfo, ttl time.Duration) TTLVerdict {
+	var v TTLVerdict
+	if info.Period <= 0 || ttl >= info.Period-capSlack {
+		return v
 	}
-	var re *vault.ResponseError
-	if errors.As(err, &re) {
-		switch {
-		case re.StatusCode == 503:
-			return CauseSealed
-		case re.StatusCode == 429 || re.StatusCode >= 500:
-			return CauseServer
-		case onCreate && (re.StatusCode == 400 || re.StatusCode == 403):
-			return CauseRefused
-		case re.StatusCode == 403 || re.StatusCode == 401:
-			return CauseTokenDenied
-		case re.StatusCode == 400 && mentionsBadToken(re.Errors):
-			return CauseTokenDenied
-		case re.StatusCode >= 400:
-			return CauseRefused
+	v.Capped, v.Fatal = true, ttl < MinTTL
+	if info.ExplicitMaxTTL > 0 {
+		die := info.ExpireTime
+		if die.IsZero() && !info.CreationTime.IsZero() {
+			die = info.CreationTime.Add(info.ExplicitMaxTTL)
 		}
+		v.Why = fmt.Sprintf("the token's explicit_max_ttl (%s) caps it: it dies on %s whatever the renewals", info.ExplicitMaxTTL, die.UTC().Format(time.RFC3339))
+		v.Next = "re-mint it without -explicit-max-ttl: log in (vault login -method=oidc) and run vault-token-renew"
+		return v
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return CauseTimeout
-	}
-	var ne net.Error
-	var ue *url.Error
-	if errors.As(err, &ne) || errors.As(err, &ue) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) {
-		return CauseUnreachable
-	}
-	return CauseUnknown
+	v.Why = fmt.Sprintf("vault caps the TTL at %s, below the period %s: the token mount's max TTL or the system max TTL", ttl.Round(time.Second), info.Period)
+	v.Next = fmt.Sprintf("lift the cap: vault auth tune -max-lease-ttl=%s token/ (and the server's max_lease_ttl if that is lower)", fmtHours(info.Period))
+	return v
 }
 
-func mentionsBadToken(msgs []string) bool {
-	for _, m := range msgs {
-		if strings.Contains(m, "bad token") || strings.Contains(m, "invalid token") {
-			return true
-		}
+func fmtHours(d time.Duration) string {
+	if d%time.Hour == 0 {
+		return fmt.Sprintf("%dh", d/time.Hour)
 	}
-	return false
+	return d.String()
 }

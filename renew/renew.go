@@ -17,7 +17,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/devvm/vault-token-renew/internal/atomicfile"
 	"github.com/devvm/vault-token-renew/sweep"
 	"github.com/devvm/vault-token-renew/tokenfile"
 )
@@ -28,10 +27,9 @@ import (
 type Vault interface {
 	LookupSelf(ctx context.Context, token string) (TokenInfo, error)
 	// RenewSelf renews token and returns its TTL after the renewal.
-	RenewSelf(ctx context.Context, token string) (time.Duration, error)
-	// CreateOrphan is auth/token/create with no_parent, as token. It returns
-	// the new token's secret and accessor.
-	CreateOrphan(ctx context.Context, token string, s Spec) (secret, accessor string, err error)
+	RenewSelf(ctx context.Context, token string) (Renewal, error)
+	// CreateOrphan is auth/token/create with no_parent and s's meta, as token.
+	CreateOrphan(ctx context.Context, token string, s Spec) (Minted, error)
 	RevokeSelf(ctx context.Context, token string) error
 	// CanCreateOrphan asks Vault (capabilities-self) whether token may mint
 	// a periodic orphan; used only by dry runs, which must not mint.
@@ -40,10 +38,23 @@ type Vault interface {
 	Accessors(token string) sweep.Accessors
 }
 
+// Renewal is Vault's answer to renew-self.
+type Renewal struct {
+	TTL      time.Duration
+	Warnings []string // e.g. that a max TTL capped the renewal
+}
+
+// Minted is Vault's answer to the heal's create. Secret never leaves the run.
+type Minted struct {
+	Secret, Accessor string
+	Warnings         []string
+}
+
 // Sentinels a caller acts on.
 var (
 	// ErrHealDenied: a foreign token is in the file and Vault refused to let
-	// it mint. This is DRIFT: the file is untouched and a human must look.
+	// it mint (or it is a kind of token that never can). This is DRIFT: the
+	// file is untouched and a human must look.
 	ErrHealDenied = errors.New("heal denied — foreign token lacks create authority; investigate what wrote it")
 	// ErrMintRejected: Vault minted a token that failed the sanity check; it
 	// was revoked and the file is untouched.
@@ -54,11 +65,9 @@ var (
 type Action string
 
 const (
-	ActionNone    Action = ""
-	ActionRenew   Action = "renew"
-	ActionHeal    Action = "heal"
-	ActionRefuse  Action = "refuse"
-	ActionNothing Action = "nothing"
+	ActionRenew  Action = "renew"
+	ActionHeal   Action = "heal"
+	ActionRefuse Action = "refuse"
 )
 
 // Config is one run's settings.
@@ -70,7 +79,13 @@ type Config struct {
 	MaxRPS      float64       // sweep requests per second; 0 for no cap
 	LockWait    time.Duration // how long to wait for another run's lock
 	Log         zerolog.Logger
+	// WriteToken replaces the token file; nil means tokenfile.Write. Tests
+	// set it to make the write fail after a successful mint.
+	WriteToken func(path, token string) error
 }
+
+// Owner is the machine a sweep acts for.
+func (c Config) Owner() sweep.Owner { return sweep.Owner{Host: c.Spec.Host, User: c.Spec.User} }
 
 // Result is what happened, for the caller to report. It is filled as far as
 // the run got, also when Run returns an error.
@@ -82,36 +97,40 @@ type Result struct {
 	TTL     time.Duration
 	Minted  TokenInfo // after a heal: the new periodic token
 	Sweep   sweep.Report
-	// Stage names the step a failure happened in (read, lookup, renew,
-	// create, check, write, sweep), so the report can say what to do next.
-	Stage string
-	Cause Cause
-	// Refusal is Vault's answer when it refused the heal's create (DRIFT).
+	// SweepErr is why the heal's sweep did not finish; the heal stands, but a
+	// stale token (or one stranded by a retried create) may be left.
+	SweepErr error
+	Stage    Stage // the step a failure happened in
+	Cause    Cause
+	// Refusal is why the heal was denied: Vault's answer to the create, or
+	// why this kind of token can never mint (CannotMint).
 	Refusal string
+	// Cap is what Vault's TTL caps mean for the token the file now holds.
+	Cap TTLVerdict
+	// VaultWarnings are the warnings Vault attached to the renew or create.
+	VaultWarnings []string
 }
 
-// writeToken is the one writer of the token file; a variable only so that a
-// test can make the write fail after a successful mint.
-var writeToken = defaultWriteToken
-
-func defaultWriteToken(path, token string) error { return tokenfile.Write(path, token) }
+func (r *Result) fail(stage Stage, onCreate bool, err error) (Result, error) {
+	r.Stage = stage
+	if r.Cause == CauseUnknown {
+		r.Cause = Classify(err, onCreate)
+	}
+	return *r, err
+}
 
 // Run performs one run under the lock beside the token file.
-func Run(ctx context.Context, v Vault, cfg Config) (res Result, err error) {
-	res.Path = cfg.TokenFile
-	res.DryRun = cfg.DryRun
-	fail := func(stage string, onCreate bool, err error) (Result, error) {
-		res.Stage = stage
-		res.Cause = Classify(err, onCreate)
-		return res, err
-	}
-
+func Run(ctx context.Context, v Vault, cfg Config) (Result, error) {
+	res := Result{Path: cfg.TokenFile, DryRun: cfg.DryRun}
 	if !cfg.DryRun {
 		lctx, cancel := context.WithTimeout(ctx, cfg.LockWait)
 		lock, err := tokenfile.Acquire(lctx, cfg.TokenFile)
 		cancel()
 		if err != nil {
-			return fail("lock", false, err)
+			if ctx.Err() != nil {
+				err = fmt.Errorf("%w (%w)", err, ctx.Err())
+			}
+			return res.fail(StageLock, false, err)
 		}
 		defer lock.Release()
 	}
@@ -120,138 +139,168 @@ func Run(ctx context.Context, v Vault, cfg Config) (res Result, err error) {
 	// the previous run wrote.
 	tok, err := tokenfile.Read(cfg.TokenFile)
 	if err != nil {
-		return fail("read", false, err)
+		return res.fail(StageRead, false, err)
 	}
 	cur, err := v.LookupSelf(ctx, tok)
 	if err != nil {
-		return fail("lookup", false, fmt.Errorf("token in %s: %w", cfg.TokenFile, err))
+		return res.fail(StageLookup, false, fmt.Errorf("token in %s: %w", cfg.TokenFile, err))
 	}
 	res.Current = cur
-
-	if IsOurs(cur, cfg.Spec) {
-		res.Action = ActionRenew
-		if cfg.DryRun {
-			res.TTL = cur.TTL
-			return res, nil
-		}
-		ttl, err := v.RenewSelf(ctx, tok)
-		if err != nil {
-			return fail("renew", false, fmt.Errorf("accessor %s: %w", cur.Accessor, err))
-		}
-		res.TTL = ttl
-		return res, nil
-	}
-
-	if cfg.DryRun {
+	switch {
+	case IsOurs(cur, cfg.Spec):
+		return renewOurs(ctx, v, cfg, tok, res)
+	case cfg.DryRun:
 		return dryHeal(ctx, v, cfg, tok, res)
 	}
 	return heal(ctx, v, cfg, tok, res)
 }
 
+// renewOurs renews our periodic token and judges what Vault's caps left of
+// its TTL: below the period is a warning, below a day is a failure, so the
+// unit fails while there is still time to act.
+func renewOurs(ctx context.Context, v Vault, cfg Config, tok string, res Result) (Result, error) {
+	res.Action = ActionRenew
+	if cfg.DryRun {
+		res.TTL = res.Current.TTL
+		return res, nil
+	}
+	r, err := v.RenewSelf(ctx, tok)
+	if err != nil {
+		return res.fail(StageRenew, false, fmt.Errorf("accessor %s: %w", res.Current.Accessor, err))
+	}
+	res.TTL, res.VaultWarnings = r.TTL, r.Warnings
+	res.Cap = JudgeTTL(res.Current, r.TTL)
+	if res.Cap.Fatal {
+		res.Cause = CauseCapped
+		return res.fail(StageCap, false, fmt.Errorf("%w: accessor %s has %s left: %s", ErrCapped, res.Current.Accessor, r.TTL, res.Cap.Why))
+	}
+	return res, nil
+}
+
+// heal re-mints our periodic token with the foreign token's authority:
+// mint, check, write, then sweep the stale ones. Until the write, any
+// failure revokes the minted token, so a failed heal strands nothing and
+// leaves the file byte-identical.
 func heal(ctx context.Context, v Vault, cfg Config, foreign string, res Result) (Result, error) {
 	log := cfg.Log.With().Str("foreign_accessor", res.Current.Accessor).Str("foreign_display_name", res.Current.DisplayName).Logger()
-	fail := func(stage string, err error) (Result, error) {
-		res.Stage = stage
-		if res.Cause == CauseUnknown {
-			res.Cause = Classify(err, false)
-		}
-		return res, err
-	}
-
 	res.Action = ActionHeal
-	secret, acc, err := v.CreateOrphan(ctx, foreign, cfg.Spec)
+	if why := CannotMint(res.Current); why != "" {
+		res.Action, res.Refusal, res.Cause = ActionRefuse, why, CauseRefused
+		return res.fail(StageCreate, true, fmt.Errorf("%w: %s", ErrHealDenied, why))
+	}
+	m, err := v.CreateOrphan(ctx, foreign, cfg.Spec)
 	if err != nil {
-		res.Cause = Classify(err, true)
-		if res.Cause == CauseRefused {
+		if Classify(err, true) == CauseRefused {
 			res.Action, res.Refusal = ActionRefuse, err.Error()
-			return fail("create", fmt.Errorf("%w: %w", ErrHealDenied, err))
+			return res.fail(StageCreate, true, fmt.Errorf("%w: %w", ErrHealDenied, err))
 		}
-		return fail("create", fmt.Errorf("as foreign accessor %s: %w", res.Current.Accessor, err))
+		return res.fail(StageCreate, true, fmt.Errorf("as foreign accessor %s: %w", res.Current.Accessor, err))
 	}
-	log.Info().Str("accessor", acc).Msg("minted periodic token with the foreign token's authority")
+	res.VaultWarnings = m.Warnings
+	log.Info().Str("accessor", m.Accessor).Msg("minted periodic token with the foreign token's authority")
 
-	// From here on, any failure before the file holds the new token must
-	// revoke it, so a failed heal never strands an admin token.
-	discard := func(stage string, err error) (Result, error) {
-		// The run's deadline may be what failed; the revoke gets its own.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if rerr := v.RevokeSelf(rctx, secret); rerr != nil {
-			log.Error().Err(rerr).Str("accessor", acc).Msg("could not revoke the minted token; revoke it by accessor (vault token revoke -accessor " + acc + "), or let the next heal's sweep do it")
-		} else {
-			log.Info().Str("accessor", acc).Msg("revoked the minted token")
-		}
-		return fail(stage, err)
+	if stage, err := check(ctx, v, cfg, m, &res); err != nil {
+		discard(ctx, v, log, m)
+		return res.fail(stage, false, err)
 	}
-
-	minted, err := v.LookupSelf(ctx, secret)
-	if err != nil {
-		return discard("check", fmt.Errorf("minted accessor %s: %w", acc, err))
-	}
-	res.Minted = minted
-	j := JudgeMinted(minted, cfg.Spec)
-	for _, w := range j.Warnings {
-		log.Warn().Str("accessor", acc).Msg(w)
-	}
-	if !j.OK() {
-		return discard("check", fmt.Errorf("%w: accessor %s: %s", ErrMintRejected, acc, strings.Join(j.Problems, "; ")))
-	}
-
-	if err := writeToken(cfg.TokenFile, secret); err != nil {
-		var dse *atomicfile.DirSyncError
-		if !errors.As(err, &dse) {
-			return discard("write", err)
+	if err := writeToken(cfg, m.Secret); err != nil {
+		if !errors.Is(err, tokenfile.ErrNotDurable) {
+			discard(ctx, v, log, m)
+			return res.fail(StageWrite, false, err)
 		}
 		// The rename happened: the file holds the new token. Revoking it now
 		// would leave a dead token in the file, so carry on and say so.
 		log.Warn().Err(err).Msg("token file replaced but its directory was not synced; a crash now could restore the old file")
 	}
-	res.TTL = minted.TTL
+	res.TTL = res.Minted.TTL
+	sweepStale(ctx, v, cfg, log, m, &res)
+	return res, nil
+}
 
-	rep, err := sweep.Run(ctx, v.Accessors(secret), sweep.Options{
+// check looks the minted token up as itself and judges it: the sanity
+// predicate, then Vault's TTL caps.
+func check(ctx context.Context, v Vault, cfg Config, m Minted, res *Result) (Stage, error) {
+	minted, err := v.LookupSelf(ctx, m.Secret)
+	if err != nil {
+		return StageCheck, fmt.Errorf("minted accessor %s: %w", m.Accessor, err)
+	}
+	res.Minted = minted
+	if j := JudgeMinted(minted, cfg.Spec); !j.OK() {
+		return StageCheck, fmt.Errorf("%w: accessor %s: %s", ErrMintRejected, m.Accessor, strings.Join(j.Problems, "; "))
+	}
+	res.Cap = JudgeTTL(minted, minted.TTL)
+	if res.Cap.Fatal {
+		res.Cause = CauseCapped
+		return StageCap, fmt.Errorf("%w: minted accessor %s has %s: %s; it was revoked", ErrCapped, m.Accessor, minted.TTL, res.Cap.Why)
+	}
+	return StageNone, nil
+}
+
+// discard revokes a minted token the file will not hold. The run's deadline
+// may be what failed, so the revoke gets its own.
+func discard(ctx context.Context, v Vault, log zerolog.Logger, m Minted) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := v.RevokeSelf(rctx, m.Secret); err != nil {
+		log.Error().Err(err).Str("accessor", m.Accessor).Msg("could not revoke the minted token; revoke it by accessor (vault token revoke -accessor " + m.Accessor + "), or let the next heal's sweep do it")
+		return
+	}
+	log.Info().Str("accessor", m.Accessor).Msg("revoked the minted token")
+}
+
+func writeToken(cfg Config, secret string) error {
+	if cfg.WriteToken != nil {
+		return cfg.WriteToken(cfg.TokenFile, secret)
+	}
+	return tokenfile.Write(cfg.TokenFile, secret)
+}
+
+// sweepStale revokes this machine's stale periodic tokens, acting as the
+// new one. That includes one a lost create answer may have stranded: the
+// client retried the create, and the first token is tagged for this machine
+// but not in the keep set. Failures never undo the heal; they are reported.
+func sweepStale(ctx context.Context, v Vault, cfg Config, log zerolog.Logger, m Minted, res *Result) {
+	rep, err := sweep.Run(ctx, v.Accessors(m.Secret), sweep.Options{
 		DisplayName: cfg.Spec.StoredDisplayName(),
-		Keep:        []string{acc, res.Current.Accessor},
+		Owner:       cfg.Owner(),
+		Keep:        []string{m.Accessor, res.Current.Accessor},
 		Apply:       true,
 		Concurrency: cfg.Concurrency,
 		MaxRPS:      cfg.MaxRPS,
 	})
-	res.Sweep = rep
+	res.Sweep, res.SweepErr = rep, err
 	for _, f := range rep.Failed {
 		log.Warn().Err(f.Err).Str("accessor", f.Accessor).Str("op", f.Op).Msg("stale sweep: could not " + f.Op + " accessor; the heal stands")
 	}
 	for _, a := range rep.Revoked {
 		log.Info().Str("accessor", a).Msg("revoked stale periodic token")
 	}
-	if err != nil {
-		log.Warn().Err(err).Msg("stale sweep did not finish; the heal stands; run: vault-token-renew sweep")
-	}
-	return res, nil
 }
 
 // dryHeal says whether a heal would be allowed, without minting: Vault's
 // own capabilities-self answer for auth/token/create (identity policies
 // included), and the periodic accessors a heal would revoke.
 func dryHeal(ctx context.Context, v Vault, cfg Config, foreign string, res Result) (Result, error) {
+	if why := CannotMint(res.Current); why != "" {
+		res.Action, res.Refusal, res.Cause = ActionRefuse, why, CauseRefused
+		return res.fail(StageCreate, true, fmt.Errorf("%w: %s", ErrHealDenied, why))
+	}
 	ok, err := v.CanCreateOrphan(ctx, foreign)
 	if err != nil {
-		res.Stage, res.Cause = "capabilities", Classify(err, false)
-		return res, fmt.Errorf("foreign accessor %s: %w", res.Current.Accessor, err)
+		return res.fail(StageCapabilities, false, fmt.Errorf("foreign accessor %s: %w", res.Current.Accessor, err))
 	}
 	if !ok {
-		res.Action = ActionRefuse
-		res.Stage, res.Cause = "create", CauseRefused
-		return res, ErrHealDenied
+		res.Action, res.Cause = ActionRefuse, CauseRefused
+		return res.fail(StageCreate, true, ErrHealDenied)
 	}
 	res.Action = ActionHeal
 	rep, err := sweep.Run(ctx, v.Accessors(foreign), sweep.Options{
 		DisplayName: cfg.Spec.StoredDisplayName(),
+		Owner:       cfg.Owner(),
 		Keep:        []string{res.Current.Accessor},
 		Concurrency: cfg.Concurrency,
 		MaxRPS:      cfg.MaxRPS,
 	})
-	res.Sweep = rep
-	if err != nil {
-		cfg.Log.Warn().Err(err).Msg("dry run could not list the periodic tokens a heal would revoke")
-	}
+	res.Sweep, res.SweepErr = rep, err
 	return res, nil
 }

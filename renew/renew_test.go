@@ -5,16 +5,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/devvm/vault-token-renew/sweep"
+	"github.com/devvm/vault-token-renew/tokenfile"
 )
 
 // fakeVault is a token store in memory, keyed by secret. It answers with
@@ -32,6 +38,21 @@ type fakeVault struct {
 	created   []string // accessors minted
 	revoked   []string // accessors revoked
 	n         int
+	// maxTTL caps every TTL as a token mount's max TTL does on real Vault:
+	// the period stays, the TTL is capped, and Vault warns.
+	maxTTL time.Duration
+	// loseCreates makes this many creates mint and then fail, as a create
+	// whose answer was lost after Vault minted (the client then retries).
+	loseCreates int
+}
+
+const capWarning = "TTL of \"768h\" exceeded the effective max_ttl; TTL value is capped accordingly"
+
+func (f *fakeVault) capped(d time.Duration) (time.Duration, []string) {
+	if f.maxTTL > 0 && d > f.maxTTL {
+		return f.maxTTL, []string{capWarning}
+	}
+	return d, nil
 }
 
 func newFake() *fakeVault {
@@ -58,34 +79,45 @@ func (f *fakeVault) LookupSelf(_ context.Context, tok string) (TokenInfo, error)
 	return *i, nil
 }
 
-func (f *fakeVault) RenewSelf(_ context.Context, tok string) (time.Duration, error) {
+func (f *fakeVault) RenewSelf(_ context.Context, tok string) (Renewal, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.renewErr != nil {
-		return 0, f.renewErr
+		return Renewal{}, f.renewErr
 	}
 	i := f.bySecret[tok]
-	i.TTL = i.Period
+	var warn []string
+	i.TTL, warn = f.capped(i.Period)
+	if i.ExplicitMaxTTL > 0 && i.TTL > i.ExplicitMaxTTL {
+		i.TTL = i.ExplicitMaxTTL
+	}
 	f.renewed = append(f.renewed, i.Accessor)
-	return i.TTL, nil
+	return Renewal{TTL: i.TTL, Warnings: warn}, nil
 }
 
-func (f *fakeVault) CreateOrphan(_ context.Context, tok string, s Spec) (string, string, error) {
+func (f *fakeVault) CreateOrphan(_ context.Context, tok string, s Spec) (Minted, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.createErr[tok]; err != nil {
-		return "", "", err
+		return Minted{}, err
 	}
-	f.n++
-	secret, acc := fmt.Sprintf("minted-secret-%d", f.n), fmt.Sprintf("minted-acc-%d", f.n)
-	info := &TokenInfo{Accessor: acc, DisplayName: "token-" + s.DisplayName, Period: s.Period, TTL: s.Period,
-		Orphan: true, Policies: append([]string{"default"}, s.Policies...)}
-	if f.mintAs != nil {
-		f.mintAs(info)
+	for {
+		f.n++
+		secret, acc := fmt.Sprintf("minted-secret-%d", f.n), fmt.Sprintf("minted-acc-%d", f.n)
+		ttl, warn := f.capped(s.Period)
+		info := &TokenInfo{Accessor: acc, DisplayName: "token-" + s.DisplayName, Period: s.Period, TTL: ttl,
+			Orphan: true, Policies: append([]string{"default"}, s.Policies...), Meta: s.Meta()}
+		if f.mintAs != nil {
+			f.mintAs(info)
+		}
+		f.bySecret[secret] = info
+		f.created = append(f.created, acc)
+		if f.loseCreates > 0 {
+			f.loseCreates-- // minted, but the answer never reached us; the client retries
+			continue
+		}
+		return Minted{Secret: secret, Accessor: acc, Warnings: warn}, nil
 	}
-	f.bySecret[secret] = info
-	f.created = append(f.created, acc)
-	return secret, acc, nil
 }
 
 func (f *fakeVault) RevokeSelf(_ context.Context, tok string) error {
@@ -126,7 +158,7 @@ func (a fakeAccessors) Lookup(_ context.Context, acc string) (sweep.Token, error
 	defer a.f.mu.Unlock()
 	for _, i := range a.f.bySecret {
 		if i.Accessor == acc {
-			return sweep.Token{Accessor: acc, DisplayName: i.DisplayName}, nil
+			return sweep.Token{Accessor: acc, DisplayName: i.DisplayName, Host: i.Meta[MetaHost], User: i.Meta[MetaUser]}, nil
 		}
 	}
 	return sweep.Token{}, sweep.ErrVanished
@@ -152,8 +184,10 @@ func (a fakeAccessors) Revoke(_ context.Context, acc string) error {
 func world() *fakeVault {
 	f := newFake()
 	f.add("ours-secret", TokenInfo{Accessor: "ours-acc", DisplayName: "token-devvm-wizard", Period: 768 * time.Hour, TTL: time.Hour, Orphan: true, Policies: []string{"default", "sops-admin", "vault-admin"}})
-	f.add("stale1-secret", TokenInfo{Accessor: "stale1-acc", DisplayName: "token-devvm-wizard", Period: 768 * time.Hour})
+	f.add("stale1-secret", TokenInfo{Accessor: "stale1-acc", DisplayName: "token-devvm-wizard", Period: 768 * time.Hour, Meta: spec.Meta()})
 	f.add("stale2-secret", TokenInfo{Accessor: "stale2-acc", DisplayName: "token-devvm-wizard", Period: 768 * time.Hour})
+	f.add("otherhost-secret", TokenInfo{Accessor: "otherhost-acc", DisplayName: "token-devvm-wizard", Period: 768 * time.Hour,
+		Meta: map[string]string{MetaManagedBy: ManagedBy, MetaHost: "devvm-b", MetaUser: "wizard"}})
 	f.add("oidc-secret", TokenInfo{Accessor: "oidc-acc", DisplayName: "oidc-wizard", TTL: 168 * time.Hour, IdentityPolicies: []string{"vault-admin", "sops-admin"}})
 	f.add("weak-secret", TokenInfo{Accessor: "weak-acc", DisplayName: "kubernetes-woodpecker-default", Policies: []string{"default"}})
 	f.add("near-secret", TokenInfo{Accessor: "near-acc", DisplayName: "token-devvm-wizard2"})
@@ -224,6 +258,12 @@ func TestAdminClobberHeals(t *testing.T) {
 	if _, alive := f.bySecret["near-secret"]; !alive {
 		t.Fatal("a near-miss token was revoked")
 	}
+	if _, alive := f.bySecret["otherhost-secret"]; !alive {
+		t.Fatal("another machine's periodic token was revoked")
+	}
+	if got := f.bySecret["minted-secret-1"].Meta; got[MetaHost] != "devvm-a" || got[MetaUser] != "wizard" || got[MetaManagedBy] != ManagedBy {
+		t.Fatalf("minted token's meta %v", got)
+	}
 }
 
 func TestWeakClobberIsDriftAndFileByteIdentical(t *testing.T) {
@@ -259,7 +299,7 @@ func TestCreateServerErrorIsFailNotDrift(t *testing.T) {
 	if err == nil || errors.Is(err, ErrHealDenied) {
 		t.Fatalf("err = %v, want a plain failure", err)
 	}
-	if res.Stage != "create" || res.Cause != CauseServer {
+	if res.Stage != StageCreate || res.Cause != CauseServer {
 		t.Fatalf("stage %q cause %v", res.Stage, res.Cause)
 	}
 	fileIs(t, p, "oidc-secret")
@@ -272,7 +312,8 @@ func TestLookupFailuresAreFailAndFileUntouched(t *testing.T) {
 		file  string
 		cause Cause
 	}{
-		{"unreachable", fmt.Errorf("Get: %w", &netErr{}), "ours-secret", CauseUnreachable},
+		{"unreachable", fmt.Errorf("lookup-self: %w", &url.Error{Op: "Get", URL: "http://127.0.0.1:1/v1/auth/token/lookup-self",
+			Err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}), "ours-secret", CauseUnreachable},
 		{"sealed", respErr(503, "Vault is sealed"), "ours-secret", CauseSealed},
 		{"dead token", nil, "revoked-secret", CauseTokenDenied},
 	} {
@@ -284,7 +325,7 @@ func TestLookupFailuresAreFailAndFileUntouched(t *testing.T) {
 			if err == nil || errors.Is(err, ErrHealDenied) {
 				t.Fatalf("err = %v", err)
 			}
-			if res.Stage != "lookup" || res.Cause != tc.cause {
+			if res.Stage != StageLookup || res.Cause != tc.cause {
 				t.Fatalf("stage %q cause %v", res.Stage, res.Cause)
 			}
 			fileIs(t, p, tc.file)
@@ -295,18 +336,12 @@ func TestLookupFailuresAreFailAndFileUntouched(t *testing.T) {
 	}
 }
 
-type netErr struct{}
-
-func (*netErr) Error() string   { return "dial tcp 127.0.0.1:1: connect: connection refused" }
-func (*netErr) Timeout() bool   { return false }
-func (*netErr) Temporary() bool { return false }
-
 func TestRenewFailureIsFail(t *testing.T) {
 	f := world()
 	f.renewErr = respErr(503, "Vault is sealed")
 	cfg, p := setup(t, "ours-secret")
 	res, err := Run(context.Background(), f, cfg)
-	if err == nil || res.Stage != "renew" || res.Cause != CauseSealed {
+	if err == nil || res.Stage != StageRenew || res.Cause != CauseSealed {
 		t.Fatalf("err %v stage %q cause %v", err, res.Stage, res.Cause)
 	}
 	fileIs(t, p, "ours-secret")
@@ -326,7 +361,7 @@ func TestMintedTokenFailingCheckIsRevoked(t *testing.T) {
 			f.mintAs = tc.mintAs
 			cfg, p := setup(t, "oidc-secret")
 			res, err := Run(context.Background(), f, cfg)
-			if !errors.Is(err, ErrMintRejected) || res.Stage != "check" {
+			if !errors.Is(err, ErrMintRejected) || res.Stage != StageCheck {
 				t.Fatalf("err %v stage %q", err, res.Stage)
 			}
 			fileIs(t, p, "oidc-secret")
@@ -342,7 +377,7 @@ func TestMintedLookupFailureRevokesMinted(t *testing.T) {
 	f.lookupErr, f.lookupN = respErr(500, "boom"), 1 // the foreign lookup works, the minted one fails
 	cfg, p := setup(t, "oidc-secret")
 	res, err := Run(context.Background(), f, cfg)
-	if err == nil || res.Stage != "check" {
+	if err == nil || res.Stage != StageCheck {
 		t.Fatalf("err %v stage %q", err, res.Stage)
 	}
 	fileIs(t, p, "oidc-secret")
@@ -354,10 +389,9 @@ func TestMintedLookupFailureRevokesMinted(t *testing.T) {
 func TestWriteFailureRevokesMintedAndKeepsFile(t *testing.T) {
 	f := world()
 	cfg, p := setup(t, "oidc-secret")
-	writeToken = func(string, string) error { return errors.New("injected: no space left on device") }
-	t.Cleanup(func() { writeToken = defaultWriteToken })
+	cfg.WriteToken = func(string, string) error { return errors.New("injected: no space left on device") }
 	res, err := Run(context.Background(), f, cfg)
-	if err == nil || res.Stage != "write" {
+	if err == nil || res.Stage != StageWrite {
 		t.Fatalf("err %v stage %q", err, res.Stage)
 	}
 	fileIs(t, p, "oidc-secret")
@@ -388,7 +422,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 		matched int
 	}{
 		{file: "ours-secret", action: ActionRenew},
-		{file: "oidc-secret", action: ActionHeal, matched: 3},
+		{file: "oidc-secret", action: ActionHeal, matched: 3}, // not the other host's
 		{file: "weak-secret", action: ActionRefuse, denied: true},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
@@ -418,7 +452,7 @@ func TestMissingTokenFileIsFail(t *testing.T) {
 	cfg, p := setup(t, "x")
 	os.Remove(p)
 	res, err := Run(context.Background(), f, cfg)
-	if err == nil || res.Stage != "read" {
+	if err == nil || res.Stage != StageRead {
 		t.Fatalf("err %v stage %q", err, res.Stage)
 	}
 	if _, err := os.Stat(p); !os.IsNotExist(err) {
@@ -456,7 +490,7 @@ func TestConcurrentRunsHealOnce(t *testing.T) {
 	fileIs(t, p, "minted-secret-1")
 	live := 0
 	for _, i := range f.bySecret {
-		if i.DisplayName == "token-devvm-wizard" {
+		if i.DisplayName == "token-devvm-wizard" && i.Meta[MetaHost] != "devvm-b" {
 			live++
 		}
 	}
@@ -486,5 +520,177 @@ func TestSymlinkedTokenFileKeepsLink(t *testing.T) {
 	b, _ := os.ReadFile(target)
 	if !bytes.Equal(b, []byte("minted-secret-1")) {
 		t.Fatal("target not replaced")
+	}
+}
+
+func TestNonPeriodicTokenWithOurNameIsHealed(t *testing.T) {
+	f := world()
+	f.add("ttl-only-secret", TokenInfo{Accessor: "ttl-only-acc", DisplayName: "token-devvm-wizard", TTL: 24 * time.Hour,
+		Orphan: true, Policies: []string{"vault-admin", "sops-admin"}})
+	cfg, p := setup(t, "ttl-only-secret")
+	res, err := Run(context.Background(), f, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Action != ActionHeal || len(f.renewed) != 0 {
+		t.Fatalf("action %q, renewed %v: a non-periodic token must be healed, not renewed until it dies", res.Action, f.renewed)
+	}
+	fileIs(t, p, "minted-secret-1")
+}
+
+func TestTokensThatCanNeverMintAreDriftWithoutACreate(t *testing.T) {
+	for _, tc := range []struct {
+		name, words string
+		info        TokenInfo
+	}{
+		{"batch", "a batch token cannot heal", TokenInfo{DisplayName: "oidc-wizard", Type: "batch", IdentityPolicies: []string{"vault-admin"}}},
+		{"use-limited", "a use-limited token cannot heal", TokenInfo{Accessor: "uses-acc", DisplayName: "oidc-wizard", Type: "service", NumUses: 5}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := world()
+			f.add("odd-secret", tc.info)
+			cfg, p := setup(t, "odd-secret")
+			res, err := Run(context.Background(), f, cfg)
+			if !errors.Is(err, ErrHealDenied) || res.Action != ActionRefuse || !strings.Contains(res.Refusal, tc.words) {
+				t.Fatalf("err %v action %q refusal %q", err, res.Action, res.Refusal)
+			}
+			if len(f.created) != 0 {
+				t.Fatal("asked vault to mint with a token that never can")
+			}
+			fileIs(t, p, "odd-secret")
+		})
+	}
+}
+
+func TestRenewalCappedByVault(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		maxTTL time.Duration
+		fatal  bool
+	}{
+		{"48h is a warning", 48 * time.Hour, false},
+		{"12h is fatal", 12 * time.Hour, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := world()
+			f.maxTTL = tc.maxTTL
+			cfg, p := setup(t, "ours-secret")
+			res, err := Run(context.Background(), f, cfg)
+			if !res.Cap.Capped || res.TTL != tc.maxTTL || len(res.VaultWarnings) != 1 {
+				t.Fatalf("cap %+v ttl %s warnings %v", res.Cap, res.TTL, res.VaultWarnings)
+			}
+			if !strings.Contains(res.Cap.Next, "vault auth tune -max-lease-ttl=768h token/") {
+				t.Fatalf("next %q does not say how to lift the cap", res.Cap.Next)
+			}
+			if tc.fatal != (err != nil) || (tc.fatal && (!errors.Is(err, ErrCapped) || res.Stage != StageCap || res.Cause != CauseCapped)) {
+				t.Fatalf("err %v stage %v cause %v", err, res.Stage, res.Cause)
+			}
+			fileIs(t, p, "ours-secret")
+		})
+	}
+}
+
+func TestHealCappedByVault(t *testing.T) {
+	t.Run("48h heals with a warning", func(t *testing.T) {
+		f := world()
+		f.maxTTL = 48 * time.Hour
+		cfg, p := setup(t, "oidc-secret")
+		res, err := Run(context.Background(), f, cfg)
+		if err != nil || !res.Cap.Capped || res.Cap.Fatal || len(res.VaultWarnings) != 1 {
+			t.Fatalf("err %v cap %+v warnings %v", err, res.Cap, res.VaultWarnings)
+		}
+		fileIs(t, p, "minted-secret-1")
+	})
+	t.Run("12h fails, revokes the minted token, file untouched", func(t *testing.T) {
+		f := world()
+		f.maxTTL = 12 * time.Hour
+		cfg, p := setup(t, "oidc-secret")
+		res, err := Run(context.Background(), f, cfg)
+		if !errors.Is(err, ErrCapped) || res.Stage != StageCap || res.Cause != CauseCapped {
+			t.Fatalf("err %v stage %v cause %v", err, res.Stage, res.Cause)
+		}
+		fileIs(t, p, "oidc-secret")
+		if fmt.Sprint(f.revoked) != "[minted-acc-1]" {
+			t.Fatalf("revoked %v, want only the minted token", f.revoked)
+		}
+	})
+	t.Run("explicit max TTL names the day the token dies", func(t *testing.T) {
+		f := world()
+		die := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+		f.mintAs = func(i *TokenInfo) { i.ExplicitMaxTTL, i.TTL, i.ExpireTime = 72*time.Hour, 72*time.Hour, die }
+		cfg, _ := setup(t, "oidc-secret")
+		res, err := Run(context.Background(), f, cfg)
+		if err != nil || !strings.Contains(res.Cap.Why, "explicit_max_ttl") || !strings.Contains(res.Cap.Why, "2026-12-02T00:00:00Z") {
+			t.Fatalf("err %v cap %+v", err, res.Cap)
+		}
+	})
+}
+
+// TestLostCreateAnswerStrandsNothing: Vault minted, the answer was lost,
+// the client retried and Vault minted again. The heal's sweep revokes the
+// first: it is tagged for this machine and not in the keep set.
+func TestLostCreateAnswerStrandsNothing(t *testing.T) {
+	f := world()
+	f.loseCreates = 1
+	cfg, p := setup(t, "oidc-secret")
+	res, err := Run(context.Background(), f, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fileIs(t, p, "minted-secret-2")
+	if !slices.Contains(res.Sweep.Revoked, "minted-acc-1") {
+		t.Fatalf("the stranded first mint was not swept: revoked %v", res.Sweep.Revoked)
+	}
+	var live []string
+	for _, i := range f.bySecret {
+		if i.DisplayName == "token-devvm-wizard" && i.Meta[MetaHost] == "devvm-a" {
+			live = append(live, i.Accessor)
+		}
+	}
+	if fmt.Sprint(live) != "[minted-acc-2]" {
+		t.Fatalf("live periodic tokens of this machine %v, want exactly the one in the file", live)
+	}
+}
+
+func TestHealStandsWhenTheSweepCannotRun(t *testing.T) {
+	f := world()
+	cfg, p := setup(t, "oidc-secret")
+	cfg.MaxRPS = 2 // 8 accessors at 2/s cannot finish before the deadline below
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	res, err := Run(ctx, f, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fileIs(t, p, "minted-secret-1")
+	if !errors.Is(res.SweepErr, sweep.ErrIncomplete) {
+		t.Fatalf("sweep error %v, want ErrIncomplete", res.SweepErr)
+	}
+}
+
+func TestLockFileThatCannotBeCreatedIsFilesystem(t *testing.T) {
+	dir := t.TempDir()
+	notDir := filepath.Join(dir, "file")
+	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{TokenFile: filepath.Join(notDir, ".vault-token"), Spec: spec, LockWait: time.Second, Log: zerolog.Nop()}
+	res, err := Run(context.Background(), world(), cfg)
+	if res.Stage != StageLock || res.Cause != CauseFilesystem {
+		t.Fatalf("err %v stage %v cause %v, want a filesystem cause, not a held lock", err, res.Stage, res.Cause)
+	}
+}
+
+func TestHeldLockIsLockHeld(t *testing.T) {
+	cfg, _ := setup(t, "ours-secret")
+	cfg.LockWait = 100 * time.Millisecond
+	held, err := tokenfile.Acquire(context.Background(), cfg.TokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	res, err := Run(context.Background(), world(), cfg)
+	if res.Stage != StageLock || res.Cause != CauseLockHeld {
+		t.Fatalf("err %v stage %v cause %v", err, res.Stage, res.Cause)
 	}
 }

@@ -24,6 +24,9 @@ type Token struct {
 	DisplayName  string
 	CreationTime time.Time
 	TTL          time.Duration
+	// Host and User are the token's meta tags (empty when untagged, as the
+	// runbook's manual re-mints are): which machine and user it serves.
+	Host, User string
 }
 
 // Accessors is the Vault I/O a sweep needs, acting as one token that may
@@ -42,18 +45,27 @@ var ErrVanished = errors.New("accessor no longer exists")
 type Verdict int
 
 const (
-	Ignore Verdict = iota // someone else's token
-	Spare                 // ours by name, but in the keep set
-	Revoke                // a stale periodic token
+	Ignore  Verdict = iota // not our display name
+	Spare                  // ours by name, but in the keep set
+	Revoke                 // a stale periodic token of this machine, or untagged
+	Another                // our display name, but tagged for another machine or user: never revoked
 )
 
-// Judge is the whole rule for one token: an exact display-name match that
-// is not kept is stale. "token-devvm-wizard2" or "token-devvm" are someone
-// else's tokens.
-func Judge(t Token, displayName string, keep map[string]bool) Verdict {
+// Owner is the machine (and local user) whose tokens a sweep may revoke.
+type Owner struct{ Host, User string }
+
+// Judge is the whole rule for one token, for the heal's sweep and `sweep`
+// alike. Only an exact display-name match can be stale: "token-devvm-wizard2"
+// is someone else's. Of those, a token tagged for another host (or another
+// user on this host) belongs to a machine sharing this Vault and is never
+// revoked; a token tagged for this owner, or untagged (a manual re-mint), is
+// stale unless kept.
+func Judge(t Token, displayName string, me Owner, keep map[string]bool) Verdict {
 	switch {
 	case t.DisplayName != displayName:
 		return Ignore
+	case t.Host != "" && t.Host != me.Host, t.Host != "" && t.User != "" && t.User != me.User:
+		return Another
 	case keep[t.Accessor]:
 		return Spare
 	}
@@ -74,6 +86,8 @@ func keepSet(keep []string) map[string]bool {
 type Options struct {
 	// DisplayName is the stored display name to match, e.g. token-devvm-wizard.
 	DisplayName string
+	// Owner is this machine: tokens tagged for another are never revoked.
+	Owner Owner
 	// Keep lists accessors never to revoke (the current token, the foreign one).
 	Keep []string
 	// Apply revokes; without it Run only reports what it would revoke.
@@ -92,6 +106,10 @@ type Options struct {
 // most of the per-request latency.
 const DefaultConcurrency = 8
 
+// MaxConcurrency is the most lookups in flight a sweep may ask of a shared
+// Vault: beyond it the walk gets no faster and other clients get slower.
+const MaxConcurrency = 64
+
 // Failure is one accessor that could not be looked up or revoked.
 type Failure struct {
 	Accessor string
@@ -103,18 +121,76 @@ type Failure struct {
 // memory, never every lookup's response.
 type Report struct {
 	Listed   int
-	LookedUp int     // accessors looked up (all of Listed unless cancelled)
+	LookedUp int     // accessors looked up (all of Listed unless stopped early)
 	Matched  []Token // stale tokens, sorted by creation time
-	Kept     []Token // exact-name tokens spared because they are in Keep
+	Kept     []Token // this machine's tokens spared because they are in Keep
+	Others   []Token // other machines' tokens with our display name: never revoked
 	Revoked  []string
 	Vanished int
 	Failed   []Failure
 }
 
+// ErrIncomplete: the walk stopped before it looked up (or revoked) every
+// accessor, so stale tokens may remain. The error is an *IncompleteError.
+var ErrIncomplete = errors.New("sweep incomplete")
+
+// IncompleteError says how far a walk got and why it stopped.
+type IncompleteError struct {
+	Phase       string // "lookup" or "revoke"
+	Done, Total int
+	Why         string // the run's deadline, an interrupt, or the rate limit
+	// Need is the --timeout the whole walk needs at this --max-rps; 0 when
+	// the rate is not what limits it.
+	Need time.Duration
+	Err  error
+}
+
+func (e *IncompleteError) Error() string {
+	verb := "looking up"
+	if e.Phase == "revoke" {
+		verb = "revoking"
+	}
+	return fmt.Sprintf("%s: stopped %s after %d of %d accessors: %s", ErrIncomplete, verb, e.Done, e.Total, e.Why)
+}
+
+func (e *IncompleteError) Is(target error) bool { return target == ErrIncomplete }
+func (e *IncompleteError) Unwrap() error        { return e.Err }
+
+// Budget is the time a full walk of n accessors needs at maxRPS (a lookup
+// per accessor, a quarter more for revokes and slack, and half a minute for
+// the list); 0 when there is no rate cap to derive it from.
+func Budget(n int, maxRPS float64) time.Duration {
+	if maxRPS <= 0 {
+		return 0
+	}
+	need := time.Duration(float64(n)*1.25/maxRPS*float64(time.Second)) + 30*time.Second
+	return need.Round(time.Second)
+}
+
+// walk runs fn for every item with at most n in flight, each first waiting
+// for limit. It stops handing out items at the first wait that fails (ctx
+// done, or the limiter refusing to wait past the deadline) and returns that
+// error; nil means every item was handed out.
+func walk(ctx context.Context, items []string, n int, limit *rate.Limiter, fn func(string)) error {
+	var stopped error
+	var once sync.Once
+	forEach(ctx, items, n, func(it string) {
+		if err := limit.Wait(ctx); err != nil {
+			once.Do(func() { stopped = err })
+			return
+		}
+		fn(it)
+	})
+	if stopped == nil {
+		stopped = ctx.Err()
+	}
+	return stopped
+}
+
 // Run lists all accessors, looks each up with bounded concurrency, and
 // revokes the stale ones when opts.Apply is set. A failing lookup or revoke
-// is recorded in the report and never stops the sweep; only a failing list
-// (or a cancelled ctx) is an error.
+// is recorded in the report and never stops the sweep; a failing list is an
+// error, and so is a walk that stopped early (an *IncompleteError).
 func Run(ctx context.Context, v Accessors, opts Options) (Report, error) {
 	var rep Report
 	accs, err := v.List(ctx)
@@ -126,17 +202,33 @@ func Run(ctx context.Context, v Accessors, opts Options) (Report, error) {
 	if n <= 0 {
 		n = DefaultConcurrency
 	}
-
-	kept := keepSet(opts.Keep)
 	limit := rate.NewLimiter(rate.Inf, 1)
 	if opts.MaxRPS > 0 {
 		limit = rate.NewLimiter(rate.Limit(opts.MaxRPS), 1)
 	}
+	stopped := lookupAll(ctx, v, accs, n, limit, opts, &rep)
+	if rep.LookedUp < rep.Listed {
+		return rep, incomplete("lookup", rep.LookedUp, rep.Listed, stopped, opts.MaxRPS)
+	}
+	if !opts.Apply {
+		return rep, nil
+	}
+	stale := make([]string, len(rep.Matched))
+	for i, t := range rep.Matched {
+		stale[i] = t.Accessor
+	}
+	stopped = revokeAll(ctx, v, stale, n, limit, &rep)
+	if done := len(rep.Revoked) + countOp(rep.Failed, "revoke"); done < len(stale) {
+		return rep, incomplete("revoke", len(rep.Revoked), len(stale), stopped, opts.MaxRPS)
+	}
+	return rep, nil
+}
+
+// lookupAll looks up every accessor and sorts each token by Judge into rep.
+func lookupAll(ctx context.Context, v Accessors, accs []string, n int, limit *rate.Limiter, opts Options, rep *Report) error {
+	kept := keepSet(opts.Keep)
 	var mu sync.Mutex
-	forEach(ctx, accs, n, func(acc string) {
-		if limit.Wait(ctx) != nil {
-			return // cancelled
-		}
+	stopped := walk(ctx, accs, n, limit, func(acc string) {
 		tok, err := v.Lookup(ctx, acc)
 		mu.Lock()
 		defer mu.Unlock()
@@ -153,32 +245,25 @@ func Run(ctx context.Context, v Accessors, opts Options) (Report, error) {
 		case err != nil:
 			rep.Failed = append(rep.Failed, Failure{Accessor: acc, Op: "lookup", Err: err})
 		default:
-			switch Judge(tok, opts.DisplayName, kept) {
+			switch Judge(tok, opts.DisplayName, opts.Owner, kept) {
 			case Spare:
 				rep.Kept = append(rep.Kept, tok)
 			case Revoke:
 				rep.Matched = append(rep.Matched, tok)
+			case Another:
+				rep.Others = append(rep.Others, tok)
 			}
 		}
 	})
-	sort.Slice(rep.Matched, func(i, j int) bool {
-		return rep.Matched[i].CreationTime.Before(rep.Matched[j].CreationTime)
-	})
-	if err := ctx.Err(); err != nil {
-		return rep, fmt.Errorf("sweep stopped after looking up %d of %d accessors, nothing revoked: %w", rep.LookedUp, rep.Listed, err)
+	for _, ts := range [][]Token{rep.Matched, rep.Others} {
+		sort.Slice(ts, func(i, j int) bool { return ts[i].CreationTime.Before(ts[j].CreationTime) })
 	}
-	if !opts.Apply {
-		return rep, nil
-	}
+	return stopped
+}
 
-	stale := make([]string, len(rep.Matched))
-	for i, t := range rep.Matched {
-		stale[i] = t.Accessor
-	}
-	forEach(ctx, stale, n, func(acc string) {
-		if limit.Wait(ctx) != nil {
-			return
-		}
+func revokeAll(ctx context.Context, v Accessors, stale []string, n int, limit *rate.Limiter, rep *Report) error {
+	var mu sync.Mutex
+	stopped := walk(ctx, stale, n, limit, func(acc string) {
 		err := v.Revoke(ctx, acc)
 		mu.Lock()
 		defer mu.Unlock()
@@ -189,10 +274,37 @@ func Run(ctx context.Context, v Accessors, opts Options) (Report, error) {
 		rep.Revoked = append(rep.Revoked, acc)
 	})
 	sort.Strings(rep.Revoked)
-	if err := ctx.Err(); err != nil {
-		return rep, fmt.Errorf("sweep stopped while revoking, %d of %d revoked: %w", len(rep.Revoked), len(stale), err)
+	return stopped
+}
+
+func countOp(fs []Failure, op string) int {
+	n := 0
+	for _, f := range fs {
+		if f.Op == op {
+			n++
+		}
 	}
-	return rep, nil
+	return n
+}
+
+// incomplete names why a walk stopped: the rate limiter refuses to wait
+// past the context's deadline without the context being done yet, which
+// is the case a shared Vault's --max-rps runs into.
+func incomplete(phase string, done, total int, stopped error, maxRPS float64) error {
+	e := &IncompleteError{Phase: phase, Done: done, Total: total, Err: stopped}
+	switch {
+	case errors.Is(stopped, context.Canceled):
+		e.Why = "interrupted"
+	case errors.Is(stopped, context.DeadlineExceeded):
+		e.Why = "the time budget (--timeout) ran out"
+	case stopped != nil:
+		e.Why = fmt.Sprintf("at --max-rps %g the rest cannot finish within the time budget (--timeout)", maxRPS)
+		e.Err = fmt.Errorf("%w (%v)", context.DeadlineExceeded, stopped)
+	default:
+		e.Why = "stopped early"
+	}
+	e.Need = Budget(total, maxRPS)
+	return e
 }
 
 // forEach calls fn for every item with at most n calls in flight, and stops

@@ -15,29 +15,60 @@ import (
 
 const dn = "token-devvm-wizard"
 
+var me = Owner{Host: "devvm-a", User: "wizard"}
+
 // stale applies Judge to a list, keeping what it would revoke.
 func stale(tokens []Token, displayName string, keep ...string) []Token {
 	kept := keepSet(keep)
 	var out []Token
 	for _, t := range tokens {
-		if Judge(t, displayName, kept) == Revoke {
+		if Judge(t, displayName, me, kept) == Revoke {
 			out = append(out, t)
 		}
 	}
 	return out
 }
 
+// TestJudge is the stale rule's whole table: for the heal's sweep and for
+// `sweep` alike.
+func TestJudge(t *testing.T) {
+	keep := keepSet([]string{"kept"})
+	for _, tc := range []struct {
+		name string
+		tok  Token
+		want Verdict
+	}{
+		{"exact name, tagged for this machine, not kept: stale", Token{Accessor: "a", DisplayName: dn, Host: "devvm-a", User: "wizard"}, Revoke},
+		{"exact name, tagged for this machine, no user tag: stale", Token{Accessor: "a", DisplayName: dn, Host: "devvm-a"}, Revoke},
+		{"exact name, untagged (manual re-mint): stale", Token{Accessor: "a", DisplayName: dn}, Revoke},
+		{"exact name, tagged for another machine: never", Token{Accessor: "a", DisplayName: dn, Host: "devvm-b", User: "wizard"}, Another},
+		{"exact name, another machine even when kept", Token{Accessor: "kept", DisplayName: dn, Host: "devvm-b"}, Another},
+		{"exact name, this host but another user: never", Token{Accessor: "a", DisplayName: dn, Host: "devvm-a", User: "viktor"}, Another},
+		{"exact name, tagged for this machine, kept", Token{Accessor: "kept", DisplayName: dn, Host: "devvm-a", User: "wizard"}, Spare},
+		{"exact name, untagged, kept", Token{Accessor: "kept", DisplayName: dn}, Spare},
+		{"near miss: suffix", Token{Accessor: "a", DisplayName: "token-devvm-wizard2", Host: "devvm-a"}, Ignore},
+		{"near miss: prefix", Token{Accessor: "a", DisplayName: "token-devvm"}, Ignore},
+		{"near miss: no token- prefix", Token{Accessor: "a", DisplayName: "devvm-wizard"}, Ignore},
+		{"near miss: case", Token{Accessor: "a", DisplayName: "Token-Devvm-Wizard"}, Ignore},
+		{"near miss: space", Token{Accessor: "a", DisplayName: " token-devvm-wizard"}, Ignore},
+		{"foreign login", Token{Accessor: "a", DisplayName: "oidc-wizard"}, Ignore},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Judge(tc.tok, dn, me, keep); got != tc.want {
+				t.Fatalf("Judge = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestStale(t *testing.T) {
 	toks := []Token{
-		{Accessor: "cur", DisplayName: dn},
-		{Accessor: "old1", DisplayName: dn},
+		{Accessor: "cur", DisplayName: dn, Host: "devvm-a"},
+		{Accessor: "old1", DisplayName: dn, Host: "devvm-a"},
 		{Accessor: "old2", DisplayName: dn},
+		{Accessor: "other", DisplayName: dn, Host: "devvm-b"},
 		{Accessor: "foreign", DisplayName: "oidc-wizard"},
 		{Accessor: "near1", DisplayName: "token-devvm-wizard2"},
-		{Accessor: "near2", DisplayName: "token-devvm"},
-		{Accessor: "near3", DisplayName: "devvm-wizard"},
-		{Accessor: "near4", DisplayName: "Token-Devvm-Wizard"},
-		{Accessor: "near5", DisplayName: " token-devvm-wizard"},
 	}
 	for _, tc := range []struct {
 		name string
@@ -46,7 +77,7 @@ func TestStale(t *testing.T) {
 	}{
 		{name: "excludes the current accessor", keep: []string{"cur"}, want: []string{"old1", "old2"}},
 		{name: "excludes every kept accessor", keep: []string{"cur", "old2"}, want: []string{"old1"}},
-		{name: "nothing kept matches every exact name", want: []string{"cur", "old1", "old2"}},
+		{name: "nothing kept matches every exact name of this machine", want: []string{"cur", "old1", "old2"}},
 		{name: "empty keep entry is ignored", keep: []string{""}, want: []string{"cur", "old1", "old2"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -122,8 +153,9 @@ func seeded() *fakeVault {
 	t0 := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 	return &fakeVault{tokens: map[string]Token{
 		"cur":     {Accessor: "cur", DisplayName: dn, CreationTime: t0.Add(72 * time.Hour)},
-		"old1":    {Accessor: "old1", DisplayName: dn, CreationTime: t0.Add(48 * time.Hour)},
+		"old1":    {Accessor: "old1", DisplayName: dn, CreationTime: t0.Add(48 * time.Hour), Host: "devvm-a", User: "wizard"},
 		"old2":    {Accessor: "old2", DisplayName: dn, CreationTime: t0},
+		"other":   {Accessor: "other", DisplayName: dn, CreationTime: t0, Host: "devvm-b", User: "wizard"},
 		"foreign": {Accessor: "foreign", DisplayName: "oidc-wizard"},
 		"near":    {Accessor: "near", DisplayName: "token-devvm-wizard2"},
 	}}
@@ -131,7 +163,7 @@ func seeded() *fakeVault {
 
 func TestRunRevokesExactlyTheStale(t *testing.T) {
 	f := seeded()
-	rep, err := Run(context.Background(), f, Options{DisplayName: dn, Keep: []string{"cur", "foreign"}, Apply: true})
+	rep, err := Run(context.Background(), f, Options{DisplayName: dn, Owner: me, Keep: []string{"cur", "foreign"}, Apply: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,8 +171,14 @@ func TestRunRevokesExactlyTheStale(t *testing.T) {
 	if !reflect.DeepEqual(f.revoked, []string{"old1", "old2"}) {
 		t.Fatalf("revoked %v", f.revoked)
 	}
-	if !reflect.DeepEqual(rep.Revoked, []string{"old1", "old2"}) || rep.Listed != 5 {
-		t.Fatalf("report %+v", rep)
+	if !reflect.DeepEqual(rep.Revoked, []string{"old1", "old2"}) {
+		t.Fatalf("report revoked %v", rep.Revoked)
+	}
+	if rep.Listed != 6 {
+		t.Fatalf("listed %d, want 6", rep.Listed)
+	}
+	if len(rep.Others) != 1 || rep.Others[0].Accessor != "other" || rep.Others[0].Host != "devvm-b" {
+		t.Fatalf("others %+v, want the devvm-b token listed as another machine's", rep.Others)
 	}
 	if len(rep.Kept) != 1 || rep.Kept[0].Accessor != "cur" {
 		t.Fatalf("kept %+v, want the current token only", rep.Kept)
@@ -152,7 +190,7 @@ func TestRunRevokesExactlyTheStale(t *testing.T) {
 
 func TestRunDryRunRevokesNothing(t *testing.T) {
 	f := seeded()
-	rep, err := Run(context.Background(), f, Options{DisplayName: dn, Keep: []string{"cur"}})
+	rep, err := Run(context.Background(), f, Options{DisplayName: dn, Owner: me, Keep: []string{"cur"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +206,7 @@ func TestRunCarriesOnPastFailures(t *testing.T) {
 	f := seeded()
 	f.lookupErr = map[string]error{"broken": errors.New("500 internal"), "gone": fmt.Errorf("lookup: %w", ErrVanished)}
 	f.revokeErr = map[string]error{"old1": errors.New("403 permission denied")}
-	rep, err := Run(context.Background(), f, Options{DisplayName: dn, Keep: []string{"cur"}, Apply: true})
+	rep, err := Run(context.Background(), f, Options{DisplayName: dn, Owner: me, Keep: []string{"cur"}, Apply: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +260,10 @@ func TestRunCancelledReportsHowFar(t *testing.T) {
 	defer cancel()
 	rep, err := Run(ctx, f, Options{DisplayName: dn, Concurrency: 2, Apply: true})
 	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err = %v", err)
+		t.Fatalf("err = %v, want the deadline", err)
+	}
+	if !errors.Is(err, ErrIncomplete) {
+		t.Fatalf("err = %v, want ErrIncomplete", err)
 	}
 	if len(f.revoked) != 0 {
 		t.Fatal("revoked after cancellation")
@@ -230,8 +271,38 @@ func TestRunCancelledReportsHowFar(t *testing.T) {
 	if rep.Listed != 100 || len(rep.Matched) == 0 || len(rep.Matched) >= 100 || rep.LookedUp != len(rep.Matched) || len(rep.Failed) != 0 {
 		t.Fatalf("report %d listed, %d looked up, %d matched, %d failed", rep.Listed, rep.LookedUp, len(rep.Matched), len(rep.Failed))
 	}
-	if !strings.Contains(err.Error(), fmt.Sprintf("after looking up %d of 100", rep.LookedUp)) {
-		t.Fatalf("error does not say how far it got: %v", err)
+	if !strings.Contains(err.Error(), fmt.Sprintf("stopped looking up after %d of 100 accessors: the time budget (--timeout) ran out", rep.LookedUp)) {
+		t.Fatalf("error does not say how far it got and why: %v", err)
+	}
+}
+
+// TestRunRateLimitPastDeadlineIsIncomplete: the limiter refuses to wait past
+// the deadline while the context is not done yet. That used to end the walk
+// early and count it as complete, with the stale tokens still alive.
+func TestRunRateLimitPastDeadlineIsIncomplete(t *testing.T) {
+	f := &fakeVault{tokens: map[string]Token{}}
+	for i := 0; i < 40; i++ {
+		a := fmt.Sprintf("a%02d", i)
+		f.tokens[a] = Token{Accessor: a, DisplayName: dn}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	rep, err := Run(ctx, f, Options{DisplayName: dn, Owner: me, Apply: true, MaxRPS: 20})
+	var ie *IncompleteError
+	if !errors.As(err, &ie) {
+		t.Fatalf("err = %v, want an *IncompleteError", err)
+	}
+	if ie.Done >= 40 || ie.Done != rep.LookedUp || ie.Total != 40 {
+		t.Fatalf("incomplete %+v, looked up %d", ie, rep.LookedUp)
+	}
+	if !strings.Contains(err.Error(), "at --max-rps 20 the rest cannot finish within the time budget") {
+		t.Fatalf("error does not name the rate limit: %v", err)
+	}
+	if want := Budget(40, 20); ie.Need != want || want != 33*time.Second {
+		t.Fatalf("need %s, want %s (40 accessors at 20/s, +25%%, +30s)", ie.Need, want)
+	}
+	if len(f.revoked) != 0 {
+		t.Fatalf("revoked %v after an incomplete lookup walk", f.revoked)
 	}
 }
 
@@ -239,7 +310,7 @@ func TestRunReportsProgress(t *testing.T) {
 	f := seeded()
 	var calls []int
 	_, err := Run(context.Background(), f, Options{DisplayName: dn, Concurrency: 3, Progress: func(done, total int) {
-		if total != 5 {
+		if total != 6 {
 			t.Errorf("total %d", total)
 		}
 		calls = append(calls, done)
@@ -247,7 +318,7 @@ func TestRunReportsProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(calls) != "[1 2 3 4 5]" {
+	if fmt.Sprint(calls) != "[1 2 3 4 5 6]" {
 		t.Fatalf("progress calls %v", calls)
 	}
 }

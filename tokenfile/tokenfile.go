@@ -46,12 +46,22 @@ func Read(path string) (string, error) {
 	return tok, nil
 }
 
+// ErrNotDurable means the new token is in place but its directory was not
+// synced, so a crash could still bring the old file back. Callers must not
+// treat it as "old file kept".
+var ErrNotDurable = errors.New("token file written but not yet durable")
+
 // Write replaces the token file at path with token via atomicfile.Write
 // with mode 0600: a failure before the rename leaves the old file
 // byte-identical; a symlink keeps its link and its target is replaced. An
-// *atomicfile.DirSyncError means the new token is already in place.
+// error wrapping ErrNotDurable means the new token is already in place.
 func Write(path, token string) error {
-	return atomicfile.Write(path, []byte(token), 0o600)
+	err := atomicfile.Write(path, []byte(token), 0o600)
+	var dse *atomicfile.DirSyncError
+	if errors.As(err, &dse) {
+		return fmt.Errorf("%w: %w", ErrNotDurable, err)
+	}
+	return err
 }
 
 // Lock is an exclusive advisory lock held for one run.

@@ -6,17 +6,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/user"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/devvm/vault-token-renew/internal/vaultclient"
 	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/sweep"
-	"github.com/devvm/vault-token-renew/tokenfile"
 )
 
 // Exit codes, the whole contract with systemd and scripts.
@@ -46,7 +45,13 @@ VAULT_CLIENT_CERT, VAULT_CLIENT_KEY, VAULT_NAMESPACE, VAULT_SKIP_VERIFY).
 VAULT_TOKEN is never used: the token file is the source of truth.
 
 Exit status: 0 OK/HEALED, 1 DRIFT/FAIL (status: foreign or unreadable;
-sweep: a revoke failed), 2 usage error.
+sweep: a revoke failed, the walk stopped early, or --apply while the file
+holds a foreign token), 2 usage error.
+
+Every token this tool mints carries meta managed_by=vault-token-renew,
+host=<--host> and user=<$USER>. A sweep revokes only tokens with the exact
+display name that are tagged for this host and user, or untagged (manual
+re-mints); another machine's tokens are listed and never revoked.
 
 Flags:
 `
@@ -71,6 +76,8 @@ type options struct {
 	lockWait    time.Duration
 	concurrency int
 	maxRPS      float64
+	host        string
+	timeoutSet  bool // --timeout was given (sweep has no deadline otherwise)
 	// per subcommand
 	dryRun  bool
 	json    bool
@@ -106,13 +113,14 @@ func (c *cli) flags(name string, o *options) *flag.FlagSet {
 	}
 	o.policies = policyList{vals: []string{"vault-admin", "sops-admin"}}
 	fs.StringVar(&o.tokenFile, "token-file", def, "the token file to manage")
+	fs.StringVar(&o.host, "host", c.hostname(), "this machine's name, tagged on the tokens it mints (default: $VTR_HOST, else the hostname)")
 	fs.StringVar(&o.displayName, "display-name", "devvm-wizard", "display name of the periodic token (Vault stores it as token-<name>)")
 	fs.Var(&o.policies, "policy", "policy of the periodic token; repeat for several")
 	fs.DurationVar(&o.period, "period", 768*time.Hour, "period of the periodic token")
 	fs.StringVar(&o.logFormat, "log-format", "auto", "log format: auto, console, plain or json")
-	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up on the run after this long")
+	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up on the run after this long (sweep: no limit unless given)")
 	fs.DurationVar(&o.lockWait, "lock-wait", time.Minute, "how long to wait for another run's lock")
-	fs.IntVar(&o.concurrency, "concurrency", sweep.DefaultConcurrency, "accessor lookups in flight during a sweep")
+	fs.IntVar(&o.concurrency, "concurrency", sweep.DefaultConcurrency, fmt.Sprintf("accessor lookups in flight during a sweep (at most %d)", sweep.MaxConcurrency))
 	fs.Float64Var(&o.maxRPS, "max-rps", 0, "cap a sweep's requests per second to spare a shared Vault (0: no cap)")
 	switch name {
 	case "vault-token-renew":
@@ -144,6 +152,7 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		}
 		return exitUsage
 	}
+	fs.Visit(func(f *flag.Flag) { o.timeoutSet = o.timeoutSet || f.Name == "timeout" })
 	if o.version {
 		fmt.Fprintln(c.stdout, "vault-token-renew", versionString())
 		return exitOK
@@ -162,26 +171,33 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		log.Error().Err(err).Str("next", "fix the VAULT_* variables in the environment file").Msg("FAIL: vault client settings")
 		return exitFail
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-
+	timeout := o.timeout
+	if name == "sweep" && !o.timeoutSet {
+		timeout = 0 // run by hand: Ctrl-C stops it, and --max-rps sets its pace
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
 	cfg := renew.Config{
 		TokenFile:   o.tokenFile,
-		Spec:        renew.Spec{DisplayName: o.displayName, Policies: o.policies.vals, Period: o.period},
+		Spec:        renew.Spec{DisplayName: o.displayName, Policies: o.policies.vals, Period: o.period, Host: o.host, User: c.username()},
 		DryRun:      o.dryRun,
 		Concurrency: o.concurrency,
 		MaxRPS:      o.maxRPS,
 		LockWait:    o.lockWait,
 		Log:         log,
 	}
+	rep := reporter{log: log, addr: vc.Address(), cfg: cfg, timeout: timeout}
 	switch name {
 	case "status":
-		return c.status(ctx, vc, cfg, o.json, log)
+		return c.status(ctx, vc, rep, o.json)
 	case "sweep":
-		return c.sweep(ctx, vc, cfg, o.apply, log)
+		return c.sweep(ctx, vc, rep, o.apply)
 	}
 	res, err := renew.Run(ctx, vc, cfg)
-	return report(log, vc.Address(), cfg, res, err)
+	return rep.report(res, err).code
 }
 
 func (o *options) check(fs *flag.FlagSet) error {
@@ -194,16 +210,41 @@ func (o *options) check(fs *flag.FlagSet) error {
 		return errors.New("--display-name must not be empty")
 	case len(o.policies.vals) == 0:
 		return errors.New("--policy: at least one policy is needed")
-	case o.period < time.Minute:
-		return fmt.Errorf("--period %s is too short for a daily renewal", o.period)
+	case o.period < renew.MinTTL:
+		return fmt.Errorf("--period %s is too short: the daily timer needs at least %s (a day plus its randomized delay)", o.period, renew.MinTTL)
 	case o.timeout <= 0 || o.lockWait <= 0:
 		return errors.New("--timeout and --lock-wait must be positive")
 	case o.concurrency < 1:
 		return errors.New("--concurrency must be at least 1")
+	case o.concurrency > sweep.MaxConcurrency:
+		return fmt.Errorf("--concurrency %d is above %d: more lookups in flight do not make a sweep faster, they only slow a shared Vault for everyone else", o.concurrency, sweep.MaxConcurrency)
+	case o.host == "":
+		return errors.New("--host must not be empty: it tags the tokens this machine mints")
 	case o.maxRPS < 0:
 		return errors.New("--max-rps must not be negative")
 	}
 	return nil
+}
+
+// hostname is this machine's name for the tokens it mints: $VTR_HOST (the
+// env file's override), else the kernel's hostname.
+func (c *cli) hostname() string {
+	if h := c.getenv("VTR_HOST"); h != "" {
+		return h
+	}
+	h, _ := os.Hostname()
+	return h
+}
+
+// username is the local user tagged on minted tokens.
+func (c *cli) username() string {
+	if u := c.getenv("USER"); u != "" {
+		return u
+	}
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return ""
 }
 
 func versionString() string {
@@ -216,115 +257,3 @@ func versionString() string {
 	return "dev"
 }
 
-// report logs the run's one closing line and maps the outcome to an exit
-// code: the single place where outcomes become exit statuses.
-func report(log zerolog.Logger, addr string, cfg renew.Config, res renew.Result, err error) int {
-	dry := ""
-	if res.DryRun {
-		dry = " (dry run: nothing changed)"
-	}
-	switch {
-	case err == nil && res.DryRun && res.Action == renew.ActionRenew:
-		log.Info().Str("accessor", res.Current.Accessor).Dur("ttl", res.TTL).Msg("OK: would renew periodic token" + dry)
-		return exitOK
-	case err == nil && res.DryRun && res.Action == renew.ActionHeal:
-		log.Info().Str("foreign_accessor", res.Current.Accessor).Int("would_revoke", len(res.Sweep.Matched)).
-			Msgf("OK: would heal: re-mint %s from foreign dn=%s and revoke %d stale%s", cfg.Spec.StoredDisplayName(), res.Current.DisplayName, len(res.Sweep.Matched), dry)
-		return exitOK
-	case err == nil && res.Action == renew.ActionRenew:
-		log.Info().Str("accessor", res.Current.Accessor).Str("ttl", fmtDur(res.TTL)).Str("period", fmtDur(res.Current.Period)).
-			Msg("OK: renewed periodic token")
-		return exitOK
-	case err == nil && res.Action == renew.ActionHeal:
-		ev := log.Info().Str("accessor", res.Minted.Accessor).Str("foreign_accessor", res.Current.Accessor).
-			Str("ttl", fmtDur(res.TTL)).Str("path", res.Path)
-		if n := len(res.Sweep.Failed); n > 0 {
-			ev = log.Warn().Str("accessor", res.Minted.Accessor).Str("foreign_accessor", res.Current.Accessor).
-				Int("sweep_failed", n).Str("next", "run: vault-token-renew sweep")
-		}
-		ev.Msgf("HEALED: re-minted from foreign dn=%s (revoked %d stale)", res.Current.DisplayName, len(res.Sweep.Revoked))
-		return exitOK
-	case errors.Is(err, renew.ErrHealDenied):
-		log.Error().Str("accessor", res.Current.Accessor).Str("display_name", res.Current.DisplayName).Str("path", res.Path).
-			Str("vault_said", res.Refusal).
-			Str("next", "find what wrote the token (vault token lookup -accessor "+res.Current.Accessor+"), then restore the periodic token; see the runbook's manual re-mint").
-			Msgf("DRIFT: foreign token dn=%s in the token file; %s%s", res.Current.DisplayName, renew.ErrHealDenied, dry)
-		return exitFail
-	}
-	log.Error().Err(err).Str("stage", res.Stage).Str("cause", res.Cause.String()).Str("path", res.Path).
-		Str("next", hint(addr, cfg, res, err)).Msgf("FAIL: %s%s", stageWords(res.Stage), dry)
-	return exitFail
-}
-
-func stageWords(stage string) string {
-	switch stage {
-	case "lock":
-		return "could not take the run lock"
-	case "read":
-		return "could not read the token file"
-	case "lookup":
-		return "could not look up the token in the file"
-	case "renew":
-		return "could not renew the periodic token"
-	case "create":
-		return "could not mint a periodic token"
-	case "check":
-		return "the minted token did not pass its check; the token file is unchanged"
-	case "write":
-		return "could not write the token file; the old file is unchanged"
-	case "capabilities":
-		return "could not ask vault what the foreign token may do"
-	}
-	return "run failed"
-}
-
-// remint is the runbook's manual recovery, for a dead token with no
-// admin-capable token to heal from.
-func remint(cfg renew.Config) string {
-	var p []string
-	for _, pol := range cfg.Spec.Policies {
-		p = append(p, "-policy="+pol)
-	}
-	return fmt.Sprintf("(umask 077; vault token create -orphan -period=%s %s -display-name=%s -field=token > %s)",
-		fmtDur(cfg.Spec.Period), strings.Join(p, " "), cfg.Spec.DisplayName, cfg.TokenFile)
-}
-
-// hint says what to do next about a failure.
-func hint(addr string, cfg renew.Config, res renew.Result, err error) string {
-	switch {
-	case res.Stage == "lock":
-		return "another vault-token-renew run holds the lock; wait for it (pgrep -a vault-token-renew) and run again"
-	case errors.Is(err, tokenfile.ErrMissing), errors.Is(err, tokenfile.ErrEmpty):
-		return "log in (vault login -method=oidc) and run again to heal, or mint the periodic token by hand: " + remint(cfg)
-	case res.Stage == "read":
-		return "check the token file's owner and permissions"
-	case errors.Is(err, renew.ErrMintRejected):
-		return "vault minted a token unlike the one asked for; check the token store's limits and the policies, then run again"
-	case res.Stage == "write":
-		return "check the token file's directory: permissions, free space, read-only mount"
-	}
-	switch res.Cause {
-	case renew.CauseTokenDenied:
-		return "the token in the file is dead or revoked and cannot heal itself; log in (vault login -method=oidc) and run again, or re-mint by hand: " + remint(cfg)
-	case renew.CauseSealed:
-		return "vault at " + addr + " is sealed or has no active node; unseal it (vault operator unseal) and run again"
-	case renew.CauseUnreachable:
-		return "cannot reach vault at " + addr + "; check VAULT_ADDR in the environment file and vault status"
-	case renew.CauseServer:
-		return "vault at " + addr + " answered with a server error; check its logs and run again"
-	case renew.CauseTimeout:
-		return "the run timed out; check vault status, or raise --timeout"
-	}
-	return "run again with --log-format=console for detail; see the runbook"
-}
-
-func fmtDur(d time.Duration) string {
-	s := d.Round(time.Second).String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}

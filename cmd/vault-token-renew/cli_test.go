@@ -3,14 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"net/url"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
+	"github.com/rs/zerolog"
 
 	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/sweep"
@@ -37,6 +43,9 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"--no-such-flag"},
 		{"extra-arg"},
 		{"--period", "10s"},
+		{"--period", "24h"},
+		{"--concurrency", "65"},
+		{"--host", ""},
 		{"--log-format", "xml"},
 		{"--concurrency", "0"},
 		{"--max-rps", "-1"},
@@ -77,7 +86,12 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-var testCfg = renew.Config{TokenFile: "/home/w/.vault-token", Spec: renew.Spec{DisplayName: "devvm-wizard", Policies: []string{"vault-admin", "sops-admin"}, Period: 768 * time.Hour}}
+var testCfg = renew.Config{TokenFile: "/home/w/.vault-token", Spec: renew.Spec{DisplayName: "devvm-wizard", Policies: []string{"vault-admin", "sops-admin"},
+	Period: 768 * time.Hour, Host: "devvm-a", User: "wizard"}}
+
+func testReporter(log zerolog.Logger) reporter {
+	return reporter{log: log, addr: "http://127.0.0.1:8200", cfg: testCfg, timeout: 2 * time.Minute}
+}
 
 func TestReportMapsOutcomesToExitCodesAndPrefixes(t *testing.T) {
 	oidc := renew.TokenInfo{Accessor: "oidc-acc", DisplayName: "oidc-wizard"}
@@ -94,22 +108,55 @@ func TestReportMapsOutcomesToExitCodesAndPrefixes(t *testing.T) {
 		{"healed", renew.Result{Action: renew.ActionHeal, Current: oidc, Minted: renew.TokenInfo{Accessor: "m1"}, Sweep: sweep.Report{Revoked: []string{"s1", "s2"}}}, nil,
 			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 2 stale)", []string{"accessor=m1", "foreign_accessor=oidc-acc"}},
 		{"healed with sweep failures", renew.Result{Action: renew.ActionHeal, Current: oidc, Minted: renew.TokenInfo{Accessor: "m1"}, Sweep: sweep.Report{Failed: []sweep.Failure{{Accessor: "s1"}}}}, nil,
-			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale)", []string{"sweep_failed=1", "vault-token-renew sweep"}},
+			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale)", []string{"sweep_failed=1", "stranded", "vault-token-renew sweep --apply"}},
+		{"healed, sweep could not list", renew.Result{Action: renew.ActionHeal, Current: oidc, Minted: renew.TokenInfo{Accessor: "m1"}, SweepErr: errors.New("list auth/token/accessors: 500")}, nil,
+			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale); the stale sweep is incomplete: list auth/token/accessors: 500", []string{"may have stranded", "finish with: vault-token-renew sweep --apply"}},
+		{"healed but capped", renew.Result{Action: renew.ActionHeal, Current: oidc, Minted: renew.TokenInfo{Accessor: "m1"}, TTL: 48 * time.Hour,
+			Cap: renew.TTLVerdict{Capped: true, Why: "vault caps the TTL at 48h", Next: "lift the cap: vault auth tune -max-lease-ttl=768h token/"}, VaultWarnings: []string{"TTL capped"}}, nil,
+			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale)", []string{"warning=\"vault caps the TTL at 48h\"", "vault auth tune", "ttl=48h", "vault_warnings="}},
+		{"renewed but capped", renew.Result{Action: renew.ActionRenew, Current: renew.TokenInfo{Accessor: "a1", Period: 768 * time.Hour}, TTL: 48 * time.Hour,
+			Cap: renew.TTLVerdict{Capped: true, Why: "vault caps the TTL at 48h", Next: "lift the cap: vault auth tune -max-lease-ttl=768h token/"}}, nil,
+			0, "OK: renewed periodic token; vault capped its TTL below the period", []string{"warning=", "vault auth tune"}},
 		{"drift", renew.Result{Action: renew.ActionRefuse, Current: renew.TokenInfo{Accessor: "k8s-acc", DisplayName: "kubernetes-woodpecker-default"}},
 			fmt.Errorf("%w (vault said: 403)", renew.ErrHealDenied),
 			1, "DRIFT: foreign token dn=kubernetes-woodpecker-default in the token file; heal denied — foreign token lacks create authority; investigate what wrote it", []string{"accessor=k8s-acc"}},
-		{"dead token", renew.Result{Stage: "lookup", Cause: renew.CauseTokenDenied}, errors.New("403"),
-			1, "FAIL: could not look up the token in the file", []string{"vault login -method=oidc", "vault token create -orphan -period=768h -policy=vault-admin -policy=sops-admin -display-name=devvm-wizard"}},
-		{"unreachable", renew.Result{Stage: "lookup", Cause: renew.CauseUnreachable}, errors.New("dial"),
-			1, "FAIL: could not look up", []string{"cannot reach vault at http://127.0.0.1:8200"}},
-		{"sealed", renew.Result{Stage: "renew", Cause: renew.CauseSealed}, errors.New("503"),
+		{"drift by a batch token", renew.Result{Action: renew.ActionRefuse, Current: renew.TokenInfo{DisplayName: "oidc-wizard", Type: "batch"}, Refusal: "a batch token cannot heal: batch tokens cannot create tokens"},
+			fmt.Errorf("%w: a batch token cannot heal", renew.ErrHealDenied),
+			1, "DRIFT: foreign token dn=oidc-wizard in the token file; heal denied — a batch token cannot heal", []string{"token_type=batch", "vault token lookup, which reads the token file"}},
+		{"dead token", renew.Result{Stage: renew.StageLookup, Cause: renew.CauseTokenDenied}, errors.New("403"),
+			1, "FAIL: could not look up the token in the file", []string{"vault login -method=oidc", "vault token create -orphan -period=768h -policy=vault-admin -policy=sops-admin -display-name=devvm-wizard -metadata=managed_by=vault-token-renew -metadata=host=devvm-a"}},
+		{"unreachable", renew.Result{Stage: renew.StageLookup, Cause: renew.CauseUnreachable}, errors.New("dial"),
+			1, "FAIL: could not look up", []string{"cause=unreachable", "cannot reach vault at http://127.0.0.1:8200"}},
+		{"sealed", renew.Result{Stage: renew.StageRenew, Cause: renew.CauseSealed}, errors.New("503"),
 			1, "FAIL: could not renew", []string{"vault operator unseal"}},
-		{"lock", renew.Result{Stage: "lock"}, tokenfile.ErrLockTimeout,
-			1, "FAIL: could not take the run lock", []string{"another vault-token-renew run"}},
-		{"write", renew.Result{Stage: "write"}, errors.New("no space"),
-			1, "FAIL: could not write the token file; the old file is unchanged", []string{"free space"}},
-		{"missing file", renew.Result{Stage: "read"}, fmt.Errorf("%w: /x", tokenfile.ErrMissing),
+		{"lock held", renew.Result{Stage: renew.StageLock}, tokenfile.ErrLockTimeout,
+			1, "FAIL: could not take the run lock", []string{"cause=lock-held", "another vault-token-renew run holds the lock"}},
+		{"lock file cannot be created", renew.Result{Stage: renew.StageLock}, &fs.PathError{Op: "open", Path: "/home/w/.vault-token.lock", Err: syscall.EACCES},
+			1, "FAIL: could not take the run lock", []string{"cause=filesystem", "permission denied on /home/w/.vault-token.lock"}},
+		{"no space", renew.Result{Stage: renew.StageWrite}, &fs.PathError{Op: "write", Path: "/home/w/.vault-token.tmp-1", Err: syscall.ENOSPC},
+			1, "FAIL: could not write the token file; the old file is unchanged", []string{"cause=filesystem", "no space left for /home/w/.vault-token.tmp-1", "df -h /home/w"}},
+		{"read-only home", renew.Result{Stage: renew.StageLock}, &fs.PathError{Op: "open", Path: "/home/w/.vault-token.lock", Err: syscall.EROFS},
+			1, "FAIL: could not take the run lock", []string{"cause=filesystem", "/home/w/.vault-token.lock is on a read-only file system"}},
+		{"token path is a directory", renew.Result{Stage: renew.StageRead}, &fs.PathError{Op: "read", Path: "/home/w/.vault-token", Err: syscall.EISDIR},
+			1, "FAIL: could not read the token file", []string{"cause=filesystem", "/home/w/.vault-token is a directory"}},
+		{"missing file", renew.Result{Stage: renew.StageRead}, fmt.Errorf("%w: /x", tokenfile.ErrMissing),
 			1, "FAIL: could not read the token file", []string{"vault login -method=oidc"}},
+		{"unknown CA", renew.Result{Stage: renew.StageLookup}, &url.Error{Op: "Get", URL: "https://127.0.0.1:8200", Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}},
+			1, "FAIL: could not look up", []string{"cause=tls", "VAULT_CACERT", "VAULT_CAPATH"}},
+		{"hostname mismatch", renew.Result{Stage: renew.StageLookup}, &url.Error{Op: "Get", URL: "x", Err: x509.HostnameError{Host: "vault"}},
+			1, "FAIL: could not look up", []string{"cause=tls", "VAULT_TLS_SERVER_NAME"}},
+		{"run timeout", renew.Result{Stage: renew.StageRenew}, fmt.Errorf("x: %w", context.DeadlineExceeded),
+			1, "FAIL: could not renew", []string{"cause=timeout", "--timeout (2m)"}},
+		{"client timeout", renew.Result{Stage: renew.StageLookup}, &url.Error{Op: "Get", URL: "x", Err: errors.New("net/http: request canceled (Client.Timeout exceeded while awaiting headers)")},
+			1, "FAIL: could not look up", []string{"cause=client-timeout", "VAULT_CLIENT_TIMEOUT"}},
+		{"interrupted", renew.Result{Stage: renew.StageCreate}, fmt.Errorf("x: %w", context.Canceled),
+			1, "FAIL: could not mint", []string{"cause=canceled", "interrupted"}},
+		{"capped renewal", renew.Result{Stage: renew.StageCap, Cause: renew.CauseCapped, Cap: renew.TTLVerdict{Capped: true, Fatal: true, Why: "vault caps the TTL at 12h", Next: "lift the cap: vault auth tune -max-lease-ttl=768h token/"}}, renew.ErrCapped,
+			1, "FAIL: vault caps the token's TTL below what a daily timer can outrun", []string{"cause=ttl-capped", "warning=\"vault caps the TTL at 12h\"", "vault auth tune -max-lease-ttl=768h token/"}},
+		{"sweep stopped by the rate limit", renew.Result{Stage: renew.StageSweep}, &sweep.IncompleteError{Phase: "lookup", Done: 80, Total: 405, Why: "at --max-rps 20 ...", Need: 55 * time.Second, Err: context.DeadlineExceeded},
+			1, "FAIL: the stale-token sweep did not finish", []string{"cause=sweep-incomplete", "looking up after 80 of 405", "vault-token-renew sweep --apply --timeout 55s"}},
+		{"sweep --apply on a foreign token", renew.Result{Stage: renew.StageForeign, Cause: renew.CauseForeign, Current: renew.TokenInfo{DisplayName: "oidc-wizard"}}, errors.New("foreign"),
+			1, "FAIL: sweep --apply refused", []string{"cause=foreign-token", "run vault-token-renew first"}},
 		{"dry run renew", renew.Result{DryRun: true, Action: renew.ActionRenew}, nil,
 			0, "OK: would renew periodic token (dry run: nothing changed)", nil},
 		{"dry run heal", renew.Result{DryRun: true, Action: renew.ActionHeal, Current: oidc, Sweep: sweep.Report{Matched: []sweep.Token{{}}}}, nil,
@@ -120,7 +167,7 @@ func TestReportMapsOutcomesToExitCodesAndPrefixes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
 			log, _ := newLogger(&buf, "plain", env())
-			code := report(log, "http://127.0.0.1:8200", testCfg, tc.res, tc.err)
+			code := testReporter(log).report(tc.res, tc.err).code
 			line := buf.String()
 			if code != tc.code {
 				t.Fatalf("exit %d, want %d; line %s", code, tc.code, line)
@@ -149,12 +196,12 @@ func TestJournaldPriorities(t *testing.T) {
 	}{
 		{"ok is info", renew.Result{Action: renew.ActionRenew}, nil, "<6>OK:"},
 		{"drift is err", renew.Result{Action: renew.ActionRefuse}, renew.ErrHealDenied, "<3>DRIFT:"},
-		{"fail is err", renew.Result{Stage: "lookup"}, errors.New("x"), "<3>FAIL:"},
+		{"fail is err", renew.Result{Stage: renew.StageLookup}, errors.New("x"), "<3>FAIL:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
 			log, _ := newLogger(&buf, "auto", env("JOURNAL_STREAM", "8:123"))
-			report(log, "addr", testCfg, tc.res, tc.err)
+			testReporter(log).report(tc.res, tc.err)
 			if !strings.HasPrefix(buf.String(), tc.want) {
 				t.Fatalf("line %q, want prefix %q", buf.String(), tc.want)
 			}
@@ -171,7 +218,7 @@ func TestJournaldPriorities(t *testing.T) {
 func TestJSONLogFormat(t *testing.T) {
 	var buf bytes.Buffer
 	log, _ := newLogger(&buf, "json", env())
-	report(log, "addr", testCfg, renew.Result{Action: renew.ActionRenew, Current: renew.TokenInfo{Accessor: "a1"}}, nil)
+	testReporter(log).report(renew.Result{Action: renew.ActionRenew, Current: renew.TokenInfo{Accessor: "a1"}}, nil)
 	var evt map[string]interface{}
 	if err := json.Unmarshal(buf.Bytes(), &evt); err != nil {
 		t.Fatalf("not JSON: %q", buf.String())
@@ -187,7 +234,7 @@ func TestFailLineCarriesVaultErrorButNoTokenHeader(t *testing.T) {
 	err := fmt.Errorf("token in /x: %w", &vault.ResponseError{HTTPMethod: "GET", URL: "http://127.0.0.1:8200/v1/auth/token/lookup-self", StatusCode: 403, Errors: []string{"permission denied"}})
 	var buf bytes.Buffer
 	log, _ := newLogger(&buf, "plain", env())
-	report(log, "addr", testCfg, renew.Result{Stage: "lookup", Cause: renew.CauseTokenDenied}, err)
+	testReporter(log).report(renew.Result{Stage: renew.StageLookup, Cause: renew.CauseTokenDenied}, err)
 	if !strings.Contains(buf.String(), "Code: 403") || !strings.Contains(buf.String(), "permission denied") {
 		t.Fatalf("line %q lacks vault's answer", buf.String())
 	}
@@ -205,5 +252,37 @@ func TestFmtDur(t *testing.T) {
 		if got := fmtDur(d); got != want {
 			t.Errorf("fmtDur(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// TestEveryCauseHasItsOwnHint: the cause set is closed, and each one the
+// reporter can meet says something other than the generic fallback.
+func TestEveryCauseHasItsOwnHint(t *testing.T) {
+	r := testReporter(zerolog.Nop())
+	generic := r.hint(renew.Result{}, renew.CauseUnknown, errors.New("x"))
+	seen := map[string]renew.Cause{}
+	for _, c := range renew.Causes() {
+		if c == renew.CauseUnknown {
+			continue
+		}
+		h := r.hint(renew.Result{Stage: renew.StageLookup, Cap: renew.TTLVerdict{Next: "lift the cap"}}, c, errors.New("x"))
+		if h == "" || h == generic {
+			t.Errorf("cause %v has no hint of its own", c)
+		}
+		if prev, dup := seen[h]; dup {
+			t.Errorf("causes %v and %v share the hint %q", prev, c, h)
+		}
+		seen[h] = c
+	}
+}
+
+func TestConcurrencyLimitSaysWhatItProtects(t *testing.T) {
+	code, _, stderr := runCLI(t, env("HOME", t.TempDir()), "--concurrency", "100")
+	if code != exitUsage || !strings.Contains(stderr, "above 64") || !strings.Contains(stderr, "shared Vault") {
+		t.Fatalf("exit %d stderr %q", code, stderr)
+	}
+	code, _, stderr = runCLI(t, env("HOME", t.TempDir()), "--period", "24h")
+	if code != exitUsage || !strings.Contains(stderr, "at least 25h") {
+		t.Fatalf("exit %d stderr %q", code, stderr)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,30 +19,35 @@ import (
 
 // statusReport is what `status` prints; never the token itself.
 type statusReport struct {
-	TokenFile        string   `json:"token_file"`
-	Ours             bool     `json:"ours"`
-	Want             string   `json:"want_display_name"`
-	DisplayName      string   `json:"display_name"`
-	Accessor         string   `json:"accessor"`
-	TTLSeconds       int64    `json:"ttl_seconds"`
-	PeriodSeconds    int64    `json:"period_seconds"`
-	Orphan           bool     `json:"orphan"`
-	Policies         []string `json:"policies"`
-	IdentityPolicies []string `json:"identity_policies"`
+	TokenFile        string            `json:"token_file"`
+	Ours             bool              `json:"ours"`
+	Want             string            `json:"want_display_name"`
+	DisplayName      string            `json:"display_name"`
+	Type             string            `json:"type"`
+	Accessor         string            `json:"accessor"`
+	TTLSeconds       int64             `json:"ttl_seconds"`
+	PeriodSeconds    int64             `json:"period_seconds"`
+	Orphan           bool              `json:"orphan"`
+	Policies         []string          `json:"policies"`
+	IdentityPolicies []string          `json:"identity_policies"`
+	Meta             map[string]string `json:"meta"`
+	Host             string            `json:"this_host"`
 }
 
 // status reports on the token in the file without changing anything.
 // Exit 0 when it is our periodic token, 1 when it is foreign or unreadable.
-func (c *cli) status(ctx context.Context, vc *vaultclient.Client, cfg renew.Config, asJSON bool, log zerolog.Logger) int {
-	_, info, code, ok := c.fileToken(ctx, vc, cfg, log)
+func (c *cli) status(ctx context.Context, vc *vaultclient.Client, rep reporter, asJSON bool) int {
+	cfg := rep.cfg
+	_, info, code, ok := c.fileToken(ctx, vc, rep)
 	if !ok {
 		return code
 	}
 	r := statusReport{
 		TokenFile: cfg.TokenFile, Ours: renew.IsOurs(info, cfg.Spec), Want: cfg.Spec.StoredDisplayName(),
-		DisplayName: info.DisplayName, Accessor: info.Accessor,
+		DisplayName: info.DisplayName, Type: info.Type, Accessor: info.Accessor,
 		TTLSeconds: int64(info.TTL / time.Second), PeriodSeconds: int64(info.Period / time.Second),
 		Orphan: info.Orphan, Policies: info.Policies, IdentityPolicies: info.IdentityPolicies,
+		Meta: info.Meta, Host: cfg.Spec.Host,
 	}
 	if asJSON {
 		enc := json.NewEncoder(c.stdout)
@@ -50,25 +56,7 @@ func (c *cli) status(ctx context.Context, vc *vaultclient.Client, cfg renew.Conf
 			return exitFail
 		}
 	} else {
-		state := "ours: the periodic token this tool renews"
-		if !r.Ours {
-			state = "foreign: not " + r.Want + "; the next run will try to heal it"
-		}
-		period := "none (not periodic)"
-		if info.Period > 0 {
-			period = fmtDur(info.Period)
-		}
-		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "token file\t%s\n", r.TokenFile)
-		fmt.Fprintf(tw, "state\t%s\n", state)
-		fmt.Fprintf(tw, "display name\t%s\n", r.DisplayName)
-		fmt.Fprintf(tw, "accessor\t%s\n", r.Accessor)
-		fmt.Fprintf(tw, "ttl left\t%s\n", fmtDur(info.TTL))
-		fmt.Fprintf(tw, "period\t%s\n", period)
-		fmt.Fprintf(tw, "orphan\t%t\n", r.Orphan)
-		fmt.Fprintf(tw, "policies\t%s\n", orNone(r.Policies))
-		fmt.Fprintf(tw, "identity policies\t%s\n", orNone(r.IdentityPolicies))
-		tw.Flush()
+		c.printStatus(r, info)
 	}
 	if !r.Ours {
 		return exitFail
@@ -76,17 +64,73 @@ func (c *cli) status(ctx context.Context, vc *vaultclient.Client, cfg renew.Conf
 	return exitOK
 }
 
+func (c *cli) printStatus(r statusReport, info renew.TokenInfo) {
+	state := "ours: the periodic token this tool renews"
+	switch {
+	case r.Ours:
+	case renew.CannotMint(info) != "":
+		state = "foreign: not " + r.Want + "; " + renew.CannotMint(info) + ", so the next run will report DRIFT"
+	case info.DisplayName == r.Want:
+		state = "foreign: " + r.Want + " but not periodic; the next run will try to heal it"
+	default:
+		state = "foreign: not " + r.Want + "; the next run will try to heal it"
+	}
+	period := "none (not periodic)"
+	if info.Period > 0 {
+		period = fmtDur(info.Period)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "token file\t%s\n", r.TokenFile)
+	fmt.Fprintf(tw, "state\t%s\n", state)
+	fmt.Fprintf(tw, "display name\t%s\n", r.DisplayName)
+	fmt.Fprintf(tw, "type\t%s\n", orDash(r.Type))
+	fmt.Fprintf(tw, "accessor\t%s\n", orDash(r.Accessor))
+	fmt.Fprintf(tw, "ttl left\t%s\n", fmtDur(info.TTL))
+	fmt.Fprintf(tw, "period\t%s\n", period)
+	fmt.Fprintf(tw, "orphan\t%t\n", r.Orphan)
+	fmt.Fprintf(tw, "policies\t%s\n", orNone(r.Policies))
+	fmt.Fprintf(tw, "identity policies\t%s\n", orNone(r.IdentityPolicies))
+	fmt.Fprintf(tw, "metadata\t%s\n", fmtMeta(r.Meta))
+	fmt.Fprintf(tw, "this host\t%s\n", r.Host)
+	tw.Flush()
+}
+
+// fmtMeta prints a token's metadata in a stable order.
+func fmtMeta(m map[string]string) string {
+	if len(m) == 0 {
+		return "(none: untagged)"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + m[k]
+	}
+	return strings.Join(parts, " ")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
 // fileToken reads the token file and looks the token up; on failure it
 // reports as a run would (FAIL with a hint) and returns the exit code.
-func (c *cli) fileToken(ctx context.Context, vc *vaultclient.Client, cfg renew.Config, log zerolog.Logger) (string, renew.TokenInfo, int, bool) {
+func (c *cli) fileToken(ctx context.Context, vc *vaultclient.Client, rep reporter) (string, renew.TokenInfo, int, bool) {
+	cfg := rep.cfg
 	tok, err := tokenfile.Read(cfg.TokenFile)
 	if err != nil {
-		return "", renew.TokenInfo{}, report(log, vc.Address(), cfg, renew.Result{Stage: "read", Path: cfg.TokenFile}, err), false
+		return "", renew.TokenInfo{}, rep.report(renew.Result{Stage: renew.StageRead, Path: cfg.TokenFile}, err).code, false
 	}
 	info, err := vc.LookupSelf(ctx, tok)
 	if err != nil {
-		res := renew.Result{Stage: "lookup", Cause: renew.Classify(err, false), Path: cfg.TokenFile}
-		return "", renew.TokenInfo{}, report(log, vc.Address(), cfg, res, fmt.Errorf("token in %s: %w", cfg.TokenFile, err)), false
+		res := renew.Result{Stage: renew.StageLookup, Cause: renew.Classify(err, false), Path: cfg.TokenFile}
+		return "", renew.TokenInfo{}, rep.report(res, fmt.Errorf("token in %s: %w", cfg.TokenFile, err)).code, false
 	}
 	return tok, info, exitOK, true
 }
@@ -99,54 +143,63 @@ func orNone(s []string) string {
 }
 
 // sweep lists the periodic tokens other than the one in the file and, with
-// apply, revokes them. It acts as the token in the file and holds the run
-// lock, so it can never revoke a token a concurrent heal just wrote.
-func (c *cli) sweep(ctx context.Context, vc *vaultclient.Client, cfg renew.Config, apply bool, log zerolog.Logger) int {
+// apply, revokes this machine's stale ones. It acts as the token in the
+// file and holds the run lock, so it can never revoke a token a concurrent
+// heal just wrote. It refuses to revoke while the file holds a foreign
+// token: the heal that token calls for sweeps anyway, with the right keep
+// set.
+func (c *cli) sweep(ctx context.Context, vc *vaultclient.Client, rep reporter, apply bool) int {
+	cfg, log := rep.cfg, rep.log
 	lctx, cancel := context.WithTimeout(ctx, cfg.LockWait)
 	lock, err := tokenfile.Acquire(lctx, cfg.TokenFile)
 	cancel()
 	if err != nil {
-		return report(log, vc.Address(), cfg, renew.Result{Stage: "lock", Path: cfg.TokenFile}, err)
+		return rep.report(renew.Result{Stage: renew.StageLock, Path: cfg.TokenFile}, err).code
 	}
 	defer lock.Release()
-	tok, cur, code, ok := c.fileToken(ctx, vc, cfg, log)
+	tok, cur, code, ok := c.fileToken(ctx, vc, rep)
 	if !ok {
 		return code
 	}
-	rep, err := sweep.Run(ctx, vc.Accessors(tok), sweep.Options{
+	if apply && !renew.IsOurs(cur, cfg.Spec) {
+		res := renew.Result{Stage: renew.StageForeign, Cause: renew.CauseForeign, Path: cfg.TokenFile, Current: cur}
+		return rep.report(res, fmt.Errorf("token in %s is dn=%s, not our periodic %s; nothing revoked", cfg.TokenFile, cur.DisplayName, cfg.Spec.StoredDisplayName())).code
+	}
+	sw, err := sweep.Run(ctx, vc.Accessors(tok), sweep.Options{
 		DisplayName: cfg.Spec.StoredDisplayName(),
+		Owner:       cfg.Owner(),
 		Keep:        []string{cur.Accessor},
 		Apply:       apply,
 		Concurrency: cfg.Concurrency,
 		MaxRPS:      cfg.MaxRPS,
 		Progress:    c.progress(log),
 	})
-	c.printSweep(rep, apply, cur.Accessor)
-	for _, f := range rep.Failed {
+	c.printSweep(sw, apply, cur.Accessor)
+	for _, f := range sw.Failed {
 		log.Warn().Err(f.Err).Str("accessor", f.Accessor).Msg("could not " + f.Op + " accessor")
 	}
 	if err != nil {
-		res := renew.Result{Stage: "sweep", Cause: renew.Classify(err, false), Path: cfg.TokenFile}
-		return report(log, vc.Address(), cfg, res, err)
+		res := renew.Result{Stage: renew.StageSweep, Cause: renew.Classify(err, false), Path: cfg.TokenFile}
+		return rep.report(res, err).code
 	}
+	return c.sweepSummary(log, cfg, sw, apply)
+}
+
+func (c *cli) sweepSummary(log zerolog.Logger, cfg renew.Config, sw sweep.Report, apply bool) int {
 	ev := log.Info()
-	if len(rep.Failed) > 0 {
+	if len(sw.Failed) > 0 {
 		ev = log.Error()
 	}
-	verb := "would revoke"
+	verb, n := "would revoke", len(sw.Matched)
 	if apply {
-		verb = "revoked"
+		verb, n = "revoked", len(sw.Revoked)
 	}
-	n := len(rep.Matched)
-	if apply {
-		n = len(rep.Revoked)
-	}
-	ev.Int("listed", rep.Listed).Int("failed", len(rep.Failed)).Int("vanished", rep.Vanished).
-		Msgf("sweep: %s %d stale %s, kept %d, failed %d", verb, n, cfg.Spec.StoredDisplayName(), len(rep.Kept), len(rep.Failed))
-	if !apply && len(rep.Matched) > 0 {
+	ev.Int("listed", sw.Listed).Int("failed", len(sw.Failed)).Int("vanished", sw.Vanished).Int("other_machines", len(sw.Others)).
+		Msgf("sweep: %s %d stale %s, kept %d, spared %d of other machines, failed %d", verb, n, cfg.Spec.StoredDisplayName(), len(sw.Kept), len(sw.Others), len(sw.Failed))
+	if !apply && len(sw.Matched) > 0 {
 		log.Info().Msg("dry run: nothing was revoked; run again with --apply to revoke")
 	}
-	if len(rep.Failed) > 0 {
+	if len(sw.Failed) > 0 {
 		return exitFail
 	}
 	return exitOK
@@ -154,7 +207,7 @@ func (c *cli) sweep(ctx context.Context, vc *vaultclient.Client, cfg renew.Confi
 
 func (c *cli) printSweep(rep sweep.Report, apply bool, current string) {
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ACCESSOR\tDISPLAY NAME\tCREATED\tTTL\tACTION")
+	fmt.Fprintln(tw, "ACCESSOR\tDISPLAY NAME\tHOST\tUSER\tCREATED\tTTL\tACTION")
 	revoked := map[string]bool{}
 	for _, a := range rep.Revoked {
 		revoked[a] = true
@@ -164,7 +217,8 @@ func (c *cli) printSweep(rep sweep.Report, apply bool, current string) {
 		failed[f.Accessor] = true
 	}
 	row := func(t sweep.Token, action string) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Accessor, t.DisplayName, t.CreationTime.Format(time.RFC3339), fmtDur(t.TTL), action)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Accessor, t.DisplayName, orDash(t.Host), orDash(t.User),
+			t.CreationTime.Format(time.RFC3339), fmtDur(t.TTL), action)
 	}
 	for _, t := range rep.Kept {
 		action := "keep"
@@ -172,6 +226,9 @@ func (c *cli) printSweep(rep sweep.Report, apply bool, current string) {
 			action = "keep (token in the file)"
 		}
 		row(t, action)
+	}
+	for _, t := range rep.Others {
+		row(t, "keep (another machine's: host="+t.Host+")")
 	}
 	for _, t := range rep.Matched {
 		switch {

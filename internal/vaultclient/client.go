@@ -84,42 +84,45 @@ func (c *Client) LookupSelf(ctx context.Context, token string) (renew.TokenInfo,
 }
 
 // RenewSelf implements renew.Vault. Increment 0 asks for the token's own
-// period, which is what a periodic token wants.
-func (c *Client) RenewSelf(ctx context.Context, token string) (time.Duration, error) {
+// period, which is what a periodic token wants; Vault may cap it, and says
+// so in its warnings.
+func (c *Client) RenewSelf(ctx context.Context, token string) (renew.Renewal, error) {
 	cl, err := c.as(token)
 	if err != nil {
-		return 0, err
+		return renew.Renewal{}, err
 	}
 	s, err := cl.Auth().Token().RenewSelfWithContext(ctx, 0)
 	if err != nil {
-		return 0, wrap("renew-self", err)
+		return renew.Renewal{}, wrap("renew-self", err)
 	}
 	if s == nil || s.Auth == nil {
-		return 0, errors.New("renew-self returned no auth data")
+		return renew.Renewal{}, errors.New("renew-self returned no auth data")
 	}
-	return time.Duration(s.Auth.LeaseDuration) * time.Second, nil
+	return renew.Renewal{TTL: time.Duration(s.Auth.LeaseDuration) * time.Second, Warnings: s.Warnings}, nil
 }
 
 // CreateOrphan implements renew.Vault: the exact create the manual recovery
-// prescribes (vault token create -orphan -period=... -policy=... -display-name=...).
-func (c *Client) CreateOrphan(ctx context.Context, token string, spec renew.Spec) (string, string, error) {
+// prescribes (vault token create -orphan -period=... -policy=... -display-name=...),
+// plus meta naming the machine the token belongs to.
+func (c *Client) CreateOrphan(ctx context.Context, token string, spec renew.Spec) (renew.Minted, error) {
 	cl, err := c.as(token)
 	if err != nil {
-		return "", "", err
+		return renew.Minted{}, err
 	}
 	s, err := cl.Auth().Token().CreateWithContext(ctx, &vault.TokenCreateRequest{
 		Policies:    spec.Policies,
 		Period:      spec.Period.String(),
 		NoParent:    true,
 		DisplayName: spec.DisplayName,
+		Metadata:    spec.Meta(),
 	})
 	if err != nil {
-		return "", "", wrap("auth/token/create", err)
+		return renew.Minted{}, wrap("auth/token/create", err)
 	}
 	if s == nil || s.Auth == nil || s.Auth.ClientToken == "" {
-		return "", "", errors.New("token create returned no token")
+		return renew.Minted{}, errors.New("token create returned no token")
 	}
-	return s.Auth.ClientToken, s.Auth.Accessor, nil
+	return renew.Minted{Secret: s.Auth.ClientToken, Accessor: s.Auth.Accessor, Warnings: s.Warnings}, nil
 }
 
 // RevokeSelf implements renew.Vault.
@@ -189,7 +192,7 @@ func (a accessors) Lookup(ctx context.Context, accessor string) (sweep.Token, er
 	}
 	s, err := a.cl.Auth().Token().LookupAccessorWithContext(ctx, accessor)
 	if err != nil {
-		if isInvalidAccessor(err) {
+		if renew.VanishedAccessor(err) {
 			return sweep.Token{}, fmt.Errorf("lookup accessor %s: %w", accessor, sweep.ErrVanished)
 		}
 		return sweep.Token{}, wrap("lookup accessor "+accessor, err)
@@ -198,7 +201,8 @@ func (a accessors) Lookup(ctx context.Context, accessor string) (sweep.Token, er
 		return sweep.Token{}, fmt.Errorf("lookup accessor %s: %w", accessor, sweep.ErrVanished)
 	}
 	info := TokenInfo(s.Data)
-	return sweep.Token{Accessor: accessor, DisplayName: info.DisplayName, CreationTime: info.CreationTime, TTL: info.TTL}, nil
+	return sweep.Token{Accessor: accessor, DisplayName: info.DisplayName, CreationTime: info.CreationTime, TTL: info.TTL,
+		Host: info.Meta[renew.MetaHost], User: info.Meta[renew.MetaUser]}, nil
 }
 
 func (a accessors) Revoke(ctx context.Context, accessor string) error {
@@ -252,21 +256,6 @@ func wrap(op string, err error) error {
 	return &APIError{Op: op, Status: re.StatusCode, Errors: items, err: re}
 }
 
-// isInvalidAccessor recognises Vault's answer for an accessor whose token is
-// gone: 400 "invalid accessor".
-func isInvalidAccessor(err error) bool {
-	var re *vault.ResponseError
-	if !errors.As(err, &re) || re.StatusCode != 400 {
-		return false
-	}
-	for _, m := range re.Errors {
-		if strings.Contains(m, "invalid accessor") {
-			return true
-		}
-	}
-	return false
-}
-
 // TokenInfo converts a token lookup's data into renew.TokenInfo.
 func TokenInfo(d map[string]interface{}) renew.TokenInfo {
 	info := renew.TokenInfo{
@@ -274,15 +263,36 @@ func TokenInfo(d map[string]interface{}) renew.TokenInfo {
 		DisplayName:      str(d["display_name"]),
 		Policies:         strs(d["policies"]),
 		IdentityPolicies: strs(d["identity_policies"]),
+		Type:             str(d["type"]),
+		Meta:             meta(d["meta"]),
 		TTL:              seconds(d["ttl"]),
 		Period:           seconds(d["period"]),
+		ExplicitMaxTTL:   seconds(d["explicit_max_ttl"]),
+		NumUses:          int(seconds(d["num_uses"]) / time.Second),
 		Orphan:           d["orphan"] == true,
-		Renewable:        d["renewable"] == true,
 	}
 	if n := seconds(d["creation_time"]); n > 0 {
 		info.CreationTime = time.Unix(int64(n/time.Second), 0).UTC()
 	}
+	if t, err := time.Parse(time.RFC3339Nano, str(d["expire_time"])); err == nil {
+		info.ExpireTime = t.UTC()
+	}
 	return info
+}
+
+// meta reads a token's metadata map; Vault sends null for none.
+func meta(v interface{}) map[string]string {
+	raw, _ := v.(map[string]interface{})
+	if len(raw) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(raw))
+	for k, x := range raw {
+		if s, ok := x.(string); ok {
+			out[k] = s
+		}
+	}
+	return out
 }
 
 func str(v interface{}) string {

@@ -71,7 +71,9 @@ func newScripted(t *testing.T, routes map[string]answer) (*Client, *scripted) {
 }
 
 const lookupBody = `{"data":{"accessor":"acc-1","display_name":"token-devvm-wizard","policies":["default","sops-admin","vault-admin"],
-"identity_policies":["x"],"ttl":3600,"period":2764800,"orphan":true,"renewable":true,"creation_time":1751500000}}`
+"identity_policies":["x"],"ttl":3600,"period":2764800,"orphan":true,"renewable":true,"creation_time":1751500000,
+"type":"service","num_uses":0,"explicit_max_ttl":0,"expire_time":"2026-12-30T10:00:00.123456789Z",
+"meta":{"managed_by":"vault-token-renew","host":"devvm-a","user":"wizard"}}}`
 
 func TestLookupSelfParsesAndUsesFileToken(t *testing.T) {
 	c, s := newScripted(t, map[string]answer{"GET /v1/auth/token/lookup-self": {200, lookupBody}})
@@ -80,7 +82,9 @@ func TestLookupSelfParsesAndUsesFileToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := renew.TokenInfo{Accessor: "acc-1", DisplayName: "token-devvm-wizard", Policies: []string{"default", "sops-admin", "vault-admin"},
-		IdentityPolicies: []string{"x"}, TTL: time.Hour, Period: 768 * time.Hour, Orphan: true, Renewable: true, CreationTime: time.Unix(1751500000, 0).UTC()}
+		IdentityPolicies: []string{"x"}, TTL: time.Hour, Period: 768 * time.Hour, Orphan: true, CreationTime: time.Unix(1751500000, 0).UTC(),
+		Type: "service", ExpireTime: time.Date(2026, 12, 30, 10, 0, 0, 123456789, time.UTC),
+		Meta: map[string]string{"managed_by": "vault-token-renew", "host": "devvm-a", "user": "wizard"}}
 	if got, _ := json.Marshal(info); string(got) != mustJSON(want) {
 		t.Fatalf("got %s\nwant %s", got, mustJSON(want))
 	}
@@ -124,7 +128,7 @@ func TestStatusCodesReachClassify(t *testing.T) {
 			c, _ := newScripted(t, map[string]answer{tc.route: {tc.status, tc.body}})
 			var err error
 			if tc.onCreate {
-				_, _, err = c.CreateOrphan(context.Background(), "foreign", renew.Spec{DisplayName: "devvm-wizard", Policies: []string{"vault-admin"}, Period: time.Hour})
+				_, err = c.CreateOrphan(context.Background(), "foreign", renew.Spec{DisplayName: "devvm-wizard", Policies: []string{"vault-admin"}, Period: time.Hour})
 			} else {
 				_, err = c.LookupSelf(context.Background(), "t")
 			}
@@ -150,20 +154,25 @@ func TestUnreachableIsClassified(t *testing.T) {
 
 func TestCreateOrphanSendsTheManualRecoveryRequest(t *testing.T) {
 	c, s := newScripted(t, map[string]answer{"POST /v1/auth/token/create": {200,
-		`{"auth":{"client_token":"new-secret","accessor":"new-acc","policies":["default","vault-admin"],"lease_duration":2764800,"renewable":true}}`}})
-	secret, acc, err := c.CreateOrphan(context.Background(), "foreign", renew.Spec{DisplayName: "devvm-wizard", Policies: []string{"vault-admin", "sops-admin"}, Period: 768 * time.Hour})
+		`{"warnings":["TTL capped"],"auth":{"client_token":"new-secret","accessor":"new-acc","policies":["default","vault-admin"],"lease_duration":2764800,"renewable":true}}`}})
+	m, err := c.CreateOrphan(context.Background(), "foreign", renew.Spec{DisplayName: "devvm-wizard", Policies: []string{"vault-admin", "sops-admin"},
+		Period: 768 * time.Hour, Host: "devvm-a", User: "wizard"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if secret != "new-secret" || acc != "new-acc" {
-		t.Fatalf("got accessor %q", acc)
+	if m.Secret != "new-secret" || m.Accessor != "new-acc" {
+		t.Fatalf("got accessor %q", m.Accessor)
+	}
+	if strings.Join(m.Warnings, ";") != "TTL capped" {
+		t.Fatalf("vault's warnings not carried: %v", m.Warnings)
 	}
 	var body map[string]interface{}
 	if err := json.Unmarshal([]byte(s.bodies["POST /v1/auth/token/create"]), &body); err != nil {
 		t.Fatal(err)
 	}
 	if body["no_parent"] != true || body["period"] != "768h0m0s" || body["display_name"] != "devvm-wizard" ||
-		mustJSON(body["policies"]) != `["vault-admin","sops-admin"]` {
+		mustJSON(body["policies"]) != `["vault-admin","sops-admin"]` ||
+		mustJSON(body["meta"]) != `{"host":"devvm-a","managed_by":"vault-token-renew","user":"wizard"}` {
 		t.Fatalf("create body %v", body)
 	}
 	if s.tokens[0] != "foreign" {
@@ -173,9 +182,9 @@ func TestCreateOrphanSendsTheManualRecoveryRequest(t *testing.T) {
 
 func TestRenewSelfReturnsNewTTL(t *testing.T) {
 	c, _ := newScripted(t, map[string]answer{"POST /v1/auth/token/renew-self": {200, `{"auth":{"accessor":"a","lease_duration":2764800,"renewable":true}}`}})
-	ttl, err := c.RenewSelf(context.Background(), "t")
-	if err != nil || ttl != 768*time.Hour {
-		t.Fatalf("ttl %v err %v", ttl, err)
+	r, err := c.RenewSelf(context.Background(), "t")
+	if err != nil || r.TTL != 768*time.Hour {
+		t.Fatalf("ttl %v err %v", r.TTL, err)
 	}
 }
 
@@ -191,7 +200,7 @@ func TestAccessorsListLookupRevoke(t *testing.T) {
 		t.Fatalf("keys %v err %v", keys, err)
 	}
 	tok, err := a.Lookup(context.Background(), "a1")
-	if err != nil || tok.Accessor != "a1" || tok.DisplayName != "token-devvm-wizard" || tok.TTL != time.Hour {
+	if err != nil || tok.Accessor != "a1" || tok.DisplayName != "token-devvm-wizard" || tok.TTL != time.Hour || tok.Host != "devvm-a" || tok.User != "wizard" {
 		t.Fatalf("token %+v err %v", tok, err)
 	}
 	if err := a.Revoke(context.Background(), "a1"); err != nil {

@@ -1,0 +1,273 @@
+package renew
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"syscall"
+
+	vault "github.com/hashicorp/vault/api"
+
+	"github.com/devvm/vault-token-renew/sweep"
+	"github.com/devvm/vault-token-renew/tokenfile"
+)
+
+// Stage is the step of a run (or of status and sweep) a failure happened
+// in. It is a closed set: every stage has words (Words), and the report's
+// hints are chosen by stage and cause, so a new stage cannot go unnamed.
+type Stage int
+
+const (
+	StageNone         Stage = iota
+	StageLock               // taking the run lock beside the token file
+	StageRead               // reading the token file
+	StageLookup             // lookup-self of the token in the file
+	StageRenew              // renew-self of our periodic token
+	StageCreate             // the heal's token create, as the foreign token
+	StageCheck              // looking up and judging the minted token
+	StageCap                // Vault capped the token's TTL below a daily timer's reach
+	StageWrite              // writing the token file
+	StageCapabilities       // a dry run asking what the foreign token may do
+	StageSweep              // listing, looking up or revoking accessors
+	StageForeign            // sweep --apply refused: the file holds a foreign token
+	stageCount
+)
+
+// Stages lists every stage, for tests that must cover them all.
+func Stages() []Stage {
+	out := make([]Stage, 0, stageCount-1)
+	for s := StageNone + 1; s < stageCount; s++ {
+		out = append(out, s)
+	}
+	return out
+}
+
+var stageNames = [stageCount]string{"", "lock", "read", "lookup", "renew", "create", "check", "cap", "write", "capabilities", "sweep", "foreign"}
+
+var stageWords = [stageCount]string{
+	"",
+	"could not take the run lock",
+	"could not read the token file",
+	"could not look up the token in the file",
+	"could not renew the periodic token",
+	"could not mint a periodic token",
+	"the minted token did not pass its check; the token file is unchanged",
+	"vault caps the token's TTL below what a daily timer can outrun",
+	"could not write the token file; the old file is unchanged",
+	"could not ask vault what the foreign token may do",
+	"the stale-token sweep did not finish",
+	"sweep --apply refused: the token file holds a foreign token",
+}
+
+// String is the stage's stable name, the stage= field of a FAIL line.
+func (s Stage) String() string {
+	if s < 0 || s >= stageCount {
+		return "unknown"
+	}
+	return stageNames[s]
+}
+
+// Words is what the FAIL line says happened at this stage.
+func (s Stage) Words() string {
+	if s <= StageNone || s >= stageCount {
+		return "run failed"
+	}
+	return stageWords[s]
+}
+
+// Cause sorts a failure into what the operator should do about it; its
+// String is the closing line's cause= field, which alerts match on.
+type Cause int
+
+const (
+	CauseUnknown       Cause = iota
+	CauseRefused             // Vault understood and said no (400, 403 on a create)
+	CauseTokenDenied         // the token itself is dead, revoked or unknown (403 on lookup-self)
+	CauseSealed              // 503: Vault is sealed or in standby without a leader
+	CauseServer              // 5xx or 429: Vault is up but failing
+	CauseUnreachable         // no HTTP answer at all
+	CauseTLS                 // the TLS handshake failed: CA, hostname or expiry
+	CauseTimeout             // the run's --timeout passed
+	CauseClientTimeout       // one request outlived VAULT_CLIENT_TIMEOUT
+	CauseCanceled            // Ctrl-C or SIGTERM
+	CauseFilesystem          // a local file or directory could not be read or written
+	CauseLockHeld            // another run held the lock for longer than --lock-wait
+	CauseCapped              // Vault caps the TTL below what a daily timer can outrun
+	CauseMintRejected        // Vault minted a token unlike the one asked for
+	CauseIncomplete          // a sweep stopped before it looked up every accessor
+	CauseForeign             // the file holds a foreign token where ours is required
+	causeCount
+)
+
+var causeNames = [causeCount]string{"unknown", "refused", "token-denied", "sealed", "server-error", "unreachable", "tls",
+	"timeout", "client-timeout", "canceled", "filesystem", "lock-held", "ttl-capped", "mint-rejected", "sweep-incomplete", "foreign-token"}
+
+func (c Cause) String() string {
+	if c < 0 || c >= causeCount {
+		return "unknown"
+	}
+	return causeNames[c]
+}
+
+// Causes lists every cause, for tests that must cover them all.
+func Causes() []Cause {
+	out := make([]Cause, 0, causeCount)
+	for c := CauseUnknown; c < causeCount; c++ {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Classify maps any error a run can meet to a Cause: this is the one place
+// that reads Vault's status codes, TLS and network errors, and local file
+// errors. onCreate says the call was the heal's token create, where any
+// 400 or 403 is Vault refusing the foreign token's authority; elsewhere a
+// 403 means the token in hand is not accepted at all.
+func Classify(err error, onCreate bool) Cause {
+	if err == nil {
+		return CauseUnknown
+	}
+	var re *vault.ResponseError
+	if errors.As(err, &re) {
+		return classifyStatus(re, onCreate)
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return CauseCanceled
+	case errors.Is(err, ErrMintRejected):
+		return CauseMintRejected
+	case errors.Is(err, ErrCapped):
+		return CauseCapped
+	case errors.Is(err, tokenfile.ErrLockTimeout):
+		return CauseLockHeld
+	case errors.Is(err, sweep.ErrIncomplete):
+		return CauseIncomplete
+	case isTLS(err):
+		return CauseTLS
+	case strings.Contains(err.Error(), "Client.Timeout exceeded"):
+		// http.Client's own timeout (VAULT_CLIENT_TIMEOUT) also reads as a
+		// deadline; it is told apart by its words.
+		return CauseClientTimeout
+	case errors.Is(err, context.DeadlineExceeded):
+		return CauseTimeout
+	case isFilesystem(err):
+		return CauseFilesystem
+	}
+	if isNetwork(err) {
+		return CauseUnreachable
+	}
+	return CauseUnknown
+}
+
+// isNetwork recognises a request that got no HTTP answer. It does not ask
+// for net.Error: a bare syscall.Errno satisfies that interface too, which
+// once made a read-only home read as "cannot reach vault".
+func isNetwork(err error) bool {
+	var ope *net.OpError
+	var ue *url.Error
+	var dns *net.DNSError
+	return errors.As(err, &ope) || errors.As(err, &ue) || errors.As(err, &dns) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
+}
+
+func classifyStatus(re *vault.ResponseError, onCreate bool) Cause {
+	switch {
+	case re.StatusCode == 503:
+		return CauseSealed
+	case re.StatusCode == 429 || re.StatusCode >= 500:
+		return CauseServer
+	case onCreate && (re.StatusCode == 400 || re.StatusCode == 403):
+		return CauseRefused
+	case re.StatusCode == 403 || re.StatusCode == 401:
+		return CauseTokenDenied
+	case re.StatusCode == 400 && mentions(re.Errors, "bad token", "invalid token"):
+		return CauseTokenDenied
+	}
+	return CauseRefused
+}
+
+// VanishedAccessor recognises Vault's answer for an accessor whose token is
+// gone (400 "invalid accessor"): it expired or was revoked after the list.
+func VanishedAccessor(err error) bool {
+	var re *vault.ResponseError
+	return errors.As(err, &re) && re.StatusCode == 400 && mentions(re.Errors, "invalid accessor")
+}
+
+func mentions(msgs []string, words ...string) bool {
+	for _, m := range msgs {
+		for _, w := range words {
+			if strings.Contains(m, w) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// TLSProblem says which VAULT_* setting fixes a TLS failure.
+type TLSProblem int
+
+const (
+	TLSOther         TLSProblem = iota
+	TLSUnknownCA                // the server's certificate is signed by a CA we do not trust
+	TLSHostname                 // the certificate does not name the host in VAULT_ADDR
+	TLSExpired                  // the certificate is expired or not yet valid
+	TLSNotTLS                   // an https:// address answered in plain HTTP
+)
+
+// TLSKind sorts a TLS failure; TLSOther when err is not one.
+func TLSKind(err error) TLSProblem {
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ci x509.CertificateInvalidError
+	var rh tls.RecordHeaderError
+	switch {
+	case errors.As(err, &ua):
+		return TLSUnknownCA
+	case errors.As(err, &he):
+		return TLSHostname
+	case errors.As(err, &ci) && ci.Reason == x509.Expired:
+		return TLSExpired
+	case errors.As(err, &rh):
+		return TLSNotTLS
+	}
+	return TLSOther
+}
+
+func isTLS(err error) bool {
+	var cv *tls.CertificateVerificationError
+	var ci x509.CertificateInvalidError
+	return TLSKind(err) != TLSOther || errors.As(err, &cv) || errors.As(err, &ci)
+}
+
+// fsErrnos are the errors of a local file operation that an operator fixes
+// on the machine: permissions, space, mounts, a path that is not a file.
+var fsErrnos = []error{syscall.EACCES, syscall.EPERM, syscall.ENOSPC, syscall.EDQUOT, syscall.EROFS,
+	syscall.EISDIR, syscall.ENOTDIR, syscall.ENOENT, syscall.ELOOP, syscall.ENAMETOOLONG, syscall.EEXIST, syscall.ENOTEMPTY}
+
+// isFilesystem recognises a local file operation that failed: the token
+// file, its lock, the state directory. Network errors wrap errnos too, but
+// inside a *net.OpError, which isNetwork claims first.
+func isFilesystem(err error) bool {
+	var pe *fs.PathError
+	var le *os.LinkError
+	var ope *net.OpError
+	if errors.As(err, &pe) || errors.As(err, &le) {
+		return true
+	}
+	if errors.As(err, &ope) {
+		return false
+	}
+	for _, e := range fsErrnos {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
