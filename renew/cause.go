@@ -214,11 +214,11 @@ func mentions(msgs []string, words ...string) bool {
 type TLSProblem int
 
 const (
-	TLSOther         TLSProblem = iota
-	TLSUnknownCA                // the server's certificate is signed by a CA we do not trust
-	TLSHostname                 // the certificate does not name the host in VAULT_ADDR
-	TLSExpired                  // the certificate is expired or not yet valid
-	TLSNotTLS                   // an https:// address answered in plain HTTP
+	TLSOther     TLSProblem = iota
+	TLSUnknownCA            // the server's certificate is signed by a CA we do not trust
+	TLSHostname             // the certificate does not name the host in VAULT_ADDR
+	TLSExpired              // the certificate is expired or not yet valid
+	TLSNotTLS               // an https:// address answered in plain HTTP
 )
 
 // TLSKind sorts a TLS failure; TLSOther when err is not one.

@@ -256,4 +256,3 @@ func versionString() string {
 	}
 	return "dev"
 }
-
