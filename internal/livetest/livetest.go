@@ -120,7 +120,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		if err != nil {
 			return "", err
 		}
-		if err := tokenfile.Write(o.TokenFile, fake); err != nil {
+		if err := r.swap(fake); err != nil {
 			return "", err
 		}
 		code, log, err := o.Service.Start(ctx)
@@ -148,7 +148,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		if err != nil {
 			return "", err
 		}
-		if err := tokenfile.Write(o.TokenFile, fake); err != nil {
+		if err := r.swap(fake); err != nil {
 			return "", err
 		}
 		before, _ := tokenfile.Read(o.TokenFile)
@@ -158,7 +158,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		}
 		line := lineWith(log, "DRIFT")
 		after, _ := tokenfile.Read(o.TokenFile)
-		if rerr := tokenfile.Write(o.TokenFile, r.good); rerr != nil {
+		if rerr := r.swap(r.good); rerr != nil {
 			return "", fmt.Errorf("restore the periodic token: %w", rerr)
 		}
 		if code == 0 || !strings.Contains(line, "heal denied") {
@@ -277,6 +277,24 @@ func (r *run) revokeFakes() error {
 	return errors.Join(errs...)
 }
 
+// swap replaces the token file under the run lock, so a timer run that
+// starts meanwhile waits and then sees the whole swap, never half of one.
+// The lock is released before the service runs: the run takes it itself.
+func (r *run) swap(token string) error {
+	ctx, cancel := context.WithTimeout(r.ctx, 2*time.Minute)
+	defer cancel()
+	lock, err := tokenfile.Acquire(ctx, r.o.TokenFile)
+	if err != nil {
+		return fmt.Errorf("livetest: %w", err)
+	}
+	defer lock.Release()
+	err = tokenfile.Write(r.o.TokenFile, token)
+	if errors.Is(err, tokenfile.ErrNotDurable) {
+		return nil // in place; only a crash could undo it
+	}
+	return err
+}
+
 // restore runs whatever happened: no fake stays alive, and the file ends
 // holding a working periodic token.
 func (r *run) restore() error {
@@ -288,7 +306,7 @@ func (r *run) restore() error {
 	if info, err := r.lookup(cur); err == nil && info.dn == r.o.DisplayName {
 		return errors.Join(errs...)
 	}
-	if err := tokenfile.Write(r.o.TokenFile, r.good); err != nil {
+	if err := r.swap(r.good); err != nil {
 		return errors.Join(append(errs, fmt.Errorf("restore %s: %w", r.o.TokenFile, err))...)
 	}
 	info, err := r.lookup(r.good)
