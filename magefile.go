@@ -161,11 +161,9 @@ func Install() error {
 	if err != nil {
 		return err
 	}
-	units := map[string][]byte{}
-	for _, n := range []string{"vault-token-renew.service", install.Timer} {
-		if units[n], err = os.ReadFile(filepath.Join("systemd", n)); err != nil {
-			return err
-		}
+	units, err := install.UnitsFrom("systemd")
+	if err != nil {
+		return err
 	}
 	sc := userManager()
 	r, err := install.Install(install.Options{Root: home, Binary: bin, Units: units, Getenv: os.Getenv, Systemctl: sc})

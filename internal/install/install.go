@@ -1,7 +1,8 @@
 // Package install puts vault-token-renew on an operator's machine the way
 // the runbook's manual model does (install -m 0755 to ~/.local/bin), plus
 // the systemd user units and an environment file with the Vault client
-// settings. It is idempotent: a second run changes nothing and says so.
+// settings. It is idempotent: a second run changes nothing and says so; an
+// upgrade updates only the env file lines it owns (envfile.go).
 package install
 
 import (
@@ -12,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 
 	"github.com/devvm/vault-token-renew/internal/atomicfile"
 )
@@ -58,35 +58,18 @@ type Report struct {
 	Reloaded     bool     // daemon-reload and enable --now ran
 	NoManager    bool     // units changed but there was no user manager
 	EnvNeedsAddr bool     // the env file has no VAULT_ADDR
+	// EnvChanges names each env file setting written, as "VAULT_ADDR:
+	// updated" or "VTR_HOST: added"; never a value.
+	EnvChanges []string
 }
 
 // Install writes what differs and reloads systemd only when a unit changed.
 func Install(o Options) (Report, error) {
 	var r Report
 	p := PathsUnder(o.Root)
-	put := func(path string, data []byte, perm fs.FileMode) error {
-		if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
-			if fi, err := os.Stat(path); err == nil && fi.Mode().Perm() == perm {
-				r.Unchanged = append(r.Unchanged, path)
-				return nil
-			}
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return fmt.Errorf("install %s: %w", path, err)
-		}
-		if err := atomicfile.Write(path, data, perm); err != nil {
-			var dse *atomicfile.DirSyncError
-			if !errors.As(err, &dse) {
-				return fmt.Errorf("install %s: %w", path, err)
-			}
-		}
-		r.Changed = append(r.Changed, path)
-		return nil
-	}
-
 	// The binary is replaced by rename, so a timer run starting meanwhile
 	// executes either the old binary or the new one, never half of one.
-	if err := put(p.Binary, o.Binary, 0o755); err != nil {
+	if err := r.put(p.Binary, o.Binary, 0o755); err != nil {
 		return r, err
 	}
 	names := make([]string, 0, len(o.Units))
@@ -97,57 +80,92 @@ func Install(o Options) (Report, error) {
 	unitsChanged := false
 	for _, n := range names {
 		before := len(r.Changed)
-		if err := put(filepath.Join(p.UnitDir, n), o.Units[n], 0o644); err != nil {
+		if err := r.put(filepath.Join(p.UnitDir, n), o.Units[n], 0o644); err != nil {
 			return r, err
 		}
 		unitsChanged = unitsChanged || len(r.Changed) > before
 	}
-
-	env, hasAddr, keep := envFile(p.EnvFile, o.Getenv)
-	r.EnvNeedsAddr = !hasAddr
-	if keep {
-		r.Unchanged = append(r.Unchanged, p.EnvFile)
-	} else if err := put(p.EnvFile, env, 0o600); err != nil {
+	if err := r.putEnv(p.EnvFile, o.Getenv); err != nil {
 		return r, err
 	}
-
-	if unitsChanged {
-		if o.Systemctl == nil {
-			r.NoManager = true
-		} else {
-			if err := o.Systemctl("daemon-reload"); err != nil {
-				return r, fmt.Errorf("systemctl --user daemon-reload: %w", err)
-			}
-			if err := o.Systemctl("enable", "--now", Timer); err != nil {
-				return r, fmt.Errorf("systemctl --user enable --now %s: %w", Timer, err)
-			}
-			r.Reloaded = true
-		}
+	if !unitsChanged {
+		return r, nil
 	}
+	if o.Systemctl == nil {
+		r.NoManager = true
+		return r, nil
+	}
+	if err := o.Systemctl("daemon-reload"); err != nil {
+		return r, fmt.Errorf("systemctl --user daemon-reload: %w", err)
+	}
+	if err := o.Systemctl("enable", "--now", Timer); err != nil {
+		return r, fmt.Errorf("systemctl --user enable --now %s: %w", Timer, err)
+	}
+	r.Reloaded = true
 	return r, nil
 }
 
-// envFile renders the environment file from the operator's VAULT_* client
-// settings. With no VAULT_ADDR in the environment an existing file is kept
-// as it is (keep), so that running install from a bare shell loses nothing.
-func envFile(path string, getenv func(string) string) (data []byte, hasAddr, keep bool) {
-	if getenv("VAULT_ADDR") == "" {
-		if old, err := os.ReadFile(path); err == nil {
-			return nil, strings.Contains("\n"+string(old), "\nVAULT_ADDR="), true
+// put writes data to path unless it is already there with mode perm, and
+// records which it was.
+func (r *Report) put(path string, data []byte, perm fs.FileMode) error {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm() == perm {
+			r.Unchanged = append(r.Unchanged, path)
+			return nil
 		}
 	}
-	var b strings.Builder
-	b.WriteString("# Vault client settings for vault-token-renew's daily run, written by\n")
-	b.WriteString("# `go tool mage install` from the installing shell's VAULT_* variables.\n")
-	b.WriteString("# Never put a token here: the token file (~/.vault-token) is the source of truth.\n")
-	for _, k := range clientVars {
-		if v := getenv(k); v != "" {
-			fmt.Fprintf(&b, "%s=%s\n", k, v)
-			hasAddr = hasAddr || k == "VAULT_ADDR"
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("install %s: %w", path, err)
+	}
+	if err := atomicfile.Write(path, data, perm); err != nil {
+		var dse *atomicfile.DirSyncError
+		if !errors.As(err, &dse) {
+			return fmt.Errorf("install %s: %w", path, err)
 		}
 	}
-	if !hasAddr {
-		b.WriteString("#VAULT_ADDR=https://vault.example.internal:8200\n")
+	r.Changed = append(r.Changed, path)
+	return nil
+}
+
+// putEnv applies planEnv. A file with nothing to update is not touched at
+// all, not even its mode: it is the operator's file.
+func (r *Report) putEnv(path string, getenv func(string) string) error {
+	env, err := planEnv(path, getenv)
+	if err != nil {
+		return fmt.Errorf("install %s: %w", path, err)
 	}
-	return []byte(b.String()), hasAddr, false
+	r.EnvNeedsAddr = !env.hasAddr
+	if env.data == nil {
+		r.Unchanged = append(r.Unchanged, path)
+		return nil
+	}
+	if err := r.put(path, env.data, 0o600); err != nil {
+		return err
+	}
+	r.EnvChanges = env.changes
+	return nil
+}
+
+// UnitsFrom reads every unit in dir (the repo's systemd/): *.service and
+// *.timer, templates included, so a unit added there is installed without
+// touching the code that installs it.
+func UnitsFrom(dir string) (map[string][]byte, error) {
+	units := map[string][]byte{}
+	for _, pattern := range []string{"*.service", "*.timer"} {
+		names, err := filepath.Glob(filepath.Join(dir, pattern))
+		if err != nil {
+			return nil, fmt.Errorf("list units in %s: %w", dir, err)
+		}
+		for _, n := range names {
+			b, err := os.ReadFile(n)
+			if err != nil {
+				return nil, fmt.Errorf("read unit: %w", err)
+			}
+			units[filepath.Base(n)] = b
+		}
+	}
+	if len(units) == 0 {
+		return nil, fmt.Errorf("no *.service or *.timer units in %s", dir)
+	}
+	return units, nil
 }

@@ -9,15 +9,17 @@ import (
 	"testing"
 )
 
+// repoUnits is every unit the repo ships, read as mage install reads them.
 func repoUnits(t *testing.T) map[string][]byte {
 	t.Helper()
-	units := map[string][]byte{}
-	for _, n := range []string{"vault-token-renew.service", "vault-token-renew.timer"} {
-		b, err := os.ReadFile(filepath.Join("..", "..", "systemd", n))
-		if err != nil {
-			t.Fatal(err)
+	units, err := UnitsFrom(filepath.Join("..", "..", "systemd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"vault-token-renew.service", Timer, "vault-token-renew-notify@.service"} {
+		if units[n] == nil {
+			t.Fatalf("systemd/ lacks %s", n)
 		}
-		units[n] = b
 	}
 	return units
 }
@@ -48,7 +50,8 @@ func TestInstallIsIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := PathsUnder(root)
-	if len(r.Changed) != 4 || !r.Reloaded || r.EnvNeedsAddr {
+	files := len(o.Units) + 2 // binary, units, env file
+	if len(r.Changed) != files || !r.Reloaded || r.EnvNeedsAddr {
 		t.Fatalf("first install: %+v", r)
 	}
 	if !reflect.DeepEqual(sc.calls, []string{"daemon-reload", "enable --now vault-token-renew.timer"}) {
@@ -71,7 +74,7 @@ func TestInstallIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Changed) != 0 || r.Reloaded || len(sc.calls) != 0 || len(r.Unchanged) != 4 {
+	if len(r.Changed) != 0 || r.Reloaded || len(sc.calls) != 0 || len(r.Unchanged) != files || len(r.EnvChanges) != 0 {
 		t.Fatalf("second install changed something: %+v, systemctl %v", r, sc.calls)
 	}
 
@@ -148,7 +151,9 @@ func TestUnitsVerify(t *testing.T) {
 	run := filepath.Join(root, "run")
 	os.Mkdir(run, 0o700)
 	p := PathsUnder(root)
-	cmd := exec.Command(sa, "verify", "--user", filepath.Join(p.UnitDir, "vault-token-renew.service"), filepath.Join(p.UnitDir, Timer))
+	// The template is checked as the instance OnFailure= starts.
+	cmd := exec.Command(sa, "verify", "--user", filepath.Join(p.UnitDir, "vault-token-renew.service"), filepath.Join(p.UnitDir, Timer),
+		filepath.Join(p.UnitDir, "vault-token-renew-notify@vault-token-renew.service"))
 	cmd.Env = append(os.Environ(), "HOME="+root, "XDG_RUNTIME_DIR="+run)
 	out, err := cmd.CombinedOutput()
 	if err != nil || len(strings.TrimSpace(string(out))) > 0 {

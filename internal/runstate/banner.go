@@ -1,0 +1,108 @@
+package runstate
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// StaleAfter is how old the last successful run may be before the banner
+// speaks up: a daily timer with up to an hour of randomized delay misses
+// one day at most by accident, not two.
+const StaleAfter = 48 * time.Hour
+
+// maxReason keeps a banner's reason to about one terminal line.
+const maxReason = 100
+
+// Banner is the one line `status --brief` prints at login, or "" when the
+// last run succeeded within StaleAfter: silence when all is well, so that the
+// line is never learned to be ignored. err is what Load returned. The line has
+// no trailing newline and always ends with the command to run next.
+func Banner(s State, err error, now time.Time) string {
+	const p = "vault-token-renew: "
+	switch {
+	case errors.Is(err, ErrNoState) || (err == nil && s.Time.IsZero()):
+		return p + "has never run; run: systemctl --user start vault-token-renew.service"
+	case errors.Is(err, ErrCorrupt):
+		return p + oneLine(err.Error()) + "; the next run replaces it; run: vault-token-renew status"
+	case err != nil:
+		return p + oneLine(err.Error()) + "; run: vault-token-renew status"
+	case !s.Outcome.Success():
+		return p + failing(s, now) + "; run: vault-token-renew status"
+	case now.Sub(s.Time) > StaleAfter:
+		return p + "no successful run since " + dateOf(s.Time, now) +
+			"; is the timer running? run: systemctl --user list-timers vault-token-renew.timer"
+	}
+	return ""
+}
+
+// failing says which failure, since when, how many runs, and why, e.g.
+// "DRIFT since 2026-06-18 (3 runs): heal denied". A streak whose last run is
+// itself stale also says so: then the timer has stopped as well.
+func failing(s State, now time.Time) string {
+	since := s.FailingSince
+	if since.IsZero() {
+		since = s.Time
+	}
+	runs := max(s.FailingRuns, 1)
+	count := fmt.Sprintf("%d runs", runs)
+	if runs == 1 {
+		count = "1 run"
+	}
+	if now.Sub(s.Time) > StaleAfter {
+		count += ", the last on " + dateOf(s.Time, now)
+	}
+	word := strings.ToUpper(string(s.Outcome))
+	if word == "" {
+		word = "FAIL"
+	}
+	return fmt.Sprintf("%s since %s (%s): %s", word, dateOf(since, now), count, reason(s))
+}
+
+func dateOf(t, now time.Time) string { return t.In(now.Location()).Format("2006-01-02") }
+
+var (
+	// priority is the <N> syslog prefix a line carries under journald.
+	priority = regexp.MustCompile(`^<[0-7]>`)
+	// prefix is the log line's stable prefix ("DRIFT: ").
+	prefix = regexp.MustCompile(`^(?i:OK|HEALED|DRIFT|FAIL):\s*`)
+	// fields are the key=value pairs (values possibly quoted) that end a
+	// plain log line; a "dn=x" inside the message is followed by words, so
+	// only the trailing run of pairs matches.
+	fields = regexp.MustCompile(`(\s+[A-Za-z_][A-Za-z0-9_.-]*=("(\\.|[^"\\])*"|\S*))+\s*$`)
+)
+
+// reason is the closing log line's message without its priority, prefix and
+// fields, on one line and at most about a hundred characters; the cause when
+// there is no summary.
+func reason(s State) string {
+	msg := oneLine(s.Summary)
+	msg = priority.ReplaceAllString(msg, "")
+	msg = prefix.ReplaceAllString(msg, "")
+	msg = strings.TrimSpace(fields.ReplaceAllString(msg, ""))
+	if msg == "" {
+		msg = s.Cause
+	}
+	if msg == "" {
+		return "no details recorded"
+	}
+	if utf8.RuneCountInString(msg) <= maxReason {
+		return msg
+	}
+	cut := []rune(msg)[:maxReason]
+	if i := strings.LastIndexByte(string(cut), ' '); i > maxReason/2 {
+		return strings.TrimRight(string(cut)[:i], " ;,") + "…"
+	}
+	return string(cut) + "…"
+}
+
+// oneLine turns control characters (newlines above all) into spaces, so a
+// banner is always exactly one line whatever a summary or error holds.
+func oneLine(s string) string {
+	return strings.Join(strings.FieldsFunc(s, func(r rune) bool {
+		return r < ' ' || r == 0x7f
+	}), " ")
+}

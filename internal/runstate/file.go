@@ -1,0 +1,61 @@
+package runstate
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/devvm/vault-token-renew/internal/atomicfile"
+)
+
+// ErrNoState means no run has recorded anything yet (the file is missing).
+var ErrNoState = errors.New("no state recorded yet")
+
+// ErrCorrupt means the state file exists but is not ours to read: the caller
+// reports it once and replaces it with the next run's state.
+var ErrCorrupt = errors.New("state file is unreadable")
+
+// Load reads the state at path. A missing file is ErrNoState and a file that
+// does not parse as a State is ErrCorrupt; both come with a zero State, so a
+// caller can go on with Next from scratch.
+func Load(path string) (State, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return State{}, fmt.Errorf("%w: %w", ErrNoState, err)
+	}
+	if err != nil {
+		return State{}, fmt.Errorf("read state %s: %w", path, err)
+	}
+	var s State
+	if err := json.Unmarshal(data, &s); err != nil {
+		return State{}, fmt.Errorf("%w: %s: %w", ErrCorrupt, path, err)
+	}
+	if !s.Outcome.known() || s.Time.IsZero() {
+		return State{}, fmt.Errorf("%w: %s: no run time or an unknown outcome %q", ErrCorrupt, path, s.Outcome)
+	}
+	return s, nil
+}
+
+// Save writes s to path with the project's atomic writer, so a crash or a
+// concurrent reader (the login banner) never sees half a file. The directory
+// is created private (0700): the file names our accessor and host. A failed
+// directory sync after the rename still leaves the new state in place, which
+// is all a state file needs, so it counts as success.
+func Save(path string, s State) error {
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode state for %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("save state %s: %w", path, err)
+	}
+	err = atomicfile.Write(path, append(data, '\n'), 0o600)
+	var dse *atomicfile.DirSyncError
+	if err != nil && !errors.As(err, &dse) {
+		return fmt.Errorf("save state %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,102 @@
+package runstate
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSaveLoadRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state", "vault-token-renew", "state.json")
+	want := State{Time: day(2), Outcome: Fail, Cause: "unreachable", Summary: "FAIL: vault unreachable next=\"x\"",
+		Accessor: "acc1", TokenExpiry: exp, LastSuccess: day(0), FailingSince: day(1), FailingRuns: 2, HealsTotal: 1, Host: "vm1"}
+	if err := Save(path, want); err != nil {
+		t.Fatal(err)
+	}
+	for p, mode := range map[string]os.FileMode{path: 0o600, filepath.Dir(path): 0o700} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != mode {
+			t.Fatalf("%s: mode %v (%v), want %v", p, fi.Mode().Perm(), err, mode)
+		}
+	}
+	got, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Time.Equal(want.Time) || !reflect.DeepEqual(normalize(got), normalize(want)) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// normalize drops monotonic/location differences that JSON does not keep.
+func normalize(s State) State {
+	for _, t := range []*time.Time{&s.Time, &s.TokenExpiry, &s.LastSuccess, &s.FailingSince} {
+		*t = t.UTC()
+	}
+	return s
+}
+
+func TestSaveLeavesUnknownTimesOut(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	if err := Save(path, State{Time: day(0), Outcome: Fail, Summary: "FAIL: x", FailingSince: day(0), FailingRuns: 1}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	for _, absent := range []string{"token_expiry", "last_success", "accessor", "cause"} {
+		if strings.Contains(string(b), `"`+absent+`"`) {
+			t.Errorf("%s written though unknown:\n%s", absent, b)
+		}
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name string
+		path string
+		want error
+	}{
+		{"missing", filepath.Join(dir, "none.json"), ErrNoState},
+		{"not json", write("garbage.json", "{not json"), ErrCorrupt},
+		{"empty", write("empty.json", ""), ErrCorrupt},
+		{"unknown outcome", write("odd.json", `{"time":"2026-06-18T06:00:00Z","outcome":"maybe"}`), ErrCorrupt},
+		{"no time", write("notime.json", `{"outcome":"ok"}`), ErrCorrupt},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := Load(tt.path)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Load error %v, want %v", err, tt.want)
+			}
+			if !reflect.DeepEqual(s, State{}) {
+				t.Fatalf("Load returned %+v with an error", s)
+			}
+			if !strings.Contains(err.Error(), tt.path) {
+				t.Fatalf("error %q does not name %s", err, tt.path)
+			}
+		})
+	}
+	if _, err := Load(filepath.Join(dir, "none.json")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("missing file error %v does not wrap fs.ErrNotExist", err)
+	}
+}
+
+func TestSaveFailsOnABadDirectory(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, nil, 0o600)
+	err := Save(filepath.Join(file, "state.json"), State{Time: day(0), Outcome: OK})
+	if err == nil || !strings.Contains(err.Error(), file) {
+		t.Fatalf("Save under a file: %v", err)
+	}
+}

@@ -1,0 +1,72 @@
+package runstate
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// WriteMetrics writes s to path in node_exporter's textfile collector format
+// (path should end in .prom, in the collector's directory), so an alert can
+// fire on a machine nobody logs in to. client_golang writes a temp file in
+// the same directory, makes it 0644 (node_exporter often runs as another
+// user; nothing secret is in it) and renames it, so the collector never reads
+// half a file; its temp name does not end in .prom, so it is never collected.
+// The directory is not created: it belongs to the collector's configuration.
+//
+// Choices: last_success is 0 when no run has ever succeeded, so that
+// `time() - vault_token_renew_last_success_timestamp_seconds > 2*86400`
+// fires for such a machine too; token_expiry is absent while no run has
+// learned the expiry, because 0 would claim the token expired in 1970.
+func WriteMetrics(path string, s State) error {
+	reg := prometheus.NewRegistry()
+	gauge := func(name, help string, v float64) {
+		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+		g.Set(v)
+		reg.MustRegister(g)
+	}
+	gauge("vault_token_renew_last_run_timestamp_seconds",
+		"When vault-token-renew last ran (Unix time); stale means its timer stopped.", unix(s.Time))
+	gauge("vault_token_renew_last_success_timestamp_seconds",
+		"When a run last renewed or healed the periodic token (Unix time); kept through failures, 0 if never.", unix(s.LastSuccess))
+	if !s.TokenExpiry.IsZero() {
+		gauge("vault_token_renew_token_expiry_timestamp_seconds",
+			"When the periodic token in ~/.vault-token expires unless renewed (Unix time), as last known.", unix(s.TokenExpiry))
+	}
+	gauge("vault_token_renew_consecutive_failures",
+		"Runs in a row that ended in DRIFT or FAIL; 0 after a success.", float64(s.FailingRuns))
+
+	outcome := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "vault_token_renew_outcome",
+		Help: "The last run's outcome: 1 for the one it had (ok, healed, drift, fail), 0 for the others.",
+	}, []string{"outcome"})
+	for _, o := range Outcomes {
+		v := 0.0
+		if o == s.Outcome {
+			v = 1
+		}
+		outcome.WithLabelValues(string(o)).Set(v)
+	}
+	reg.MustRegister(outcome)
+
+	heals := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "vault_token_renew_heals_total",
+		Help: "Runs that re-minted the periodic token after a login overwrote ~/.vault-token (HEALED).",
+	})
+	heals.Add(float64(max(s.HealsTotal, 0))) // Add panics on a negative; a hand-edited file may hold one
+	reg.MustRegister(heals)
+
+	if err := prometheus.WriteToTextfile(path, reg); err != nil {
+		return fmt.Errorf("write metrics %s: %w", path, err)
+	}
+	return nil
+}
+
+// unix is t in Unix seconds, 0 for the zero time (not year 1's seconds).
+func unix(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
+}

@@ -1,0 +1,117 @@
+package runstate
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// readMetrics parses a textfile as node_exporter would and returns each
+// sample by name and label text; it fails the test on any sample timestamp.
+func readMetrics(t *testing.T, path string) (map[string]*dto.MetricFamily, map[string]float64) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(f)
+	if err != nil {
+		t.Fatalf("parse %s: %v", path, err)
+	}
+	vals := map[string]float64{}
+	for name, mf := range fams {
+		if mf.GetHelp() == "" {
+			t.Errorf("%s has no HELP", name)
+		}
+		for _, m := range mf.GetMetric() {
+			if m.TimestampMs != nil {
+				t.Errorf("%s has a sample timestamp", name)
+			}
+			key := name
+			for _, l := range m.GetLabel() {
+				key += "{" + l.GetName() + "=" + l.GetValue() + "}"
+			}
+			switch mf.GetType() {
+			case dto.MetricType_COUNTER:
+				vals[key] = m.GetCounter().GetValue()
+			default:
+				vals[key] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return fams, vals
+}
+
+func TestWriteMetrics(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vault_token_renew.prom")
+	s := State{Time: day(2), Outcome: Drift, Summary: "DRIFT: x", Accessor: "acc-secretless", TokenExpiry: exp,
+		LastSuccess: day(0), FailingSince: day(1), FailingRuns: 2, HealsTotal: 3, Host: "vm1"}
+	if err := WriteMetrics(path, s); err != nil {
+		t.Fatal(err)
+	}
+	fams, got := readMetrics(t, path)
+	want := map[string]float64{
+		"vault_token_renew_last_run_timestamp_seconds":     float64(day(2).Unix()),
+		"vault_token_renew_last_success_timestamp_seconds": float64(day(0).Unix()),
+		"vault_token_renew_token_expiry_timestamp_seconds": float64(exp.Unix()),
+		"vault_token_renew_consecutive_failures":           2,
+		"vault_token_renew_heals_total":                    3,
+		"vault_token_renew_outcome{outcome=ok}":            0,
+		"vault_token_renew_outcome{outcome=healed}":        0,
+		"vault_token_renew_outcome{outcome=drift}":         1,
+		"vault_token_renew_outcome{outcome=fail}":          0,
+	}
+	if len(got) != len(want) {
+		t.Errorf("samples %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
+		}
+	}
+	if fams["vault_token_renew_heals_total"].GetType() != dto.MetricType_COUNTER {
+		t.Error("heals_total is not a counter")
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o644 {
+		t.Fatalf("metrics file mode %v %v, want 0644", fi.Mode().Perm(), err)
+	}
+	b, _ := os.ReadFile(path)
+	if strings.Contains(string(b), "acc-secretless") || strings.Contains(string(b), "vm1") {
+		t.Fatalf("metrics carry an accessor or host:\n%s", b)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(path)); len(ents) != 1 {
+		t.Fatalf("temp files left beside the metrics: %v", ents)
+	}
+}
+
+func TestWriteMetricsUnknowns(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.prom")
+	if err := WriteMetrics(path, State{Time: day(0), Outcome: Fail, FailingSince: day(0), FailingRuns: 1}); err != nil {
+		t.Fatal(err)
+	}
+	_, got := readMetrics(t, path)
+	if v, ok := got["vault_token_renew_last_success_timestamp_seconds"]; !ok || v != 0 {
+		t.Errorf("never succeeded: last_success = %v (present %v), want 0", v, ok)
+	}
+	if _, ok := got["vault_token_renew_token_expiry_timestamp_seconds"]; ok {
+		t.Error("unknown expiry written")
+	}
+	if got["vault_token_renew_outcome{outcome=fail}"] != 1 {
+		t.Errorf("outcome: %v", got)
+	}
+}
+
+func TestWriteMetricsMissingDirectory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nope", "m.prom")
+	if err := WriteMetrics(path, State{Time: day(0), Outcome: OK}); err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("error %v does not name %s", err, path)
+	}
+}

@@ -1,0 +1,113 @@
+// Package runstate remembers what each run of vault-token-renew did, so that
+// a failure keeps being visible after its log line has scrolled away: a login
+// banner (Banner), node_exporter textfile metrics (WriteMetrics) and an
+// OnFailure notifier (Notify) all read the one State a run leaves behind.
+// It never holds a token secret: accessors are the only token handle in it.
+package runstate
+
+import (
+	"errors"
+	"path/filepath"
+	"time"
+)
+
+// Outcome is how a run ended; the words match the log lines' prefixes.
+type Outcome string
+
+// The four outcomes of a run (README, "One run").
+const (
+	OK     Outcome = "ok"
+	Healed Outcome = "healed"
+	Drift  Outcome = "drift"
+	Fail   Outcome = "fail"
+)
+
+// Outcomes lists every outcome, in the order metrics and tests use.
+var Outcomes = []Outcome{OK, Healed, Drift, Fail}
+
+// Success reports whether the run left a working periodic token in the file.
+func (o Outcome) Success() bool { return o == OK || o == Healed }
+
+// known reports whether o is one of the four outcomes; anything else in a
+// state file means the file was not written by us.
+func (o Outcome) known() bool {
+	for _, k := range Outcomes {
+		if o == k {
+			return true
+		}
+	}
+	return false
+}
+
+// State is what the runs so far add up to, as stored in state.json. Times
+// that may be unknown are zero and then left out of the file (omitzero), so
+// the file never claims an expiry or a success it does not know.
+type State struct {
+	Time         time.Time `json:"time"`                   // the last run
+	Outcome      Outcome   `json:"outcome"`                // the last run's outcome
+	Cause        string    `json:"cause,omitempty"`        // the last run's cause, on DRIFT/FAIL
+	Summary      string    `json:"summary"`                // the last run's closing log line
+	Accessor     string    `json:"accessor,omitempty"`     // our periodic token's accessor, last known
+	TokenExpiry  time.Time `json:"token_expiry,omitzero"`  // our token's expiry, last known
+	LastSuccess  time.Time `json:"last_success,omitzero"`  // the last OK or HEALED run
+	FailingSince time.Time `json:"failing_since,omitzero"` // the first run of the current failure streak
+	FailingRuns  int       `json:"failing_runs"`           // runs in the current failure streak
+	HealsTotal   int       `json:"heals_total"`            // HEALED runs ever recorded
+	Host         string    `json:"host"`                   // the machine, as the notifier names it
+}
+
+// Run is what one run reports about itself.
+type Run struct {
+	Time                           time.Time
+	Outcome                        Outcome
+	Cause, Summary, Accessor, Host string
+	TokenExpiry                    time.Time
+}
+
+// Next folds one run into the state. A success ends any failure streak; a
+// DRIFT or FAIL starts one or extends it, keeping the time it started so an
+// operator sees how long the token has been unattended. A failing run often
+// cannot learn our accessor or expiry (Vault unreachable, a foreign token in
+// the file), so it keeps the last known ones rather than erasing them: the
+// expiry is the deadline the operator is racing.
+func Next(prev State, r Run) State {
+	s := State{
+		Time: r.Time, Outcome: r.Outcome, Cause: r.Cause, Summary: r.Summary,
+		Accessor: r.Accessor, TokenExpiry: r.TokenExpiry, Host: r.Host,
+		LastSuccess: prev.LastSuccess, HealsTotal: prev.HealsTotal,
+	}
+	if s.Host == "" {
+		s.Host = prev.Host
+	}
+	if r.Outcome == Healed {
+		s.HealsTotal++
+	}
+	if r.Outcome.Success() {
+		s.LastSuccess = r.Time
+		return s
+	}
+	if s.Accessor == "" {
+		s.Accessor = prev.Accessor
+	}
+	if s.TokenExpiry.IsZero() {
+		s.TokenExpiry = prev.TokenExpiry
+	}
+	s.FailingSince, s.FailingRuns = r.Time, 1
+	if prev.FailingRuns > 0 && !prev.FailingSince.IsZero() {
+		s.FailingSince, s.FailingRuns = prev.FailingSince, prev.FailingRuns+1
+	}
+	return s
+}
+
+// DefaultPath is $XDG_STATE_HOME/vault-token-renew/state.json, falling back
+// to ~/.local/state as the XDG spec says (a relative XDG_STATE_HOME is
+// invalid and ignored). State is not config: a user may wipe it any time.
+func DefaultPath(getenv func(string) string) (string, error) {
+	if x := getenv("XDG_STATE_HOME"); x != "" && filepath.IsAbs(x) {
+		return filepath.Join(x, "vault-token-renew", "state.json"), nil
+	}
+	if h := getenv("HOME"); h != "" && filepath.IsAbs(h) {
+		return filepath.Join(h, ".local", "state", "vault-token-renew", "state.json"), nil
+	}
+	return "", errors.New("no place for the state file: set HOME (or XDG_STATE_HOME) to an absolute path")
+}
