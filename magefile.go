@@ -152,43 +152,11 @@ func Install() error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	ver := versionStamp()
 	built := filepath.Join(tmp, "vault-token-renew")
-	if err := sh.Run("go", "build", "-trimpath", "-ldflags=-X main.version="+ver, "-o", built, pkg); err != nil {
+	if err := sh.Run("go", "build", "-trimpath", "-ldflags="+ldflags(), "-o", built, pkg); err != nil {
 		return err
 	}
-	bin, err := os.ReadFile(built)
-	if err != nil {
-		return err
-	}
-	units, err := install.UnitsFrom("systemd")
-	if err != nil {
-		return err
-	}
-	sc := userManager()
-	r, err := install.Install(install.Options{Root: home, Binary: bin, Units: units, Getenv: os.Getenv, Systemctl: sc})
-	for _, p := range r.Changed {
-		fmt.Printf("install: wrote %s\n", p)
-	}
-	if err != nil {
-		return err
-	}
-	p := install.PathsUnder(home)
-	switch {
-	case len(r.Changed) == 0:
-		fmt.Printf("install: nothing changed (vault-token-renew %s already installed in %s)\n", ver, p.Binary)
-	case r.Reloaded:
-		fmt.Println("install: reloaded systemd and enabled " + install.Timer)
-	case r.NoManager:
-		fmt.Println("install: no systemd user manager here: files installed, the timer was NOT enabled; where one runs:")
-		fmt.Println("         systemctl --user daemon-reload && systemctl --user enable --now " + install.Timer)
-	default:
-		fmt.Printf("install: vault-token-renew %s installed; units unchanged, no reload needed\n", ver)
-	}
-	if r.EnvNeedsAddr {
-		fmt.Printf("install: warning: no VAULT_ADDR in %s; set it there (or re-run with VAULT_ADDR exported)\n", p.EnvFile)
-	}
-	return nil
+	return install.FromBuild(os.Stdout, install.Options{Root: home, Getenv: os.Getenv, Systemctl: userManager()}, built, "systemd", versionStamp())
 }
 
 // LiveTest runs the design's three post-deploy checks against the Vault in

@@ -36,6 +36,7 @@ const (
 	StageCapabilities       // a dry run asking what the foreign token may do
 	StageSweep              // listing, looking up or revoking accessors
 	StageForeign            // sweep --apply refused: the file holds a foreign token
+	StageSettings           // building the Vault client from the VAULT_* settings
 	stageCount
 )
 
@@ -48,7 +49,7 @@ func Stages() []Stage {
 	return out
 }
 
-var stageNames = [stageCount]string{"", "lock", "read", "lookup", "renew", "create", "check", "cap", "write", "capabilities", "sweep", "foreign"}
+var stageNames = [stageCount]string{"", "lock", "read", "lookup", "renew", "create", "check", "cap", "write", "capabilities", "sweep", "foreign", "settings"}
 
 var stageWords = [stageCount]string{
 	"",
@@ -63,6 +64,7 @@ var stageWords = [stageCount]string{
 	"could not ask vault what the foreign token may do",
 	"the stale-token sweep did not finish",
 	"sweep --apply refused: the token file holds a foreign token",
+	"could not build the vault client from the VAULT_* settings",
 }
 
 // String is the stage's stable name, the stage= field of a FAIL line.
@@ -102,11 +104,12 @@ const (
 	CauseMintRejected        // Vault minted a token unlike the one asked for
 	CauseIncomplete          // a sweep stopped before it looked up every accessor
 	CauseForeign             // the file holds a foreign token where ours is required
+	CauseSettings            // the VAULT_* client settings are unusable
 	causeCount
 )
 
 var causeNames = [causeCount]string{"unknown", "refused", "token-denied", "sealed", "server-error", "unreachable", "tls",
-	"timeout", "client-timeout", "canceled", "filesystem", "lock-held", "ttl-capped", "mint-rejected", "sweep-incomplete", "foreign-token"}
+	"timeout", "client-timeout", "canceled", "filesystem", "lock-held", "ttl-capped", "mint-rejected", "sweep-incomplete", "foreign-token", "settings"}
 
 func (c Cause) String() string {
 	if c < 0 || c >= causeCount {

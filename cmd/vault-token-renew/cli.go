@@ -10,8 +10,11 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/devvm/vault-token-renew/internal/vaultclient"
 	"github.com/devvm/vault-token-renew/renew"
@@ -32,6 +35,8 @@ Usage:
   vault-token-renew [flags]           one run: renew, heal, or fail loudly
   vault-token-renew status [flags]    report the token in the file; changes nothing
   vault-token-renew sweep [flags]     list stale periodic tokens; revoke them with --apply
+  vault-token-renew status --brief    one line if the last run failed or is old: a login banner
+  vault-token-renew notify            run $VTR_NOTIFY_COMMAND about the last run (OnFailure=)
   vault-token-renew --version
 
 One run:
@@ -59,10 +64,12 @@ Flags:
 type cli struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	environ        func() []string // the notify command's base environment
+	now            func() time.Time
 }
 
 func newCLI(stdout, stderr io.Writer, getenv func(string) string) *cli {
-	return &cli{stdout: stdout, stderr: stderr, getenv: getenv}
+	return &cli{stdout: stdout, stderr: stderr, getenv: getenv, environ: os.Environ, now: time.Now}
 }
 
 // options are the flags every subcommand shares.
@@ -78,11 +85,16 @@ type options struct {
 	maxRPS      float64
 	host        string
 	timeoutSet  bool // --timeout was given (sweep has no deadline otherwise)
+	metricsFile string
+	envErr      error // a setting from the env file that does not parse
 	// per subcommand
-	dryRun  bool
-	json    bool
-	apply   bool
-	version bool
+	dryRun          bool
+	waitUnreachable time.Duration
+	json            bool
+	brief           bool
+	apply           bool
+	unit            string
+	version         bool
 }
 
 type policyList struct {
@@ -126,8 +138,16 @@ func (c *cli) flags(name string, o *options) *flag.FlagSet {
 	case "vault-token-renew":
 		fs.BoolVar(&o.dryRun, "dry-run", false, "say what this run would do; change nothing in Vault or on disk")
 		fs.BoolVar(&o.version, "version", false, "print the version and exit")
+		fs.StringVar(&o.metricsFile, "metrics-file", c.getenv("VTR_METRICS_FILE"), "write node_exporter textfile metrics here after each run (default $VTR_METRICS_FILE; empty: none)")
+		wait, err := envDuration("VTR_WAIT_UNREACHABLE", c.getenv)
+		o.envErr = err
+		fs.DurationVar(&o.waitUnreachable, "wait-unreachable", wait,
+			"keep retrying this long while vault cannot be reached at all, before failing (default $VTR_WAIT_UNREACHABLE; the unit sets 10m)")
 	case "status":
 		fs.BoolVar(&o.json, "json", false, "print the report as JSON")
+		fs.BoolVar(&o.brief, "brief", false, "one line from the state file only, nothing when all is well: a login banner")
+	case "notify":
+		fs.StringVar(&o.unit, "unit", "vault-token-renew", "the unit that failed (OnFailure= passes it)")
 	case "sweep":
 		fs.BoolVar(&o.apply, "apply", false, "revoke the stale tokens (default: only list them)")
 	}
@@ -138,10 +158,13 @@ func (c *cli) flags(name string, o *options) *flag.FlagSet {
 	return fs
 }
 
+// subcommands besides the one run.
+var subcommands = []string{"status", "sweep", "notify"}
+
 // run parses the command line, runs one subcommand and returns its exit code.
 func (c *cli) run(ctx context.Context, args []string) int {
 	name := "vault-token-renew"
-	if len(args) > 0 && (args[0] == "status" || args[0] == "sweep") {
+	if len(args) > 0 && slices.Contains(subcommands, args[0]) {
 		name, args = args[0], args[1:]
 	}
 	var o options
@@ -166,19 +189,11 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		fmt.Fprintf(c.stderr, "vault-token-renew: %v\n", err)
 		return exitUsage
 	}
-	vc, err := vaultclient.FromEnv()
-	if err != nil {
-		log.Error().Err(err).Str("next", "fix the VAULT_* variables in the environment file").Msg("FAIL: vault client settings")
-		return exitFail
-	}
-	timeout := o.timeout
-	if name == "sweep" && !o.timeoutSet {
-		timeout = 0 // run by hand: Ctrl-C stops it, and --max-rps sets its pace
-	}
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
+	switch {
+	case name == "status" && o.brief:
+		return c.brief() // the login banner: the state file only, no Vault
+	case name == "notify":
+		return c.notify(ctx, log, o.unit)
 	}
 	cfg := renew.Config{
 		TokenFile:   o.tokenFile,
@@ -189,21 +204,86 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		LockWait:    o.lockWait,
 		Log:         log,
 	}
-	rep := reporter{log: log, addr: vc.Address(), cfg: cfg, timeout: timeout}
+	rep := reporter{log: log, cfg: cfg, timeout: o.timeout}
+	vc, err := vaultclient.FromEnv()
+	if err != nil {
+		out := rep.report(renew.Result{Stage: renew.StageSettings, Cause: renew.CauseSettings, Path: cfg.TokenFile}, err)
+		if name == "vault-token-renew" && !o.dryRun {
+			c.record(log, o, renew.Result{}, out)
+		}
+		return out.code
+	}
+	rep.addr = vc.Address()
 	switch name {
 	case "status":
+		ctx, cancel := context.WithTimeout(ctx, o.timeout)
+		defer cancel()
 		return c.status(ctx, vc, rep, o.json)
 	case "sweep":
+		if o.timeoutSet { // run by hand: otherwise Ctrl-C stops it, and --max-rps sets its pace
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, o.timeout)
+			defer cancel()
+		} else {
+			rep.timeout = 0
+		}
 		return c.sweep(ctx, vc, rep, o.apply)
 	}
-	res, err := renew.Run(ctx, vc, cfg)
-	return rep.report(res, err).code
+	res, err := c.runWaiting(ctx, vc, cfg, o, log)
+	out := rep.report(res, err)
+	if !o.dryRun {
+		c.record(log, o, res, out)
+	}
+	return out.code
+}
+
+// runWaiting is one run, retried while Vault cannot be reached at all and
+// nothing has been done yet, for up to --wait-unreachable: a run the timer
+// fires at boot may find the network not up for a minute, and a failed unit
+// for that would be an alarm nobody should have to read. No other cause is
+// retried: DRIFT and a refused or dead token fail at once.
+func (c *cli) runWaiting(ctx context.Context, vc *vaultclient.Client, cfg renew.Config, o options, log zerolog.Logger) (renew.Result, error) {
+	giveUp := time.Now().Add(o.waitUnreachable)
+	pause := 5 * time.Second
+	for {
+		rctx, cancel := context.WithTimeout(ctx, o.timeout)
+		res, err := renew.Run(rctx, vc, cfg)
+		cancel()
+		if res.Stage != renew.StageLookup || res.Cause != renew.CauseUnreachable || !time.Now().Add(pause).Before(giveUp) {
+			return res, err
+		}
+		log.Info().Err(err).Str("retry_in", fmtDur(pause)).Str("until", giveUp.Format(time.RFC3339)).
+			Msg("vault unreachable; waiting for it (--wait-unreachable) before failing")
+		select {
+		case <-ctx.Done():
+			res.Cause = renew.CauseCanceled
+			return res, fmt.Errorf("while waiting for vault: %w (%w)", ctx.Err(), err)
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 30*time.Second)
+	}
+}
+
+// envDuration reads a duration setting from the env file; a bad one is a
+// usage error (check), never silently replaced by a default.
+func envDuration(name string, getenv func(string) string) (time.Duration, error) {
+	v := getenv(name)
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s=%q in the environment file: want a duration such as 10m", name, v)
+	}
+	return d, nil
 }
 
 func (o *options) check(fs *flag.FlagSet) error {
 	switch {
 	case fs.NArg() > 0:
 		return fmt.Errorf("unexpected argument %q; see --help", fs.Arg(0))
+	case o.envErr != nil:
+		return o.envErr
 	case o.tokenFile == "":
 		return errors.New("HOME is not set: pass --token-file")
 	case o.displayName == "":
@@ -218,6 +298,8 @@ func (o *options) check(fs *flag.FlagSet) error {
 		return errors.New("--concurrency must be at least 1")
 	case o.concurrency > sweep.MaxConcurrency:
 		return fmt.Errorf("--concurrency %d is above %d: more lookups in flight do not make a sweep faster, they only slow a shared Vault for everyone else", o.concurrency, sweep.MaxConcurrency)
+	case o.waitUnreachable < 0:
+		return errors.New("--wait-unreachable must not be negative")
 	case o.host == "":
 		return errors.New("--host must not be empty: it tags the tokens this machine mints")
 	case o.maxRPS < 0:

@@ -94,7 +94,7 @@ func (r reporter) healed(res renew.Result) outcome {
 	if res.SweepErr != nil || len(res.Sweep.Failed) > 0 {
 		why := fmt.Sprintf("%d failed", len(res.Sweep.Failed))
 		if res.SweepErr != nil {
-			why = res.SweepErr.Error()
+			why = strings.TrimPrefix(res.SweepErr.Error(), sweep.ErrIncomplete.Error()+": ")
 		}
 		msg += "; the stale sweep is incomplete: " + why
 		ev = r.log.Warn().Int("sweep_failed", len(res.Sweep.Failed))
@@ -217,6 +217,8 @@ func (r reporter) hint(res renew.Result, cause renew.Cause, err error) string {
 		return "stale tokens may remain; finish the walk: " + r.sweepCommand(err)
 	case renew.CauseForeign:
 		return "the token file holds a foreign token (dn=" + res.Current.DisplayName + "); run vault-token-renew first: it heals the file, then sweeps"
+	case renew.CauseSettings:
+		return "fix the VAULT_* variables in the environment file (~/.config/vault-token-renew/env)"
 	case renew.CauseRefused:
 		return "vault refused the request; check the policies of the token in " + res.Path + " (vault token lookup)"
 	}

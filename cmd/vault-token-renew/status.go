@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/devvm/vault-token-renew/internal/runstate"
 	"github.com/devvm/vault-token-renew/internal/vaultclient"
 	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/sweep"
@@ -32,17 +33,24 @@ type statusReport struct {
 	IdentityPolicies []string          `json:"identity_policies"`
 	Meta             map[string]string `json:"meta"`
 	Host             string            `json:"this_host"`
+	// LastRun is what the runs recorded (the state file); null before the
+	// first run.
+	LastRun *runstate.State `json:"last_run"`
 }
 
 // status reports on the token in the file without changing anything.
 // Exit 0 when it is our periodic token, 1 when it is foreign or unreadable.
 func (c *cli) status(ctx context.Context, vc *vaultclient.Client, rep reporter, asJSON bool) int {
 	cfg := rep.cfg
+	last, lerr := c.stateOrNil()
 	_, info, code, ok := c.fileToken(ctx, vc, rep)
 	if !ok {
+		if !asJSON {
+			c.printLastRun(last, lerr) // the story so far, even while Vault is down
+		}
 		return code
 	}
-	r := statusReport{
+	r := statusReport{LastRun: last,
 		TokenFile: cfg.TokenFile, Ours: renew.IsOurs(info, cfg.Spec), Want: cfg.Spec.StoredDisplayName(),
 		DisplayName: info.DisplayName, Type: info.Type, Accessor: info.Accessor,
 		TTLSeconds: int64(info.TTL / time.Second), PeriodSeconds: int64(info.Period / time.Second),
@@ -57,6 +65,7 @@ func (c *cli) status(ctx context.Context, vc *vaultclient.Client, rep reporter, 
 		}
 	} else {
 		c.printStatus(r, info)
+		c.printLastRun(last, lerr)
 	}
 	if !r.Ours {
 		return exitFail
@@ -93,6 +102,57 @@ func (c *cli) printStatus(r statusReport, info renew.TokenInfo) {
 	fmt.Fprintf(tw, "metadata\t%s\n", fmtMeta(r.Meta))
 	fmt.Fprintf(tw, "this host\t%s\n", r.Host)
 	tw.Flush()
+}
+
+// printLastRun tells what the runs recorded: the last one and its outcome,
+// the token's expiry (absolute and relative), and any failure streak.
+func (c *cli) printLastRun(st *runstate.State, err error) {
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	defer tw.Flush()
+	if st == nil {
+		fmt.Fprintf(tw, "last run\t(none recorded: %v)\n", err)
+		return
+	}
+	now := c.now()
+	fmt.Fprintf(tw, "last run\t%s (%s): %s\n", stamp(st.Time), ago(now, st.Time), st.Summary)
+	if st.Cause != "" {
+		fmt.Fprintf(tw, "cause\t%s\n", st.Cause)
+	}
+	if !st.TokenExpiry.IsZero() {
+		fmt.Fprintf(tw, "token expires\t%s (%s)\n", stamp(st.TokenExpiry), ago(now, st.TokenExpiry))
+	}
+	if !st.LastSuccess.IsZero() {
+		fmt.Fprintf(tw, "last success\t%s (%s)\n", stamp(st.LastSuccess), ago(now, st.LastSuccess))
+	} else {
+		fmt.Fprintf(tw, "last success\tnever\n")
+	}
+	if st.FailingRuns > 0 {
+		fmt.Fprintf(tw, "failing\tsince %s (%s), %d runs\n", stamp(st.FailingSince), ago(now, st.FailingSince), st.FailingRuns)
+	} else {
+		fmt.Fprintf(tw, "failing\tno\n")
+	}
+	fmt.Fprintf(tw, "heals\t%d in total\n", st.HealsTotal)
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// ago says how far t is from now, in the past or the future.
+func ago(now, t time.Time) string {
+	d := now.Sub(t).Round(time.Minute)
+	switch {
+	case d < 0:
+		return "in " + fmtDays(-d)
+	case d == 0:
+		return "just now"
+	}
+	return fmtDays(d) + " ago"
+}
+
+func fmtDays(d time.Duration) string {
+	if d >= 48*time.Hour {
+		return fmt.Sprintf("%dd%s", d/(24*time.Hour), strings.TrimSuffix(fmtDur(d%(24*time.Hour)), "0s"))
+	}
+	return fmtDur(d)
 }
 
 // fmtMeta prints a token's metadata in a stable order.

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
+
+	"github.com/devvm/vault-token-renew/renew"
 )
 
 // Policies as on the production Vault: vault-admin can do anything, with
@@ -84,6 +86,11 @@ func (s *Server) Client(token string) (*vault.Client, error) {
 	cfg.Address = s.Addr
 	cfg.MaxRetries = 0
 	cfg.Timeout = 10 * time.Second
+	if s.CACert != "" {
+		if err := cfg.ConfigureTLS(&vault.TLSConfig{CACert: s.CACert}); err != nil {
+			return nil, fmt.Errorf("devvault: client TLS: %w", err)
+		}
+	}
 	c, err := vault.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("devvault: client: %w", err)
@@ -105,6 +112,34 @@ func (f *Fixture) MintPeriodic(ctx context.Context, displayName string) (Token, 
 	return f.create(ctx, &vault.TokenCreateRequest{
 		NoParent: true, Period: "768h", Policies: []string{"vault-admin", "sops-admin"}, DisplayName: displayName,
 	})
+}
+
+// MintPeriodicFor mints a periodic orphan token tagged with meta, as the
+// renewer on another machine (meta host=...) would have; with no policies
+// given it carries vault-admin and sops-admin.
+func (f *Fixture) MintPeriodicFor(ctx context.Context, displayName string, meta map[string]string, policies ...string) (Token, error) {
+	if len(policies) == 0 {
+		policies = []string{"vault-admin", "sops-admin"}
+	}
+	return f.create(ctx, &vault.TokenCreateRequest{
+		NoParent: true, Period: "768h", Policies: policies, DisplayName: displayName, Metadata: meta,
+	})
+}
+
+// MintOdd mints an admin-policy orphan token of a kind that can never heal:
+// a batch token (as some OIDC roles issue) or a use-limited one.
+func (f *Fixture) MintOdd(ctx context.Context, batch bool, numUses int) (Token, error) {
+	req := &vault.TokenCreateRequest{NoParent: true, TTL: "1h", Policies: []string{"vault-admin", "sops-admin"}, DisplayName: "oidc-odd", NumUses: numUses}
+	if batch {
+		req.Type = "batch"
+	}
+	return f.create(ctx, req)
+}
+
+// TuneTokenMaxTTL sets the token auth mount's max lease TTL, the cap Vault
+// puts on every token's TTL, periodic ones included.
+func (f *Fixture) TuneTokenMaxTTL(ctx context.Context, maxTTL time.Duration) error {
+	return f.root.Sys().TuneMountWithContext(ctx, "auth/token", vault.MountConfigInput{MaxLeaseTTL: maxTTL.String()})
 }
 
 // MintFake mints a short-lived orphan token, as liveTest's fakes are.
@@ -152,13 +187,14 @@ type Info struct {
 	TTL         time.Duration
 	Period      time.Duration
 	Orphan      bool
+	Meta        map[string]string
 }
 
 // LookupAccessor reports on a token by accessor; ok is false once it is gone.
 func (f *Fixture) LookupAccessor(ctx context.Context, accessor string) (Info, bool, error) {
 	s, err := f.root.Auth().Token().LookupAccessorWithContext(ctx, accessor)
 	if err != nil {
-		if re, isRE := err.(*vault.ResponseError); isRE && re.StatusCode == 400 {
+		if renew.VanishedAccessor(err) {
 			return Info{}, false, nil
 		}
 		return Info{}, false, err
@@ -191,7 +227,13 @@ func infoFrom(s *vault.Secret) Info {
 		}
 	}
 	dn, _ := s.Data["display_name"].(string)
-	return Info{Accessor: acc, DisplayName: dn, Policies: pol, TTL: ttl, Period: period, Orphan: s.Data["orphan"] == true}
+	meta := map[string]string{}
+	if m, ok := s.Data["meta"].(map[string]interface{}); ok {
+		for k, v := range m {
+			meta[k] = fmt.Sprint(v)
+		}
+	}
+	return Info{Accessor: acc, DisplayName: dn, Policies: pol, TTL: ttl, Period: period, Orphan: s.Data["orphan"] == true, Meta: meta}
 }
 
 // AccessorsNamed lists the live accessors whose display name is exactly dn.

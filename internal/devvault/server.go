@@ -3,6 +3,7 @@ package devvault
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -43,6 +44,8 @@ type Server struct {
 	RootToken string
 	Mode      Mode
 	Version   string
+	// CACert is the CA file of a TLS server (StartTLS); empty for plain HTTP.
+	CACert string
 
 	pause, unpause, stop func(context.Context) error
 }
@@ -85,7 +88,7 @@ func Start(ctx context.Context, progress io.Writer) (*Server, error) {
 	tclog.SetDefault(quietLogger{w: progress})
 
 	if mode == ModeProcess {
-		return startProcess(ctx, version, root, progress)
+		return startProcess(ctx, version, root, progress, false)
 	}
 	dc, derr := dockerClient(ctx)
 	if derr != nil {
@@ -97,7 +100,7 @@ func Start(ctx context.Context, progress io.Writer) (*Server, error) {
 			return nil, fmt.Errorf("devvault: docker is needed (%s) but not usable: %w; start the docker daemon (systemctl start docker), or set VTR_VAULT_MODE=process to run vault as a local process", why, derr)
 		}
 		fmt.Fprintf(progress, "devvault: no docker (%v); running vault %s as a local process\n", derr, version)
-		return startProcess(ctx, version, root, progress)
+		return startProcess(ctx, version, root, progress, false)
 	}
 	defer dc.Close()
 
@@ -278,7 +281,19 @@ func withDocker(ctx context.Context, fn func(*testcontainers.DockerClient) error
 	return fn(c)
 }
 
-func startProcess(ctx context.Context, version, root string, progress io.Writer) (*Server, error) {
+// StartTLS brings up a dev server that speaks TLS (vault server -dev-tls)
+// as a local process on loopback: real Vaults speak TLS, and the renewer's
+// TLS failures must be told apart from an unreachable Vault. Its CA file
+// is Server.CACert; the certificate names 127.0.0.1 and localhost.
+func StartTLS(ctx context.Context, progress io.Writer) (*Server, error) {
+	version, err := Version()
+	if err != nil {
+		return nil, err
+	}
+	return startProcess(ctx, version, randomToken(), progress, true)
+}
+
+func startProcess(ctx context.Context, version, root string, progress io.Writer, withTLS bool) (*Server, error) {
 	bin, err := Binary(ctx, progress)
 	if err != nil {
 		return nil, err
@@ -288,11 +303,18 @@ func startProcess(ctx context.Context, version, root string, progress io.Writer)
 		return nil, err
 	}
 	listen := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(bin, devArgs(listen, root)...)
 	home, err := os.MkdirTemp("", "vault-dev-home-")
 	if err != nil {
 		return nil, err
 	}
+	args, scheme, caCert := devArgs(listen, root), "http", ""
+	hc := &http.Client{Timeout: 2 * time.Second}
+	if withTLS {
+		args = append(args, "-dev-tls", "-dev-tls-cert-dir="+home)
+		scheme, caCert = "https", filepath.Join(home, "vault-ca.pem")
+		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} // only to poll health before the CA exists
+	}
+	cmd := exec.Command(bin, args...)
 	// A clean environment: no VAULT_* of the caller's, no real HOME.
 	cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH")}
 	logf, err := os.CreateTemp("", "vault-dev-*.log")
@@ -315,15 +337,15 @@ func startProcess(ctx context.Context, version, root string, progress io.Writer)
 		os.RemoveAll(home)
 		return nil
 	}
-	addr := "http://" + listen
-	if err := waitHealthy(ctx, addr, done); err != nil {
+	addr := scheme + "://" + listen
+	if err := waitHealthy(ctx, hc, addr, done); err != nil {
 		b, _ := os.ReadFile(logf.Name())
 		stop(ctx)
 		return nil, fmt.Errorf("devvault: vault process did not become healthy: %w\n%s", err, devSecrets.ReplaceAllString(tail(b, 20), "$1: [redacted]"))
 	}
 	fmt.Fprintf(progress, "devvault: vault %s as local process on %s\n", version, listen)
 	return &Server{
-		Addr: addr, RootToken: root, Mode: ModeProcess, Version: version,
+		Addr: addr, RootToken: root, Mode: ModeProcess, Version: version, CACert: caCert,
 		pause:   func(context.Context) error { return cmd.Process.Signal(syscall.SIGSTOP) },
 		unpause: func(context.Context) error { return cmd.Process.Signal(syscall.SIGCONT) },
 		stop:    stop,
@@ -339,9 +361,8 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func waitHealthy(ctx context.Context, addr string, exited <-chan struct{}) error {
+func waitHealthy(ctx context.Context, hc *http.Client, addr string, exited <-chan struct{}) error {
 	deadline := time.Now().Add(60 * time.Second)
-	hc := &http.Client{Timeout: 2 * time.Second}
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -168,4 +169,52 @@ func UnitsFrom(dir string) (map[string][]byte, error) {
 		return nil, fmt.Errorf("no *.service or *.timer units in %s", dir)
 	}
 	return units, nil
+}
+
+// FromBuild installs the binary at built and the units in unitDir, and
+// prints what it did on w: every file written, every env file setting
+// changed, whether systemd was reloaded, and the login-banner line to add
+// to ~/.bashrc (install never edits it).
+func FromBuild(w io.Writer, o Options, built, unitDir, version string) error {
+	var err error
+	if o.Binary, err = os.ReadFile(built); err != nil {
+		return err
+	}
+	if o.Units, err = UnitsFrom(unitDir); err != nil {
+		return err
+	}
+	r, err := Install(o)
+	for _, p := range r.Changed {
+		fmt.Fprintf(w, "install: wrote %s\n", p)
+	}
+	if err != nil {
+		return err
+	}
+	r.print(w, PathsUnder(o.Root), version)
+	return nil
+}
+
+// BannerLine is the line an operator adds to ~/.bashrc: silent while all
+// is well, one line at login when the renewer needs a look.
+const BannerLine = `command -v vault-token-renew >/dev/null && vault-token-renew status --brief`
+
+func (r Report) print(w io.Writer, p Paths, version string) {
+	for _, c := range r.EnvChanges {
+		fmt.Fprintf(w, "install: env file %s: %s\n", p.EnvFile, c)
+	}
+	switch {
+	case len(r.Changed) == 0:
+		fmt.Fprintf(w, "install: nothing changed (vault-token-renew %s already installed in %s)\n", version, p.Binary)
+	case r.Reloaded:
+		fmt.Fprintln(w, "install: reloaded systemd and enabled "+Timer)
+	case r.NoManager:
+		fmt.Fprintln(w, "install: no systemd user manager here: files installed, the timer was NOT enabled; where one runs:")
+		fmt.Fprintln(w, "         systemctl --user daemon-reload && systemctl --user enable --now "+Timer)
+	default:
+		fmt.Fprintf(w, "install: vault-token-renew %s installed; units unchanged, no reload needed\n", version)
+	}
+	if r.EnvNeedsAddr {
+		fmt.Fprintf(w, "install: warning: no VAULT_ADDR in %s; set it there (or re-run with VAULT_ADDR exported)\n", p.EnvFile)
+	}
+	fmt.Fprintf(w, "install: for a login banner when a run fails, add this line to ~/.bashrc (install does not edit it):\n    %s\n", BannerLine)
 }

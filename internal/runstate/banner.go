@@ -83,6 +83,11 @@ func reason(s State) string {
 	msg = priority.ReplaceAllString(msg, "")
 	msg = prefix.ReplaceAllString(msg, "")
 	msg = strings.TrimSpace(fields.ReplaceAllString(msg, ""))
+	// A DRIFT line opens with which token; the banner wants why, the words
+	// an operator greps for.
+	if i := strings.Index(msg, "heal denied"); i > 0 {
+		msg, _, _ = strings.Cut(msg[i:], "; investigate")
+	}
 	if msg == "" {
 		msg = s.Cause
 	}

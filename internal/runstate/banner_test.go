@@ -26,7 +26,7 @@ func TestBanner(t *testing.T) {
 			"vault-token-renew: no successful run since 2026-06-25; is the timer running? run: systemctl --user list-timers vault-token-renew.timer"},
 		{"drift streak",
 			State{Time: day(10), Outcome: Drift, Summary: drift, FailingSince: day(8), FailingRuns: 3, LastSuccess: day(7)}, nil,
-			"vault-token-renew: DRIFT since 2026-06-26 (3 runs): foreign token dn=oidc-alice in the token file; heal denied — foreign token lacks create authority; run: vault-token-renew status"},
+			"vault-token-renew: DRIFT since 2026-06-26 (3 runs): heal denied — foreign token lacks create authority; run: vault-token-renew status"},
 		{"one fail, today",
 			State{Time: day(10), Outcome: Fail, Summary: `FAIL: vault unreachable at https://v:8200 cause=unreachable`, FailingSince: day(10), FailingRuns: 1}, nil,
 			"vault-token-renew: FAIL since 2026-06-28 (1 run): vault unreachable at https://v:8200; run: vault-token-renew status"},

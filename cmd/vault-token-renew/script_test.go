@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/devvm/vault-token-renew/internal/runstate"
+)
+
+// TestMain lets the scripts run the CLI as the vault-token-renew command,
+// in a process of its own, the way an operator's shell does.
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"vault-token-renew": func() {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			code := newCLI(os.Stdout, os.Stderr, os.Getenv).run(ctx, os.Args[1:])
+			stop()
+			os.Exit(code)
+		},
+	})
+}
+
+// TestScripts runs testdata/*.txtar: the CLI's surface (usage, exit codes,
+// status --brief, notify), one assertion per line.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata",
+		Setup: func(e *testscript.Env) error {
+			home := filepath.Join(e.WorkDir, "home")
+			e.Setenv("HOME", home)
+			e.Setenv("XDG_STATE_HOME", "")
+			e.Setenv("VAULT_ADDR", "http://127.0.0.1:1") // nothing listens: no script reaches a Vault
+			e.Setenv("VTR_HOST", "devvm-a")
+			return os.MkdirAll(home, 0o700)
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"exit":  cmdExit,
+			"state": cmdState,
+		},
+	})
+}
+
+// cmdExit runs a command and asserts its exit status:
+//
+//	exit 2 vault-token-renew --period 1h
+//
+// Its stdout and stderr are then there for stdout/stderr assertions.
+func cmdExit(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: exit N command [args...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	if err != nil {
+		ts.Fatalf("exit: %q is not a number", args[0])
+	}
+	got := 0
+	if err := ts.Exec(args[1], args[2:]...); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			ts.Fatalf("exit: %v", err)
+		}
+		got = ee.ExitCode()
+	}
+	if got != want {
+		ts.Fatalf("%s exited %d, want %d", args[1], got, want)
+	}
+}
+
+// cmdState prepares the state file as runs would have left it, relative to
+// now (a script cannot hold a fixed date that stays fresh):
+//
+//	state ok 2h            last run OK two hours ago
+//	state drift 30h 3      DRIFT for the last 3 daily runs, the last 30h ago
+//	state corrupt          a state file that is not JSON
+func cmdState(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 1 {
+		ts.Fatalf("usage: state ok|healed|drift|fail AGE [RUNS] | state corrupt")
+	}
+	path, err := runstate.DefaultPath(ts.Getenv)
+	ts.Check(err)
+	if args[0] == "corrupt" {
+		ts.Check(os.MkdirAll(filepath.Dir(path), 0o700))
+		ts.Check(os.WriteFile(path, []byte("{not json"), 0o600))
+		return
+	}
+	if len(args) < 2 {
+		ts.Fatalf("state %s needs an age", args[0])
+	}
+	age, err := time.ParseDuration(args[1])
+	ts.Check(err)
+	runs := 1
+	if len(args) > 2 {
+		runs, err = strconv.Atoi(args[2])
+		ts.Check(err)
+	}
+	last := time.Now().Add(-age)
+	out := runstate.Outcome(args[0])
+	var st runstate.State
+	for i := runs - 1; i >= 0; i-- {
+		st = runstate.Next(st, runstate.Run{Time: last.Add(-time.Duration(i) * 24 * time.Hour), Outcome: out,
+			Summary: summaries[out], Cause: causes[out], Host: "devvm-a", Accessor: "acc-1", TokenExpiry: last.Add(700 * time.Hour)})
+	}
+	ts.Check(runstate.Save(path, st))
+}
+
+var summaries = map[runstate.Outcome]string{
+	runstate.OK:     "OK: renewed periodic token",
+	runstate.Healed: "HEALED: re-minted from foreign dn=oidc-wizard (revoked 1 stale)",
+	runstate.Drift:  "DRIFT: foreign token dn=kubernetes-woodpecker-default in the token file; heal denied — foreign token lacks create authority; investigate what wrote it",
+	runstate.Fail:   "FAIL: could not look up the token in the file",
+}
+
+var causes = map[runstate.Outcome]string{runstate.Drift: "refused", runstate.Fail: "unreachable"}
