@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -18,20 +19,27 @@ func writeOld(t *testing.T, path, content string) {
 	}
 }
 
-func TestWriteCreatesMode0600(t *testing.T) {
+// TestWriteIs0600WhateverTheUmask: the token file's mode is tokenfile's
+// decision (0600), not the umask's nor the old file's. How the write keeps
+// the old file on failure, follows a symlink and never exposes a wider temp
+// file is atomicfile's, and tested there.
+func TestWriteIs0600WhateverTheUmask(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		umask bool
-		old   bool
+		umask int
+		old   os.FileMode // 0: no old file
 	}{
-		{name: "new file"},
-		{name: "replacing a 0644 file", old: true},
+		{name: "new file, umask 022", umask: 0o022},
+		{name: "new file, umask 000", umask: 0o000},
+		{name: "replacing a 0644 file, umask 000", umask: 0o000, old: 0o644},
+		{name: "replacing a 0400 file, umask 077", umask: 0o077, old: 0o400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			p := filepath.Join(dir, ".vault-token")
-			if tc.old {
-				if err := os.WriteFile(p, []byte("old"), 0o644); err != nil {
+			prev := syscall.Umask(tc.umask)
+			defer syscall.Umask(prev)
+			p := filepath.Join(t.TempDir(), ".vault-token")
+			if tc.old != 0 {
+				if err := os.WriteFile(p, []byte("old"), tc.old); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -45,39 +53,10 @@ func TestWriteCreatesMode0600(t *testing.T) {
 			if fi.Mode().Perm() != 0o600 {
 				t.Errorf("mode = %v, want 0600", fi.Mode().Perm())
 			}
-			b, _ := os.ReadFile(p)
-			if string(b) != "fresh" {
+			if b, _ := os.ReadFile(p); string(b) != "fresh" {
 				t.Errorf("content = %q", b)
 			}
 		})
-	}
-}
-
-func TestWriteFollowsSymlink(t *testing.T) {
-	dir := t.TempDir()
-	realDir := filepath.Join(dir, "secrets")
-	if err := os.Mkdir(realDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	target := filepath.Join(realDir, "token")
-	writeOld(t, target, "old")
-	link := filepath.Join(dir, ".vault-token")
-	if err := os.Symlink(target, link); err != nil {
-		t.Fatal(err)
-	}
-	if err := Write(link, "new"); err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Lstat(link)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode()&os.ModeSymlink == 0 {
-		t.Fatal("symlink was replaced by a regular file")
-	}
-	b, _ := os.ReadFile(target)
-	if string(b) != "new" {
-		t.Fatalf("target content = %q, want new", b)
 	}
 }
 
@@ -173,8 +152,17 @@ func TestLockSharedThroughSymlink(t *testing.T) {
 	if err := os.Symlink(target, link); err != nil {
 		t.Fatal(err)
 	}
-	a, _ := LockPath(link)
-	b, _ := LockPath(target)
+	a, err := LockPath(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := LockPath(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a != target+".lock" {
+		t.Fatalf("the link's lock is %s, want beside the target: %s.lock", a, target)
+	}
 	if a != b {
 		t.Fatalf("link and target lock different files: %s vs %s", a, b)
 	}

@@ -9,7 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +21,7 @@ import (
 	vault "github.com/hashicorp/vault/api"
 	"github.com/rs/zerolog"
 
+	"github.com/devvm/vault-token-renew/internal/vaultclient"
 	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/sweep"
 	"github.com/devvm/vault-token-renew/tokenfile"
@@ -187,6 +191,31 @@ func TestReportMapsOutcomesToExitCodesAndPrefixes(t *testing.T) {
 	}
 }
 
+// journalFile stands in for the journal stream systemd hands a service:
+// a file, and a JOURNAL_STREAM naming its device and inode.
+func journalFile(t *testing.T) (*os.File, string) {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "journal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	return f, fmt.Sprintf("%d:%d", st.Dev, st.Ino)
+}
+
+func written(t *testing.T, f *os.File) string {
+	t.Helper()
+	b, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 func TestJournaldPriorities(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -199,19 +228,37 @@ func TestJournaldPriorities(t *testing.T) {
 		{"fail is err", renew.Result{Stage: renew.StageLookup}, errors.New("x"), "<3>FAIL:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var buf bytes.Buffer
-			log, _ := newLogger(&buf, "auto", env("JOURNAL_STREAM", "8:123"))
+			f, stream := journalFile(t)
+			log, _ := newLogger(f, "auto", env("JOURNAL_STREAM", stream))
 			testReporter(log).report(tc.res, tc.err)
-			if !strings.HasPrefix(buf.String(), tc.want) {
-				t.Fatalf("line %q, want prefix %q", buf.String(), tc.want)
+			if got := written(t, f); !strings.HasPrefix(got, tc.want) {
+				t.Fatalf("line %q, want prefix %q", got, tc.want)
 			}
 		})
 	}
-	var buf bytes.Buffer
-	log, _ := newLogger(&buf, "plain", env("JOURNAL_STREAM", "8:123"))
+	f, stream := journalFile(t)
+	log, _ := newLogger(f, "plain", env("JOURNAL_STREAM", stream))
 	log.Warn().Msg("vault capped the period")
-	if buf.String() != "<4>warn: vault capped the period\n" {
-		t.Fatalf("warning line %q", buf.String())
+	if got := written(t, f); got != "<4>warn: vault capped the period\n" {
+		t.Fatalf("warning line %q", got)
+	}
+}
+
+// TestInheritedJournalStreamIsNotTheJournal: a child that inherits
+// JOURNAL_STREAM but writes elsewhere must not print <N> prefixes.
+func TestInheritedJournalStreamIsNotTheJournal(t *testing.T) {
+	_, stream := journalFile(t)
+	other, _ := journalFile(t)
+	log, _ := newLogger(other, "plain", env("JOURNAL_STREAM", stream))
+	testReporter(log).report(renew.Result{Action: renew.ActionRenew}, nil)
+	if got := written(t, other); !strings.HasPrefix(got, "OK:") {
+		t.Fatalf("line %q: the journal's priority prefix on a stream that is not the journal", got)
+	}
+	var buf bytes.Buffer
+	log, _ = newLogger(&buf, "plain", env("JOURNAL_STREAM", stream))
+	testReporter(log).report(renew.Result{Action: renew.ActionRenew}, nil)
+	if !strings.HasPrefix(buf.String(), "OK:") {
+		t.Fatalf("line %q", buf.String())
 	}
 }
 
@@ -228,15 +275,47 @@ func TestJSONLogFormat(t *testing.T) {
 	}
 }
 
+// TestFailLineCarriesVaultErrorButNoTokenHeader asks a scripted Vault
+// through the real client, which answers 403 the way Vault does, and
+// checks the FAIL line: Vault's words are there, on one line; the token the
+// request carried (in its X-Vault-Token header) is not.
 func TestFailLineCarriesVaultErrorButNoTokenHeader(t *testing.T) {
-	// The vault client's errors name the URL and Vault's messages; the token
-	// travels in a header and so never reaches an error string.
-	err := fmt.Errorf("token in /x: %w", &vault.ResponseError{HTTPMethod: "GET", URL: "http://127.0.0.1:8200/v1/auth/token/lookup-self", StatusCode: 403, Errors: []string{"permission denied"}})
+	const secret = "scripted-token-secret-never-printed"
+	var sawToken string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sawToken = r.Header.Get("X-Vault-Token")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		w.Write([]byte(`{"errors":["2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"]}`))
+	}))
+	defer srv.Close()
+	cfg := vault.DefaultConfig()
+	cfg.Address, cfg.MaxRetries = srv.URL, 0
+	vc, err := vaultclient.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = vc.LookupSelf(context.Background(), secret)
+	if sawToken != secret {
+		t.Fatal("premise: the request did not carry the token")
+	}
 	var buf bytes.Buffer
 	log, _ := newLogger(&buf, "plain", env())
-	testReporter(log).report(renew.Result{Stage: renew.StageLookup, Cause: renew.CauseTokenDenied}, err)
-	if !strings.Contains(buf.String(), "Code: 403") || !strings.Contains(buf.String(), "permission denied") {
-		t.Fatalf("line %q lacks vault's answer", buf.String())
+	testReporter(log).report(renew.Result{Stage: renew.StageLookup, Cause: renew.Classify(err, false), Path: "/x"}, fmt.Errorf("token in /x: %w", err))
+	line := buf.String()
+	if !strings.Contains(line, "lookup-self: vault answered 403: permission denied; invalid token") {
+		t.Errorf("line lacks vault's answer, flattened: %q", line)
+	}
+	if !strings.Contains(line, "cause=token-denied") {
+		t.Errorf("line lacks cause=token-denied: %q", line)
+	}
+	for _, absent := range []string{secret, "X-Vault-Token", "occurred"} {
+		if strings.Contains(line, absent) {
+			t.Errorf("line carries %q", absent)
+		}
+	}
+	if strings.Count(line, "\n") != 1 {
+		t.Errorf("want exactly one line, got %q", line)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
@@ -20,8 +21,10 @@ var stablePrefixes = []string{"OK", "DRIFT", "HEALED", "FAIL"}
 //     DRIFT and FAIL land at error priority (journalctl -p err);
 //   - json: one JSON object per event, for machines;
 //   - auto: console on a terminal, plain otherwise.
+//
+// Durations are logged as strings (fmtDur) everywhere, so no global zerolog
+// setting is needed.
 func newLogger(w io.Writer, format string, getenv func(string) string) (zerolog.Logger, error) {
-	zerolog.DurationFieldUnit = 1e9 // seconds
 	switch format {
 	case "auto":
 		if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
@@ -39,7 +42,7 @@ func newLogger(w io.Writer, format string, getenv func(string) string) (zerolog.
 	case "json":
 		return zerolog.New(w).With().Timestamp().Logger(), nil
 	}
-	journal := getenv("JOURNAL_STREAM") != ""
+	journal := toJournal(w, getenv("JOURNAL_STREAM"))
 	return zerolog.New(zerolog.ConsoleWriter{
 		Out:        w,
 		NoColor:    true,
@@ -80,4 +83,25 @@ func syslogPriority(level string) string {
 		return "<7>"
 	}
 	return "<6>"
+}
+
+// toJournal reports whether w is the journal stream systemd connected to
+// this service, the way systemd documents it: JOURNAL_STREAM holds the
+// stream's "device:inode", and only when w's own device and inode match is
+// w the journal. A child process inherits the variable with its stderr sent
+// elsewhere, and must not write <N> prefixes there.
+func toJournal(w io.Writer, stream string) bool {
+	f, ok := w.(*os.File)
+	if !ok || stream == "" {
+		return false
+	}
+	dev, ino, ok := strings.Cut(stream, ":")
+	if !ok {
+		return false
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		return false
+	}
+	return fmt.Sprint(st.Dev) == dev && fmt.Sprint(st.Ino) == ino
 }

@@ -139,3 +139,34 @@ func TestWriteDirSyncFailureIsDistinct(t *testing.T) {
 		t.Fatalf("content = %q: after the rename the new token is in place", b)
 	}
 }
+
+// TestWriteFollowsSymlink: a symlink at path survives and its target is
+// replaced, so a token file kept elsewhere stays linked.
+func TestWriteFollowsSymlink(t *testing.T) {
+	dir := t.TempDir()
+	realDir := filepath.Join(dir, "secrets")
+	if err := os.Mkdir(realDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(realDir, "token")
+	if err := os.WriteFile(target, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, ".vault-token")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(link, []byte("new"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Lstat(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatal("symlink was replaced by a regular file")
+	}
+	if b, _ := os.ReadFile(target); string(b) != "new" {
+		t.Fatalf("target content = %q, want new", b)
+	}
+}
