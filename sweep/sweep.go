@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 )
 
@@ -170,19 +171,22 @@ func Budget(n int, maxRPS float64) time.Duration {
 // walk runs fn for every item with at most n in flight, each first waiting
 // for limit. It stops handing out items at the first wait that fails (ctx
 // done, or the limiter refusing to wait past the deadline) and returns that
-// error; nil means every item was handed out.
+// error; nil means every item was handed out. fn records its own outcome:
+// one accessor's failure never stops the others, so the group carries no
+// error.
 func walk(ctx context.Context, items []string, n int, limit *rate.Limiter, fn func(string)) error {
+	var g errgroup.Group
+	g.SetLimit(n)
 	var stopped error
-	var once sync.Once
-	forEach(ctx, items, n, func(it string) {
-		if err := limit.Wait(ctx); err != nil {
-			once.Do(func() { stopped = err })
-			return
+	for _, it := range items {
+		if stopped = limit.Wait(ctx); stopped != nil {
+			break
 		}
-		fn(it)
-	})
+		g.Go(func() error { fn(it); return nil })
+	}
+	g.Wait()
 	if stopped == nil {
-		stopped = ctx.Err()
+		stopped = ctx.Err() // ended while the last requests were in flight
 	}
 	return stopped
 }
@@ -305,30 +309,4 @@ func incomplete(phase string, done, total int, stopped error, maxRPS float64) er
 	}
 	e.Need = Budget(total, maxRPS)
 	return e
-}
-
-// forEach calls fn for every item with at most n calls in flight, and stops
-// handing out items once ctx is done.
-func forEach(ctx context.Context, items []string, n int, fn func(string)) {
-	work := make(chan string)
-	var wg sync.WaitGroup
-	for i := 0; i < n && i < len(items); i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for it := range work {
-				fn(it)
-			}
-		}()
-	}
-feed:
-	for _, it := range items {
-		select {
-		case work <- it:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(work)
-	wg.Wait()
 }

@@ -15,11 +15,11 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/devvm/vault-token-renew/internal/devvault"
 )
@@ -167,40 +167,24 @@ func (e *env) seed(size int) error {
 		return nil
 	}
 	start := time.Now()
-	jobs := make(chan int)
-	errs := make(chan error, 1)
-	var wg sync.WaitGroup
-	for w := 0; w < 16; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				dn := fmt.Sprintf("bench-%d", i)
-				if i < e.o.Stale {
-					dn = "devvm-wizard"
-				}
-				_, err := e.rootCli.Auth().Token().CreateWithContext(e.ctx, &vault.TokenCreateRequest{
-					NoParent: true, TTL: "2h", Policies: []string{"default"}, DisplayName: dn,
-				})
-				if err != nil {
-					select {
-					case errs <- err:
-					default:
-					}
-				}
+	var g errgroup.Group
+	g.SetLimit(16)
+	for i := e.seeded; i < e.seeded+want; i++ {
+		g.Go(func() error {
+			dn := fmt.Sprintf("bench-%d", i)
+			if i < e.o.Stale {
+				dn = "devvm-wizard"
 			}
-		}()
+			_, err := e.rootCli.Auth().Token().CreateWithContext(e.ctx, &vault.TokenCreateRequest{
+				NoParent: true, TTL: "2h", Policies: []string{"default"}, DisplayName: dn,
+			})
+			return err
+		})
 	}
-	for i := 0; i < want; i++ {
-		jobs <- e.seeded + i
-	}
-	close(jobs)
-	wg.Wait()
+	seedErr := g.Wait()
 	e.seeded += want
-	select {
-	case err := <-errs:
-		return fmt.Errorf("bench: seed tokens: %w", err)
-	default:
+	if seedErr != nil {
+		return fmt.Errorf("bench: seed tokens: %w", seedErr)
 	}
 	fmt.Fprintf(e.o.Out, "bench: seeded %d tokens in %s\n", want, time.Since(start).Round(time.Millisecond))
 	return nil
@@ -327,29 +311,16 @@ func (e *env) floorRunner() func() (time.Duration, error) {
 		if err := json.Unmarshal(b, &list); err != nil {
 			return 0, err
 		}
-		work := make(chan string)
-		var wg sync.WaitGroup
-		var firstErr error
-		var mu sync.Mutex
-		for w := 0; w < e.o.Concurrency; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for acc := range work {
-					if _, err := do("POST", "/v1/auth/token/lookup-accessor", []byte(`{"accessor":"`+acc+`"}`)); err != nil {
-						mu.Lock()
-						firstErr = err
-						mu.Unlock()
-					}
-				}
-			}()
+		var g errgroup.Group
+		g.SetLimit(e.o.Concurrency)
+		for _, acc := range list.Data.Keys {
+			g.Go(func() error {
+				_, err := do("POST", "/v1/auth/token/lookup-accessor", []byte(`{"accessor":"`+acc+`"}`))
+				return err
+			})
 		}
-		for _, k := range list.Data.Keys {
-			work <- k
-		}
-		close(work)
-		wg.Wait()
-		return time.Since(start), firstErr
+		err = g.Wait()
+		return time.Since(start), err
 	}
 }
 
