@@ -76,20 +76,10 @@ func Start(ctx context.Context, progress io.Writer) (*Server, error) {
 		return nil, fmt.Errorf("devvault: VTR_VAULT_MODE=%q: want image, built-image or process", mode)
 	}
 	root := randomToken()
-	// Ryuk, testcontainers' reaper, is an image that cannot be pulled here;
-	// every Server is stopped by its owner (t.Cleanup, defer) instead.
-	if os.Getenv("TESTCONTAINERS_RYUK_DISABLED") == "" {
-		os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
-	}
-	// Inside a sandbox testcontainers may guess the docker host is the
-	// default gateway; our traffic goes to loopback only, where the port is
-	// published.
-	os.Setenv("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
-	tclog.SetDefault(quietLogger{w: progress})
-
 	if mode == ModeProcess {
 		return startProcess(ctx, version, root, progress, false)
 	}
+	configureTestcontainers()
 	dc, derr := dockerClient(ctx)
 	if derr != nil {
 		why := "VTR_VAULT_MODE=" + string(mode) + " asks for it"
@@ -103,17 +93,23 @@ func Start(ctx context.Context, progress io.Writer) (*Server, error) {
 		return startProcess(ctx, version, root, progress, false)
 	}
 	defer dc.Close()
+	return startDocker(ctx, dc, mode, version, root, progress)
+}
 
+// startDocker starts the server in a container: the official image where
+// it can be had, else a local image around the built binary.
+func startDocker(ctx context.Context, dc *testcontainers.DockerClient, mode Mode, version, root string, progress io.Writer) (*Server, error) {
 	official := "hashicorp/vault:" + version
 	if mode == "" || mode == ModeImage {
-		if why := officialImage(ctx, dc, official); why == nil {
+		why := officialImage(ctx, dc, official)
+		switch {
+		case why == nil:
 			fmt.Fprintf(progress, "devvault: vault %s from image %s\n", version, official)
-			return startContainer(ctx, dc, official, nil, version, root, ModeImage)
-		} else if mode == ModeImage {
+			return startContainer(ctx, official, nil, version, root, ModeImage, progress)
+		case mode == ModeImage:
 			return nil, fmt.Errorf("devvault: image %s not available: %w", official, why)
-		} else {
-			fmt.Fprintf(progress, "devvault: image %s not available (%v); using a locally built image\n", official, why)
 		}
+		fmt.Fprintf(progress, "devvault: image %s not available (%v); using a locally built image\n", official, why)
 	}
 	bin, err := Binary(ctx, progress)
 	if err != nil {
@@ -133,7 +129,30 @@ func Start(ctx context.Context, progress io.Writer) (*Server, error) {
 		fmt.Fprintf(progress, "devvault: building image %s (FROM scratch, no pull)\n", local)
 	}
 	fmt.Fprintf(progress, "devvault: vault %s from local image %s\n", version, local)
-	return startContainer(ctx, dc, local, df, version, root, ModeBuiltImage)
+	return startContainer(ctx, local, df, version, root, ModeBuiltImage, progress)
+}
+
+var tcOnce sync.Once
+
+// configureTestcontainers sets, once per process, what testcontainers reads
+// once per process anyway (its config is cached on first use): no Ryuk (an
+// image that cannot be pulled here; every Server is stopped by its owner
+// instead), the docker host on loopback (inside a sandbox it may guess the
+// default gateway, and our traffic goes to loopback only), and a default
+// logger that stays quiet. Each container gets its own logger
+// (startContainer), so one server's failure log lands in its own test.
+func configureTestcontainers() {
+	tcOnce.Do(func() {
+		if os.Getenv("TESTCONTAINERS_RYUK_DISABLED") == "" {
+			os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+		}
+		os.Setenv("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
+		var w io.Writer = io.Discard
+		if os.Getenv("VTR_DEBUG") != "" {
+			w = os.Stderr
+		}
+		tclog.SetDefault(quietLogger{w: w})
+	})
 }
 
 func randomToken() string {
@@ -223,8 +242,9 @@ func devArgs(listen, root string) []string {
 	return []string{"server", "-dev", "-dev-root-token-id=" + root, "-dev-listen-address=" + listen, "-dev-no-store-token"}
 }
 
-func startContainer(ctx context.Context, dc *testcontainers.DockerClient, image string, df *testcontainers.FromDockerfile, version, root string, mode Mode) (*Server, error) {
+func startContainer(ctx context.Context, image string, df *testcontainers.FromDockerfile, version, root string, mode Mode, progress io.Writer) (*Server, error) {
 	opts := []testcontainers.ContainerCustomizer{
+		testcontainers.WithLogger(quietLogger{w: progress}),
 		testcontainers.WithExposedPorts("8200/tcp"),
 		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
 			// Publish on loopback only.
