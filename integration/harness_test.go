@@ -1,3 +1,5 @@
+//go:build integration
+
 // Package integration runs the built vault-token-renew binary against a real
 // `vault server -dev` (see internal/devvault): every test here talks to a
 // real Vault server, none to a fake.
@@ -7,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -53,10 +56,16 @@ type h struct {
 
 func newH(t *testing.T) *h {
 	t.Helper()
+	return newHWith(t, devvault.Start)
+}
+
+// newHWith is newH on a server from start (devvault.Start, or StartTLS).
+func newHWith(t *testing.T, start func(context.Context, io.Writer) (*devvault.Server, error)) *h {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
 	var progress bytes.Buffer
-	srv, err := devvault.Start(ctx, &progress)
+	srv, err := start(ctx, &progress)
 	t.Log(strings.TrimSpace(progress.String()))
 	if err != nil {
 		t.Fatalf("no dev vault: %v", err)

@@ -1,3 +1,5 @@
+//go:build integration
+
 package integration
 
 import (
@@ -5,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -105,4 +108,52 @@ func TestLiveTestRestoresWhenAStepFails(t *testing.T) {
 		t.Fatalf("restored token does not work: %v", err)
 	}
 	x.assertNoFakes()
+}
+
+// TestMageInstallKeepsOperatorSettings: a re-install from a shell with
+// another VAULT_ADDR updates that line only; the notify command the
+// operator added, and their comments, survive byte for byte.
+func TestMageInstallKeepsOperatorSettings(t *testing.T) {
+	x := newH(t)
+	envFile := filepath.Join(x.home, ".config", "vault-token-renew", "env")
+	if r := x.mage(nil, "install"); r.code != 0 {
+		t.Fatalf("install: exit %d", r.code)
+	}
+	if r := x.mage(nil, "install"); !strings.Contains(r.stdout, "vault-token-renew status --brief") {
+		t.Fatalf("install does not print the login banner line:\n%s", r.stdout)
+	}
+	b, err := os.ReadFile(envFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := "# page me\nVTR_NOTIFY_COMMAND='notify-send -u critical vault-token-renew \"$VTR_SUMMARY\"'\n"
+	if err := os.WriteFile(envFile, append(b, added...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := x.mage([]string{"VAULT_ADDR=https://vault.other.example:8200"}, "install")
+	if r.code != 0 || !strings.Contains(r.stdout, "VAULT_ADDR: updated") {
+		t.Fatalf("re-install: exit %d, does not say VAULT_ADDR changed", r.code)
+	}
+	after, err := os.ReadFile(envFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(after), "\n"+added) {
+		t.Errorf("the operator's lines did not survive the re-install:\n%s", after)
+	}
+	if !strings.Contains(string(after), "VAULT_ADDR=https://vault.other.example:8200\n") || strings.Contains(string(after), "VAULT_ADDR="+x.f.Server.Addr) {
+		t.Errorf("VAULT_ADDR not updated:\n%s", after)
+	}
+	units, _ := filepath.Glob(filepath.Join(x.home, ".config", "systemd", "user", "*"))
+	var names []string
+	for _, u := range units {
+		names = append(names, filepath.Base(u))
+	}
+	if !slices.Contains(names, "vault-token-renew-notify@.service") {
+		t.Errorf("the notify unit was not installed: %v", names)
+	}
+	svc, _ := os.ReadFile(filepath.Join(x.home, ".config", "systemd", "user", "vault-token-renew.service"))
+	if !strings.Contains(string(svc), "OnFailure=vault-token-renew-notify@%N.service") {
+		t.Error("the installed service has no OnFailure=")
+	}
 }

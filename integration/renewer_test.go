@@ -1,3 +1,5 @@
+//go:build integration
+
 package integration
 
 import (
@@ -315,7 +317,8 @@ path "auth/token/lookup-accessor" { capabilities = ["update"] }`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ro, err := x.f.MintFake(x.ctx, "readonly-sweeper", time.Hour, "sweep-readonly")
+	// Our periodic token, but one whose policy may not revoke accessors.
+	ro, err := x.f.MintPeriodicFor(x.ctx, "devvm-wizard", nil, "sweep-readonly")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,12 +12,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
 
+	"github.com/devvm/vault-token-renew/internal/install"
 	"github.com/devvm/vault-token-renew/tokenfile"
 )
 
@@ -93,6 +96,31 @@ type run struct {
 	failed int
 }
 
+// Installed runs the checks against the install below home (see
+// internal/install): through `systemctl --user start` where a user manager
+// runs, else the installed binary run directly, with the Vault in VAULT_ADDR.
+func Installed(ctx context.Context, home string, userManager bool, out io.Writer) error {
+	p := install.PathsUnder(home)
+	tokenFile := filepath.Join(home, ".vault-token")
+	var svc Service = Systemd{Unit: "vault-token-renew.service"}
+	if !userManager {
+		if _, err := os.Stat(p.Binary); err != nil {
+			return fmt.Errorf("%s is not installed; run: go tool mage install", p.Binary)
+		}
+		svc = Direct{Binary: p.Binary, TokenFile: tokenFile, Env: os.Environ()}
+	}
+	return Run(ctx, Options{
+		TokenFile: tokenFile, DisplayName: "token-devvm-wizard", Service: svc, Out: out,
+		NewClient: func() (*vault.Client, error) {
+			c, err := vault.NewClient(vault.DefaultConfig())
+			if err == nil {
+				c.ClearToken()
+			}
+			return c, err
+		},
+	})
+}
+
 // Run performs the three checks and returns an error if any failed.
 func Run(ctx context.Context, o Options) (err error) {
 	r := &run{o: o, ctx: ctx}
@@ -114,82 +142,94 @@ func Run(ctx context.Context, o Options) (err error) {
 			err = errors.Join(err, rerr)
 		}
 	}()
-
-	r.step(1, "fake 1h admin login (fake-oidc, vault-admin + sops-admin) clobbers the file → HEALED", func() (string, error) {
-		fake, err := r.mint("fake-oidc", time.Hour, "vault-admin", "sops-admin")
-		if err != nil {
-			return "", err
-		}
-		if err := r.swap(fake); err != nil {
-			return "", err
-		}
-		code, log, err := o.Service.Start(ctx)
-		if err != nil {
-			return "", err
-		}
-		line := lineWith(log, "HEALED")
-		if code != 0 || line == "" {
-			return "", fmt.Errorf("want HEALED and exit 0, got exit %d: %s", code, strings.TrimSpace(log))
-		}
-		now, err := tokenfile.Read(o.TokenFile)
-		if err != nil {
-			return "", err
-		}
-		ni, err := r.lookup(now)
-		if err != nil || ni.dn != o.DisplayName {
-			return "", fmt.Errorf("after the heal the file holds dn=%s (%v), want %s", ni.dn, err, o.DisplayName)
-		}
-		r.good = now
-		return fmt.Sprintf("%s; file now holds %s accessor=%s", line, ni.dn, ni.accessor), nil
-	})
-
-	r.step(2, "fake 10m no-privilege token (default only) clobbers the file → DRIFT heal denied, unit failed", func() (string, error) {
-		fake, err := r.mint("fake-weak", 10*time.Minute, "default")
-		if err != nil {
-			return "", err
-		}
-		if err := r.swap(fake); err != nil {
-			return "", err
-		}
-		before, _ := tokenfile.Read(o.TokenFile)
-		code, log, err := o.Service.Start(ctx)
-		if err != nil {
-			return "", err
-		}
-		line := lineWith(log, "DRIFT")
-		after, _ := tokenfile.Read(o.TokenFile)
-		if rerr := r.swap(r.good); rerr != nil {
-			return "", fmt.Errorf("restore the periodic token: %w", rerr)
-		}
-		if code == 0 || !strings.Contains(line, "heal denied") {
-			return "", fmt.Errorf("want DRIFT heal denied and a failed unit, got exit %d: %s", code, strings.TrimSpace(log))
-		}
-		if after != before {
-			return "", errors.New("the run changed the token file on DRIFT")
-		}
-		return line + "; periodic token restored", nil
-	})
-
-	r.step(3, "revoke both fakes; the file's token is ours and renews → OK", func() (string, error) {
-		if err := r.revokeFakes(); err != nil {
-			return "", err
-		}
-		code, log, err := o.Service.Start(ctx)
-		if err != nil {
-			return "", err
-		}
-		line := lineWith(log, "OK")
-		if code != 0 || line == "" {
-			return "", fmt.Errorf("want OK and exit 0, got exit %d: %s", code, strings.TrimSpace(log))
-		}
-		return line, nil
-	})
-
+	for i, st := range []struct {
+		what string
+		do   func() (string, error)
+	}{
+		{"fake 1h admin login (fake-oidc, vault-admin + sops-admin) clobbers the file → HEALED", r.heals},
+		{"fake 10m no-privilege token (default only) clobbers the file → DRIFT heal denied, unit failed", r.drifts},
+		{"revoke both fakes; the file's token is ours and renews → OK", r.renews},
+	} {
+		r.step(i+1, st.what, st.do)
+	}
 	if r.failed > 0 {
 		return errors.New("livetest: a check failed; see FAIL above")
 	}
 	fmt.Fprintln(o.Out, "livetest: all 3 checks passed")
 	return nil
+}
+
+// heals: a fake admin login in the file; the run heals it.
+func (r *run) heals() (string, error) {
+	fake, err := r.mint("fake-oidc", time.Hour, "vault-admin", "sops-admin")
+	if err != nil {
+		return "", err
+	}
+	if err := r.swap(fake); err != nil {
+		return "", err
+	}
+	code, log, err := r.o.Service.Start(r.ctx)
+	if err != nil {
+		return "", err
+	}
+	line := lineWith(log, "HEALED")
+	if code != 0 || line == "" {
+		return "", fmt.Errorf("want HEALED and exit 0, got exit %d: %s", code, strings.TrimSpace(log))
+	}
+	now, err := tokenfile.Read(r.o.TokenFile)
+	if err != nil {
+		return "", err
+	}
+	ni, err := r.lookup(now)
+	if err != nil || ni.dn != r.o.DisplayName {
+		return "", fmt.Errorf("after the heal the file holds dn=%s (%v), want %s", ni.dn, err, r.o.DisplayName)
+	}
+	r.good = now
+	return fmt.Sprintf("%s; file now holds %s accessor=%s", line, ni.dn, ni.accessor), nil
+}
+
+// drifts: a weak token in the file; the run refuses and leaves the file.
+func (r *run) drifts() (string, error) {
+	fake, err := r.mint("fake-weak", 10*time.Minute, "default")
+	if err != nil {
+		return "", err
+	}
+	if err := r.swap(fake); err != nil {
+		return "", err
+	}
+	before, _ := tokenfile.Read(r.o.TokenFile)
+	code, log, err := r.o.Service.Start(r.ctx)
+	if err != nil {
+		return "", err
+	}
+	line := lineWith(log, "DRIFT")
+	after, _ := tokenfile.Read(r.o.TokenFile)
+	if rerr := r.swap(r.good); rerr != nil {
+		return "", fmt.Errorf("restore the periodic token: %w", rerr)
+	}
+	if code == 0 || !strings.Contains(line, "heal denied") {
+		return "", fmt.Errorf("want DRIFT heal denied and a failed unit, got exit %d: %s", code, strings.TrimSpace(log))
+	}
+	if after != before {
+		return "", errors.New("the run changed the token file on DRIFT")
+	}
+	return line + "; periodic token restored", nil
+}
+
+// renews: the fakes gone, our token in the file renews.
+func (r *run) renews() (string, error) {
+	if err := r.revokeFakes(); err != nil {
+		return "", err
+	}
+	code, log, err := r.o.Service.Start(r.ctx)
+	if err != nil {
+		return "", err
+	}
+	line := lineWith(log, "OK")
+	if code != 0 || line == "" {
+		return "", fmt.Errorf("want OK and exit 0, got exit %d: %s", code, strings.TrimSpace(log))
+	}
+	return line, nil
 }
 
 // step runs one check unless an earlier one failed: each builds on the

@@ -1,0 +1,457 @@
+//go:build integration
+
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	vault "github.com/hashicorp/vault/api"
+
+	"github.com/devvm/vault-token-renew/internal/devvault"
+)
+
+// faultProxy is a loopback reverse proxy in front of the dev Vault. Its
+// hook sees every request first and may answer it itself (return true),
+// for the failures a real Vault cannot produce on demand.
+type faultProxy struct {
+	addr string
+	rp   *httputil.ReverseProxy
+}
+
+func newFaultProxy(t *testing.T, x *h, hook func(p *faultProxy, w http.ResponseWriter, r *http.Request) bool) *faultProxy {
+	t.Helper()
+	target, _ := url.Parse(x.f.Server.Addr)
+	p := &faultProxy{rp: httputil.NewSingleHostReverseProxy(target)}
+	p.rp.ErrorLog = log.New(io.Discard, "", 0)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !hook(p, w, r) {
+			p.rp.ServeHTTP(w, r)
+		}
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	p.addr = "http://" + l.Addr().String()
+	return p
+}
+
+// vaultAnswer lets Vault handle r and returns its answer without passing
+// it on: Vault acted, the client never hears of it.
+func (p *faultProxy) vaultAnswer(r *http.Request) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	p.rp.ServeHTTP(rec, r)
+	return rec
+}
+
+func isCreate(r *http.Request) bool {
+	return (r.Method == "POST" || r.Method == "PUT") && r.URL.Path == "/v1/auth/token/create"
+}
+
+// TestLostCreateAnswerStrandsNothing: Vault mints, its answer is lost (a
+// 502 from a proxy, or a connection dropped after Vault answered), the
+// client retries and Vault mints again. The run still ends HEALED with
+// exactly one live periodic token for this machine: the heal's sweep
+// revokes the stranded first mint, which is tagged for this machine.
+func TestLostCreateAnswerStrandsNothing(t *testing.T) {
+	for _, how := range []string{"502 after vault minted", "connection dropped after vault minted"} {
+		t.Run(how, func(t *testing.T) {
+			x := newH(t)
+			x.periodic("old periodic")
+			var creates atomic.Int32
+			var stranded atomic.Value
+			p := newFaultProxy(t, x, func(p *faultProxy, w http.ResponseWriter, r *http.Request) bool {
+				if !isCreate(r) || creates.Add(1) != 1 {
+					return false
+				}
+				rec := p.vaultAnswer(r)
+				var body struct {
+					Auth struct{ Accessor string } `json:"auth"`
+				}
+				json.Unmarshal(rec.Body.Bytes(), &body)
+				stranded.Store(body.Auth.Accessor)
+				if strings.HasPrefix(how, "502") {
+					w.WriteHeader(http.StatusBadGateway)
+					return true
+				}
+				conn, _, err := w.(http.Hijacker).Hijack()
+				if err == nil {
+					conn.Close()
+				}
+				return true
+			})
+			x.put(x.login())
+			r := x.runEnv(x.env(p.addr), "--host", "devvm-lost")
+			if r.code != 0 || firstLine(r.stderr, "HEALED") == "" {
+				t.Fatalf("want HEALED, got exit %d\n%s", r.code, r.stderr)
+			}
+			if n := creates.Load(); n != 2 {
+				t.Fatalf("vault saw %d creates, want 2 (the lost one and the retry)", n)
+			}
+			first, _ := stranded.Load().(string)
+			if first == "" || x.alive(first) {
+				t.Fatalf("the first mint (accessor %q) is still alive: stranded", first)
+			}
+			info, err := x.fileToken()
+			if err != nil {
+				t.Fatal(err)
+			}
+			x.keep("healed", tokenOf(x))
+			if live := x.liveByHost()["devvm-lost"]; len(live) != 1 || live[0] != info.Accessor {
+				t.Fatalf("live periodic tokens of this machine %v, want exactly the file's %s", live, info.Accessor)
+			}
+		})
+	}
+}
+
+// TestHealSaysWhenItsSweepCannotRun: the list of accessors fails, so a
+// stranded or stale token may remain; the heal stands and says how to
+// finish.
+func TestHealSaysWhenItsSweepCannotRun(t *testing.T) {
+	x := newH(t)
+	stale := x.periodic("stale")
+	p := newFaultProxy(t, x, func(p *faultProxy, w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path == "/v1/auth/token/accessors" {
+			http.Error(w, `{"errors":["injected list failure"]}`, http.StatusInternalServerError)
+			return true
+		}
+		return false
+	})
+	x.put(x.login())
+	r := x.runEnv(x.env(p.addr, "VAULT_MAX_RETRIES=0"))
+	healed := firstLine(r.stderr, "HEALED")
+	if r.code != 0 || !strings.Contains(healed, "the stale sweep is incomplete") ||
+		!strings.Contains(healed, "may have stranded") || !strings.Contains(healed, "vault-token-renew sweep --apply") {
+		t.Fatalf("want HEALED saying the sweep is incomplete and how to finish, got exit %d\n%s", r.code, r.stderr)
+	}
+	x.keep("healed", tokenOf(x))
+	if !x.alive(stale.Accessor) {
+		t.Fatal("premise: the stale token should have survived a sweep that could not list")
+	}
+	if r := x.run("sweep", "--apply"); r.code != 0 || x.alive(stale.Accessor) {
+		t.Fatalf("the suggested sweep did not finish the job: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// TestTokensThatCanNeverMint: Vault refuses a create from a batch token
+// and from a use-limited one whatever their policies (checked here against
+// the real Vault); the run says what the token is, with a hint that works,
+// and never prints an empty accessor.
+func TestTokensThatCanNeverMint(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		batch   bool
+		uses    int
+		words   string
+		refusal string
+	}{
+		{"batch", true, 0, "a batch token cannot heal", "batch"},
+		{"use-limited", false, 10, "a use-limited token cannot heal", "restricted use token cannot generate child tokens"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			x := newH(t)
+			tok, err := x.f.MintOdd(x.ctx, tc.batch, tc.uses)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x.keep(tc.name, tok)
+			c, err := x.f.Server.Client(tok.Secret)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.Auth().Token().CreateWithContext(x.ctx, &vault.TokenCreateRequest{NoParent: true, Period: "768h",
+				Policies: []string{"vault-admin"}, DisplayName: "premise"})
+			if err == nil || !strings.Contains(err.Error(), tc.refusal) {
+				t.Fatalf("premise: vault should refuse a create from a %s token with %q, said %v", tc.name, tc.refusal, err)
+			}
+			x.put(tok)
+			before := x.fileBytes()
+			r := x.run()
+			drift := firstLine(r.stderr, "DRIFT")
+			if r.code != 1 || !strings.Contains(drift, tc.words) {
+				t.Fatalf("want DRIFT %q, got exit %d\n%s", tc.words, r.code, r.stderr)
+			}
+			if strings.Contains(drift, "accessor= ") || strings.Contains(drift, "-accessor )") || strings.HasSuffix(drift, "accessor=") {
+				t.Fatalf("the DRIFT line carries an empty accessor: %s", drift)
+			}
+			if !bytes.Equal(x.fileBytes(), before) {
+				t.Fatal("the file changed on DRIFT")
+			}
+			if r := x.run("status"); !strings.Contains(r.stdout, tc.words) || strings.Contains(r.stdout, "will try to heal") {
+				t.Fatalf("status promises a heal that cannot happen:\n%s", r.stdout)
+			}
+		})
+	}
+}
+
+// TestTLSFailuresAreTLS runs against `vault server -dev-tls`: without the
+// CA, and with a server name the certificate does not carry, the cause is
+// tls and next= names the setting; with the CA the run is OK.
+func TestTLSFailuresAreTLS(t *testing.T) {
+	x := newHWith(t, devvault.StartTLS)
+	x.put(x.periodic("periodic"))
+	addr := x.f.Server.Addr
+	for _, tc := range []struct {
+		name  string
+		env   []string
+		words string
+	}{
+		{"unknown CA", nil, "VAULT_CACERT"},
+		{"hostname mismatch", []string{"VAULT_CACERT=" + x.f.Server.CACert, "VAULT_TLS_SERVER_NAME=vault.invalid"}, "VAULT_TLS_SERVER_NAME"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := x.runEnv(x.env(addr, append(tc.env, "VAULT_MAX_RETRIES=0")...))
+			fail := firstLine(r.stderr, "FAIL:")
+			if r.code != 1 || !strings.Contains(fail, "cause=tls") || !strings.Contains(fail, tc.words) || strings.Contains(fail, "cannot reach") {
+				t.Fatalf("want FAIL cause=tls naming %s, got exit %d\n%s", tc.words, r.code, r.stderr)
+			}
+		})
+	}
+	r := x.runEnv(x.env(addr, "VAULT_CACERT="+x.f.Server.CACert))
+	if r.code != 0 || !strings.HasPrefix(r.stderr, "OK: renewed periodic token") {
+		t.Fatalf("with the CA: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// TestTimeoutsAndInterruptsAreToldApart: Vault hangs (paused); the client's
+// own timeout, the run's --timeout and a SIGTERM each get their cause.
+func TestTimeoutsAndInterruptsAreToldApart(t *testing.T) {
+	x := newH(t)
+	x.put(x.periodic("periodic"))
+	for _, tc := range []struct {
+		name, cause string
+		env, args   []string
+		sigterm     bool
+	}{
+		{"client timeout", "client-timeout", []string{"VAULT_CLIENT_TIMEOUT=2s"}, nil, false},
+		{"run timeout", "timeout", []string{"VAULT_CLIENT_TIMEOUT=60s"}, []string{"--timeout", "3s"}, false},
+		{"sigterm", "canceled", nil, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPauser(t, x, "GET", "/v1/auth/token/lookup-self", 1)
+			defer p.resume(t, x)
+			env := x.env(p.addr, append(tc.env, "VAULT_MAX_RETRIES=0")...)
+			var r result
+			if tc.sigterm {
+				r = x.runThenSignal(env, time.Second, syscall.SIGTERM)
+			} else {
+				r = x.runEnv(env, tc.args...)
+			}
+			fail := firstLine(r.stderr, "FAIL:")
+			if r.code != 1 || !strings.Contains(fail, "cause="+tc.cause+" ") {
+				t.Fatalf("want FAIL cause=%s, got exit %d\n%s", tc.cause, r.code, r.stderr)
+			}
+		})
+	}
+}
+
+// runThenSignal starts the binary and sends sig after d.
+func (x *h) runThenSignal(env []string, d time.Duration, sig os.Signal) result {
+	x.t.Helper()
+	cmd := exec.CommandContext(x.ctx, binary, "--log-format=plain")
+	cmd.Env = env
+	var once sync.Once
+	go func() {
+		time.Sleep(d)
+		once.Do(func() {
+			if cmd.Process != nil {
+				cmd.Process.Signal(sig)
+			}
+		})
+	}()
+	r := x.exec(cmd, false)
+	x.t.Logf("vault-token-renew (signalled) → exit %d\n%s", r.code, r.stderr)
+	return r
+}
+
+// needRoot skips where a test must mount a small file system, except in
+// CI, where a skip would hide an untested cause.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("this test mounts a tmpfs and needs root; CI runs as root on this machine kind")
+	}
+	t.Skip("needs root to mount a tmpfs")
+}
+
+// tmpfs mounts a small tmpfs at a new directory for this test.
+func tmpfs(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
+// TestLocalFilesystemFailuresAreFilesystem: a read-only home, a full file
+// system and a token path that is a directory are cause=filesystem with
+// next= naming the path, never "cannot reach vault" or a held lock.
+func TestLocalFilesystemFailuresAreFilesystem(t *testing.T) {
+	needRoot(t)
+	x := newH(t)
+	t.Run("read-only home", func(t *testing.T) {
+		home := tmpfs(t, "1m")
+		m := machine{host: "devvm-ro", home: home, file: filepath.Join(home, ".vault-token")}
+		x.putOn(m, x.periodic("periodic"))
+		if out, err := exec.Command("mount", "-o", "remount,ro", home).CombinedOutput(); err != nil {
+			t.Fatalf("remount ro: %v %s", err, out)
+		}
+		r := x.runOn(m)
+		fail := firstLine(r.stderr, "FAIL:")
+		if r.code != 1 || !strings.Contains(fail, "cause=filesystem") || !strings.Contains(fail, m.file+".lock is on a read-only file system") ||
+			strings.Contains(fail, "another vault-token-renew run") {
+			t.Fatalf("want FAIL cause=filesystem naming the lock path, got exit %d\n%s", r.code, r.stderr)
+		}
+	})
+	t.Run("full file system", func(t *testing.T) {
+		home := tmpfs(t, "64k")
+		m := machine{host: "devvm-full", home: home, file: filepath.Join(home, ".vault-token")}
+		login := x.login()
+		x.putOn(m, login)
+		if err := os.WriteFile(m.file+".lock", nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fill(t, filepath.Join(home, "filler"))
+		before := x.periodicAccessors()
+		r := x.runOn(m)
+		fail := firstLine(r.stderr, "FAIL:")
+		if r.code != 1 || !strings.Contains(fail, "cause=filesystem") || !strings.Contains(fail, "stage=write") || !strings.Contains(fail, "no space left for "+home) {
+			t.Fatalf("want FAIL cause=filesystem at write, got exit %d\n%s", r.code, r.stderr)
+		}
+		if b, _ := os.ReadFile(m.file); string(b) != login.Secret {
+			t.Fatal("the token file changed on a full disk")
+		}
+		if after := x.periodicAccessors(); len(after) != len(before) {
+			t.Fatalf("the minted token was not revoked: periodic %v → %v", before, after)
+		}
+	})
+	t.Run("token path is a directory", func(t *testing.T) {
+		home := t.TempDir()
+		m := machine{host: "devvm-dir", home: home, file: filepath.Join(home, ".vault-token")}
+		if err := os.Mkdir(m.file, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		r := x.runOn(m)
+		fail := firstLine(r.stderr, "FAIL:")
+		if r.code != 1 || !strings.Contains(fail, "cause=filesystem") || !strings.Contains(fail, m.file+" is a directory") {
+			t.Fatalf("want FAIL cause=filesystem, got exit %d\n%s", r.code, r.stderr)
+		}
+	})
+}
+
+// fill writes to path until the file system is full.
+func fill(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	for i := 0; i < 1<<14; i++ {
+		if _, err := f.Write(buf); err != nil {
+			if !strings.Contains(err.Error(), "no space") {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatal("the file system never filled up")
+}
+
+// TestWalkCutShortSaysSo: with --max-rps a walk over a few hundred
+// accessors cannot finish in a short --timeout. sweep exits 1 and says how
+// far it got and the --timeout it needs; a heal stands and says its sweep
+// is incomplete. Nothing counts as complete that was not.
+func TestWalkCutShortSaysSo(t *testing.T) {
+	x := newH(t)
+	x.seed(300)
+	var stale []string
+	for i := 0; i < 4; i++ {
+		stale = append(stale, x.periodic("stale").Accessor)
+	}
+	cur := x.periodic("current")
+	x.put(cur)
+	r := x.run("sweep", "--apply", "--max-rps", "20", "--timeout", "4s")
+	fail := firstLine(r.stderr, "FAIL:")
+	if r.code != 1 || !strings.Contains(fail, "cause=sweep-incomplete") || !strings.Contains(fail, "stopped looking up after") ||
+		!strings.Contains(fail, "--max-rps 20 --timeout") {
+		t.Fatalf("want exit 1 naming how far it got and the --timeout it needs, got exit %d\n%s", r.code, r.stderr)
+	}
+	for _, a := range stale {
+		if !x.alive(a) {
+			t.Fatal("premise: a walk cut short before its revokes revoked something")
+		}
+	}
+
+	x.put(x.login())
+	r = x.run("--max-rps", "20", "--timeout", "6s")
+	healed := firstLine(r.stderr, "HEALED")
+	if r.code != 0 || !strings.Contains(healed, "the stale sweep is incomplete: stopped looking up after") ||
+		!strings.Contains(healed, "vault-token-renew sweep --apply --max-rps 20 --timeout") {
+		t.Fatalf("want HEALED saying the sweep is incomplete, got exit %d\n%s", r.code, r.stderr)
+	}
+	x.keep("healed", tokenOf(x))
+	if r := x.run("sweep", "--apply"); r.code != 0 {
+		t.Fatalf("finishing sweep: exit %d\n%s", r.code, r.stderr)
+	}
+	for _, a := range append(stale, cur.Accessor) {
+		if x.alive(a) {
+			t.Errorf("stale %s survived the finishing sweep", a)
+		}
+	}
+}
+
+// seed mints n short-lived default-policy tokens: the other accessors of a
+// shared Vault that every walk must look up.
+func (x *h) seed(n int) {
+	x.t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	work := make(chan int)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range work {
+				if _, err := x.f.MintFake(context.Background(), "seed", time.Hour, "default"); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		x.t.Fatal(err)
+	}
+}

@@ -1,0 +1,205 @@
+//go:build integration
+
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/devvm/vault-token-renew/internal/devvault"
+)
+
+// machine is one VM of a team sharing the dev Vault: its own HOME, token
+// file and --host, the default display name.
+type machine struct {
+	host, home, file string
+}
+
+func (x *h) machines(n int) []machine {
+	x.t.Helper()
+	var ms []machine
+	for i := 1; i <= n; i++ {
+		home := x.t.TempDir()
+		ms = append(ms, machine{host: fmt.Sprintf("devvm-%d", i), home: home, file: filepath.Join(home, ".vault-token")})
+	}
+	return ms
+}
+
+// runOn runs the binary as machine m would: its HOME, its --host.
+func (x *h) runOn(m machine, args ...string) result {
+	x.t.Helper()
+	env := x.env(x.f.Server.Addr)
+	env[1] = "HOME=" + m.home
+	return x.runEnv(env, append(args, "--host", m.host)...)
+}
+
+func (x *h) putOn(m machine, tok devvault.Token) {
+	x.t.Helper()
+	if err := os.WriteFile(m.file, []byte(tok.Secret), 0o600); err != nil {
+		x.t.Fatal(err)
+	}
+}
+
+// fileInfoOn looks up the token machine m's file holds, acting as it.
+func (x *h) fileInfoOn(m machine) devvault.Info {
+	x.t.Helper()
+	b, err := os.ReadFile(m.file)
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	secret := strings.TrimSpace(string(b))
+	x.keep("file of "+m.host, devvault.Token{Secret: secret})
+	info, err := x.f.LookupSecret(x.ctx, secret)
+	if err != nil {
+		x.t.Fatalf("%s's token file holds a token that does not work: %v", m.host, err)
+	}
+	return info
+}
+
+// liveByHost maps each host tag to the live token-devvm-wizard accessors
+// tagged for it ("" for untagged).
+func (x *h) liveByHost() map[string][]string {
+	x.t.Helper()
+	out := map[string][]string{}
+	for _, a := range x.periodicAccessors() {
+		info, ok, err := x.f.LookupAccessor(x.ctx, a)
+		if err != nil {
+			x.t.Fatal(err)
+		}
+		if ok {
+			out[info.Meta["host"]] = append(out[info.Meta["host"]], a)
+		}
+	}
+	return out
+}
+
+// assertOnePerMachine: each machine's file holds a live periodic token
+// tagged for it, and it is that machine's only live periodic token.
+func (x *h) assertOnePerMachine(ms []machine, when string) map[string]string {
+	x.t.Helper()
+	live := x.liveByHost()
+	cur := map[string]string{}
+	for _, m := range ms {
+		info := x.fileInfoOn(m)
+		if info.DisplayName != "token-devvm-wizard" || info.Meta["host"] != m.host || info.Meta["managed_by"] != "vault-token-renew" || info.Meta["user"] == "" {
+			x.t.Fatalf("%s: %s's file holds dn=%s meta=%v", when, m.host, info.DisplayName, info.Meta)
+		}
+		if got := live[m.host]; len(got) != 1 || got[0] != info.Accessor {
+			x.t.Errorf("%s: %s has live periodic tokens %v, want exactly its file's %s", when, m.host, got, info.Accessor)
+		}
+		cur[m.host] = info.Accessor
+	}
+	return cur
+}
+
+// TestFleetSharesOneVault: four machines with the default display name on
+// one Vault. Each heal revokes only its own machine's stale tokens (and
+// untagged manual re-mints), never another machine's live one.
+func TestFleetSharesOneVault(t *testing.T) {
+	x := newH(t)
+	ms := x.machines(4)
+	manual := x.periodic("untagged manual re-mint")
+
+	// One after another.
+	for _, m := range ms {
+		x.putOn(m, x.login())
+		r := x.runOn(m)
+		if r.code != 0 || firstLine(r.stderr, "HEALED") == "" || !strings.Contains(r.stderr, "host="+m.host) {
+			t.Fatalf("%s: want HEALED, got exit %d\n%s", m.host, r.code, r.stderr)
+		}
+	}
+	first := x.assertOnePerMachine(ms, "after sequential heals")
+	if x.alive(manual.Accessor) {
+		t.Error("the untagged manual re-mint survived the heals")
+	}
+
+	// All at once.
+	for _, m := range ms {
+		x.putOn(m, x.login())
+	}
+	var wg sync.WaitGroup
+	res := make([]result, len(ms))
+	for i, m := range ms {
+		wg.Add(1)
+		go func() { defer wg.Done(); res[i] = x.runOn(m) }()
+	}
+	wg.Wait()
+	for i, r := range res {
+		if r.code != 0 || firstLine(r.stderr, "HEALED") == "" {
+			t.Fatalf("%s in the concurrent round: exit %d\n%s", ms[i].host, r.code, r.stderr)
+		}
+	}
+	second := x.assertOnePerMachine(ms, "after concurrent heals")
+	for _, m := range ms {
+		if second[m.host] == first[m.host] || x.alive(first[m.host]) {
+			t.Errorf("%s: its previous token %s is still alive", m.host, first[m.host])
+		}
+	}
+
+	// sweep on one machine spares the others and lists them.
+	extra, err := x.f.MintPeriodicFor(x.ctx, "devvm-wizard", map[string]string{"managed_by": "vault-token-renew", "host": "devvm-1", "user": "root"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.keep("extra devvm-1", extra)
+	r := x.runOn(ms[0], "sweep", "--apply")
+	if r.code != 0 || !strings.Contains(r.stderr, "revoked 1 stale") || !strings.Contains(r.stderr, "spared 3 of other machines") {
+		t.Fatalf("sweep --apply on devvm-1: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, m := range ms[1:] {
+		if !strings.Contains(r.stdout, "keep (another machine's: host="+m.host+")") {
+			t.Errorf("sweep does not list %s's token as another machine's:\n%s", m.host, r.stdout)
+		}
+		if !x.alive(second[m.host]) {
+			t.Errorf("sweep on devvm-1 revoked %s's token", m.host)
+		}
+	}
+	if x.alive(extra.Accessor) {
+		t.Error("sweep --apply left devvm-1's own stale token alive")
+	}
+
+	// status shows the tags.
+	r = x.runOn(ms[1], "status", "--json")
+	var st struct {
+		Meta map[string]string `json:"meta"`
+		Host string            `json:"this_host"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || r.code != 0 {
+		t.Fatalf("status --json: exit %d %v", r.code, err)
+	}
+	if st.Meta["host"] != "devvm-2" || st.Meta["managed_by"] != "vault-token-renew" || st.Host != "devvm-2" {
+		t.Fatalf("status meta %v host %q", st.Meta, st.Host)
+	}
+	r = x.runOn(ms[1], "status")
+	if !strings.Contains(r.stdout, "host=devvm-2") || !strings.Contains(r.stdout, "managed_by=vault-token-renew") {
+		t.Fatalf("status text lacks the metadata:\n%s", r.stdout)
+	}
+}
+
+// TestSweepApplyRefusesForeignToken: the heal that a foreign token calls
+// for sweeps anyway, with the right keep set; a bare sweep must not.
+func TestSweepApplyRefusesForeignToken(t *testing.T) {
+	x := newH(t)
+	stale := x.periodic("stale")
+	login := x.login()
+	x.put(login)
+	r := x.run("sweep", "--apply")
+	if r.code != 1 || !strings.Contains(r.stderr, "cause=foreign-token") || !strings.Contains(r.stderr, "run vault-token-renew first") {
+		t.Fatalf("want exit 1 with a next= to run the heal, got exit %d\n%s", r.code, r.stderr)
+	}
+	if !x.alive(stale.Accessor) || string(x.fileBytes()) != login.Secret {
+		t.Fatal("sweep --apply changed vault or the file while refusing")
+	}
+	if r := x.run("sweep"); r.code != 0 || !strings.Contains(r.stdout, "would revoke") {
+		t.Fatalf("a dry sweep with a foreign token should still list: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if !slices.Contains(x.periodicAccessors(), stale.Accessor) {
+		t.Fatal("dry sweep revoked")
+	}
+}

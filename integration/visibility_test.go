@@ -1,0 +1,242 @@
+//go:build integration
+
+package integration
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// metrics parses the textfile the run wrote, as node_exporter would.
+func (x *h) metrics(path string) map[string]*dto.MetricFamily {
+	x.t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	defer f.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mf, err := p.TextToMetricFamilies(f)
+	if err != nil {
+		x.t.Fatalf("the metrics file does not parse: %v", err)
+	}
+	return mf
+}
+
+func gauge(t *testing.T, mf map[string]*dto.MetricFamily, name string, label ...string) float64 {
+	t.Helper()
+	fam, ok := mf[name]
+	if !ok {
+		t.Fatalf("metric %s missing", name)
+	}
+	for _, m := range fam.Metric {
+		if m.TimestampMs != nil {
+			t.Fatalf("%s carries a sample timestamp; the textfile collector rejects those", name)
+		}
+		if len(label) == 2 && (len(m.Label) != 1 || m.Label[0].GetName() != label[0] || m.Label[0].GetValue() != label[1]) {
+			continue
+		}
+		if m.Gauge != nil {
+			return m.Gauge.GetValue()
+		}
+		return m.Counter.GetValue()
+	}
+	t.Fatalf("metric %s%v missing", name, label)
+	return 0
+}
+
+// TestFailuresNobodyCanMiss: OK, then a weak clobber (DRIFT), then a login
+// (HEALED), on the real dev Vault. After each run the metrics, the login
+// banner and the notifier say the right thing, and no secret is in any of
+// them.
+func TestFailuresNobodyCanMiss(t *testing.T) {
+	x := newH(t)
+	metricsFile := filepath.Join(x.home, "textfile", "vault_token_renew.prom")
+	if err := os.MkdirAll(filepath.Dir(metricsFile), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sent := filepath.Join(x.home, "notified.env")
+	env := x.env(x.f.Server.Addr, "VTR_METRICS_FILE="+metricsFile, "VTR_HOST=devvm-vis", "VTR_NOTIFY_COMMAND=env > "+sent)
+	brief := func() string {
+		r := x.runEnv(env, "status", "--brief")
+		if r.code != 0 {
+			t.Fatalf("status --brief exit %d", r.code)
+		}
+		return r.stdout
+	}
+	outcome := func(mf map[string]*dto.MetricFamily, want string) {
+		t.Helper()
+		for _, o := range []string{"ok", "healed", "drift", "fail"} {
+			v := gauge(t, mf, "vault_token_renew_outcome", "outcome", o)
+			if (o == want) != (v == 1) {
+				t.Errorf("vault_token_renew_outcome{outcome=%q} = %v after a %s run", o, v, want)
+			}
+		}
+	}
+
+	// 1. OK.
+	x.put(x.periodic("periodic"))
+	start := time.Now()
+	if r := x.runEnv(env); r.code != 0 {
+		t.Fatalf("OK run: exit %d\n%s", r.code, r.stderr)
+	}
+	mf := x.metrics(metricsFile)
+	outcome(mf, "ok")
+	okAt := gauge(t, mf, "vault_token_renew_last_success_timestamp_seconds")
+	if okAt < float64(start.Unix()-1) || okAt != gauge(t, mf, "vault_token_renew_last_run_timestamp_seconds") {
+		t.Errorf("last success %v, want the OK run's time", okAt)
+	}
+	if exp := gauge(t, mf, "vault_token_renew_token_expiry_timestamp_seconds"); exp < float64(start.Add(767*time.Hour).Unix()) {
+		t.Errorf("token expiry %v, want about now + 768h", exp)
+	}
+	if gauge(t, mf, "vault_token_renew_consecutive_failures") != 0 {
+		t.Error("failures after an OK run")
+	}
+	if b := brief(); b != "" {
+		t.Fatalf("banner after a fresh OK: %q", b)
+	}
+
+	// 2. A weak clobber: DRIFT.
+	x.put(x.weak())
+	time.Sleep(1100 * time.Millisecond) // a distinct run timestamp
+	if r := x.runEnv(env); r.code != 1 {
+		t.Fatalf("DRIFT run: exit %d\n%s", r.code, r.stderr)
+	}
+	mf = x.metrics(metricsFile)
+	outcome(mf, "drift")
+	if gauge(t, mf, "vault_token_renew_consecutive_failures") != 1 {
+		t.Error("want one failure in the streak")
+	}
+	if v := gauge(t, mf, "vault_token_renew_last_success_timestamp_seconds"); v != okAt {
+		t.Errorf("last success moved to %v on a DRIFT run; want the OK run's %v", v, okAt)
+	}
+	if b := brief(); strings.Count(b, "\n") != 1 || !strings.HasPrefix(b, "vault-token-renew: DRIFT since ") ||
+		!strings.Contains(b, "(1 run): heal denied — foreign token lacks create authority; run: vault-token-renew status") {
+		t.Fatalf("banner after DRIFT: %q", b)
+	}
+	if r := x.runEnv(env, "notify"); r.code != 0 {
+		t.Fatalf("notify: exit %d\n%s", r.code, r.stderr)
+	}
+	got, err := os.ReadFile(sent)
+	if err != nil {
+		t.Fatalf("the notify command did not run: %v", err)
+	}
+	x.mu.Lock()
+	x.outputs = append(x.outputs, string(got))
+	x.mu.Unlock()
+	for _, want := range []string{"VTR_OUTCOME=drift\n", "VTR_RUNS=1\n", "VTR_HOST=devvm-vis\n", "VTR_SUMMARY=DRIFT: foreign token dn=token-kubernetes-woodpecker-default", "VTR_SINCE=20"} {
+		if !strings.Contains(string(got), want) {
+			t.Errorf("the notify command's environment lacks %q", strings.TrimSpace(want))
+		}
+	}
+	if strings.Contains(string(got), "VAULT_TOKEN=") {
+		t.Error("the notify command got a VAULT_TOKEN")
+	}
+
+	// 3. A login: HEALED.
+	x.put(x.login())
+	if r := x.runEnv(env); r.code != 0 || firstLine(r.stderr, "HEALED") == "" {
+		t.Fatalf("heal: exit %d\n%s", r.code, r.stderr)
+	}
+	x.keep("healed", tokenOf(x))
+	mf = x.metrics(metricsFile)
+	outcome(mf, "healed")
+	if gauge(t, mf, "vault_token_renew_consecutive_failures") != 0 || gauge(t, mf, "vault_token_renew_heals_total") != 1 {
+		t.Error("after the heal: want no failures and one heal in total")
+	}
+	if v := gauge(t, mf, "vault_token_renew_last_success_timestamp_seconds"); v <= okAt {
+		t.Errorf("last success %v did not move on HEALED", v)
+	}
+	if b := brief(); b != "" {
+		t.Fatalf("banner after the heal: %q", b)
+	}
+
+	// status tells the whole story.
+	r := x.runEnv(env, "status", "--json")
+	var st struct {
+		LastRun struct {
+			Outcome     string    `json:"outcome"`
+			TokenExpiry time.Time `json:"token_expiry"`
+			HealsTotal  int       `json:"heals_total"`
+		} `json:"last_run"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st.LastRun.Outcome != "healed" || st.LastRun.HealsTotal != 1 || st.LastRun.TokenExpiry.IsZero() {
+		t.Fatalf("status --json last_run %+v (%v)", st.LastRun, err)
+	}
+	r = x.runEnv(env, "status")
+	for _, want := range []string{"last run", "token expires", "(in 31d", "failing        no", "heals          1 in total"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("status lacks %q:\n%s", want, r.stdout)
+		}
+	}
+
+	// No secret in the state file or the metrics.
+	for _, p := range []string{filepath.Join(x.home, ".local", "state", "vault-token-renew", "state.json"), metricsFile} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x.mu.Lock()
+		x.outputs = append(x.outputs, string(b))
+		x.mu.Unlock()
+	}
+}
+
+// TestBootBlipIsNotAnAlarm: the run starts while Vault cannot be reached
+// (as a Persistent= run at boot may), Vault comes up 30 s later, and the
+// run ends OK: no failed unit, so OnFailure= notifies nobody.
+func TestBootBlipIsNotAnAlarm(t *testing.T) {
+	x := newH(t)
+	x.put(x.periodic("periodic"))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens here for now
+	target, _ := url.Parse(x.f.Server.Addr)
+	srv := &http.Server{Handler: httputil.NewSingleHostReverseProxy(target)}
+	t.Cleanup(func() { srv.Close() })
+	go func() {
+		time.Sleep(30 * time.Second)
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Errorf("bring vault up at %s: %v", addr, err)
+			return
+		}
+		srv.Serve(l)
+	}()
+	notified := filepath.Join(x.home, "notified")
+	start := time.Now()
+	r := x.runEnv(x.env("http://"+addr, "VTR_WAIT_UNREACHABLE=2m", "VTR_NOTIFY_COMMAND=touch "+notified))
+	if r.code != 0 || firstLine(r.stderr, "OK: renewed periodic token") == "" {
+		t.Fatalf("want OK once vault came up, got exit %d after %s\n%s", r.code, time.Since(start).Round(time.Second), r.stderr)
+	}
+	if d := time.Since(start); d < 30*time.Second {
+		t.Fatalf("the run ended after %s, before vault came up", d)
+	}
+	if !strings.Contains(r.stderr, "vault unreachable; waiting for it") {
+		t.Fatalf("the wait was not logged:\n%s", r.stderr)
+	}
+	if _, err := os.Stat(notified); err == nil {
+		t.Fatal("something notified about a blip")
+	}
+	// A refused token is never waited for: DRIFT fails at once.
+	x.put(x.weak())
+	start = time.Now()
+	if r := x.runEnv(x.env(x.f.Server.Addr, "VTR_WAIT_UNREACHABLE=2m")); r.code != 1 || time.Since(start) > 20*time.Second {
+		t.Fatalf("DRIFT with a wait configured: exit %d after %s", r.code, time.Since(start))
+	}
+}
