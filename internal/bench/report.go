@@ -16,6 +16,7 @@ const (
 	goalHandOverTool  = 20.0 // at least 20x faster than the CLI loop at 1k
 	goalHappyRatio    = 5.0  // one run at least 5x faster than the CLI equivalent
 	goalHappyPeakKB   = 30 * 1024
+	goalBrief         = 5 * time.Millisecond // status --brief runs in every login shell
 )
 
 func find(rows []Row, what string, size int) (Row, bool) {
@@ -68,6 +69,10 @@ func Table(rows []Row) string {
 			secs(ht.Median), kb(ht.PeakKB), secs(hc.Median), r)
 		goals = append(goals, verdict(r >= goalHappyRatio, fmt.Sprintf("happy path %.1fx faster than the CLI (goal ≥ %.0fx)", r, goalHappyRatio)))
 		goals = append(goals, verdict(ht.PeakKB < goalHappyPeakKB, fmt.Sprintf("happy path peak RSS %s (goal < 30MB)", kb(ht.PeakKB))))
+	}
+	if br, ok := find(rows, "brief", -1); ok {
+		fmt.Fprintf(&b, "\n`status --brief` (the login banner, state file only): median %s over %d runs.\n", br.Median.Round(10*time.Microsecond), br.Samples)
+		goals = append(goals, verdict(br.Median < goalBrief, fmt.Sprintf("status --brief median %s (goal < 5ms)", br.Median.Round(10*time.Microsecond))))
 	}
 	var scan []string
 	for _, r := range rows {
