@@ -129,16 +129,17 @@ func Causes() []Cause {
 
 // Classify maps any error a run can meet to a Cause: this is the one place
 // that reads Vault's status codes, TLS and network errors, and local file
-// errors. onCreate says the call was the heal's token create, where any
-// 400 or 403 is Vault refusing the foreign token's authority; elsewhere a
-// 403 means the token in hand is not accepted at all.
-func Classify(err error, onCreate bool) Cause {
+// errors. asked says Vault had just accepted the token in hand and this
+// call asked it for something more (the heal's create, a sweep's list), so
+// a 400 or 403 is Vault refusing that request; otherwise a 403 means the
+// token itself is not accepted at all.
+func Classify(err error, asked bool) Cause {
 	if err == nil {
 		return CauseUnknown
 	}
 	var re *vault.ResponseError
 	if errors.As(err, &re) {
-		return classifyStatus(re, onCreate)
+		return classifyStatus(re, asked)
 	}
 	switch {
 	case errors.Is(err, context.Canceled):
@@ -179,13 +180,13 @@ func isNetwork(err error) bool {
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
 }
 
-func classifyStatus(re *vault.ResponseError, onCreate bool) Cause {
+func classifyStatus(re *vault.ResponseError, asked bool) Cause {
 	switch {
 	case re.StatusCode == 503:
 		return CauseSealed
 	case re.StatusCode == 429 || re.StatusCode >= 500:
 		return CauseServer
-	case onCreate && (re.StatusCode == 400 || re.StatusCode == 403):
+	case asked && (re.StatusCode == 400 || re.StatusCode == 403):
 		return CauseRefused
 	case re.StatusCode == 403 || re.StatusCode == 401:
 		return CauseTokenDenied

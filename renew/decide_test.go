@@ -142,7 +142,7 @@ func TestClassify(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		err      error
-		onCreate bool
+		asked bool
 		want     Cause
 	}{
 		{"create 403 permission denied is a refusal", respErr(403, "permission denied"), true, CauseRefused},
@@ -181,7 +181,7 @@ func TestClassify(t *testing.T) {
 		{"nil", nil, false, CauseUnknown},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := Classify(tc.err, tc.onCreate); got != tc.want {
+			if got := Classify(tc.err, tc.asked); got != tc.want {
 				t.Fatalf("Classify = %v, want %v", got, tc.want)
 			}
 		})

@@ -111,10 +111,10 @@ type Result struct {
 	VaultWarnings []string
 }
 
-func (r *Result) fail(stage Stage, onCreate bool, err error) (Result, error) {
+func (r *Result) fail(stage Stage, asked bool, err error) (Result, error) {
 	r.Stage = stage
 	if r.Cause == CauseUnknown {
-		r.Cause = Classify(err, onCreate)
+		r.Cause = Classify(err, asked)
 	}
 	return *r, err
 }

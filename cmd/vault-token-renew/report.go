@@ -85,20 +85,28 @@ func (r reporter) healed(res renew.Result) outcome {
 		return outcome{code: exitOK, kind: "ok", summary: msg}
 	}
 	msg := fmt.Sprintf("HEALED: re-minted from foreign dn=%s (revoked %d stale)", res.Current.DisplayName, len(res.Sweep.Revoked))
-	ev := r.log.Info()
 	var next []string
 	if res.Cap.Capped {
-		ev = r.log.Warn().Str("warning", res.Cap.Why)
 		next = append(next, res.Cap.Next)
 	}
-	if res.SweepErr != nil || len(res.Sweep.Failed) > 0 {
+	incomplete := res.SweepErr != nil || len(res.Sweep.Failed) > 0
+	if incomplete {
 		why := fmt.Sprintf("%d failed", len(res.Sweep.Failed))
 		if res.SweepErr != nil {
 			why = strings.TrimPrefix(res.SweepErr.Error(), sweep.ErrIncomplete.Error()+": ")
 		}
 		msg += "; the stale sweep is incomplete: " + why
-		ev = r.log.Warn().Int("sweep_failed", len(res.Sweep.Failed))
 		next = append(next, "a stale token, or one a retried create may have stranded, can remain; finish with: "+r.sweepCommand(res.SweepErr))
+	}
+	ev := r.log.Info()
+	if res.Cap.Capped || incomplete {
+		ev = r.log.Warn()
+	}
+	if res.Cap.Capped {
+		ev = ev.Str("warning", res.Cap.Why)
+	}
+	if incomplete {
+		ev = ev.Int("sweep_failed", len(res.Sweep.Failed))
 	}
 	ev = ev.Str("accessor", res.Minted.Accessor).Str("foreign_accessor", res.Current.Accessor).
 		Str("ttl", fmtDur(res.TTL)).Str("host", r.cfg.Spec.Host).Str("path", res.Path)
@@ -220,6 +228,9 @@ func (r reporter) hint(res renew.Result, cause renew.Cause, err error) string {
 	case renew.CauseSettings:
 		return "fix the VAULT_* variables in the environment file (~/.config/vault-token-renew/env)"
 	case renew.CauseRefused:
+		if res.Stage == renew.StageSweep {
+			return "the token in " + res.Path + " may not walk the accessors: a sweep needs list and sudo on auth/token/accessors, and update on auth/token/lookup-accessor and revoke-accessor (vault-admin has them)"
+		}
 		return "vault refused the request; check the policies of the token in " + res.Path + " (vault token lookup)"
 	}
 	return "run again with --log-format=console for detail; see the runbook"

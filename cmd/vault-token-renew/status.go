@@ -239,7 +239,9 @@ func (c *cli) sweep(ctx context.Context, vc *vaultclient.Client, rep reporter, a
 		log.Warn().Err(f.Err).Str("accessor", f.Accessor).Msg("could not " + f.Op + " accessor")
 	}
 	if err != nil {
-		res := renew.Result{Stage: renew.StageSweep, Cause: renew.Classify(err, false), Path: cfg.TokenFile}
+		// The token was just looked up: a 403 now refuses the walk, it does
+		// not mean the token is dead.
+		res := renew.Result{Stage: renew.StageSweep, Cause: renew.Classify(err, true), Path: cfg.TokenFile}
 		return rep.report(res, err).code
 	}
 	return c.sweepSummary(log, cfg, sw, apply)

@@ -29,6 +29,9 @@ const freshExamples = `# On DRIFT or FAIL, run this with sh -c (VTR_OUTCOME, VTR
 #VTR_NOTIFY_COMMAND='notify-send -u critical vault-token-renew "$VTR_SUMMARY"'
 # node_exporter textfile metrics: a .prom file in its textfile directory.
 #VTR_METRICS_FILE=/var/lib/node_exporter/textfile_collector/vault_token_renew.prom
+# How long a run waits for an unreachable Vault before it fails (the unit
+# sets 10m; a run at boot may find the network not up yet).
+#VTR_WAIT_UNREACHABLE=10m
 `
 
 // envEdit is what install would do to the env file.
@@ -106,7 +109,7 @@ func freshEnv(want [][2]string) envEdit {
 	}
 	b.WriteString(freshExamples)
 	if _, ok := lookup(want, hostVar); !ok {
-		b.WriteString("# The host name notifications and metrics report (default: the machine's).\n#" + hostVar + "=\n")
+		b.WriteString("# This machine's name, tagged on the tokens it mints; a sweep revokes only\n# its own machine's. Default: the hostname; pin it if that may change.\n#" + hostVar + "=\n")
 	}
 	e.data = []byte(b.String())
 	return e

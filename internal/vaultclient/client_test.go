@@ -113,7 +113,7 @@ func TestStatusCodesReachClassify(t *testing.T) {
 		route    string
 		status   int
 		body     string
-		onCreate bool
+		asked bool
 		want     renew.Cause
 	}{
 		{"create 403 permission denied", "POST /v1/auth/token/create", 403, `{"errors":["1 error occurred:\n\t* permission denied\n\n"]}`, true, renew.CauseRefused},
@@ -127,12 +127,12 @@ func TestStatusCodesReachClassify(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c, _ := newScripted(t, map[string]answer{tc.route: {tc.status, tc.body}})
 			var err error
-			if tc.onCreate {
+			if tc.asked {
 				_, err = c.CreateOrphan(context.Background(), "foreign", renew.Spec{DisplayName: "devvm-wizard", Policies: []string{"vault-admin"}, Period: time.Hour})
 			} else {
 				_, err = c.LookupSelf(context.Background(), "t")
 			}
-			if got := renew.Classify(err, tc.onCreate); got != tc.want {
+			if got := renew.Classify(err, tc.asked); got != tc.want {
 				t.Fatalf("Classify(%v) = %v, want %v", err, got, tc.want)
 			}
 		})
