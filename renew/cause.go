@@ -127,6 +127,11 @@ func Causes() []Cause {
 	return out
 }
 
+// ErrClientTimeout: one request to Vault outlived the API client's own
+// timeout (VAULT_CLIENT_TIMEOUT), while the run still had time. The Vault
+// adapter wraps it in; it reads like a deadline otherwise.
+var ErrClientTimeout = errors.New("the vault client's own timeout (VAULT_CLIENT_TIMEOUT) passed")
+
 // Classify maps any error a run can meet to a Cause: this is the one place
 // that reads Vault's status codes, TLS and network errors, and local file
 // errors. asked says Vault had just accepted the token in hand and this
@@ -154,7 +159,7 @@ func Classify(err error, asked bool) Cause {
 		return CauseIncomplete
 	case isTLS(err):
 		return CauseTLS
-	case strings.Contains(err.Error(), "Client.Timeout exceeded"):
+	case errors.Is(err, ErrClientTimeout), strings.Contains(err.Error(), "Client.Timeout exceeded"):
 		// http.Client's own timeout (VAULT_CLIENT_TIMEOUT) also reads as a
 		// deadline; it is told apart by its words.
 		return CauseClientTimeout

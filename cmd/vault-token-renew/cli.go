@@ -163,26 +163,9 @@ var subcommands = []string{"status", "sweep", "notify"}
 
 // run parses the command line, runs one subcommand and returns its exit code.
 func (c *cli) run(ctx context.Context, args []string) int {
-	name := "vault-token-renew"
-	if len(args) > 0 && slices.Contains(subcommands, args[0]) {
-		name, args = args[0], args[1:]
-	}
-	var o options
-	fs := c.flags(name, &o)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	fs.Visit(func(f *flag.Flag) { o.timeoutSet = o.timeoutSet || f.Name == "timeout" })
-	if o.version {
-		fmt.Fprintln(c.stdout, "vault-token-renew", versionString())
-		return exitOK
-	}
-	if err := o.check(fs); err != nil {
-		fmt.Fprintf(c.stderr, "vault-token-renew: %v\n", err)
-		return exitUsage
+	name, o, code, ok := c.parse(args)
+	if !ok {
+		return code
 	}
 	log, err := newLogger(c.stderr, o.logFormat, c.getenv)
 	if err != nil {
@@ -220,14 +203,7 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		defer cancel()
 		return c.status(ctx, vc, rep, o.json)
 	case "sweep":
-		if o.timeoutSet { // run by hand: otherwise Ctrl-C stops it, and --max-rps sets its pace
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, o.timeout)
-			defer cancel()
-		} else {
-			rep.timeout = 0
-		}
-		return c.sweep(ctx, vc, rep, o.apply)
+		return c.sweepTimed(ctx, vc, rep, o)
 	}
 	res, err := c.runWaiting(ctx, vc, cfg, o, log)
 	out := rep.report(res, err)
@@ -235,6 +211,44 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		c.record(log, o, res, out)
 	}
 	return out.code
+}
+
+// parse reads the subcommand and its flags; ok is false when the process
+// should exit with code right away (help, version, a usage error).
+func (c *cli) parse(args []string) (name string, o options, code int, ok bool) {
+	name = "vault-token-renew"
+	if len(args) > 0 && slices.Contains(subcommands, args[0]) {
+		name, args = args[0], args[1:]
+	}
+	fs := c.flags(name, &o)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return name, o, exitOK, false
+		}
+		return name, o, exitUsage, false
+	}
+	fs.Visit(func(f *flag.Flag) { o.timeoutSet = o.timeoutSet || f.Name == "timeout" })
+	if o.version {
+		fmt.Fprintln(c.stdout, "vault-token-renew", versionString())
+		return name, o, exitOK, false
+	}
+	if err := o.check(fs); err != nil {
+		fmt.Fprintf(c.stderr, "vault-token-renew: %v\n", err)
+		return name, o, exitUsage, false
+	}
+	return name, o, exitOK, true
+}
+
+// sweepTimed runs sweep with --timeout only when one was given: it is run
+// by hand, where Ctrl-C stops it and --max-rps sets its pace.
+func (c *cli) sweepTimed(ctx context.Context, vc *vaultclient.Client, rep reporter, o options) int {
+	if !o.timeoutSet {
+		rep.timeout = 0
+		return c.sweep(ctx, vc, rep, o.apply)
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	return c.sweep(ctx, vc, rep, o.apply)
 }
 
 // runWaiting is one run, retried while Vault cannot be reached at all and

@@ -75,7 +75,7 @@ func (c *Client) LookupSelf(ctx context.Context, token string) (renew.TokenInfo,
 	}
 	s, err := cl.Auth().Token().LookupSelfWithContext(ctx)
 	if err != nil {
-		return renew.TokenInfo{}, wrap("lookup-self", err)
+		return renew.TokenInfo{}, wrap(ctx, "lookup-self", err)
 	}
 	if s == nil || s.Data == nil {
 		return renew.TokenInfo{}, errors.New("lookup-self returned no data")
@@ -93,7 +93,7 @@ func (c *Client) RenewSelf(ctx context.Context, token string) (renew.Renewal, er
 	}
 	s, err := cl.Auth().Token().RenewSelfWithContext(ctx, 0)
 	if err != nil {
-		return renew.Renewal{}, wrap("renew-self", err)
+		return renew.Renewal{}, wrap(ctx, "renew-self", err)
 	}
 	if s == nil || s.Auth == nil {
 		return renew.Renewal{}, errors.New("renew-self returned no auth data")
@@ -117,7 +117,7 @@ func (c *Client) CreateOrphan(ctx context.Context, token string, spec renew.Spec
 		Metadata:    spec.Meta(),
 	})
 	if err != nil {
-		return renew.Minted{}, wrap("auth/token/create", err)
+		return renew.Minted{}, wrap(ctx, "auth/token/create", err)
 	}
 	if s == nil || s.Auth == nil || s.Auth.ClientToken == "" {
 		return renew.Minted{}, errors.New("token create returned no token")
@@ -132,7 +132,7 @@ func (c *Client) RevokeSelf(ctx context.Context, token string) error {
 		return err
 	}
 	// The argument is ignored by the API client; it revokes cl's token.
-	return wrap("revoke-self", cl.Auth().Token().RevokeSelfWithContext(ctx, ""))
+	return wrap(ctx, "revoke-self", cl.Auth().Token().RevokeSelfWithContext(ctx, ""))
 }
 
 // CanCreateOrphan implements renew.Vault: a periodic orphan needs update
@@ -144,7 +144,7 @@ func (c *Client) CanCreateOrphan(ctx context.Context, token string) (bool, error
 	}
 	caps, err := cl.Sys().CapabilitiesSelfWithContext(ctx, "auth/token/create")
 	if err != nil {
-		return false, wrap("capabilities-self", err)
+		return false, wrap(ctx, "capabilities-self", err)
 	}
 	if slices.Contains(caps, "root") {
 		return true, nil
@@ -171,7 +171,7 @@ func (a accessors) List(ctx context.Context) ([]string, error) {
 	}
 	s, err := a.cl.Logical().ListWithContext(ctx, "auth/token/accessors")
 	if err != nil {
-		return nil, wrap("list auth/token/accessors", err)
+		return nil, wrap(ctx, "list auth/token/accessors", err)
 	}
 	if s == nil || s.Data == nil {
 		return nil, nil // 404: no accessors at all
@@ -195,7 +195,7 @@ func (a accessors) Lookup(ctx context.Context, accessor string) (sweep.Token, er
 		if renew.VanishedAccessor(err) {
 			return sweep.Token{}, fmt.Errorf("lookup accessor %s: %w", accessor, sweep.ErrVanished)
 		}
-		return sweep.Token{}, wrap("lookup accessor "+accessor, err)
+		return sweep.Token{}, wrap(ctx, "lookup accessor "+accessor, err)
 	}
 	if s == nil || s.Data == nil {
 		return sweep.Token{}, fmt.Errorf("lookup accessor %s: %w", accessor, sweep.ErrVanished)
@@ -209,7 +209,7 @@ func (a accessors) Revoke(ctx context.Context, accessor string) error {
 	if a.err != nil {
 		return a.err
 	}
-	return wrap("revoke accessor "+accessor, a.cl.Auth().Token().RevokeAccessorWithContext(ctx, accessor))
+	return wrap(ctx, "revoke accessor "+accessor, a.cl.Auth().Token().RevokeAccessorWithContext(ctx, accessor))
 }
 
 // APIError is Vault's refusal of one call, in one line: the API client's own
@@ -233,10 +233,16 @@ func (e *APIError) Error() string {
 func (e *APIError) Unwrap() error { return e.err }
 
 // wrap names the operation and flattens Vault's multi-line errors
-// ("1 error occurred:\n\t* permission denied") into their items.
-func wrap(op string, err error) error {
+// ("1 error occurred:\n\t* permission denied") into their items. The API
+// client enforces VAULT_CLIENT_TIMEOUT as a deadline on the request's
+// context, which reads exactly like the run's own --timeout; only here,
+// with the caller's ctx still live, can the two be told apart.
+func wrap(ctx context.Context, op string, err error) error {
 	if err == nil {
 		return nil
+	}
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		return fmt.Errorf("%s: %w: %w", op, renew.ErrClientTimeout, err)
 	}
 	var re *vault.ResponseError
 	if !errors.As(err, &re) {

@@ -312,3 +312,40 @@ func TestErrorsAreOneLine(t *testing.T) {
 		t.Fatal("the flattened error lost its status for Classify")
 	}
 }
+
+// TestClientTimeoutIsToldFromTheRunsDeadline: the API client enforces
+// VAULT_CLIENT_TIMEOUT as a context deadline, so only the adapter can tell
+// it from the run's own --timeout.
+func TestClientTimeoutIsToldFromTheRunsDeadline(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		name          string
+		client, run   time.Duration
+		want          renew.Cause
+		clientTimeout bool
+	}{
+		{"the client's timeout", 200 * time.Millisecond, time.Minute, renew.CauseClientTimeout, true},
+		{"the run's deadline", time.Minute, 200 * time.Millisecond, renew.CauseTimeout, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := vault.DefaultConfig()
+			cfg.Address, cfg.MaxRetries, cfg.Timeout = srv.URL, 0, tc.client
+			c, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), tc.run)
+			defer cancel()
+			_, err = c.LookupSelf(ctx, "t")
+			if got := renew.Classify(err, false); got != tc.want || errors.Is(err, renew.ErrClientTimeout) != tc.clientTimeout {
+				t.Fatalf("cause %v (ErrClientTimeout: %v), want %v; err %v", got, errors.Is(err, renew.ErrClientTimeout), tc.want, err)
+			}
+		})
+	}
+}
