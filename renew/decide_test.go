@@ -140,10 +140,10 @@ func respErr(code int, msgs ...string) error {
 
 func TestClassify(t *testing.T) {
 	for _, tc := range []struct {
-		name     string
-		err      error
+		name  string
+		err   error
 		asked bool
-		want     Cause
+		want  Cause
 	}{
 		{"create 403 permission denied is a refusal", respErr(403, "permission denied"), true, CauseRefused},
 		{"create 400 orphan needs sudo is a refusal", respErr(400, "root or sudo privileges required to create orphan token"), true, CauseRefused},

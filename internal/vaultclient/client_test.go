@@ -109,12 +109,12 @@ func mustJSON(v interface{}) string {
 
 func TestStatusCodesReachClassify(t *testing.T) {
 	for _, tc := range []struct {
-		name     string
-		route    string
-		status   int
-		body     string
-		asked bool
-		want     renew.Cause
+		name   string
+		route  string
+		status int
+		body   string
+		asked  bool
+		want   renew.Cause
 	}{
 		{"create 403 permission denied", "POST /v1/auth/token/create", 403, `{"errors":["1 error occurred:\n\t* permission denied\n\n"]}`, true, renew.CauseRefused},
 		{"create 400 needs sudo", "POST /v1/auth/token/create", 400, `{"errors":["root or sudo privileges required to create periodic token"]}`, true, renew.CauseRefused},
