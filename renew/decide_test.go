@@ -148,6 +148,7 @@ func TestClassify(t *testing.T) {
 		{"create 403 permission denied is a refusal", respErr(403, "permission denied"), true, CauseRefused},
 		{"create 400 orphan needs sudo is a refusal", respErr(400, "root or sudo privileges required to create orphan token"), true, CauseRefused},
 		{"create 400 policies not a subset is a refusal", respErr(400, "child policies must be subset of parent"), true, CauseRefused},
+		{"create 400 naming a bad token is still a refusal: the token was just accepted", respErr(400, "invalid token"), true, CauseRefused},
 		{"create 500 is a failure", respErr(500, "internal error"), true, CauseServer},
 		{"create 503 sealed is a failure", respErr(503, "Vault is sealed"), true, CauseSealed},
 		{"create 429 is a failure", respErr(429, "rate limited"), true, CauseServer},

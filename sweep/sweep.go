@@ -199,7 +199,7 @@ func Run(ctx context.Context, v Accessors, opts Options) (Report, error) {
 	var rep Report
 	accs, err := v.List(ctx)
 	if err != nil {
-		return rep, fmt.Errorf("list auth/token/accessors: %w", err)
+		return rep, err // the adapter names the call
 	}
 	rep.Listed = len(accs)
 	n := opts.Concurrency
