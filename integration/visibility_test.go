@@ -176,9 +176,14 @@ func TestFailuresNobodyCanMiss(t *testing.T) {
 		t.Fatalf("status --json last_run %+v (%v)", st.LastRun, err)
 	}
 	r = x.runEnv(env, "status")
-	for _, want := range []string{"last run", "token expires", "(in 31d", "failing        no", "heals          1 in total"} {
+	for _, want := range []string{"\nlast run ", "(just now): HEALED: re-minted", "\ntoken expires ", "(in 32d)", "\nfailing ", "\nheals "} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("status lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if f := strings.Fields(line); len(f) > 0 && (f[0] == "failing" && f[1] != "no" || f[0] == "heals" && f[1] != "1") {
+			t.Errorf("status line %q after a heal", line)
 		}
 	}
 

@@ -274,7 +274,7 @@ func (c *cli) runWaiting(ctx context.Context, vc *vaultclient.Client, cfg renew.
 			return res, fmt.Errorf("while waiting for vault: %w (%w)", ctx.Err(), err)
 		case <-time.After(pause):
 		}
-		pause = min(2*pause, 30*time.Second)
+		pause = min(2*pause, 15*time.Second)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -46,7 +47,9 @@ func (c *cli) status(ctx context.Context, vc *vaultclient.Client, rep reporter, 
 	_, info, code, ok := c.fileToken(ctx, vc, rep)
 	if !ok {
 		if !asJSON {
-			c.printLastRun(last, lerr) // the story so far, even while Vault is down
+			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+			printLastRun(tw, last, lerr, c.now()) // the story so far, even while Vault is down
+			tw.Flush()
 		}
 		return code
 	}
@@ -64,8 +67,7 @@ func (c *cli) status(ctx context.Context, vc *vaultclient.Client, rep reporter, 
 			return exitFail
 		}
 	} else {
-		c.printStatus(r, info)
-		c.printLastRun(last, lerr)
+		c.printStatus(r, info, last, lerr)
 	}
 	if !r.Ours {
 		return exitFail
@@ -73,7 +75,7 @@ func (c *cli) status(ctx context.Context, vc *vaultclient.Client, rep reporter, 
 	return exitOK
 }
 
-func (c *cli) printStatus(r statusReport, info renew.TokenInfo) {
+func (c *cli) printStatus(r statusReport, info renew.TokenInfo, last *runstate.State, lerr error) {
 	state := "ours: the periodic token this tool renews"
 	switch {
 	case r.Ours:
@@ -101,19 +103,17 @@ func (c *cli) printStatus(r statusReport, info renew.TokenInfo) {
 	fmt.Fprintf(tw, "identity policies\t%s\n", orNone(r.IdentityPolicies))
 	fmt.Fprintf(tw, "metadata\t%s\n", fmtMeta(r.Meta))
 	fmt.Fprintf(tw, "this host\t%s\n", r.Host)
+	printLastRun(tw, last, lerr, c.now())
 	tw.Flush()
 }
 
 // printLastRun tells what the runs recorded: the last one and its outcome,
 // the token's expiry (absolute and relative), and any failure streak.
-func (c *cli) printLastRun(st *runstate.State, err error) {
-	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	defer tw.Flush()
+func printLastRun(tw io.Writer, st *runstate.State, err error, now time.Time) {
 	if st == nil {
 		fmt.Fprintf(tw, "last run\t(none recorded: %v)\n", err)
 		return
 	}
-	now := c.now()
 	fmt.Fprintf(tw, "last run\t%s (%s): %s\n", stamp(st.Time), ago(now, st.Time), st.Summary)
 	if st.Cause != "" {
 		fmt.Fprintf(tw, "cause\t%s\n", st.Cause)
