@@ -6,15 +6,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/magefile/mage/mg"
 	"github.com/magefile/mage/sh"
@@ -162,26 +159,11 @@ func SweepStale() error {
 	if err != nil {
 		return err
 	}
-	bin := install.PathsUnder(home).Binary
-	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("%s is not installed; run: go tool mage install", bin)
+	code, err := install.SweepInstalled(home, os.Getenv("APPLY") == "1", os.Stdout, os.Stderr)
+	if code != 0 {
+		return mg.Fatalf(code, "sweepStale: vault-token-renew sweep exited %d", code)
 	}
-	args := []string{"sweep", "--token-file", filepath.Join(home, ".vault-token")}
-	if os.Getenv("APPLY") == "1" {
-		args = append(args, "--apply")
-	} else {
-		fmt.Println("sweepStale: dry run; set APPLY=1 to revoke")
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Run(); err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return mg.Fatalf(ee.ExitCode(), "sweepStale: vault-token-renew sweep exited %d", ee.ExitCode())
-		}
-		return err
-	}
-	return nil
+	return err
 }
 
 func envInt(name string, def int) (int, error) {
@@ -212,29 +194,5 @@ func Bench(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var sizes []int
-	for _, s := range []int{1000, 5000, 10000} {
-		if s <= n {
-			sizes = append(sizes, s)
-		}
-	}
-	if len(sizes) == 0 || sizes[len(sizes)-1] != n {
-		sizes = append(sizes, n)
-	}
-	rows, err := bench.Run(ctx, bench.Options{
-		Sizes: sizes, Stale: 5, Runs: runs, Concurrency: conc, HandSample: 50,
-		ScanConc: []int{1, 2, 4, 8, 16, 32}, Out: os.Stdout,
-	})
-	if err != nil {
-		return err
-	}
-	header := fmt.Sprintf("Measured %s on %d cores (%s/%s), %s, RUNS=%d, concurrency %d.",
-		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, "dev vault from internal/devvault", runs, conc)
-	fmt.Println()
-	fmt.Println(bench.Table(rows))
-	if err := bench.Write("results", rows, header); err != nil {
-		return err
-	}
-	fmt.Println("bench: wrote results/bench.csv, results/bench.md, results/sweep-time.svg")
-	return nil
+	return bench.Main(ctx, os.Stdout, "results", n, runs, conc)
 }

@@ -65,10 +65,25 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
+	e, err := setup(ctx, o, tmp)
+	if e != nil && e.srv != nil {
+		defer e.srv.Stop(context.WithoutCancel(ctx))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return e.measureAll()
+}
+
+// setup builds the tool, starts a provisioned dev Vault and puts our
+// periodic token in a home of its own. The server is in the returned env
+// even on error, for the caller to stop.
+func setup(ctx context.Context, o Options, tmp string) (*env, error) {
 	e := &env{o: o, ctx: ctx, home: filepath.Join(tmp, "home")}
 	if err := os.Mkdir(e.home, 0o700); err != nil {
 		return nil, err
 	}
+	var err error
 	if e.tool, err = devvault.BuildRenewer(ctx, tmp, "bench"); err != nil {
 		return nil, err
 	}
@@ -76,27 +91,29 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 		return nil, err
 	}
 	var progress bytes.Buffer
-	e.srv, err = devvault.Start(ctx, &progress)
-	if err != nil {
+	if e.srv, err = devvault.Start(ctx, &progress); err != nil {
 		return nil, fmt.Errorf("%w\n%s", err, progress.String())
 	}
-	defer e.srv.Stop(context.WithoutCancel(ctx))
 	fmt.Fprintf(o.Out, "bench: dev vault %s (%s) at %s\n", e.srv.Version, e.srv.Mode, e.srv.Addr)
 	if e.fix, err = devvault.Provision(ctx, e.srv); err != nil {
-		return nil, err
+		return e, err
 	}
 	if e.rootCli, err = e.srv.Client(e.srv.RootToken); err != nil {
-		return nil, err
+		return e, err
 	}
 	ours, err := e.fix.MintPeriodic(ctx, "devvm-wizard")
 	if err != nil {
-		return nil, err
+		return e, err
 	}
 	e.token = ours.Secret
-	if err := os.WriteFile(filepath.Join(e.home, ".vault-token"), []byte(ours.Secret), 0o600); err != nil {
-		return nil, err
-	}
+	return e, os.WriteFile(filepath.Join(e.home, ".vault-token"), []byte(ours.Secret), 0o600)
+}
 
+// measureAll takes every measurement: the happy path and the banner once,
+// then at each size the tool against its floor (and, at the first size,
+// the concurrency scan and the CLI loop).
+func (e *env) measureAll() ([]Row, error) {
+	o := e.o
 	var rows []Row
 	add := func(r Row, err error) error {
 		if err != nil {

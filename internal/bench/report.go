@@ -1,10 +1,13 @@
 package bench
 
 import (
+	"context"
 	"encoding/csv"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -33,6 +36,18 @@ func secs(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
 // Table renders the results as markdown, with the ratios and the goals.
 func Table(rows []Row) string {
 	var b strings.Builder
+	goals := sizeTable(&b, rows)
+	goals = append(goals, extras(&b, rows)...)
+	b.WriteString("\nGoals:\n")
+	for _, g := range goals {
+		b.WriteString("- " + g + "\n")
+	}
+	return b.String()
+}
+
+// sizeTable is the sweep's table, a row per size, and its goals: the tool
+// near its floor, far ahead of the CLI loop, memory growing slower than N.
+func sizeTable(b *strings.Builder, rows []Row) []string {
 	b.WriteString("| accessors | tool (sweep, dry run) | floor (bare HTTP) | tool / floor | by hand (CLI loop) | by hand / tool | tool peak RSS |\n")
 	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|\n")
 	var sizes []int
@@ -52,7 +67,7 @@ func Table(rows []Row) string {
 			hand, ht = secs(h.Median), fmt.Sprintf("%.1fx", r)
 			goals = append(goals, verdict(r >= goalHandOverTool, fmt.Sprintf("at %d accessors the tool is %.1fx faster than the CLI loop (goal ≥ %.0fx)", n, r, goalHandOverTool)))
 		}
-		fmt.Fprintf(&b, "| %d | %s | %s | %.2f | %s | %s | %s |\n", n, secs(t.Median), secs(f.Median), tf, hand, ht, kb(t.PeakKB))
+		fmt.Fprintf(b, "| %d | %s | %s | %.2f | %s | %s | %s |\n", n, secs(t.Median), secs(f.Median), tf, hand, ht, kb(t.PeakKB))
 		goals = append(goals, verdict(tf <= goalToolOverFloor, fmt.Sprintf("at %d accessors the sweep takes %.2fx the floor (goal ≤ %.1fx)", n, tf, goalToolOverFloor)))
 	}
 	if len(sizes) > 1 {
@@ -62,16 +77,23 @@ func Table(rows []Row) string {
 		nGrowth := float64(last.Size) / float64(first.Size)
 		goals = append(goals, verdict(memGrowth <= nGrowth, fmt.Sprintf("sweep peak memory grew %.2fx while accessors grew %.1fx (goal: no faster)", memGrowth, nGrowth)))
 	}
+	return goals
+}
+
+// extras are the lines below the table: the happy path, the login banner,
+// the concurrency scan and how the CLI loop was timed.
+func extras(b *strings.Builder, rows []Row) []string {
+	var goals []string
 	if ht, ok := find(rows, "happy-tool", -1); ok {
 		hc, _ := find(rows, "happy-cli", -1)
 		r := hc.Median.Seconds() / ht.Median.Seconds()
-		fmt.Fprintf(&b, "\nHappy path, one run on our token: tool %s (peak RSS %s), CLI `vault token lookup` + `vault token renew` %s: %.1fx.\n",
+		fmt.Fprintf(b, "\nHappy path, one run on our token: tool %s (peak RSS %s), CLI `vault token lookup` + `vault token renew` %s: %.1fx.\n",
 			secs(ht.Median), kb(ht.PeakKB), secs(hc.Median), r)
 		goals = append(goals, verdict(r >= goalHappyRatio, fmt.Sprintf("happy path %.1fx faster than the CLI (goal ≥ %.0fx)", r, goalHappyRatio)))
 		goals = append(goals, verdict(ht.PeakKB < goalHappyPeakKB, fmt.Sprintf("happy path peak RSS %s (goal < 30MB)", kb(ht.PeakKB))))
 	}
 	if br, ok := find(rows, "brief", -1); ok {
-		fmt.Fprintf(&b, "\n`status --brief` (the login banner, state file only): median %s over %d runs.\n", br.Median.Round(10*time.Microsecond), br.Samples)
+		fmt.Fprintf(b, "\n`status --brief` (the login banner, state file only): median %s over %d runs.\n", br.Median.Round(10*time.Microsecond), br.Samples)
 		goals = append(goals, verdict(br.Median < goalBrief, fmt.Sprintf("status --brief median %s (goal < 5ms)", br.Median.Round(10*time.Microsecond))))
 	}
 	var scan []string
@@ -81,18 +103,14 @@ func Table(rows []Row) string {
 		}
 	}
 	if len(scan) > 0 {
-		fmt.Fprintf(&b, "\nConcurrency scan (tool, first size): %s.\n", strings.Join(scan, ", "))
+		fmt.Fprintf(b, "\nConcurrency scan (tool, first size): %s.\n", strings.Join(scan, ", "))
 	}
 	for _, r := range rows {
 		if r.What == "by-hand" {
-			fmt.Fprintf(&b, "\nBy hand: %s.\n", r.Note)
+			fmt.Fprintf(b, "\nBy hand: %s.\n", r.Note)
 		}
 	}
-	b.WriteString("\nGoals:\n")
-	for _, g := range goals {
-		b.WriteString("- " + g + "\n")
-	}
-	return b.String()
+	return goals
 }
 
 func verdict(ok bool, s string) string {
@@ -176,4 +194,40 @@ func chart(rows []Row) string {
 	}
 	b.WriteString("</svg>\n")
 	return b.String()
+}
+
+// Sizes are the accessor counts a bench up to n measures: 1k, 5k and 10k
+// where n reaches them, and n itself.
+func Sizes(n int) []int {
+	var sizes []int
+	for _, s := range []int{1000, 5000, 10000} {
+		if s <= n {
+			sizes = append(sizes, s)
+		}
+	}
+	if len(sizes) == 0 || sizes[len(sizes)-1] != n {
+		sizes = append(sizes, n)
+	}
+	return sizes
+}
+
+// Main is `mage bench`: measure up to n accessors, print the table, and
+// write results/bench.{csv,md} and results/sweep-time.svg under dir.
+func Main(ctx context.Context, out io.Writer, dir string, n, runs, conc int) error {
+	rows, err := Run(ctx, Options{
+		Sizes: Sizes(n), Stale: 5, Runs: runs, Concurrency: conc, HandSample: 50,
+		ScanConc: []int{1, 2, 4, 8, 16, 32}, Out: out,
+	})
+	if err != nil {
+		return err
+	}
+	header := fmt.Sprintf("Measured %s on %d cores (%s/%s), %s, RUNS=%d, concurrency %d.",
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, "dev vault from internal/devvault", runs, conc)
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, Table(rows))
+	if err := Write(dir, rows, header); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "bench: wrote %[1]s/bench.csv, %[1]s/bench.md, %[1]s/sweep-time.svg\n", dir)
+	return nil
 }

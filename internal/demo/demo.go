@@ -70,39 +70,13 @@ func Run(ctx context.Context, out io.Writer, verbose bool) (err error) {
 
 	passed := 0
 	for i, st := range steps {
-		want := fmt.Sprintf("%s exit %d", strings.TrimSuffix(st.prefix, ":"), st.code)
-		fmt.Fprintf(out, "%d. %s; expect %s\n", i+1, st.title, want)
-		tok, err := st.token(f, ctx)
+		ok, err := st.play(ctx, out, i+1, f, bin, home, file, verbose)
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(file, []byte(tok.Secret), 0o600); err != nil {
-			return err
-		}
-		code, lines, err := runOnce(ctx, bin, home, srv.Addr)
-		if err != nil {
-			return err
-		}
-		shown := false
-		for _, l := range lines {
-			if verbose || strings.HasPrefix(l, st.prefix) {
-				fmt.Fprintf(out, "   %s\n", l)
-				shown = true
-			}
-		}
-		if !shown {
-			for _, l := range lines {
-				fmt.Fprintf(out, "   %s\n", l)
-			}
-		}
-		ok := code == st.code && shown
-		mark := "as designed"
-		if !ok {
-			mark = fmt.Sprintf("NOT as designed: got exit %d", code)
-		} else {
+		if ok {
 			passed++
 		}
-		fmt.Fprintf(out, "   → exit %d, %s\n\n", code, mark)
 	}
 	if passed != len(steps) {
 		fmt.Fprintf(out, "verdict: FAIL (%d/%d steps behaved as designed)\n", passed, len(steps))
@@ -110,6 +84,44 @@ func Run(ctx context.Context, out io.Writer, verbose bool) (err error) {
 	}
 	fmt.Fprintf(out, "verdict: PASS (%d/%d: renewed ours, healed a login clobber, refused a weak clobber)\n", passed, len(steps))
 	return nil
+}
+
+// play puts the step's token in the file, runs the renewer once and shows
+// the closing line (every line when verbose); ok is whether it behaved as
+// designed.
+func (st step) play(ctx context.Context, out io.Writer, n int, f *devvault.Fixture, bin, home, file string, verbose bool) (bool, error) {
+	want := fmt.Sprintf("%s exit %d", strings.TrimSuffix(st.prefix, ":"), st.code)
+	fmt.Fprintf(out, "%d. %s; expect %s\n", n, st.title, want)
+	tok, err := st.token(f, ctx)
+	if err != nil {
+		return false, err
+	}
+	if err := os.WriteFile(file, []byte(tok.Secret), 0o600); err != nil {
+		return false, err
+	}
+	code, lines, err := runOnce(ctx, bin, home, f.Server.Addr)
+	if err != nil {
+		return false, err
+	}
+	shown := false
+	for _, l := range lines {
+		if verbose || strings.HasPrefix(l, st.prefix) {
+			fmt.Fprintf(out, "   %s\n", l)
+			shown = true
+		}
+	}
+	if !shown {
+		for _, l := range lines {
+			fmt.Fprintf(out, "   %s\n", l)
+		}
+	}
+	ok := code == st.code && shown
+	mark := "as designed"
+	if !ok {
+		mark = fmt.Sprintf("NOT as designed: got exit %d", code)
+	}
+	fmt.Fprintf(out, "   → exit %d, %s\n\n", code, mark)
+	return ok, nil
 }
 
 // runOnce runs the renewer as the timer would, with a clean environment.
