@@ -168,13 +168,9 @@ func (r *run) heals() (string, error) {
 	if err := r.swap(fake); err != nil {
 		return "", err
 	}
-	code, log, err := r.o.Service.Start(r.ctx)
+	line, err := r.succeeds("HEALED")
 	if err != nil {
 		return "", err
-	}
-	line := lineWith(log, "HEALED")
-	if code != 0 || line == "" {
-		return "", fmt.Errorf("want HEALED and exit 0, got exit %d: %s", code, strings.TrimSpace(log))
 	}
 	now, err := tokenfile.Read(r.o.TokenFile)
 	if err != nil {
@@ -221,13 +217,19 @@ func (r *run) renews() (string, error) {
 	if err := r.revokeFakes(); err != nil {
 		return "", err
 	}
+	return r.succeeds("OK")
+}
+
+// succeeds runs the service once and returns its closing line with prefix,
+// or says what it did instead of exiting 0 with that line.
+func (r *run) succeeds(prefix string) (string, error) {
 	code, log, err := r.o.Service.Start(r.ctx)
 	if err != nil {
 		return "", err
 	}
-	line := lineWith(log, "OK")
+	line := lineWith(log, prefix)
 	if code != 0 || line == "" {
-		return "", fmt.Errorf("want OK and exit 0, got exit %d: %s", code, strings.TrimSpace(log))
+		return "", fmt.Errorf("want %s and exit 0, got exit %d: %s", prefix, code, strings.TrimSpace(log))
 	}
 	return line, nil
 }
