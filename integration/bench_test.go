@@ -38,8 +38,13 @@ func TestBenchSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"bench.csv", "bench.md", "sweep-time.svg"} {
-		if fi, err := os.Stat(filepath.Join(dir, f)); err != nil || fi.Size() == 0 {
+		fi, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
 			t.Errorf("%s not written: %v", f, err)
+			continue
+		}
+		if fi.Size() == 0 {
+			t.Errorf("%s written empty", f)
 		}
 	}
 	t.Log(bench.Table(rows))

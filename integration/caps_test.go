@@ -25,27 +25,31 @@ func TestVaultCapsTheTTL(t *testing.T) {
 	}
 
 	r := x.run()
-	ok := firstLine(r.stderr, "OK:")
-	if r.code != 0 || !strings.Contains(ok, "vault capped its TTL below the period") {
-		t.Fatalf("48h renewal: want OK with a cap warning, got exit %d\n%s", r.code, r.stderr)
-	}
-	for _, want := range []string{"ttl=48h", "warning=", "vault auth tune -max-lease-ttl=768h token/"} {
+	wantExit(t, "48h renewal", r, 0)
+	ok := wantLine(t, "48h renewal", r.stderr, "OK:")
+	for _, want := range []string{"vault capped its TTL below the period", "ttl=48h", "warning=", "vault auth tune -max-lease-ttl=768h token/"} {
 		if !strings.Contains(ok, want) {
 			t.Errorf("48h renewal line lacks %q: %s", want, ok)
 		}
 	}
 	info, err := x.fileToken()
-	if err != nil || info.Period != 768*time.Hour || info.TTL > 48*time.Hour {
-		t.Fatalf("vault reports period %s ttl %s (%v): the premise of the cap check changed", info.Period, info.TTL, err)
+	if err != nil {
+		t.Fatalf("the renewed token does not work: %v", err)
+	}
+	if info.Period != 768*time.Hour {
+		t.Errorf("vault reports period %s, want 768h: the premise of the cap check changed", info.Period)
+	}
+	if info.TTL > 48*time.Hour {
+		t.Errorf("vault reports ttl %s, want at most 48h: the premise of the cap check changed", info.TTL)
 	}
 
 	login := x.login()
 	x.put(login)
 	r = x.run()
-	healed := firstLine(r.stderr, "HEALED")
-	if r.code != 0 || healed == "" || !strings.Contains(healed, "warning=") || !strings.Contains(healed, "vault auth tune") {
-		t.Fatalf("48h heal: want HEALED with a cap warning, got exit %d\n%s", r.code, r.stderr)
-	}
+	wantExit(t, "48h heal", r, 0)
+	healed := wantLine(t, "48h heal", r.stderr, "HEALED")
+	wantIn(t, "48h heal: HEALED line", healed, "warning=")
+	wantIn(t, "48h heal: HEALED line", healed, "vault auth tune")
 	healedTok := tokenOf(x)
 	x.keep("healed", healedTok)
 
@@ -54,10 +58,10 @@ func TestVaultCapsTheTTL(t *testing.T) {
 	}
 	before := x.fileBytes()
 	r = x.run()
-	fail := firstLine(r.stderr, "FAIL:")
-	if r.code != 1 || !strings.Contains(fail, "cause=ttl-capped") || !strings.Contains(fail, "vault auth tune -max-lease-ttl=768h token/") {
-		t.Fatalf("12h renewal: want FAIL cause=ttl-capped, got exit %d\n%s", r.code, r.stderr)
-	}
+	wantExit(t, "12h renewal", r, 1)
+	fail := wantLine(t, "12h renewal", r.stderr, "FAIL:")
+	wantIn(t, "12h renewal: FAIL line", fail, "cause=ttl-capped")
+	wantIn(t, "12h renewal: FAIL line", fail, "vault auth tune -max-lease-ttl=768h token/")
 	if string(x.fileBytes()) != string(before) {
 		t.Fatal("a capped renewal rewrote the file")
 	}
@@ -66,10 +70,10 @@ func TestVaultCapsTheTTL(t *testing.T) {
 	before = x.fileBytes()
 	periodicBefore := x.periodicAccessors()
 	r = x.run()
-	fail = firstLine(r.stderr, "FAIL:")
-	if r.code != 1 || !strings.Contains(fail, "cause=ttl-capped") || !strings.Contains(fail, "stage=cap") {
-		t.Fatalf("12h heal: want FAIL cause=ttl-capped, got exit %d\n%s", r.code, r.stderr)
-	}
+	wantExit(t, "12h heal", r, 1)
+	fail = wantLine(t, "12h heal", r.stderr, "FAIL:")
+	wantIn(t, "12h heal: FAIL line", fail, "cause=ttl-capped")
+	wantIn(t, "12h heal: FAIL line", fail, "stage=cap")
 	if string(x.fileBytes()) != string(before) {
 		t.Fatal("a capped heal changed the token file")
 	}
@@ -93,9 +97,9 @@ func TestExplicitMaxTTLNamesTheDayTheTokenDies(t *testing.T) {
 	}
 	x.put(x.keep("explicit", devvault.Token{Secret: s.Auth.ClientToken, Accessor: s.Auth.Accessor}))
 	r := x.run()
-	ok := firstLine(r.stderr, "OK:")
+	wantExit(t, "renewal", r, 0)
+	ok := wantLine(t, "renewal", r.stderr, "OK:")
 	die := time.Now().Add(72 * time.Hour).UTC().Format("2006-01-02")
-	if r.code != 0 || !strings.Contains(ok, "explicit_max_ttl") || !strings.Contains(ok, "dies on "+die) {
-		t.Fatalf("want OK with the day it dies (%s), got exit %d\n%s", die, r.code, r.stderr)
-	}
+	wantIn(t, "renewal: OK line", ok, "explicit_max_ttl")
+	wantIn(t, "renewal: OK line", ok, "dies on "+die)
 }

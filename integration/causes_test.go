@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -102,22 +103,24 @@ func TestLostCreateAnswerStrandsNothing(t *testing.T) {
 			})
 			x.put(x.login())
 			r := x.runEnv(x.env(p.addr), "--host", "devvm-lost")
-			if r.code != 0 || firstLine(r.stderr, "HEALED") == "" {
-				t.Fatalf("want HEALED, got exit %d\n%s", r.code, r.stderr)
-			}
+			wantExit(t, "heal", r, 0)
+			wantLine(t, "heal", r.stderr, "HEALED")
 			if n := creates.Load(); n != 2 {
 				t.Fatalf("vault saw %d creates, want 2 (the lost one and the retry)", n)
 			}
 			first, _ := stranded.Load().(string)
-			if first == "" || x.alive(first) {
-				t.Fatalf("the first mint (accessor %q) is still alive: stranded", first)
+			if first == "" {
+				t.Fatal("the first mint's answer carried no accessor")
+			}
+			if x.alive(first) {
+				t.Errorf("the first mint (accessor %q) is still alive: stranded", first)
 			}
 			info, err := x.fileToken()
 			if err != nil {
 				t.Fatal(err)
 			}
 			x.keep("healed", tokenOf(x))
-			if live := x.liveByHost()["devvm-lost"]; len(live) != 1 || live[0] != info.Accessor {
+			if live := x.liveByHost()["devvm-lost"]; !slices.Equal(live, []string{info.Accessor}) {
 				t.Fatalf("live periodic tokens of this machine %v, want exactly the file's %s", live, info.Accessor)
 			}
 		})
@@ -139,17 +142,19 @@ func TestHealSaysWhenItsSweepCannotRun(t *testing.T) {
 	})
 	x.put(x.login())
 	r := x.runEnv(x.env(p.addr, "VAULT_MAX_RETRIES=0"))
-	healed := firstLine(r.stderr, "HEALED")
-	if r.code != 0 || !strings.Contains(healed, "the stale sweep is incomplete") ||
-		!strings.Contains(healed, "may have stranded") || !strings.Contains(healed, "vault-token-renew sweep --apply") {
-		t.Fatalf("want HEALED saying the sweep is incomplete and how to finish, got exit %d\n%s", r.code, r.stderr)
+	wantExit(t, "heal", r, 0)
+	healed := wantLine(t, "heal", r.stderr, "HEALED")
+	for _, want := range []string{"the stale sweep is incomplete", "may have stranded", "vault-token-renew sweep --apply"} {
+		wantIn(t, "HEALED line", healed, want)
 	}
 	x.keep("healed", tokenOf(x))
 	if !x.alive(stale.Accessor) {
 		t.Fatal("premise: the stale token should have survived a sweep that could not list")
 	}
-	if r := x.run("sweep", "--apply"); r.code != 0 || x.alive(stale.Accessor) {
-		t.Fatalf("the suggested sweep did not finish the job: exit %d\n%s", r.code, r.stderr)
+	r = x.run("sweep", "--apply")
+	wantExit(t, "the suggested sweep", r, 0)
+	if x.alive(stale.Accessor) {
+		t.Errorf("the suggested sweep left the stale token %s alive", stale.Accessor)
 	}
 }
 
@@ -181,24 +186,33 @@ func TestTokensThatCanNeverMint(t *testing.T) {
 			}
 			_, err = c.Auth().Token().CreateWithContext(x.ctx, &vault.TokenCreateRequest{NoParent: true, Period: "768h",
 				Policies: []string{"vault-admin"}, DisplayName: "premise"})
-			if err == nil || !strings.Contains(err.Error(), tc.refusal) {
+			if err == nil {
+				t.Fatalf("premise: vault should refuse a create from a %s token, but it created one", tc.name)
+			}
+			if !strings.Contains(err.Error(), tc.refusal) {
 				t.Fatalf("premise: vault should refuse a create from a %s token with %q, said %v", tc.name, tc.refusal, err)
 			}
 			x.put(tok)
 			before := x.fileBytes()
 			r := x.run()
-			drift := firstLine(r.stderr, "DRIFT")
-			if r.code != 1 || !strings.Contains(drift, tc.words) {
-				t.Fatalf("want DRIFT %q, got exit %d\n%s", tc.words, r.code, r.stderr)
+			wantExit(t, "run", r, 1)
+			drift := wantLine(t, "run", r.stderr, "DRIFT")
+			wantIn(t, "DRIFT line", drift, tc.words)
+			for _, empty := range []string{"accessor= ", "-accessor )"} {
+				if strings.Contains(drift, empty) {
+					t.Errorf("the DRIFT line carries an empty accessor (%q): %s", empty, drift)
+				}
 			}
-			if strings.Contains(drift, "accessor= ") || strings.Contains(drift, "-accessor )") || strings.HasSuffix(drift, "accessor=") {
-				t.Fatalf("the DRIFT line carries an empty accessor: %s", drift)
+			if strings.HasSuffix(drift, "accessor=") {
+				t.Errorf("the DRIFT line ends in an empty accessor: %s", drift)
 			}
 			if !bytes.Equal(x.fileBytes(), before) {
 				t.Fatal("the file changed on DRIFT")
 			}
-			if r := x.run("status"); !strings.Contains(r.stdout, tc.words) || strings.Contains(r.stdout, "will try to heal") {
-				t.Fatalf("status promises a heal that cannot happen:\n%s", r.stdout)
+			r = x.run("status")
+			wantIn(t, "status", r.stdout, tc.words)
+			if strings.Contains(r.stdout, "will try to heal") {
+				t.Errorf("status promises a heal that cannot happen:\n%s", r.stdout)
 			}
 		})
 	}
@@ -221,15 +235,19 @@ func TestTLSFailuresAreTLS(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := x.runEnv(x.env(addr, append(tc.env, "VAULT_MAX_RETRIES=0")...))
-			fail := firstLine(r.stderr, "FAIL:")
-			if r.code != 1 || !strings.Contains(fail, "cause=tls") || !strings.Contains(fail, tc.words) || strings.Contains(fail, "cannot reach") {
-				t.Fatalf("want FAIL cause=tls naming %s, got exit %d\n%s", tc.words, r.code, r.stderr)
+			wantExit(t, "run", r, 1)
+			fail := wantLine(t, "run", r.stderr, "FAIL:")
+			wantIn(t, "FAIL line", fail, "cause=tls")
+			wantIn(t, "FAIL line", fail, tc.words)
+			if strings.Contains(fail, "cannot reach") {
+				t.Errorf("the FAIL line says \"cannot reach\" for a TLS failure: %s", fail)
 			}
 		})
 	}
 	r := x.runEnv(x.env(addr, "VAULT_CACERT="+x.f.Server.CACert))
-	if r.code != 0 || !strings.HasPrefix(r.stderr, "OK: renewed periodic token") {
-		t.Fatalf("with the CA: exit %d\n%s", r.code, r.stderr)
+	wantExit(t, "with the CA", r, 0)
+	if !strings.HasPrefix(r.stderr, "OK: renewed periodic token") {
+		t.Errorf("with the CA: stderr does not start with %q:\n%s", "OK: renewed periodic token", r.stderr)
 	}
 }
 
@@ -257,10 +275,9 @@ func TestTimeoutsAndInterruptsAreToldApart(t *testing.T) {
 			} else {
 				r = x.runEnv(env, tc.args...)
 			}
-			fail := firstLine(r.stderr, "FAIL:")
-			if r.code != 1 || !strings.Contains(fail, "cause="+tc.cause+" ") {
-				t.Fatalf("want FAIL cause=%s, got exit %d\n%s", tc.cause, r.code, r.stderr)
-			}
+			wantExit(t, "run", r, 1)
+			fail := wantLine(t, "run", r.stderr, "FAIL:")
+			wantIn(t, "FAIL line", fail, "cause="+tc.cause+" ")
 		})
 	}
 }
@@ -322,10 +339,12 @@ func TestLocalFilesystemFailuresAreFilesystem(t *testing.T) {
 			t.Fatalf("remount ro: %v %s", err, out)
 		}
 		r := x.runOn(m)
-		fail := firstLine(r.stderr, "FAIL:")
-		if r.code != 1 || !strings.Contains(fail, "cause=filesystem") || !strings.Contains(fail, m.file+".lock is on a read-only file system") ||
-			strings.Contains(fail, "another vault-token-renew run") {
-			t.Fatalf("want FAIL cause=filesystem naming the lock path, got exit %d\n%s", r.code, r.stderr)
+		wantExit(t, "run", r, 1)
+		fail := wantLine(t, "run", r.stderr, "FAIL:")
+		wantIn(t, "FAIL line", fail, "cause=filesystem")
+		wantIn(t, "FAIL line", fail, m.file+".lock is on a read-only file system")
+		if strings.Contains(fail, "another vault-token-renew run") {
+			t.Errorf("the FAIL line blames another run for a read-only home: %s", fail)
 		}
 	})
 	t.Run("full file system", func(t *testing.T) {
@@ -339,9 +358,10 @@ func TestLocalFilesystemFailuresAreFilesystem(t *testing.T) {
 		fill(t, filepath.Join(home, "filler"))
 		before := x.periodicAccessors()
 		r := x.runOn(m)
-		fail := firstLine(r.stderr, "FAIL:")
-		if r.code != 1 || !strings.Contains(fail, "cause=filesystem") || !strings.Contains(fail, "stage=write") || !strings.Contains(fail, "no space left for "+home) {
-			t.Fatalf("want FAIL cause=filesystem at write, got exit %d\n%s", r.code, r.stderr)
+		wantExit(t, "run", r, 1)
+		fail := wantLine(t, "run", r.stderr, "FAIL:")
+		for _, want := range []string{"cause=filesystem", "stage=write", "no space left for " + home} {
+			wantIn(t, "FAIL line", fail, want)
 		}
 		if b, _ := os.ReadFile(m.file); string(b) != login.Secret {
 			t.Fatal("the token file changed on a full disk")
@@ -357,10 +377,10 @@ func TestLocalFilesystemFailuresAreFilesystem(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := x.runOn(m)
-		fail := firstLine(r.stderr, "FAIL:")
-		if r.code != 1 || !strings.Contains(fail, "cause=filesystem") || !strings.Contains(fail, m.file+" is a directory") {
-			t.Fatalf("want FAIL cause=filesystem, got exit %d\n%s", r.code, r.stderr)
-		}
+		wantExit(t, "run", r, 1)
+		fail := wantLine(t, "run", r.stderr, "FAIL:")
+		wantIn(t, "FAIL line", fail, "cause=filesystem")
+		wantIn(t, "FAIL line", fail, m.file+" is a directory")
 	})
 }
 
@@ -398,10 +418,10 @@ func TestWalkCutShortSaysSo(t *testing.T) {
 	cur := x.periodic("current")
 	x.put(cur)
 	r := x.run("sweep", "--apply", "--max-rps", "20", "--timeout", "4s")
-	fail := firstLine(r.stderr, "FAIL:")
-	if r.code != 1 || !strings.Contains(fail, "cause=sweep-incomplete") || !strings.Contains(fail, "stopped looking up after") ||
-		!strings.Contains(fail, "--max-rps 20 --timeout") {
-		t.Fatalf("want exit 1 naming how far it got and the --timeout it needs, got exit %d\n%s", r.code, r.stderr)
+	wantExit(t, "sweep cut short", r, 1)
+	fail := wantLine(t, "sweep cut short", r.stderr, "FAIL:")
+	for _, want := range []string{"cause=sweep-incomplete", "stopped looking up after", "--max-rps 20 --timeout"} {
+		wantIn(t, "FAIL line", fail, want)
 	}
 	for _, a := range stale {
 		if !x.alive(a) {
@@ -411,11 +431,10 @@ func TestWalkCutShortSaysSo(t *testing.T) {
 
 	x.put(x.login())
 	r = x.run("--max-rps", "20", "--timeout", "6s")
-	healed := firstLine(r.stderr, "HEALED")
-	if r.code != 0 || !strings.Contains(healed, "the stale sweep is incomplete: stopped looking up after") ||
-		!strings.Contains(healed, "vault-token-renew sweep --apply --max-rps 20 --timeout") {
-		t.Fatalf("want HEALED saying the sweep is incomplete, got exit %d\n%s", r.code, r.stderr)
-	}
+	wantExit(t, "heal cut short", r, 0)
+	healed := wantLine(t, "heal cut short", r.stderr, "HEALED")
+	wantIn(t, "HEALED line", healed, "the stale sweep is incomplete: stopped looking up after")
+	wantIn(t, "HEALED line", healed, "vault-token-renew sweep --apply --max-rps 20 --timeout")
 	x.keep("healed", tokenOf(x))
 	if r := x.run("sweep", "--apply"); r.code != 0 {
 		t.Fatalf("finishing sweep: exit %d\n%s", r.code, r.stderr)

@@ -87,10 +87,19 @@ func (x *h) assertOnePerMachine(ms []machine, when string) map[string]string {
 	cur := map[string]string{}
 	for _, m := range ms {
 		info := x.fileInfoOn(m)
-		if info.DisplayName != "token-devvm-wizard" || info.Meta["host"] != m.host || info.Meta["managed_by"] != "vault-token-renew" || info.Meta["user"] == "" {
-			x.t.Fatalf("%s: %s's file holds dn=%s meta=%v", when, m.host, info.DisplayName, info.Meta)
+		if info.DisplayName != "token-devvm-wizard" {
+			x.t.Errorf("%s: %s's file holds dn=%s, want token-devvm-wizard", when, m.host, info.DisplayName)
 		}
-		if got := live[m.host]; len(got) != 1 || got[0] != info.Accessor {
+		if info.Meta["host"] != m.host {
+			x.t.Errorf("%s: %s's file holds a token with meta host=%q, want %q", when, m.host, info.Meta["host"], m.host)
+		}
+		if info.Meta["managed_by"] != "vault-token-renew" {
+			x.t.Errorf("%s: %s's file holds a token with meta managed_by=%q, want vault-token-renew", when, m.host, info.Meta["managed_by"])
+		}
+		if info.Meta["user"] == "" {
+			x.t.Errorf("%s: %s's file holds a token with no meta user (meta %v)", when, m.host, info.Meta)
+		}
+		if got := live[m.host]; !slices.Equal(got, []string{info.Accessor}) {
 			x.t.Errorf("%s: %s has live periodic tokens %v, want exactly its file's %s", when, m.host, got, info.Accessor)
 		}
 		cur[m.host] = info.Accessor
@@ -110,9 +119,9 @@ func TestFleetSharesOneVault(t *testing.T) {
 	for _, m := range ms {
 		x.putOn(m, x.login())
 		r := x.runOn(m)
-		if r.code != 0 || firstLine(r.stderr, "HEALED") == "" || !strings.Contains(r.stderr, "host="+m.host) {
-			t.Fatalf("%s: want HEALED, got exit %d\n%s", m.host, r.code, r.stderr)
-		}
+		wantExit(t, m.host+" heal", r, 0)
+		wantLine(t, m.host+" heal", r.stderr, "HEALED")
+		wantIn(t, m.host+" heal stderr", r.stderr, "host="+m.host)
 	}
 	first := x.assertOnePerMachine(ms, "after sequential heals")
 	if x.alive(manual.Accessor) {
@@ -131,13 +140,15 @@ func TestFleetSharesOneVault(t *testing.T) {
 	}
 	wg.Wait()
 	for i, r := range res {
-		if r.code != 0 || firstLine(r.stderr, "HEALED") == "" {
-			t.Fatalf("%s in the concurrent round: exit %d\n%s", ms[i].host, r.code, r.stderr)
-		}
+		wantExit(t, ms[i].host+" in the concurrent round", r, 0)
+		wantLine(t, ms[i].host+" in the concurrent round", r.stderr, "HEALED")
 	}
 	second := x.assertOnePerMachine(ms, "after concurrent heals")
 	for _, m := range ms {
-		if second[m.host] == first[m.host] || x.alive(first[m.host]) {
+		if second[m.host] == first[m.host] {
+			t.Errorf("%s: its file still holds its previous token %s", m.host, first[m.host])
+		}
+		if x.alive(first[m.host]) {
 			t.Errorf("%s: its previous token %s is still alive", m.host, first[m.host])
 		}
 	}
@@ -149,9 +160,9 @@ func TestFleetSharesOneVault(t *testing.T) {
 	}
 	x.keep("extra devvm-1", extra)
 	r := x.runOn(ms[0], "sweep", "--apply")
-	if r.code != 0 || !strings.Contains(r.stderr, "revoked 1 stale") || !strings.Contains(r.stderr, "spared 3 of other machines") {
-		t.Fatalf("sweep --apply on devvm-1: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
+	wantExit(t, "sweep --apply on devvm-1", r, 0)
+	wantIn(t, "sweep --apply on devvm-1 stderr", r.stderr, "revoked 1 stale")
+	wantIn(t, "sweep --apply on devvm-1 stderr", r.stderr, "spared 3 of other machines")
 	for _, m := range ms[1:] {
 		if !strings.Contains(r.stdout, "keep (another machine's: host="+m.host+")") {
 			t.Errorf("sweep does not list %s's token as another machine's:\n%s", m.host, r.stdout)
@@ -170,16 +181,22 @@ func TestFleetSharesOneVault(t *testing.T) {
 		Meta map[string]string `json:"meta"`
 		Host string            `json:"this_host"`
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || r.code != 0 {
-		t.Fatalf("status --json: exit %d %v", r.code, err)
+	wantExit(t, "status --json", r, 0)
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		t.Fatalf("status --json does not parse: %v", err)
 	}
-	if st.Meta["host"] != "devvm-2" || st.Meta["managed_by"] != "vault-token-renew" || st.Host != "devvm-2" {
-		t.Fatalf("status meta %v host %q", st.Meta, st.Host)
+	if st.Meta["host"] != "devvm-2" {
+		t.Errorf("status meta host=%q, want devvm-2 (meta %v)", st.Meta["host"], st.Meta)
+	}
+	if st.Meta["managed_by"] != "vault-token-renew" {
+		t.Errorf("status meta managed_by=%q, want vault-token-renew (meta %v)", st.Meta["managed_by"], st.Meta)
+	}
+	if st.Host != "devvm-2" {
+		t.Errorf("status this_host %q, want devvm-2", st.Host)
 	}
 	r = x.runOn(ms[1], "status")
-	if !strings.Contains(r.stdout, "host=devvm-2") || !strings.Contains(r.stdout, "managed_by=vault-token-renew") {
-		t.Fatalf("status text lacks the metadata:\n%s", r.stdout)
-	}
+	wantIn(t, "status text", r.stdout, "host=devvm-2")
+	wantIn(t, "status text", r.stdout, "managed_by=vault-token-renew")
 }
 
 // TestSweepApplyRefusesForeignToken: the heal that a foreign token calls
@@ -190,15 +207,18 @@ func TestSweepApplyRefusesForeignToken(t *testing.T) {
 	login := x.login()
 	x.put(login)
 	r := x.run("sweep", "--apply")
-	if r.code != 1 || !strings.Contains(r.stderr, "cause=foreign-token") || !strings.Contains(r.stderr, "run vault-token-renew first") {
-		t.Fatalf("want exit 1 with a next= to run the heal, got exit %d\n%s", r.code, r.stderr)
+	wantExit(t, "sweep --apply with a foreign token", r, 1)
+	wantIn(t, "sweep --apply with a foreign token stderr", r.stderr, "cause=foreign-token")
+	wantIn(t, "sweep --apply with a foreign token stderr", r.stderr, "run vault-token-renew first")
+	if !x.alive(stale.Accessor) {
+		t.Errorf("sweep --apply revoked the stale token %s while refusing", stale.Accessor)
 	}
-	if !x.alive(stale.Accessor) || string(x.fileBytes()) != login.Secret {
-		t.Fatal("sweep --apply changed vault or the file while refusing")
+	if string(x.fileBytes()) != login.Secret {
+		t.Error("sweep --apply changed the token file while refusing")
 	}
-	if r := x.run("sweep"); r.code != 0 || !strings.Contains(r.stdout, "would revoke") {
-		t.Fatalf("a dry sweep with a foreign token should still list: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
+	r = x.run("sweep")
+	wantExit(t, "dry sweep with a foreign token", r, 0)
+	wantIn(t, "dry sweep with a foreign token stdout", r.stdout, "would revoke")
 	if !slices.Contains(x.periodicAccessors(), stale.Accessor) {
 		t.Fatal("dry sweep revoked")
 	}

@@ -242,3 +242,32 @@ func firstLine(s string, prefix string) string {
 	}
 	return ""
 }
+
+// wantExit reports, and lets the test go on, when the run called what did
+// not exit with code.
+func wantExit(t *testing.T, what string, r result, code int) {
+	t.Helper()
+	if r.code != code {
+		t.Errorf("%s: exit %d, want %d", what, r.code, code)
+	}
+}
+
+// wantLine returns the first line of out that starts with prefix. Without
+// one the checks on that line would be meaningless, so it stops the test.
+func wantLine(t *testing.T, what, out, prefix string) string {
+	t.Helper()
+	l := firstLine(out, prefix)
+	if l == "" {
+		t.Fatalf("%s: no line starts with %q:\n%s", what, prefix, out)
+	}
+	return l
+}
+
+// wantIn reports, and lets the test go on, when s (the output or line
+// called what) lacks sub.
+func wantIn(t *testing.T, what, s, sub string) {
+	t.Helper()
+	if !strings.Contains(s, sub) {
+		t.Errorf("%s lacks %q:\n%s", what, sub, s)
+	}
+}

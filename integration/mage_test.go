@@ -31,43 +31,79 @@ func TestMageInstallLiveTestSweepStale(t *testing.T) {
 	x := newH(t)
 	x.put(x.periodic("periodic"))
 
+	// The mage runs' output is logged in full by x.mage; the messages here
+	// name the condition only.
 	r := x.mage(nil, "install")
 	bin := filepath.Join(x.home, ".local", "bin", "vault-token-renew")
+	wantExit(t, "install", r, 0)
 	for _, want := range []string{"install: wrote " + bin, "vault-token-renew.service", "vault-token-renew.timer", "timer was NOT enabled"} {
-		if r.code != 0 || !strings.Contains(r.stdout, want) {
-			t.Fatalf("install: exit %d, output lacks %q", r.code, want)
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("install: output lacks %q", want)
 		}
 	}
 	env, err := os.ReadFile(filepath.Join(x.home, ".config", "vault-token-renew", "env"))
-	if err != nil || !strings.Contains(string(env), "VAULT_ADDR="+x.f.Server.Addr+"\n") || strings.Contains(string(env), x.f.Server.RootToken) {
-		t.Fatalf("env file: %v\n(has VAULT_ADDR: %v)", err, strings.Contains(string(env), "VAULT_ADDR="))
+	if err != nil {
+		t.Fatalf("env file: %v", err)
 	}
-	if out, err := exec.Command(bin, "--version").Output(); err != nil || string(out) != "vault-token-renew v0.0.0-magetest\n" {
-		t.Fatalf("installed --version: %q %v", out, err)
+	if want := "VAULT_ADDR=" + x.f.Server.Addr + "\n"; !strings.Contains(string(env), want) {
+		t.Errorf("env file lacks the line %q (has a VAULT_ADDR= line: %v)", strings.TrimSpace(want), strings.Contains(string(env), "VAULT_ADDR="))
 	}
-	if r := x.mage(nil, "install"); r.code != 0 || !strings.Contains(r.stdout, "install: nothing changed") || strings.Contains(r.stdout, "wrote") {
-		t.Fatalf("second install: exit %d", r.code)
+	if strings.Contains(string(env), x.f.Server.RootToken) {
+		t.Error("env file holds the root token")
+	}
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		t.Errorf("installed --version: %v", err)
+	} else if want := "vault-token-renew v0.0.0-magetest\n"; string(out) != want {
+		t.Errorf("installed --version says %q, want %q", out, want)
+	}
+	r = x.mage(nil, "install")
+	wantExit(t, "second install", r, 0)
+	if !strings.Contains(r.stdout, "install: nothing changed") {
+		t.Errorf("second install: output lacks %q", "install: nothing changed")
+	}
+	if strings.Contains(r.stdout, "wrote") {
+		t.Errorf("second install: output says %q: it rewrote something", "wrote")
 	}
 
 	r = x.mage(nil, "liveTest")
-	if r.code != 0 || strings.Count(r.stdout, "PASS ") != 3 || !strings.Contains(r.stdout, "running "+bin+" directly") ||
-		!strings.Contains(r.stdout, "HEALED: re-minted from foreign dn=token-fake-oidc") || !strings.Contains(r.stdout, "DRIFT: foreign token dn=token-fake-weak") {
-		t.Fatalf("liveTest: exit %d", r.code)
+	wantExit(t, "liveTest", r, 0)
+	if n := strings.Count(r.stdout, "PASS "); n != 3 {
+		t.Errorf("liveTest: %d steps PASS, want 3", n)
+	}
+	for _, want := range []string{"running " + bin + " directly", "HEALED: re-minted from foreign dn=token-fake-oidc", "DRIFT: foreign token dn=token-fake-weak"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("liveTest: output lacks %q", want)
+		}
 	}
 	x.keep("after liveTest", tokenOf(x))
-	if info, err := x.fileToken(); err != nil || info.DisplayName != "token-devvm-wizard" {
-		t.Fatalf("after liveTest the file holds %+v (%v)", info, err)
+	info, err := x.fileToken()
+	if err != nil {
+		t.Fatalf("after liveTest the file's token does not work: %v", err)
+	}
+	if info.DisplayName != "token-devvm-wizard" {
+		t.Errorf("after liveTest the file holds a token with display name %q, want token-devvm-wizard", info.DisplayName)
 	}
 	x.assertNoFakes()
 
 	s1, s2 := x.periodic("stale1"), x.periodic("stale2")
 	r = x.mage(nil, "sweepStale")
-	if r.code != 0 || strings.Count(r.stdout, "would revoke\n") != 2 || !x.alive(s1.Accessor) {
-		t.Fatalf("sweepStale dry run: exit %d", r.code)
+	wantExit(t, "sweepStale dry run", r, 0)
+	if n := strings.Count(r.stdout, "would revoke\n"); n != 2 {
+		t.Errorf("sweepStale dry run: %d \"would revoke\" lines, want 2", n)
+	}
+	if !x.alive(s1.Accessor) {
+		t.Errorf("sweepStale dry run revoked stale %s", s1.Accessor)
 	}
 	r = x.mage([]string{"APPLY=1"}, "sweepStale")
-	if r.code != 0 || !strings.Contains(r.stdout, "revoked 2 stale") || x.alive(s1.Accessor) || x.alive(s2.Accessor) {
-		t.Fatalf("sweepStale APPLY=1: exit %d", r.code)
+	wantExit(t, "sweepStale APPLY=1", r, 0)
+	if !strings.Contains(r.stdout, "revoked 2 stale") {
+		t.Errorf("sweepStale APPLY=1: output lacks %q", "revoked 2 stale")
+	}
+	for _, s := range []string{s1.Accessor, s2.Accessor} {
+		if x.alive(s) {
+			t.Errorf("sweepStale APPLY=1 left stale %s alive", s)
+		}
 	}
 	if _, err := x.fileToken(); err != nil {
 		t.Fatal("sweepStale broke the token in the file")
@@ -77,8 +113,12 @@ func TestMageInstallLiveTestSweepStale(t *testing.T) {
 func (x *h) assertNoFakes() {
 	x.t.Helper()
 	for _, dn := range []string{"token-fake-oidc", "token-fake-weak"} {
-		if accs, err := x.f.AccessorsNamed(x.ctx, dn); err != nil || len(accs) != 0 {
-			x.t.Fatalf("fakes %s left alive: %v %v", dn, accs, err)
+		accs, err := x.f.AccessorsNamed(x.ctx, dn)
+		if err != nil {
+			x.t.Fatalf("list the %s tokens: %v", dn, err)
+		}
+		if len(accs) != 0 {
+			x.t.Errorf("fakes %s left alive: %v", dn, accs)
 		}
 	}
 }
@@ -98,8 +138,13 @@ func TestLiveTestRestoresWhenAStepFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := x.mage(nil, "liveTest")
-	if r.code == 0 || !strings.Contains(r.stdout, "FAIL 1.") || !strings.Contains(r.stdout, "SKIP 3.") || !strings.Contains(r.stdout, "restored the periodic token") {
-		t.Fatalf("liveTest with a broken renewer: exit %d", r.code)
+	if r.code == 0 {
+		t.Error("liveTest with a broken renewer: exit 0, want a failure")
+	}
+	for _, want := range []string{"FAIL 1.", "SKIP 3.", "restored the periodic token"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("liveTest with a broken renewer: output lacks %q", want)
+		}
 	}
 	if !bytes.Equal(x.fileBytes(), []byte(p.Secret)) {
 		t.Fatal("the file does not hold the original periodic token")
@@ -131,8 +176,9 @@ func TestMageInstallKeepsOperatorSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := x.mage([]string{"VAULT_ADDR=https://vault.other.example:8200"}, "install")
-	if r.code != 0 || !strings.Contains(r.stdout, "VAULT_ADDR: updated") {
-		t.Fatalf("re-install: exit %d, does not say VAULT_ADDR changed", r.code)
+	wantExit(t, "re-install", r, 0)
+	if !strings.Contains(r.stdout, "VAULT_ADDR: updated") {
+		t.Error("re-install: output does not say \"VAULT_ADDR: updated\"")
 	}
 	after, err := os.ReadFile(envFile)
 	if err != nil {
@@ -141,8 +187,11 @@ func TestMageInstallKeepsOperatorSettings(t *testing.T) {
 	if !strings.Contains(string(after), "\n"+added) {
 		t.Errorf("the operator's lines did not survive the re-install:\n%s", after)
 	}
-	if !strings.Contains(string(after), "VAULT_ADDR=https://vault.other.example:8200\n") || strings.Contains(string(after), "VAULT_ADDR="+x.f.Server.Addr) {
-		t.Errorf("VAULT_ADDR not updated:\n%s", after)
+	if !strings.Contains(string(after), "VAULT_ADDR=https://vault.other.example:8200\n") {
+		t.Errorf("VAULT_ADDR not updated: no line VAULT_ADDR=https://vault.other.example:8200:\n%s", after)
+	}
+	if strings.Contains(string(after), "VAULT_ADDR="+x.f.Server.Addr) {
+		t.Errorf("VAULT_ADDR not updated: the old VAULT_ADDR=%s is still there:\n%s", x.f.Server.Addr, after)
 	}
 	units, _ := filepath.Glob(filepath.Join(x.home, ".config", "systemd", "user", "*"))
 	var names []string

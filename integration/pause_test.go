@@ -109,10 +109,11 @@ func TestVaultPausedMidHeal(t *testing.T) {
 				t.Fatal("the run never reached the step where vault was to be paused")
 			}
 			p.resume(t, x)
-			if r.code != tc.wantCode || firstLine(r.stderr, strings.Fields(tc.wantPrefix)[0]) == "" ||
-				!strings.HasPrefix(firstLine(r.stderr, strings.Fields(tc.wantPrefix)[0]), tc.wantPrefix) || !strings.Contains(r.stderr, tc.wantInLog) {
-				t.Fatalf("want exit %d, %q and %q; got exit %d:\n%s", tc.wantCode, tc.wantPrefix, tc.wantInLog, r.code, r.stderr)
+			wantExit(t, "paused run", r, tc.wantCode)
+			if line := wantLine(t, "paused run", r.stderr, strings.Fields(tc.wantPrefix)[0]); !strings.HasPrefix(line, tc.wantPrefix) {
+				t.Errorf("paused run: line does not start with %q:\n%s", tc.wantPrefix, line)
 			}
+			wantIn(t, "paused run stderr", r.stderr, tc.wantInLog)
 			content := strings.TrimSpace(string(x.fileBytes()))
 			if !tc.wantNew {
 				if content != login.Secret {
@@ -122,8 +123,11 @@ func TestVaultPausedMidHeal(t *testing.T) {
 			}
 			x.keep("healed", tokenOf(x))
 			info, err := x.fileToken()
-			if err != nil || info.DisplayName != "token-devvm-wizard" {
-				t.Fatalf("the file does not hold a working periodic token: %+v %v", info, err)
+			if err != nil {
+				t.Fatalf("the file does not hold a working token: %v", err)
+			}
+			if info.DisplayName != "token-devvm-wizard" {
+				t.Errorf("the file holds a token with display name %q, want token-devvm-wizard", info.DisplayName)
 			}
 		})
 	}

@@ -4,6 +4,7 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -95,8 +96,11 @@ func TestFailuresNobodyCanMiss(t *testing.T) {
 	mf := x.metrics(metricsFile)
 	outcome(mf, "ok")
 	okAt := gauge(t, mf, "vault_token_renew_last_success_timestamp_seconds")
-	if okAt < float64(start.Unix()-1) || okAt != gauge(t, mf, "vault_token_renew_last_run_timestamp_seconds") {
-		t.Errorf("last success %v, want the OK run's time", okAt)
+	if okAt < float64(start.Unix()-1) {
+		t.Errorf("last success %v, before the OK run started (%d)", okAt, start.Unix())
+	}
+	if lastRun := gauge(t, mf, "vault_token_renew_last_run_timestamp_seconds"); okAt != lastRun {
+		t.Errorf("last success %v, want the OK run's time %v (last run)", okAt, lastRun)
 	}
 	if exp := gauge(t, mf, "vault_token_renew_token_expiry_timestamp_seconds"); exp < float64(start.Add(767*time.Hour).Unix()) {
 		t.Errorf("token expiry %v, want about now + 768h", exp)
@@ -122,9 +126,15 @@ func TestFailuresNobodyCanMiss(t *testing.T) {
 	if v := gauge(t, mf, "vault_token_renew_last_success_timestamp_seconds"); v != okAt {
 		t.Errorf("last success moved to %v on a DRIFT run; want the OK run's %v", v, okAt)
 	}
-	if b := brief(); strings.Count(b, "\n") != 1 || !strings.HasPrefix(b, "vault-token-renew: DRIFT since ") ||
-		!strings.Contains(b, "(1 run): heal denied — foreign token lacks create authority; run: vault-token-renew status") {
-		t.Fatalf("banner after DRIFT: %q", b)
+	b := brief()
+	if n := strings.Count(b, "\n"); n != 1 {
+		t.Errorf("banner after DRIFT has %d newlines, want 1: %q", n, b)
+	}
+	if want := "vault-token-renew: DRIFT since "; !strings.HasPrefix(b, want) {
+		t.Errorf("banner after DRIFT does not start with %q: %q", want, b)
+	}
+	if want := "(1 run): heal denied — foreign token lacks create authority; run: vault-token-renew status"; !strings.Contains(b, want) {
+		t.Errorf("banner after DRIFT lacks %q: %q", want, b)
 	}
 	if r := x.runEnv(env, "notify"); r.code != 0 {
 		t.Fatalf("notify: exit %d\n%s", r.code, r.stderr)
@@ -147,14 +157,17 @@ func TestFailuresNobodyCanMiss(t *testing.T) {
 
 	// 3. A login: HEALED.
 	x.put(x.login())
-	if r := x.runEnv(env); r.code != 0 || firstLine(r.stderr, "HEALED") == "" {
-		t.Fatalf("heal: exit %d\n%s", r.code, r.stderr)
-	}
+	r := x.runEnv(env)
+	wantExit(t, "heal", r, 0)
+	wantLine(t, "heal", r.stderr, "HEALED")
 	x.keep("healed", tokenOf(x))
 	mf = x.metrics(metricsFile)
 	outcome(mf, "healed")
-	if gauge(t, mf, "vault_token_renew_consecutive_failures") != 0 || gauge(t, mf, "vault_token_renew_heals_total") != 1 {
-		t.Error("after the heal: want no failures and one heal in total")
+	if v := gauge(t, mf, "vault_token_renew_consecutive_failures"); v != 0 {
+		t.Errorf("after the heal: %v consecutive failures, want 0", v)
+	}
+	if v := gauge(t, mf, "vault_token_renew_heals_total"); v != 1 {
+		t.Errorf("after the heal: %v heals in total, want 1", v)
 	}
 	if v := gauge(t, mf, "vault_token_renew_last_success_timestamp_seconds"); v <= okAt {
 		t.Errorf("last success %v did not move on HEALED", v)
@@ -164,7 +177,7 @@ func TestFailuresNobodyCanMiss(t *testing.T) {
 	}
 
 	// status tells the whole story.
-	r := x.runEnv(env, "status", "--json")
+	r = x.runEnv(env, "status", "--json")
 	var st struct {
 		LastRun struct {
 			Outcome     string    `json:"outcome"`
@@ -172,8 +185,17 @@ func TestFailuresNobodyCanMiss(t *testing.T) {
 			HealsTotal  int       `json:"heals_total"`
 		} `json:"last_run"`
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st.LastRun.Outcome != "healed" || st.LastRun.HealsTotal != 1 || st.LastRun.TokenExpiry.IsZero() {
-		t.Fatalf("status --json last_run %+v (%v)", st.LastRun, err)
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		t.Fatalf("status --json does not parse: %v", err)
+	}
+	if st.LastRun.Outcome != "healed" {
+		t.Errorf("status --json last_run outcome %q, want healed", st.LastRun.Outcome)
+	}
+	if st.LastRun.HealsTotal != 1 {
+		t.Errorf("status --json last_run heals_total %d, want 1", st.LastRun.HealsTotal)
+	}
+	if st.LastRun.TokenExpiry.IsZero() {
+		t.Error("status --json last_run has no token_expiry")
 	}
 	r = x.runEnv(env, "status")
 	for _, want := range []string{"\nlast run ", "(just now): HEALED: re-minted", "\ntoken expires ", "(in 32d)", "\nfailing ", "\nheals "} {
@@ -182,8 +204,12 @@ func TestFailuresNobodyCanMiss(t *testing.T) {
 		}
 	}
 	for _, line := range strings.Split(r.stdout, "\n") {
-		if f := strings.Fields(line); len(f) > 0 && (f[0] == "failing" && f[1] != "no" || f[0] == "heals" && f[1] != "1") {
-			t.Errorf("status line %q after a heal", line)
+		f := strings.Fields(line)
+		if len(f) > 0 && f[0] == "failing" && f[1] != "no" {
+			t.Errorf("status line %q after a heal, want failing no", line)
+		}
+		if len(f) > 0 && f[0] == "heals" && f[1] != "1" {
+			t.Errorf("status line %q after a heal, want heals 1", line)
 		}
 	}
 
@@ -226,9 +252,8 @@ func TestBootBlipIsNotAnAlarm(t *testing.T) {
 	notified := filepath.Join(x.home, "notified")
 	start := time.Now()
 	r := x.runEnv(x.env("http://"+addr, "VTR_WAIT_UNREACHABLE=2m", "VTR_NOTIFY_COMMAND=touch "+notified))
-	if r.code != 0 || firstLine(r.stderr, "OK: renewed periodic token") == "" {
-		t.Fatalf("want OK once vault came up, got exit %d after %s\n%s", r.code, time.Since(start).Round(time.Second), r.stderr)
-	}
+	wantExit(t, fmt.Sprintf("run once vault came up (ended after %s)", time.Since(start).Round(time.Second)), r, 0)
+	wantLine(t, "run once vault came up", r.stderr, "OK: renewed periodic token")
 	if d := time.Since(start); d < 30*time.Second {
 		t.Fatalf("the run ended after %s, before vault came up", d)
 	}
@@ -241,7 +266,10 @@ func TestBootBlipIsNotAnAlarm(t *testing.T) {
 	// A refused token is never waited for: DRIFT fails at once.
 	x.put(x.weak())
 	start = time.Now()
-	if r := x.runEnv(x.env(x.f.Server.Addr, "VTR_WAIT_UNREACHABLE=2m")); r.code != 1 || time.Since(start) > 20*time.Second {
-		t.Fatalf("DRIFT with a wait configured: exit %d after %s", r.code, time.Since(start))
+	r = x.runEnv(x.env(x.f.Server.Addr, "VTR_WAIT_UNREACHABLE=2m"))
+	d := time.Since(start)
+	wantExit(t, "DRIFT with a wait configured", r, 1)
+	if d > 20*time.Second {
+		t.Errorf("DRIFT with a wait configured took %s, want at most 20s", d)
 	}
 }
