@@ -122,8 +122,10 @@ func userManager() func(args ...string) error {
 }
 
 // Install builds the binary with its version stamped and installs it to
-// ~/.local/bin (atomically), with the systemd user units and an env file of
-// the shell's VAULT_* settings; it reloads systemd only when a unit changed.
+// ~/.local/bin (atomically) with the systemd user units (service, timer,
+// notifier); in the env file it updates only the VAULT_* (and VTR_HOST)
+// lines the shell sets and keeps every other line; it reloads systemd only
+// when a unit changed, and prints the login-banner line for ~/.bashrc.
 func Install() error {
 	home, err := operatorHome()
 	if err != nil {
@@ -152,8 +154,9 @@ func LiveTest(ctx context.Context) error {
 	return livetest.Installed(ctx, home, userManager() != nil, os.Stdout)
 }
 
-// SweepStale lists stale token-devvm-wizard tokens (dry run); with APPLY=1
-// it revokes them. Never the token in the file, never a near-miss name.
+// SweepStale lists this machine's stale token-devvm-wizard tokens (dry
+// run); with APPLY=1 it revokes them. Never the token in the file, never a
+// near-miss name, never a token tagged for another machine.
 func SweepStale() error {
 	home, err := operatorHome()
 	if err != nil {
@@ -180,7 +183,8 @@ func envInt(name string, def int) (int, error) {
 
 // Bench measures the sweep against bare HTTP and the CLI loop on a dev Vault
 // seeded with N tokens (N=1000 default; N=10000 measures 1k, 5k and 10k),
-// and the happy path; writes results/bench.{csv,md} and results/sweep-time.svg.
+// the happy path and status --brief; writes results/bench.{csv,md} and
+// results/sweep-time.svg.
 func Bench(ctx context.Context) error {
 	n, err := envInt("N", 1000)
 	if err != nil {

@@ -105,11 +105,12 @@ const (
 	CauseIncomplete          // a sweep stopped before it looked up every accessor
 	CauseForeign             // the file holds a foreign token where ours is required
 	CauseSettings            // the VAULT_* client settings are unusable
+	CauseNoToken             // the token file is missing or empty
 	causeCount
 )
 
 var causeNames = [causeCount]string{"unknown", "refused", "token-denied", "sealed", "server-error", "unreachable", "tls",
-	"timeout", "client-timeout", "canceled", "filesystem", "lock-held", "ttl-capped", "mint-rejected", "sweep-incomplete", "foreign-token", "settings"}
+	"timeout", "client-timeout", "canceled", "filesystem", "lock-held", "ttl-capped", "mint-rejected", "sweep-incomplete", "foreign-token", "settings", "no-token"}
 
 func (c Cause) String() string {
 	if c < 0 || c >= causeCount {
@@ -155,6 +156,8 @@ func Classify(err error, asked bool) Cause {
 		return CauseCapped
 	case errors.Is(err, tokenfile.ErrLockTimeout):
 		return CauseLockHeld
+	case errors.Is(err, tokenfile.ErrMissing), errors.Is(err, tokenfile.ErrEmpty):
+		return CauseNoToken
 	case errors.Is(err, sweep.ErrIncomplete):
 		return CauseIncomplete
 	case isTLS(err):

@@ -174,6 +174,8 @@ func TestClassify(t *testing.T) {
 		{"read-only", &fs.PathError{Op: "open", Path: "/h/.vault-token.lock", Err: syscall.EROFS}, false, CauseFilesystem},
 		{"is a directory", &fs.PathError{Op: "read", Path: "/h/.vault-token", Err: syscall.EISDIR}, false, CauseFilesystem},
 		{"rename", &os.LinkError{Op: "rename", Old: "a", New: "b", Err: syscall.EXDEV}, false, CauseFilesystem},
+		{"no token file", fmt.Errorf("%w: /h/.vault-token", tokenfile.ErrMissing), false, CauseNoToken},
+		{"empty token file", fmt.Errorf("%w: /h/.vault-token", tokenfile.ErrEmpty), false, CauseNoToken},
 		{"lock held", fmt.Errorf("%w: /h/.vault-token.lock", tokenfile.ErrLockTimeout), false, CauseLockHeld},
 		{"capped", fmt.Errorf("%w: 12h", ErrCapped), false, CauseCapped},
 		{"mint rejected", fmt.Errorf("%w: x", ErrMintRejected), false, CauseMintRejected},

@@ -147,7 +147,7 @@ func TestReportMapsOutcomesToExitCodesAndPrefixes(t *testing.T) {
 		{"token path is a directory", renew.Result{Stage: renew.StageRead}, &fs.PathError{Op: "read", Path: "/home/w/.vault-token", Err: syscall.EISDIR},
 			1, "FAIL: could not read the token file", []string{"cause=filesystem", "/home/w/.vault-token is a directory"}},
 		{"missing file", renew.Result{Stage: renew.StageRead}, fmt.Errorf("%w: /x", tokenfile.ErrMissing),
-			1, "FAIL: could not read the token file", []string{"vault login -method=oidc"}},
+			1, "FAIL: could not read the token file", []string{"cause=no-token", "vault login -method=oidc"}},
 		{"unknown CA", renew.Result{Stage: renew.StageLookup}, &url.Error{Op: "Get", URL: "https://127.0.0.1:8200", Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}},
 			1, "FAIL: could not look up", []string{"cause=tls", "VAULT_CACERT", "VAULT_CAPATH"}},
 		{"hostname mismatch", renew.Result{Stage: renew.StageLookup}, &url.Error{Op: "Get", URL: "x", Err: x509.HostnameError{Host: "vault"}},

@@ -14,7 +14,6 @@ import (
 
 	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/sweep"
-	"github.com/devvm/vault-token-renew/tokenfile"
 )
 
 // reporter writes a run's one closing line. Its fields are what the hints
@@ -190,13 +189,12 @@ func remint(cfg renew.Config) string {
 // hint says what to do next about a failure: by the few errors that carry
 // their own remedy, then by cause, so every cause has words of its own.
 func (r reporter) hint(res renew.Result, cause renew.Cause, err error) string {
-	switch {
-	case errors.Is(err, tokenfile.ErrMissing), errors.Is(err, tokenfile.ErrEmpty):
-		return "log in (vault login -method=oidc) and run again to heal, or mint the periodic token by hand: " + remint(r.cfg)
-	case res.Stage == renew.StageCap:
+	if res.Stage == renew.StageCap {
 		return res.Cap.Next
 	}
 	switch cause {
+	case renew.CauseNoToken:
+		return "log in (vault login -method=oidc) and run again to heal, or mint the periodic token by hand: " + remint(r.cfg)
 	case renew.CauseTokenDenied:
 		return "the token in the file is dead or revoked and cannot heal itself; log in (vault login -method=oidc) and run again, or re-mint by hand: " + remint(r.cfg)
 	case renew.CauseSealed:

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -110,8 +111,12 @@ func (c *cli) printStatus(r statusReport, info renew.TokenInfo, last *runstate.S
 // printLastRun tells what the runs recorded: the last one and its outcome,
 // the token's expiry (absolute and relative), and any failure streak.
 func printLastRun(tw io.Writer, st *runstate.State, err error, now time.Time) {
-	if st == nil {
-		fmt.Fprintf(tw, "last run\t(none recorded: %v)\n", err)
+	switch {
+	case st == nil && errors.Is(err, runstate.ErrNoState):
+		fmt.Fprintf(tw, "last run\tnone recorded yet (the first run starts the record)\n")
+		return
+	case st == nil:
+		fmt.Fprintf(tw, "last run\tunknown: %v\n", err)
 		return
 	}
 	fmt.Fprintf(tw, "last run\t%s (%s): %s\n", stamp(st.Time), ago(now, st.Time), st.Summary)

@@ -134,6 +134,9 @@ func (e *env) measureAll() ([]Row, error) {
 	if err := add(e.brief()); err != nil {
 		return rows, err
 	}
+	if err := add(e.briefFloor()); err != nil {
+		return rows, err
+	}
 	for i, size := range o.Sizes {
 		if err := e.seed(size); err != nil {
 			return rows, err
@@ -407,6 +410,38 @@ func (e *env) brief() (Row, error) {
 		ds = append(ds, d)
 	}
 	return Row{What: "brief", Median: median(ds), Samples: runs, Note: "status --brief, state file only"}, nil
+}
+
+// briefFloor times an empty Go program the same way: what any Go binary
+// costs to start and exit on this machine, the floor under status --brief.
+func (e *env) briefFloor() (Row, error) {
+	dir, err := os.MkdirTemp("", "vtr-bench-empty-")
+	if err != nil {
+		return Row{}, err
+	}
+	defer os.RemoveAll(dir)
+	src := map[string]string{"go.mod": "module empty\n\ngo 1.22\n", "main.go": "package main\n\nfunc main() {}\n"}
+	for name, text := range src {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+			return Row{}, err
+		}
+	}
+	bin := filepath.Join(dir, "empty")
+	build := exec.CommandContext(e.ctx, "go", "build", "-o", bin, ".")
+	build.Dir = dir
+	if out, err := build.CombinedOutput(); err != nil {
+		return Row{}, fmt.Errorf("bench: build an empty Go program: %w\n%s", err, out)
+	}
+	runs := max(e.o.Runs, 21)
+	var ds []time.Duration
+	for i := 0; i < runs; i++ {
+		d, _, _, err := e.run(e.toolEnv(), bin)
+		if err != nil {
+			return Row{}, err
+		}
+		ds = append(ds, d)
+	}
+	return Row{What: "brief-floor", Median: median(ds), Samples: runs, Note: "an empty Go program"}, nil
 }
 
 func (e *env) happyCLI() (Row, error) {

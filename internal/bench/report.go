@@ -93,7 +93,11 @@ func extras(b *strings.Builder, rows []Row) []string {
 		goals = append(goals, verdict(ht.PeakKB < goalHappyPeakKB, fmt.Sprintf("happy path peak RSS %s (goal < 30MB)", kb(ht.PeakKB))))
 	}
 	if br, ok := find(rows, "brief", -1); ok {
-		fmt.Fprintf(b, "\n`status --brief` (the login banner, state file only): median %s over %d runs.\n", br.Median.Round(10*time.Microsecond), br.Samples)
+		fmt.Fprintf(b, "\n`status --brief` (the login banner, state file only): median %s over %d runs", br.Median.Round(10*time.Microsecond), br.Samples)
+		if fl, ok := find(rows, "brief-floor", -1); ok {
+			fmt.Fprintf(b, "; an empty Go program, timed the same way: %s", fl.Median.Round(10*time.Microsecond))
+		}
+		b.WriteString(".\n")
 		goals = append(goals, verdict(br.Median < goalBrief, fmt.Sprintf("status --brief median %s (goal < 5ms)", br.Median.Round(10*time.Microsecond))))
 	}
 	var scan []string
