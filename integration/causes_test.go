@@ -370,6 +370,45 @@ func TestLocalFilesystemFailuresAreFilesystem(t *testing.T) {
 			t.Fatalf("the minted token was not revoked: periodic %v → %v", before, after)
 		}
 	})
+	t.Run("lock file not permitted", func(t *testing.T) {
+		// An unprivileged user whose home it may read but not write: the
+		// lock cannot be created, and that is cause=filesystem naming it,
+		// never "another run holds the lock".
+		home, err := os.MkdirTemp("", "vtr-perm-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(home) })
+		tok := x.periodic("periodic (nobody)")
+		file := filepath.Join(home, ".vault-token")
+		bin := filepath.Join(home, "vault-token-renew")
+		if err := os.WriteFile(file, []byte(tok.Secret), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(binary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(bin, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(home, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.CommandContext(x.ctx, bin, "--log-format=plain", "--host", "devvm-perm")
+		cmd.Env = x.env(x.f.Server.Addr)
+		cmd.Env[1] = "HOME=" + home
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		r := x.exec(cmd, false)
+		t.Logf("vault-token-renew as nobody → exit %d\n%s", r.code, r.stderr)
+		wantExit(t, "run as nobody in a home it cannot write", r, 1)
+		fail := wantLine(t, "run as nobody", r.stderr, "FAIL: could not take the run lock")
+		wantIn(t, "FAIL line", fail, "cause=filesystem")
+		wantIn(t, "FAIL line", fail, "permission denied on "+file+".lock")
+		if strings.Contains(fail, "another vault-token-renew run") {
+			t.Errorf("an unwritable lock reads as a held one: %s", fail)
+		}
+	})
 	t.Run("token path is a directory", func(t *testing.T) {
 		home := t.TempDir()
 		m := machine{host: "devvm-dir", home: home, file: filepath.Join(home, ".vault-token")}

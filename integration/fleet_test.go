@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -154,7 +155,11 @@ func TestFleetSharesOneVault(t *testing.T) {
 	}
 
 	// sweep on one machine spares the others and lists them.
-	extra, err := x.f.MintPeriodicFor(x.ctx, "devvm-wizard", map[string]string{"managed_by": "vault-token-renew", "host": "devvm-1", "user": "root"})
+	me, err := user.Current() // the binary's user tag, as x.env sets no USER
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra, err := x.f.MintPeriodicFor(x.ctx, "devvm-wizard", map[string]string{"managed_by": "vault-token-renew", "host": "devvm-1", "user": me.Username})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -249,9 +249,8 @@ func TestBootBlipIsNotAnAlarm(t *testing.T) {
 		}
 		srv.Serve(l)
 	}()
-	notified := filepath.Join(x.home, "notified")
 	start := time.Now()
-	r := x.runEnv(x.env("http://"+addr, "VTR_WAIT_UNREACHABLE=2m", "VTR_NOTIFY_COMMAND=touch "+notified))
+	r := x.runEnv(x.env("http://"+addr, "VTR_WAIT_UNREACHABLE=2m"))
 	wantExit(t, fmt.Sprintf("run once vault came up (ended after %s)", time.Since(start).Round(time.Second)), r, 0)
 	wantLine(t, "run once vault came up", r.stderr, "OK: renewed periodic token")
 	if d := time.Since(start); d < 30*time.Second {
@@ -260,8 +259,11 @@ func TestBootBlipIsNotAnAlarm(t *testing.T) {
 	if !strings.Contains(r.stderr, "vault unreachable; waiting for it") {
 		t.Fatalf("the wait was not logged:\n%s", r.stderr)
 	}
-	if _, err := os.Stat(notified); err == nil {
-		t.Fatal("something notified about a blip")
+	// Exit 0 is what keeps OnFailure= (and so the notifier) quiet: systemd
+	// starts it only for a failed unit, which systemd-box's e.on-failure
+	// check shows. Nor does the blip leave a banner or a failure streak.
+	if b := x.run("status", "--brief"); b.stdout != "" {
+		t.Errorf("the login banner speaks after a blip: %q", b.stdout)
 	}
 	// A refused token is never waited for: DRIFT fails at once.
 	x.put(x.weak())

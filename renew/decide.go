@@ -84,7 +84,8 @@ type Judgement struct {
 func (j Judgement) OK() bool { return len(j.Problems) == 0 }
 
 // JudgeMinted is the sanity predicate for a minted token: the lookup must
-// show our display name, a period, no parent and every requested policy.
+// show our display name, a period, no parent, every requested policy and
+// our meta tags: an untagged token would be every other machine's to sweep.
 // What Vault did to its TTL is JudgeTTL's business.
 func JudgeMinted(info TokenInfo, s Spec) Judgement {
 	var j Judgement
@@ -100,6 +101,11 @@ func JudgeMinted(info TokenInfo, s Spec) Judgement {
 	for _, p := range s.Policies {
 		if !slices.Contains(info.Policies, p) {
 			j.Problems = append(j.Problems, fmt.Sprintf("policy %q missing", p))
+		}
+	}
+	for _, k := range []string{MetaManagedBy, MetaHost, MetaUser} {
+		if want := s.Meta()[k]; info.Meta[k] != want {
+			j.Problems = append(j.Problems, fmt.Sprintf("meta %s is %q, want %q", k, info.Meta[k], want))
 		}
 	}
 	return j
@@ -124,21 +130,20 @@ type TTLVerdict struct {
 	Next   string // how to lift the cap
 }
 
-// JudgeTTL compares a periodic token's effective TTL with its period. Real
-// Vault keeps the period and caps the TTL at the token mount's max TTL, the
-// system max TTL, or the token's explicit_max_ttl; only the last is visible
-// in a lookup, and it cannot be lifted: the token dies at ExpireTime.
-func JudgeTTL(info TokenInfo, ttl time.Duration) TTLVerdict {
+// JudgeTTL compares a periodic token's effective TTL, as of now, with its
+// period. Real Vault keeps the period and caps the TTL at the token mount's
+// max TTL, the system max TTL, or the token's explicit_max_ttl. Only the
+// last is visible in a lookup, and it cannot be lifted: the token dies at
+// creation + explicit_max_ttl. It is named only when it is what binds (that
+// death falls within the TTL granted); otherwise a mount cap is tighter.
+func JudgeTTL(info TokenInfo, ttl time.Duration, now time.Time) TTLVerdict {
 	var v TTLVerdict
 	if info.Period <= 0 || ttl >= info.Period-capSlack {
 		return v
 	}
 	v.Capped, v.Fatal = true, ttl < MinTTL
-	if info.ExplicitMaxTTL > 0 {
-		die := info.ExpireTime
-		if die.IsZero() && !info.CreationTime.IsZero() {
-			die = info.CreationTime.Add(info.ExplicitMaxTTL)
-		}
+	die := info.CreationTime.Add(info.ExplicitMaxTTL)
+	if info.ExplicitMaxTTL > 0 && !info.CreationTime.IsZero() && !die.After(now.Add(ttl+capSlack)) {
 		v.Why = fmt.Sprintf("the token's explicit_max_ttl (%s) caps it: it dies on %s whatever the renewals", info.ExplicitMaxTTL, die.UTC().Format(time.RFC3339))
 		v.Next = "re-mint it without -explicit-max-ttl: log in (vault login -method=oidc) and run vault-token-renew"
 		return v

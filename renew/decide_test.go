@@ -72,6 +72,7 @@ func TestCannotMint(t *testing.T) {
 func TestJudgeTTL(t *testing.T) {
 	const p = 768 * time.Hour
 	created := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
+	now := created.Add(time.Minute)
 	for _, tc := range []struct {
 		name          string
 		info          TokenInfo
@@ -85,12 +86,14 @@ func TestJudgeTTL(t *testing.T) {
 		{"exactly 25h: warning", TokenInfo{Period: p}, 25 * time.Hour, true, false, "mount's max TTL", "vault auth tune"},
 		{"just under 25h: fatal", TokenInfo{Period: p}, 25*time.Hour - time.Second, true, true, "", "vault auth tune"},
 		{"12h: fatal", TokenInfo{Period: p}, 12 * time.Hour, true, true, "", ""},
-		{"explicit max: the day it dies", TokenInfo{Period: p, ExplicitMaxTTL: 72 * time.Hour, CreationTime: created}, 72 * time.Hour, true, false,
+		{"explicit max: the day it dies", TokenInfo{Period: p, ExplicitMaxTTL: 72 * time.Hour, CreationTime: created}, 72*time.Hour - time.Minute, true, false,
 			"dies on 2026-12-03T00:00:00Z", "without -explicit-max-ttl"},
+		{"explicit max set, but a 48h mount cap binds", TokenInfo{Period: p, ExplicitMaxTTL: 8760 * time.Hour, CreationTime: created}, 48 * time.Hour, true, false,
+			"caps the TTL at 48h0m0s", "vault auth tune"},
 		{"not periodic: not judged", TokenInfo{}, time.Hour, false, false, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v := JudgeTTL(tc.info, tc.ttl)
+			v := JudgeTTL(tc.info, tc.ttl, now)
 			if v.Capped != tc.capped || v.Fatal != tc.fatal {
 				t.Fatalf("capped %v fatal %v, want %v %v", v.Capped, v.Fatal, tc.capped, tc.fatal)
 			}
@@ -102,7 +105,7 @@ func TestJudgeTTL(t *testing.T) {
 }
 
 func TestJudgeMinted(t *testing.T) {
-	good := TokenInfo{DisplayName: "token-devvm-wizard", Period: 768 * time.Hour, Orphan: true, Policies: []string{"default", "sops-admin", "vault-admin"}}
+	good := TokenInfo{DisplayName: "token-devvm-wizard", Period: 768 * time.Hour, Orphan: true, Policies: []string{"default", "sops-admin", "vault-admin"}, Meta: spec.Meta()}
 	for _, tc := range []struct {
 		name    string
 		mutate  func(*TokenInfo)
@@ -118,6 +121,10 @@ func TestJudgeMinted(t *testing.T) {
 			i.Policies = []string{"default"}
 			i.IdentityPolicies = []string{"vault-admin", "sops-admin"}
 		}, problem: "missing"},
+		{name: "untagged: every other machine would sweep it", mutate: func(i *TokenInfo) { i.Meta = nil }, problem: "meta host"},
+		{name: "tagged for another host", mutate: func(i *TokenInfo) {
+			i.Meta = map[string]string{MetaManagedBy: ManagedBy, MetaHost: "devvm-b", MetaUser: "wizard"}
+		}, problem: `meta host is "devvm-b"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			info := good

@@ -109,6 +109,10 @@ type Result struct {
 	Cap TTLVerdict
 	// VaultWarnings are the warnings Vault attached to the renew or create.
 	VaultWarnings []string
+	// MintedAccessor is the token a heal minted, once Vault answered the
+	// create; MintRevoked says whether a failed heal managed to revoke it.
+	MintedAccessor string
+	MintRevoked    bool
 }
 
 func (r *Result) fail(stage Stage, asked bool, err error) (Result, error) {
@@ -169,7 +173,7 @@ func renewOurs(ctx context.Context, v Vault, cfg Config, tok string, res Result)
 		return res.fail(StageRenew, false, fmt.Errorf("accessor %s: %w", res.Current.Accessor, err))
 	}
 	res.TTL, res.VaultWarnings = r.TTL, r.Warnings
-	res.Cap = JudgeTTL(res.Current, r.TTL)
+	res.Cap = JudgeTTL(res.Current, r.TTL, time.Now())
 	if res.Cap.Fatal {
 		res.Cause = CauseCapped
 		return res.fail(StageCap, false, fmt.Errorf("%w: accessor %s has %s left: %s", ErrCapped, res.Current.Accessor, r.TTL, res.Cap.Why))
@@ -196,16 +200,18 @@ func heal(ctx context.Context, v Vault, cfg Config, foreign string, res Result) 
 		}
 		return res.fail(StageCreate, true, fmt.Errorf("as foreign accessor %s: %w", res.Current.Accessor, err))
 	}
-	res.VaultWarnings = m.Warnings
+	res.VaultWarnings, res.MintedAccessor = m.Warnings, m.Accessor
 	log.Info().Str("accessor", m.Accessor).Msg("minted periodic token with the foreign token's authority")
 
 	if stage, err := check(ctx, v, cfg, m, &res); err != nil {
-		discard(ctx, v, log, m)
-		return res.fail(stage, false, err)
+		res.MintRevoked = discard(ctx, v, log, m)
+		// A just-minted token that Vault will not look up is Vault refusing
+		// the check, not a dead token in the file.
+		return res.fail(stage, stage == StageCheck, err)
 	}
 	if err := writeToken(cfg, m.Secret); err != nil {
 		if !errors.Is(err, tokenfile.ErrNotDurable) {
-			discard(ctx, v, log, m)
+			res.MintRevoked = discard(ctx, v, log, m)
 			return res.fail(StageWrite, false, err)
 		}
 		// The rename happened: the file holds the new token. Revoking it now
@@ -228,24 +234,26 @@ func check(ctx context.Context, v Vault, cfg Config, m Minted, res *Result) (Sta
 	if j := JudgeMinted(minted, cfg.Spec); !j.OK() {
 		return StageCheck, fmt.Errorf("%w: accessor %s: %s", ErrMintRejected, m.Accessor, strings.Join(j.Problems, "; "))
 	}
-	res.Cap = JudgeTTL(minted, minted.TTL)
+	res.Cap = JudgeTTL(minted, minted.TTL, time.Now())
 	if res.Cap.Fatal {
 		res.Cause = CauseCapped
-		return StageCap, fmt.Errorf("%w: minted accessor %s has %s: %s; it was revoked", ErrCapped, m.Accessor, minted.TTL, res.Cap.Why)
+		return StageCap, fmt.Errorf("%w: minted accessor %s has %s: %s", ErrCapped, m.Accessor, minted.TTL, res.Cap.Why)
 	}
 	return StageNone, nil
 }
 
-// discard revokes a minted token the file will not hold. The run's deadline
-// may be what failed, so the revoke gets its own.
-func discard(ctx context.Context, v Vault, log zerolog.Logger, m Minted) {
+// discard revokes a minted token the file will not hold and says whether
+// it could. The run's deadline may be what failed, so the revoke gets its
+// own.
+func discard(ctx context.Context, v Vault, log zerolog.Logger, m Minted) bool {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if err := v.RevokeSelf(rctx, m.Secret); err != nil {
 		log.Error().Err(err).Str("accessor", m.Accessor).Msg("could not revoke the minted token; revoke it by accessor (vault token revoke -accessor " + m.Accessor + "), or let the next heal's sweep do it")
-		return
+		return false
 	}
 	log.Info().Str("accessor", m.Accessor).Msg("revoked the minted token")
+	return true
 }
 
 func writeToken(cfg Config, secret string) error {

@@ -613,14 +613,18 @@ func TestHealCappedByVault(t *testing.T) {
 		if fmt.Sprint(f.revoked) != "[minted-acc-1]" {
 			t.Fatalf("revoked %v, want only the minted token", f.revoked)
 		}
+		if res.MintedAccessor != "minted-acc-1" || !res.MintRevoked {
+			t.Fatalf("minted %q revoked %v: the report must know what happened to the mint", res.MintedAccessor, res.MintRevoked)
+		}
 	})
 	t.Run("explicit max TTL names the day the token dies", func(t *testing.T) {
 		f := world()
-		die := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
-		f.mintAs = func(i *TokenInfo) { i.ExplicitMaxTTL, i.TTL, i.ExpireTime = 72*time.Hour, 72*time.Hour, die }
+		created := time.Now().Truncate(time.Second)
+		die := created.Add(72 * time.Hour).UTC().Format(time.RFC3339)
+		f.mintAs = func(i *TokenInfo) { i.ExplicitMaxTTL, i.TTL, i.CreationTime = 72*time.Hour, 72*time.Hour, created }
 		cfg, _ := setup(t, "oidc-secret")
 		res, err := Run(context.Background(), f, cfg)
-		if err != nil || !strings.Contains(res.Cap.Why, "explicit_max_ttl") || !strings.Contains(res.Cap.Why, "2026-12-02T00:00:00Z") {
+		if err != nil || !strings.Contains(res.Cap.Why, "explicit_max_ttl") || !strings.Contains(res.Cap.Why, die) {
 			t.Fatalf("err %v cap %+v", err, res.Cap)
 		}
 	})

@@ -212,7 +212,7 @@ func Run(ctx context.Context, v Accessors, opts Options) (Report, error) {
 	}
 	stopped := lookupAll(ctx, v, accs, n, limit, opts, &rep)
 	if rep.LookedUp < rep.Listed {
-		return rep, incomplete("lookup", rep.LookedUp, rep.Listed, stopped, opts.MaxRPS)
+		return rep, incomplete("lookup", rep.LookedUp, rep.Listed, stopped, opts.MaxRPS, rep.Listed)
 	}
 	if !opts.Apply {
 		return rep, nil
@@ -223,7 +223,7 @@ func Run(ctx context.Context, v Accessors, opts Options) (Report, error) {
 	}
 	stopped = revokeAll(ctx, v, stale, n, limit, &rep)
 	if done := len(rep.Revoked) + countOp(rep.Failed, "revoke"); done < len(stale) {
-		return rep, incomplete("revoke", len(rep.Revoked), len(stale), stopped, opts.MaxRPS)
+		return rep, incomplete("revoke", len(rep.Revoked), len(stale), stopped, opts.MaxRPS, rep.Listed)
 	}
 	return rep, nil
 }
@@ -271,6 +271,9 @@ func revokeAll(ctx context.Context, v Accessors, stale []string, n int, limit *r
 		err := v.Revoke(ctx, acc)
 		mu.Lock()
 		defer mu.Unlock()
+		if ctx.Err() != nil && err != nil {
+			return // cancelled mid-request: the walk is incomplete, not this accessor failed
+		}
 		if err != nil {
 			rep.Failed = append(rep.Failed, Failure{Accessor: acc, Op: "revoke", Err: err})
 			return
@@ -293,8 +296,9 @@ func countOp(fs []Failure, op string) int {
 
 // incomplete names why a walk stopped: the rate limiter refuses to wait
 // past the context's deadline without the context being done yet, which
-// is the case a shared Vault's --max-rps runs into.
-func incomplete(phase string, done, total int, stopped error, maxRPS float64) error {
+// is the case a shared Vault's --max-rps runs into. listed sizes the
+// --timeout a rerun needs: it looks every accessor up again.
+func incomplete(phase string, done, total int, stopped error, maxRPS float64, listed int) error {
 	e := &IncompleteError{Phase: phase, Done: done, Total: total, Err: stopped}
 	switch {
 	case errors.Is(stopped, context.Canceled):
@@ -307,6 +311,6 @@ func incomplete(phase string, done, total int, stopped error, maxRPS float64) er
 	default:
 		e.Why = "stopped early"
 	}
-	e.Need = Budget(total, maxRPS)
+	e.Need = Budget(listed, maxRPS)
 	return e
 }

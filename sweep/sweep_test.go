@@ -106,6 +106,7 @@ type fakeVault struct {
 	inFlight   atomic.Int32
 	maxFlight  atomic.Int32
 	lookupWait time.Duration
+	revokeHook func(context.Context) error // runs first in Revoke when set
 }
 
 func (f *fakeVault) List(context.Context) ([]string, error) {
@@ -139,7 +140,12 @@ func (f *fakeVault) Lookup(ctx context.Context, acc string) (Token, error) {
 	return f.tokens[acc], nil
 }
 
-func (f *fakeVault) Revoke(_ context.Context, acc string) error {
+func (f *fakeVault) Revoke(ctx context.Context, acc string) error {
+	if f.revokeHook != nil {
+		if err := f.revokeHook(ctx); err != nil {
+			return err
+		}
+	}
 	if err := f.revokeErr[acc]; err != nil {
 		return err
 	}
@@ -336,5 +342,25 @@ func TestRunHonoursMaxRPS(t *testing.T) {
 	// 11 lookups at 50/s with a burst of 1 take at least 10 intervals of 20ms.
 	if d := time.Since(start); d < 190*time.Millisecond {
 		t.Fatalf("11 lookups at --max-rps 50 took %s", d)
+	}
+}
+
+// TestRunRevokesCutShortIsIncomplete: revokes in flight when the walk is
+// interrupted are not failures of their accessors: the walk is incomplete,
+// and says so.
+func TestRunRevokesCutShortIsIncomplete(t *testing.T) {
+	f := seeded()
+	ctx, cancel := context.WithCancel(context.Background())
+	f.revokeHook = func(context.Context) error {
+		cancel()
+		return context.Canceled
+	}
+	_, err := Run(ctx, f, Options{DisplayName: dn, Owner: me, Keep: []string{"cur"}, Apply: true, Concurrency: 1})
+	var ie *IncompleteError
+	if !errors.As(err, &ie) || ie.Phase != "revoke" || !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want an interrupted revoke phase", err)
+	}
+	if !strings.Contains(err.Error(), "stopped revoking after 0 of 2 accessors: interrupted") {
+		t.Fatalf("error does not say how far the revokes got: %v", err)
 	}
 }

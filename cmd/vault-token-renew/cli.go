@@ -12,10 +12,12 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/devvm/vault-token-renew/internal/install"
 	"github.com/devvm/vault-token-renew/internal/vaultclient"
 	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/sweep"
@@ -69,7 +71,29 @@ type cli struct {
 }
 
 func newCLI(stdout, stderr io.Writer, getenv func(string) string) *cli {
-	return &cli{stdout: stdout, stderr: stderr, getenv: getenv, environ: os.Environ, now: time.Now}
+	return &cli{stdout: stdout, stderr: stderr, getenv: withEnvFile(getenv), environ: os.Environ, now: time.Now}
+}
+
+// withEnvFile answers the tool's own VTR_* settings from the environment
+// and, failing that, from the env file the units read
+// (~/.config/vault-token-renew/env). A run typed in a shell then tags and
+// judges tokens as the timer's run does: a machine whose VTR_HOST pins its
+// name must never sweep or mint under the kernel's hostname by hand. The
+// VAULT_* client settings stay the shell's own, as the Vault CLI's are.
+func withEnvFile(getenv func(string) string) func(string) string {
+	var once sync.Once
+	var file map[string]string
+	return func(k string) string {
+		if v := getenv(k); v != "" || !strings.HasPrefix(k, "VTR_") {
+			return v
+		}
+		once.Do(func() {
+			if home := getenv("HOME"); home != "" {
+				file, _ = install.Settings(install.PathsUnder(home).EnvFile)
+			}
+		})
+		return file[k]
+	}
 }
 
 // options are the flags every subcommand shares.

@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -158,6 +160,12 @@ func TestReportMapsOutcomesToExitCodesAndPrefixes(t *testing.T) {
 			1, "FAIL: could not look up", []string{"cause=client-timeout", "VAULT_CLIENT_TIMEOUT"}},
 		{"interrupted", renew.Result{Stage: renew.StageCreate}, fmt.Errorf("x: %w", context.Canceled),
 			1, "FAIL: could not mint", []string{"cause=canceled", "interrupted"}},
+		{"create lost mid-flight", renew.Result{Stage: renew.StageCreate, Cause: renew.CauseServer}, errors.New("502"),
+			1, "FAIL: could not mint a periodic token", []string{"cause=server-error", "vault may have minted a token before the answer was lost"}},
+		{"write failed, mint revoked", renew.Result{Stage: renew.StageWrite, MintedAccessor: "m9", MintRevoked: true}, &fs.PathError{Op: "write", Path: "/home/w/.vault-token.tmp-1", Err: syscall.ENOSPC},
+			1, "FAIL: could not write the token file", []string{"minted_accessor=m9", "minted_revoked=true"}},
+		{"write failed, mint not revoked", renew.Result{Stage: renew.StageWrite, MintedAccessor: "m9"}, &fs.PathError{Op: "write", Path: "/home/w/.vault-token.tmp-1", Err: syscall.ENOSPC},
+			1, "FAIL: could not write the token file", []string{"minted_revoked=false", "vault token revoke -accessor m9"}},
 		{"capped renewal", renew.Result{Stage: renew.StageCap, Cause: renew.CauseCapped, Cap: renew.TTLVerdict{Capped: true, Fatal: true, Why: "vault caps the TTL at 12h", Next: "lift the cap: vault auth tune -max-lease-ttl=768h token/"}}, renew.ErrCapped,
 			1, "FAIL: vault caps the token's TTL below what a daily timer can outrun", []string{"cause=ttl-capped", "warning=\"vault caps the TTL at 12h\"", "vault auth tune -max-lease-ttl=768h token/"}},
 		{"sweep stopped by the rate limit", renew.Result{Stage: renew.StageSweep}, &sweep.IncompleteError{Phase: "lookup", Done: 80, Total: 405, Why: "at --max-rps 20 ...", Need: 55 * time.Second, Err: context.DeadlineExceeded},
@@ -366,5 +374,30 @@ func TestConcurrencyLimitSaysWhatItProtects(t *testing.T) {
 	code, _, stderr = runCLI(t, env("HOME", t.TempDir()), "--period", "24h")
 	if code != exitUsage || !strings.Contains(stderr, "at least 25h") {
 		t.Fatalf("exit %d stderr %q", code, stderr)
+	}
+}
+
+// TestHandRunSeesTheEnvFilesHost: a run typed in a shell reads VTR_HOST from
+// the env file the units read, so it tags and sweeps as the timer's run
+// does; the environment still wins.
+func TestHandRunSeesTheEnvFilesHost(t *testing.T) {
+	home := t.TempDir()
+	envFile := filepath.Join(home, ".config", "vault-token-renew", "env")
+	if err := os.MkdirAll(filepath.Dir(envFile), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(envFile, []byte("# pinned\nVAULT_ADDR=http://from-the-file:8200\nVTR_HOST='devvm-pinned'\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := newCLI(io.Discard, io.Discard, env("HOME", home))
+	if got := c.hostname(); got != "devvm-pinned" {
+		t.Errorf("hostname %q, want the env file's devvm-pinned", got)
+	}
+	if got := c.getenv("VAULT_ADDR"); got != "" {
+		t.Errorf("VAULT_ADDR %q came from the env file; the shell's VAULT_* settings are its own", got)
+	}
+	c = newCLI(io.Discard, io.Discard, env("HOME", home, "VTR_HOST", "from-the-shell"))
+	if got := c.hostname(); got != "from-the-shell" {
+		t.Errorf("hostname %q, want the environment's", got)
 	}
 }

@@ -171,8 +171,32 @@ func (r reporter) fail(res renew.Result, err error) outcome {
 	if res.Cap.Capped {
 		ev = ev.Str("warning", res.Cap.Why)
 	}
-	ev.Str("next", r.hint(res, cause, err)).Msg(msg)
+	if res.MintedAccessor != "" {
+		ev = ev.Str("minted_accessor", res.MintedAccessor).Bool("minted_revoked", res.MintRevoked)
+	}
+	next := r.hint(res, cause, err)
+	if s := strandNote(res, cause); s != "" {
+		next += "; " + s
+	}
+	ev.Str("next", next).Msg(msg)
 	return outcome{code: exitFail, kind: "fail", cause: cause.String(), summary: msg}
+}
+
+// strandNote warns of an admin token a failed heal may have left alive: the
+// mint it could not revoke, or one a create whose answer was lost minted
+// (the client retries a create that failed mid-flight). The next heal's
+// sweep revokes either; `sweep --apply` refuses while the file holds the
+// foreign token, so the heal is the way.
+func strandNote(res renew.Result, cause renew.Cause) string {
+	if res.MintedAccessor != "" && !res.MintRevoked {
+		return "the minted token could not be revoked: vault token revoke -accessor " + res.MintedAccessor + ", or the next heal's sweep revokes it"
+	}
+	lost := map[renew.Cause]bool{renew.CauseServer: true, renew.CauseClientTimeout: true, renew.CauseTimeout: true,
+		renew.CauseCanceled: true, renew.CauseUnreachable: true, renew.CauseSealed: true}
+	if res.Stage == renew.StageCreate && lost[cause] {
+		return "vault may have minted a token before the answer was lost: the next heal's sweep revokes it"
+	}
+	return ""
 }
 
 // remint is the runbook's manual recovery, for a dead token with no
@@ -218,7 +242,7 @@ func (r reporter) hint(res renew.Result, cause renew.Cause, err error) string {
 	case renew.CauseCapped:
 		return res.Cap.Next
 	case renew.CauseMintRejected:
-		return "vault minted a token unlike the one asked for; it was revoked; check the token store's limits and the policies, then run again"
+		return "vault minted a token unlike the one asked for (name, period, orphan, policies, meta tags); check the token store's limits, the policies and any role or plugin that rewrites creates, then run again"
 	case renew.CauseIncomplete:
 		return "stale tokens may remain; finish the walk: " + r.sweepCommand(err)
 	case renew.CauseForeign:

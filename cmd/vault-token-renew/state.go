@@ -87,6 +87,14 @@ func (c *cli) notify(ctx context.Context, log zerolog.Logger, unit string) int {
 		log.Warn().Err(err).Str("state_file", path).Msg("notify: the run state is unreadable; notifying with what is known")
 		st.Summary = fmt.Sprintf("%s failed; its run state is unreadable (%v)", unit, err)
 	}
+	// systemd tells an OnFailure= unit how the service ended. A run killed,
+	// or one that never started, records nothing: the state then still
+	// shows the last success, which must not be what the operator is told.
+	if result := c.getenv("MONITOR_SERVICE_RESULT"); result != "" && (st.Outcome.Success() || st.Time.IsZero()) {
+		st.Outcome, st.Cause = runstate.Fail, "unrecorded"
+		st.Summary = fmt.Sprintf("FAIL: %s failed (result=%s, %s=%s) without recording a run; see journalctl --user -u %s",
+			unit, result, c.getenv("MONITOR_EXIT_CODE"), c.getenv("MONITOR_EXIT_STATUS"), unit)
+	}
 	command := c.getenv("VTR_NOTIFY_COMMAND")
 	if command == "" {
 		log.Warn().Str("unit", unit).Str("outcome", string(st.Outcome)).

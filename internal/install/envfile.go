@@ -171,3 +171,24 @@ func lineEnd(line string) string {
 	}
 	return ""
 }
+
+// Settings reads the env file at path as systemd's EnvironmentFile= does
+// (KEY=value lines, one pair of outer quotes stripped), so that a run typed
+// in a shell can see the settings the units give the timer's run. A missing
+// file is no settings and no error.
+func Settings(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := assignment(line); ok {
+			out[k] = unquote(v)
+		}
+	}
+	return out, nil
+}
