@@ -94,7 +94,7 @@ func cacheDir() (string, error) {
 }
 
 // Binary returns a static Vault binary of the pinned version, building it
-// once per machine (10-15 minutes on 2 cores and about 4 GB of module
+// once per machine (about 20 minutes on 2 cores and about 4 GB of module
 // cache the first time; instant after). Concurrent callers wait for one build.
 func Binary(ctx context.Context, progress io.Writer) (string, error) {
 	key, err := buildKey()
@@ -125,7 +125,7 @@ func Binary(ctx context.Context, progress io.Writer) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	fmt.Fprintf(progress, "devvault: building vault %s from the Go module proxy into %s (first time on this machine: 10-15 minutes on 2 cores, about 4 GB of modules)\n", key, dir)
+	fmt.Fprintf(progress, "devvault: building vault %s from the Go module proxy into %s (first time on this machine: about 20 minutes on 2 cores, about 4 GB of modules)\n", key, dir)
 	start := time.Now()
 	tmp := bin + ".tmp"
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", tmp, ".")
