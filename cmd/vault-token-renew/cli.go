@@ -193,7 +193,7 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	}
 	log, err := newLogger(c.stderr, o.logFormat, c.getenv)
 	if err != nil {
-		fmt.Fprintf(c.stderr, "vault-token-renew: %v\n", err)
+		c.usageError(err)
 		return exitUsage
 	}
 	switch {
@@ -257,10 +257,21 @@ func (c *cli) parse(args []string) (name string, o options, code int, ok bool) {
 		return name, o, exitOK, false
 	}
 	if err := o.check(fs); err != nil {
-		fmt.Fprintf(c.stderr, "vault-token-renew: %v\n", err)
+		c.usageError(err)
 		return name, o, exitUsage, false
 	}
 	return name, o, exitOK, true
+}
+
+// usageError says what is wrong with the command line or the env file. A
+// unit with a bad setting fails on it, so under systemd it goes to the
+// journal at error priority, where journalctl -p err shows it.
+func (c *cli) usageError(err error) {
+	prefix := ""
+	if toJournal(c.stderr, c.getenv("JOURNAL_STREAM")) {
+		prefix = syslogPriority("error")
+	}
+	fmt.Fprintf(c.stderr, "%svault-token-renew: %v\n", prefix, err)
 }
 
 // sweepTimed runs sweep with --timeout only when one was given: it is run

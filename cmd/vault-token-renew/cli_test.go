@@ -401,3 +401,16 @@ func TestHandRunSeesTheEnvFilesHost(t *testing.T) {
 		t.Errorf("hostname %q, want the environment's", got)
 	}
 }
+
+// TestUsageErrorUnderSystemdIsAnError: a bad setting in the env file fails
+// the unit; its line must reach journalctl -p err.
+func TestUsageErrorUnderSystemdIsAnError(t *testing.T) {
+	f, stream := journalFile(t)
+	code := newCLI(io.Discard, f, env("HOME", t.TempDir(), "JOURNAL_STREAM", stream, "VTR_WAIT_UNREACHABLE", "soon")).run(context.Background(), nil)
+	if code != exitUsage {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	if got := written(t, f); !strings.HasPrefix(got, "<3>vault-token-renew: VTR_WAIT_UNREACHABLE=\"soon\"") {
+		t.Fatalf("line %q, want error priority", got)
+	}
+}
