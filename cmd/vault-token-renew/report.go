@@ -210,12 +210,9 @@ func remint(cfg renew.Config) string {
 		fmtDur(cfg.Spec.Period), strings.Join(p, " "), cfg.Spec.DisplayName, renew.ManagedBy, cfg.Spec.Host, cfg.Spec.User, cfg.TokenFile)
 }
 
-// hint says what to do next about a failure: by the few errors that carry
-// their own remedy, then by cause, so every cause has words of its own.
+// hint says what to do next about a failure, by cause: every cause has
+// words of its own (TestEveryCauseHasItsOwnHint).
 func (r reporter) hint(res renew.Result, cause renew.Cause, err error) string {
-	if res.Stage == renew.StageCap {
-		return res.Cap.Next
-	}
 	switch cause {
 	case renew.CauseNoToken:
 		return "log in (vault login -method=oidc) and run again to heal, or mint the periodic token by hand: " + remint(r.cfg)

@@ -17,13 +17,11 @@ import (
 // closing line stands. A missing or unreadable state file is reported once,
 // here, and replaced.
 func (c *cli) record(log zerolog.Logger, o options, res renew.Result, out outcome) {
-	path, err := runstate.DefaultPath(c.getenv)
-	if err != nil {
+	path, prev, err := c.loadState()
+	switch {
+	case path == "":
 		log.Warn().Err(err).Msg("run state not recorded")
 		return
-	}
-	prev, err := runstate.Load(path)
-	switch {
 	case errors.Is(err, runstate.ErrNoState):
 		log.Info().Str("state_file", path).Msg("no run state yet; starting it")
 	case err != nil:
@@ -60,12 +58,11 @@ func (c *cli) runOf(o options, res renew.Result, out outcome) runstate.Run {
 // calls Vault, so it is instant and works while Vault is down, and it
 // always exits 0: a banner must not break a login shell.
 func (c *cli) brief() int {
-	path, err := runstate.DefaultPath(c.getenv)
-	if err != nil {
+	path, st, err := c.loadState()
+	if path == "" {
 		fmt.Fprintf(c.stdout, "vault-token-renew: %v\n", err)
 		return exitOK
 	}
-	st, err := runstate.Load(path)
 	if line := runstate.Banner(st, err, c.now()); line != "" {
 		fmt.Fprintln(c.stdout, line)
 	}
@@ -77,12 +74,11 @@ func (c *cli) brief() int {
 // says at warning level that nobody was notified, and succeeds: a notifier
 // that fails would only add a second failed unit nobody reads either.
 func (c *cli) notify(ctx context.Context, log zerolog.Logger, unit string) int {
-	path, err := runstate.DefaultPath(c.getenv)
-	if err != nil {
+	path, st, err := c.loadState()
+	if path == "" {
 		log.Error().Err(err).Msg("notify: no state to report")
 		return exitFail
 	}
-	st, err := runstate.Load(path)
 	if err != nil {
 		log.Warn().Err(err).Str("state_file", path).Msg("notify: the run state is unreadable; notifying with what is known")
 		st.Summary = fmt.Sprintf("%s failed; its run state is unreadable (%v)", unit, err)
@@ -112,14 +108,20 @@ func (c *cli) notify(ctx context.Context, log zerolog.Logger, unit string) int {
 	return exitOK
 }
 
+// loadState finds and reads the run state. path is empty when there is no
+// place for it (no HOME); otherwise err is Load's (ErrNoState, ErrCorrupt).
+func (c *cli) loadState() (path string, st runstate.State, err error) {
+	if path, err = runstate.DefaultPath(c.getenv); err != nil {
+		return "", st, err
+	}
+	st, err = runstate.Load(path)
+	return path, st, err
+}
+
 // stateOrNil loads the run state for status; a missing or unreadable one is
 // shown as such, never an error.
 func (c *cli) stateOrNil() (*runstate.State, error) {
-	path, err := runstate.DefaultPath(c.getenv)
-	if err != nil {
-		return nil, err
-	}
-	st, err := runstate.Load(path)
+	_, st, err := c.loadState()
 	if err != nil {
 		return nil, err
 	}

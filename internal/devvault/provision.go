@@ -109,9 +109,7 @@ type Token struct {
 // MintPeriodic mints a periodic orphan admin token as the runbook's manual
 // re-mint does, with the given display name (Vault stores "token-"+name).
 func (f *Fixture) MintPeriodic(ctx context.Context, displayName string) (Token, error) {
-	return f.create(ctx, &vault.TokenCreateRequest{
-		NoParent: true, Period: "768h", Policies: []string{"vault-admin", "sops-admin"}, DisplayName: displayName,
-	})
+	return f.MintPeriodicFor(ctx, displayName, nil)
 }
 
 // MintPeriodicFor mints a periodic orphan token tagged with meta, as the
