@@ -12,8 +12,6 @@ import (
 	"strings"
 	"syscall"
 
-	vault "github.com/hashicorp/vault/api"
-
 	"github.com/devvm/vault-token-renew/sweep"
 	"github.com/devvm/vault-token-renew/tokenfile"
 )
@@ -133,8 +131,27 @@ func Causes() []Cause {
 // adapter wraps it in; it reads like a deadline otherwise.
 var ErrClientTimeout = errors.New("the vault client's own timeout (VAULT_CLIENT_TIMEOUT) passed")
 
+// StatusError is an error that carries Vault's HTTP answer. The Vault
+// adapter's errors implement it, so that classifying a failure reads
+// status codes without this package speaking Vault's API itself.
+type StatusError interface {
+	error
+	HTTPStatus() int
+	Messages() []string // Vault's error texts, one item each
+}
+
+// vaultStatus is the status Vault answered with; ok is false when err
+// carries no HTTP answer (nothing reached Vault, or nothing came back).
+func vaultStatus(err error) (status int, ok bool) {
+	var se StatusError
+	if errors.As(err, &se) {
+		return se.HTTPStatus(), true
+	}
+	return 0, false
+}
+
 // Classify maps any error a run can meet to a Cause: this is the one place
-// that reads Vault's status codes, TLS and network errors, and local file
+// that sorts Vault's status codes, TLS and network errors, and local file
 // errors. asked says Vault had just accepted the token in hand and this
 // call asked it for something more (the heal's create, a sweep's list), so
 // a 400 or 403 is Vault refusing that request; otherwise a 403 means the
@@ -143,9 +160,9 @@ func Classify(err error, asked bool) Cause {
 	if err == nil {
 		return CauseUnknown
 	}
-	var re *vault.ResponseError
-	if errors.As(err, &re) {
-		return classifyStatus(re, asked)
+	var se StatusError
+	if errors.As(err, &se) {
+		return classifyStatus(se.HTTPStatus(), se.Messages(), asked)
 	}
 	switch {
 	case errors.Is(err, context.Canceled):
@@ -188,27 +205,20 @@ func isNetwork(err error) bool {
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
 }
 
-func classifyStatus(re *vault.ResponseError, asked bool) Cause {
+func classifyStatus(status int, msgs []string, asked bool) Cause {
 	switch {
-	case re.StatusCode == 503:
+	case status == 503:
 		return CauseSealed
-	case re.StatusCode == 429 || re.StatusCode >= 500:
+	case status == 429 || status >= 500:
 		return CauseServer
-	case asked && (re.StatusCode == 400 || re.StatusCode == 403):
+	case asked && (status == 400 || status == 403):
 		return CauseRefused
-	case re.StatusCode == 403 || re.StatusCode == 401:
+	case status == 403 || status == 401:
 		return CauseTokenDenied
-	case re.StatusCode == 400 && mentions(re.Errors, "bad token", "invalid token"):
+	case status == 400 && mentions(msgs, "bad token", "invalid token"):
 		return CauseTokenDenied
 	}
 	return CauseRefused
-}
-
-// VanishedAccessor recognises Vault's answer for an accessor whose token is
-// gone (400 "invalid accessor"): it expired or was revoked after the list.
-func VanishedAccessor(err error) bool {
-	var re *vault.ResponseError
-	return errors.As(err, &re) && re.StatusCode == 400 && mentions(re.Errors, "invalid accessor")
 }
 
 func mentions(msgs []string, words ...string) bool {

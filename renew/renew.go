@@ -2,9 +2,10 @@
 // periodic token, heal a foreign clobber by re-minting with the foreign
 // token's own authority, or fail without touching the token file.
 //
-// The decisions (IsOurs, JudgeMinted, Classify, sweep.Judge) are pure; Vault
-// is reached only through the Vault interface so that the whole behaviour
-// matrix runs against a fake in unit tests and a real dev server in
+// The decisions (IsOurs, JudgeMinted, JudgeTTL, Classify, sweep.Judge and the
+// ledger's fold) are pure; Vault is reached only through the Vault interface
+// and the ledger only through LedgerStore, so that the whole behaviour
+// matrix runs against fakes in unit tests and a real dev server in
 // integration tests.
 package renew
 
@@ -17,19 +18,22 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/devvm/vault-token-renew/internal/ledger"
 	"github.com/devvm/vault-token-renew/sweep"
 	"github.com/devvm/vault-token-renew/tokenfile"
 )
 
 // Vault is the Vault I/O one run needs. Every call names the token it acts
-// as, because a heal acts as three: the foreign token, the minted one, and
+// as, because a heal acts as three: the foreign token, the new one, and
 // never the environment's VAULT_TOKEN.
 type Vault interface {
 	LookupSelf(ctx context.Context, token string) (TokenInfo, error)
 	// RenewSelf renews token and returns its TTL after the renewal.
 	RenewSelf(ctx context.Context, token string) (Renewal, error)
-	// CreateOrphan is auth/token/create with no_parent and s's meta, as token.
-	CreateOrphan(ctx context.Context, token string, s Spec) (Minted, error)
+	// CreateOrphan is one auth/token/create with no_parent and s's meta, as
+	// token: one attempt, never retried below this interface, because
+	// every attempt must be written ahead in the ledger (create).
+	CreateOrphan(ctx context.Context, token string, s Spec) (Created, error)
 	RevokeSelf(ctx context.Context, token string) error
 	// CanCreateOrphan asks Vault (capabilities-self) whether token may mint
 	// a periodic orphan; used only by dry runs, which must not mint.
@@ -38,14 +42,22 @@ type Vault interface {
 	Accessors(token string) sweep.Accessors
 }
 
+// LedgerStore keeps the ledger between runs: the run state file
+// (runstate.LedgerStore) in production, memory in tests.
+type LedgerStore interface {
+	Load() (ledger.Ledger, error)
+	Save(ledger.Ledger) error
+}
+
 // Renewal is Vault's answer to renew-self.
 type Renewal struct {
 	TTL      time.Duration
 	Warnings []string // e.g. that a max TTL capped the renewal
 }
 
-// Minted is Vault's answer to the heal's create. Secret never leaves the run.
-type Minted struct {
+// Created is Vault's answer to the heal's create. Secret never leaves the
+// run.
+type Created struct {
 	Secret, Accessor string
 	Warnings         []string
 }
@@ -79,6 +91,20 @@ type Config struct {
 	MaxRPS      float64       // sweep requests per second; 0 for no cap
 	LockWait    time.Duration // how long to wait for another run's lock
 	Log         zerolog.Logger
+	// Ledger keeps this machine's token accessors between runs; nil means
+	// none, and then every heal walks every accessor.
+	Ledger LedgerStore
+	// CreateRetries is how often a create that may not have reached Vault
+	// (a 429, a 5xx, no answer) is tried again; the API client's own
+	// VAULT_MAX_RETRIES, which the adapter turns off for the create.
+	CreateRetries int
+	// RetryWait is the pause before each create retry; 0 means a second.
+	RetryWait time.Duration
+	// Progress, if set, is told how far a sweep's lookups got.
+	Progress func(done, total int)
+	// Now is the clock for the ledger's and the TTL judgement's times; nil
+	// means time.Now.
+	Now func() time.Time
 	// WriteToken replaces the token file; nil means tokenfile.Write. Tests
 	// set it to make the write fail after a successful mint.
 	WriteToken func(path, token string) error
@@ -86,6 +112,28 @@ type Config struct {
 
 // Owner is the machine a sweep acts for.
 func (c Config) Owner() sweep.Owner { return sweep.Owner{Host: c.Spec.Host, User: c.Spec.User} }
+
+func (c Config) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// sweepOptions is the one place a sweep's options are built: this
+// machine's display name and owner, the pace the operator set, and what
+// the sweep must keep.
+func (c Config) sweepOptions(apply bool, keep ...string) sweep.Options {
+	return sweep.Options{
+		DisplayName: c.Spec.StoredDisplayName(),
+		Owner:       c.Owner(),
+		Keep:        keep,
+		Apply:       apply,
+		Concurrency: c.Concurrency,
+		MaxRPS:      c.MaxRPS,
+		Progress:    c.Progress,
+	}
+}
 
 // Result is what happened, for the caller to report. It is filled as far as
 // the run got, also when Run returns an error.
@@ -95,13 +143,24 @@ type Result struct {
 	Path    string
 	Current TokenInfo // the token found in the file
 	TTL     time.Duration
-	Minted  TokenInfo // after a heal: the new periodic token
-	Sweep   sweep.Report
-	// SweepErr is why the heal's sweep did not finish; the heal stands, but a
-	// stale token (or one stranded by a retried create) may be left.
+	// New is the token a heal minted: its accessor once Vault answered the
+	// create, all of it once its check looked it up. NewRevoked says
+	// whether a failed heal managed to revoke it.
+	New        TokenInfo
+	NewRevoked bool
+	Sweep      sweep.Report
+	// SweepErr is why the sweep did not finish; a heal stands, but a
+	// stale token (or one stranded by a lost create) may be left.
 	SweepErr error
-	Stage    Stage // the step a failure happened in
-	Cause    Cause
+	// Walked says the sweep walked every accessor in Vault, and WalkGap
+	// why: what the ledger could not vouch for. Otherwise the sweep looked
+	// up only the ledger's accessors.
+	Walked  bool
+	WalkGap ledger.Gap
+	// Ledger is the ledger as the run left it.
+	Ledger ledger.Ledger
+	Stage  Stage // the step a failure happened in
+	Cause  Cause
 	// Refusal is why the heal was denied: Vault's answer to the create, or
 	// why this kind of token can never mint (CannotMint).
 	Refusal string
@@ -109,10 +168,6 @@ type Result struct {
 	Cap TTLVerdict
 	// VaultWarnings are the warnings Vault attached to the renew or create.
 	VaultWarnings []string
-	// MintedAccessor is the token a heal minted, once Vault answered the
-	// create; MintRevoked says whether a failed heal managed to revoke it.
-	MintedAccessor string
-	MintRevoked    bool
 }
 
 func (r *Result) fail(stage Stage, asked bool, err error) (Result, error) {
@@ -125,47 +180,34 @@ func (r *Result) fail(stage Stage, asked bool, err error) (Result, error) {
 
 // Run performs one run under the lock beside the token file.
 func Run(ctx context.Context, v Vault, cfg Config) (Result, error) {
-	res := Result{Path: cfg.TokenFile, DryRun: cfg.DryRun}
-	if !cfg.DryRun {
-		lctx, cancel := context.WithTimeout(ctx, cfg.LockWait)
-		lock, err := tokenfile.Acquire(lctx, cfg.TokenFile)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				err = fmt.Errorf("%w (%w)", err, ctx.Err())
-			}
-			return res.fail(StageLock, false, err)
-		}
-		defer lock.Release()
-	}
-
-	// Read only after taking the lock: a run that waited must see the token
-	// the previous run wrote.
-	tok, err := tokenfile.Read(cfg.TokenFile)
+	o, res, err := open(ctx, v, cfg, !cfg.DryRun)
 	if err != nil {
-		return res.fail(StageRead, false, err)
+		return res, err
 	}
-	cur, err := v.LookupSelf(ctx, tok)
-	if err != nil {
-		return res.fail(StageLookup, false, fmt.Errorf("token in %s: %w", cfg.TokenFile, err))
-	}
-	res.Current = cur
+	defer o.close()
+	b := openBook(cfg, !cfg.DryRun)
 	switch {
-	case IsOurs(cur, cfg.Spec):
-		return renewOurs(ctx, v, cfg, tok, res)
+	case IsOurs(res.Current, cfg.Spec):
+		res, err = renewOurs(ctx, v, cfg, o.token, res, b)
 	case cfg.DryRun:
-		return dryHeal(ctx, v, cfg, tok, res)
+		res, err = dryHeal(ctx, v, cfg, o.token, res, b)
+	default:
+		res, err = heal(ctx, v, cfg, o.token, res, b)
 	}
-	return heal(ctx, v, cfg, tok, res)
+	res.Ledger = b.l
+	return res, err
 }
 
 // renewOurs renews our periodic token and judges what Vault's caps left of
 // its TTL: below the period is a warning, below a day is a failure, so the
-// unit fails while there is still time to act.
-func renewOurs(ctx context.Context, v Vault, cfg Config, tok string, res Result) (Result, error) {
+// unit fails while there is still time to act. The token enters the ledger
+// if it is not there yet (a manual re-mint), and the ledger's other tokens,
+// stale now, are retired; with nothing stale that costs no request.
+func renewOurs(ctx context.Context, v Vault, cfg Config, tok string, res Result, b *book) (Result, error) {
 	res.Action = ActionRenew
 	if cfg.DryRun {
 		res.TTL = res.Current.TTL
+		retire(ctx, v, cfg, &res, b, retirement{as: tok, keep: []string{res.Current.Accessor}})
 		return res, nil
 	}
 	r, err := v.RenewSelf(ctx, tok)
@@ -173,26 +215,30 @@ func renewOurs(ctx context.Context, v Vault, cfg Config, tok string, res Result)
 		return res.fail(StageRenew, false, fmt.Errorf("accessor %s: %w", res.Current.Accessor, err))
 	}
 	res.TTL, res.VaultWarnings = r.TTL, r.Warnings
-	res.Cap = JudgeTTL(res.Current, r.TTL, time.Now())
+	res.Cap = JudgeTTL(res.Current, r.TTL, cfg.now())
 	if res.Cap.Fatal {
 		res.Cause = CauseCapped
 		return res.fail(StageCap, false, fmt.Errorf("%w: accessor %s has %s left: %s", ErrCapped, res.Current.Accessor, r.TTL, res.Cap.Why))
 	}
+	if !b.l.Has(res.Current.Accessor) {
+		b.update(func(l ledger.Ledger) ledger.Ledger { return l.Found(res.Current.Accessor, cfg.now()) })
+	}
+	retire(ctx, v, cfg, &res, b, retirement{as: tok, keep: []string{res.Current.Accessor}})
 	return res, nil
 }
 
 // heal re-mints our periodic token with the foreign token's authority:
-// mint, check, write, then sweep the stale ones. Until the write, any
-// failure revokes the minted token, so a failed heal strands nothing and
+// mint, check, write, then retire the stale ones. Until the write, any
+// failure revokes the new token, so a failed heal strands nothing and
 // leaves the file byte-identical.
-func heal(ctx context.Context, v Vault, cfg Config, foreign string, res Result) (Result, error) {
+func heal(ctx context.Context, v Vault, cfg Config, foreign string, res Result, b *book) (Result, error) {
 	log := cfg.Log.With().Str("foreign_accessor", res.Current.Accessor).Str("foreign_display_name", res.Current.DisplayName).Logger()
 	res.Action = ActionHeal
 	if why := CannotMint(res.Current); why != "" {
 		res.Action, res.Refusal, res.Cause = ActionRefuse, why, CauseRefused
 		return res.fail(StageCreate, true, fmt.Errorf("%w: %s", ErrHealDenied, why))
 	}
-	m, err := v.CreateOrphan(ctx, foreign, cfg.Spec)
+	c, err := create(ctx, v, cfg, foreign, b, log)
 	if err != nil {
 		if Classify(err, true) == CauseRefused {
 			res.Action, res.Refusal = ActionRefuse, err.Error()
@@ -200,59 +246,62 @@ func heal(ctx context.Context, v Vault, cfg Config, foreign string, res Result) 
 		}
 		return res.fail(StageCreate, true, fmt.Errorf("as foreign accessor %s: %w", res.Current.Accessor, err))
 	}
-	res.VaultWarnings, res.MintedAccessor = m.Warnings, m.Accessor
-	log.Info().Str("accessor", m.Accessor).Msg("minted periodic token with the foreign token's authority")
+	res.VaultWarnings, res.New.Accessor = c.Warnings, c.Accessor
+	log.Info().Str("accessor", c.Accessor).Msg("minted periodic token with the foreign token's authority")
 
-	if stage, err := check(ctx, v, cfg, m, &res); err != nil {
-		res.MintRevoked = discard(ctx, v, log, m)
+	if stage, err := checkNew(ctx, v, cfg, c, &res); err != nil {
+		res.NewRevoked = discard(ctx, v, log, c, b)
 		// A just-minted token that Vault will not look up is Vault refusing
 		// the check, not a dead token in the file.
 		return res.fail(stage, stage == StageCheck, err)
 	}
-	if err := writeToken(cfg, m.Secret); err != nil {
+	if err := writeToken(cfg, c.Secret); err != nil {
 		if !errors.Is(err, tokenfile.ErrNotDurable) {
-			res.MintRevoked = discard(ctx, v, log, m)
+			res.NewRevoked = discard(ctx, v, log, c, b)
 			return res.fail(StageWrite, false, err)
 		}
 		// The rename happened: the file holds the new token. Revoking it now
 		// would leave a dead token in the file, so carry on and say so.
 		log.Warn().Err(err).Msg("token file replaced but its directory was not synced; a crash now could restore the old file")
 	}
-	res.TTL = res.Minted.TTL
-	sweepStale(ctx, v, cfg, log, m, &res)
+	res.TTL = res.New.TTL
+	retire(ctx, v, cfg, &res, b, retirement{as: c.Secret, keep: []string{c.Accessor, res.Current.Accessor},
+		notOurs: []string{res.Current.Accessor}, mayWalk: true, log: &log})
 	return res, nil
 }
 
-// check looks the minted token up as itself and judges it: the sanity
+// checkNew looks the new token up as itself and judges it: the sanity
 // predicate, then Vault's TTL caps.
-func check(ctx context.Context, v Vault, cfg Config, m Minted, res *Result) (Stage, error) {
-	minted, err := v.LookupSelf(ctx, m.Secret)
+func checkNew(ctx context.Context, v Vault, cfg Config, c Created, res *Result) (Stage, error) {
+	info, err := v.LookupSelf(ctx, c.Secret)
 	if err != nil {
-		return StageCheck, fmt.Errorf("minted accessor %s: %w", m.Accessor, err)
+		return StageCheck, fmt.Errorf("minted accessor %s: %w", c.Accessor, err)
 	}
-	res.Minted = minted
-	if j := JudgeMinted(minted, cfg.Spec); !j.OK() {
-		return StageCheck, fmt.Errorf("%w: accessor %s: %s", ErrMintRejected, m.Accessor, strings.Join(j.Problems, "; "))
+	res.New = info
+	if j := JudgeMinted(info, cfg.Spec); !j.OK() {
+		return StageCheck, fmt.Errorf("%w: accessor %s: %s", ErrMintRejected, c.Accessor, strings.Join(j.Problems, "; "))
 	}
-	res.Cap = JudgeTTL(minted, minted.TTL, time.Now())
+	res.Cap = JudgeTTL(info, info.TTL, cfg.now())
 	if res.Cap.Fatal {
 		res.Cause = CauseCapped
-		return StageCap, fmt.Errorf("%w: minted accessor %s has %s: %s", ErrCapped, m.Accessor, minted.TTL, res.Cap.Why)
+		return StageCap, fmt.Errorf("%w: minted accessor %s has %s: %s", ErrCapped, c.Accessor, info.TTL, res.Cap.Why)
 	}
 	return StageNone, nil
 }
 
-// discard revokes a minted token the file will not hold and says whether
-// it could. The run's deadline may be what failed, so the revoke gets its
-// own.
-func discard(ctx context.Context, v Vault, log zerolog.Logger, m Minted) bool {
+// discard revokes a new token the file will not hold and says whether it
+// could; a revoked token leaves the ledger, one that survived stays for
+// the next run to retire. The run's deadline may be what failed, so the
+// revoke gets its own.
+func discard(ctx context.Context, v Vault, log zerolog.Logger, c Created, b *book) bool {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if err := v.RevokeSelf(rctx, m.Secret); err != nil {
-		log.Error().Err(err).Str("accessor", m.Accessor).Msg("could not revoke the minted token; revoke it by accessor (vault token revoke -accessor " + m.Accessor + "), or let the next heal's sweep do it")
+	if err := v.RevokeSelf(rctx, c.Secret); err != nil {
+		log.Error().Err(err).Str("accessor", c.Accessor).Msg("could not revoke the minted token; revoke it by accessor (vault token revoke -accessor " + c.Accessor + "), or let the next run retire it")
 		return false
 	}
-	log.Info().Str("accessor", m.Accessor).Msg("revoked the minted token")
+	b.update(func(l ledger.Ledger) ledger.Ledger { return l.Forget(c.Accessor) })
+	log.Info().Str("accessor", c.Accessor).Msg("revoked the minted token")
 	return true
 }
 
@@ -263,32 +312,11 @@ func writeToken(cfg Config, secret string) error {
 	return tokenfile.Write(cfg.TokenFile, secret)
 }
 
-// sweepStale revokes this machine's stale periodic tokens, acting as the
-// new one. That includes one a lost create answer may have stranded: the
-// client retried the create, and the first token is tagged for this machine
-// but not in the keep set. Failures never undo the heal; they are reported.
-func sweepStale(ctx context.Context, v Vault, cfg Config, log zerolog.Logger, m Minted, res *Result) {
-	rep, err := sweep.Run(ctx, v.Accessors(m.Secret), sweep.Options{
-		DisplayName: cfg.Spec.StoredDisplayName(),
-		Owner:       cfg.Owner(),
-		Keep:        []string{m.Accessor, res.Current.Accessor},
-		Apply:       true,
-		Concurrency: cfg.Concurrency,
-		MaxRPS:      cfg.MaxRPS,
-	})
-	res.Sweep, res.SweepErr = rep, err
-	for _, f := range rep.Failed {
-		log.Warn().Err(f.Err).Str("accessor", f.Accessor).Str("op", f.Op).Msg("stale sweep: could not " + f.Op + " accessor; the heal stands")
-	}
-	for _, a := range rep.Revoked {
-		log.Info().Str("accessor", a).Msg("revoked stale periodic token")
-	}
-}
-
 // dryHeal says whether a heal would be allowed, without minting: Vault's
 // own capabilities-self answer for auth/token/create (identity policies
-// included), and the periodic accessors a heal would revoke.
-func dryHeal(ctx context.Context, v Vault, cfg Config, foreign string, res Result) (Result, error) {
+// included), and the periodic tokens a heal would revoke, from the ledger
+// or by a walk, as the heal itself would find them.
+func dryHeal(ctx context.Context, v Vault, cfg Config, foreign string, res Result, b *book) (Result, error) {
 	if why := CannotMint(res.Current); why != "" {
 		res.Action, res.Refusal, res.Cause = ActionRefuse, why, CauseRefused
 		return res.fail(StageCreate, true, fmt.Errorf("%w: %s", ErrHealDenied, why))
@@ -302,13 +330,7 @@ func dryHeal(ctx context.Context, v Vault, cfg Config, foreign string, res Resul
 		return res.fail(StageCreate, true, ErrHealDenied)
 	}
 	res.Action = ActionHeal
-	rep, err := sweep.Run(ctx, v.Accessors(foreign), sweep.Options{
-		DisplayName: cfg.Spec.StoredDisplayName(),
-		Owner:       cfg.Owner(),
-		Keep:        []string{res.Current.Accessor},
-		Concurrency: cfg.Concurrency,
-		MaxRPS:      cfg.MaxRPS,
-	})
-	res.Sweep, res.SweepErr = rep, err
+	retire(ctx, v, cfg, &res, b, retirement{as: foreign, keep: []string{res.Current.Accessor},
+		notOurs: []string{res.Current.Accessor}, mayWalk: true})
 	return res, nil
 }

@@ -24,7 +24,7 @@ import (
 )
 
 // fakeVault is a token store in memory, keyed by secret. It answers with
-// the same *vault.ResponseError values the real client returns.
+// StatusError values, as the real adapter does.
 type fakeVault struct {
 	mu        sync.Mutex
 	bySecret  map[string]*TokenInfo
@@ -41,9 +41,14 @@ type fakeVault struct {
 	// maxTTL caps every TTL as a token mount's max TTL does on real Vault:
 	// the period stays, the TTL is capped, and Vault warns.
 	maxTTL time.Duration
-	// loseCreates makes this many creates mint and then fail, as a create
-	// whose answer was lost after Vault minted (the client then retries).
+	// loseCreates makes this many creates mint and then fail with a 502,
+	// as a create whose answer was lost after Vault minted.
 	loseCreates int
+	// listed counts LISTs of every accessor (a heal with a whole ledger
+	// makes none), and lookedUp the lookups by accessor.
+	listed, lookedUp int
+	// beforeCreate, if set, runs as each create arrives.
+	beforeCreate func()
 }
 
 const capWarning = "TTL of \"768h\" exceeded the effective max_ttl; TTL value is capped accordingly"
@@ -95,29 +100,30 @@ func (f *fakeVault) RenewSelf(_ context.Context, tok string) (Renewal, error) {
 	return Renewal{TTL: i.TTL, Warnings: warn}, nil
 }
 
-func (f *fakeVault) CreateOrphan(_ context.Context, tok string, s Spec) (Minted, error) {
+func (f *fakeVault) CreateOrphan(_ context.Context, tok string, s Spec) (Created, error) {
+	if f.beforeCreate != nil {
+		f.beforeCreate()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.createErr[tok]; err != nil {
-		return Minted{}, err
+		return Created{}, err
 	}
-	for {
-		f.n++
-		secret, acc := fmt.Sprintf("minted-secret-%d", f.n), fmt.Sprintf("minted-acc-%d", f.n)
-		ttl, warn := f.capped(s.Period)
-		info := &TokenInfo{Accessor: acc, DisplayName: "token-" + s.DisplayName, Period: s.Period, TTL: ttl,
-			Orphan: true, Policies: append([]string{"default"}, s.Policies...), Meta: s.Meta()}
-		if f.mintAs != nil {
-			f.mintAs(info)
-		}
-		f.bySecret[secret] = info
-		f.created = append(f.created, acc)
-		if f.loseCreates > 0 {
-			f.loseCreates-- // minted, but the answer never reached us; the client retries
-			continue
-		}
-		return Minted{Secret: secret, Accessor: acc, Warnings: warn}, nil
+	f.n++
+	secret, acc := fmt.Sprintf("minted-secret-%d", f.n), fmt.Sprintf("minted-acc-%d", f.n)
+	ttl, warn := f.capped(s.Period)
+	info := &TokenInfo{Accessor: acc, DisplayName: "token-" + s.DisplayName, Period: s.Period, TTL: ttl,
+		Orphan: true, Policies: append([]string{"default"}, s.Policies...), Meta: s.Meta()}
+	if f.mintAs != nil {
+		f.mintAs(info)
 	}
+	f.bySecret[secret] = info
+	f.created = append(f.created, acc)
+	if f.loseCreates > 0 {
+		f.loseCreates-- // minted, but the answer never reached us
+		return Created{}, respErr(502, "bad gateway")
+	}
+	return Created{Secret: secret, Accessor: acc, Warnings: warn}, nil
 }
 
 func (f *fakeVault) RevokeSelf(_ context.Context, tok string) error {
@@ -145,6 +151,7 @@ type fakeAccessors struct{ f *fakeVault }
 func (a fakeAccessors) List(context.Context) ([]string, error) {
 	a.f.mu.Lock()
 	defer a.f.mu.Unlock()
+	a.f.listed++
 	var out []string
 	for _, i := range a.f.bySecret {
 		out = append(out, i.Accessor)
@@ -156,9 +163,10 @@ func (a fakeAccessors) List(context.Context) ([]string, error) {
 func (a fakeAccessors) Lookup(_ context.Context, acc string) (sweep.Token, error) {
 	a.f.mu.Lock()
 	defer a.f.mu.Unlock()
+	a.f.lookedUp++
 	for _, i := range a.f.bySecret {
 		if i.Accessor == acc {
-			return sweep.Token{Accessor: acc, DisplayName: i.DisplayName, Host: i.Meta[MetaHost], User: i.Meta[MetaUser]}, nil
+			return sweep.Token{Accessor: acc, DisplayName: i.DisplayName, Period: i.Period, Host: i.Meta[MetaHost], User: i.Meta[MetaUser]}, nil
 		}
 	}
 	return sweep.Token{}, sweep.ErrVanished
@@ -202,7 +210,8 @@ func setup(t *testing.T, content string) (Config, string) {
 	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return Config{TokenFile: p, Spec: spec, Concurrency: 4, LockWait: 5 * time.Second, Log: zerolog.Nop()}, p
+	return Config{TokenFile: p, Spec: spec, Concurrency: 4, LockWait: 5 * time.Second, Log: zerolog.Nop(),
+		CreateRetries: 2, RetryWait: time.Millisecond}, p
 }
 
 func fileIs(t *testing.T, p, want string) {
@@ -239,7 +248,7 @@ func TestAdminClobberHeals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Action != ActionHeal || res.Minted.Accessor != "minted-acc-1" || res.Current.DisplayName != "oidc-wizard" {
+	if res.Action != ActionHeal || res.New.Accessor != "minted-acc-1" || res.Current.DisplayName != "oidc-wizard" {
 		t.Fatalf("result %+v", res)
 	}
 	fileIs(t, p, "minted-secret-1")
@@ -433,8 +442,8 @@ func TestDryRunChangesNothing(t *testing.T) {
 			if errors.Is(err, ErrHealDenied) != tc.denied || (!tc.denied && err != nil) {
 				t.Fatalf("err = %v", err)
 			}
-			if res.Action != tc.action || len(res.Sweep.Matched) != tc.matched {
-				t.Fatalf("action %q matched %d", res.Action, len(res.Sweep.Matched))
+			if res.Action != tc.action || len(res.Sweep.Stale) != tc.matched {
+				t.Fatalf("action %q matched %d", res.Action, len(res.Sweep.Stale))
 			}
 			fileIs(t, p, tc.file)
 			if len(f.created)+len(f.revoked)+len(f.renewed) != 0 {
@@ -613,8 +622,8 @@ func TestHealCappedByVault(t *testing.T) {
 		if fmt.Sprint(f.revoked) != "[minted-acc-1]" {
 			t.Fatalf("revoked %v, want only the minted token", f.revoked)
 		}
-		if res.MintedAccessor != "minted-acc-1" || !res.MintRevoked {
-			t.Fatalf("minted %q revoked %v: the report must know what happened to the mint", res.MintedAccessor, res.MintRevoked)
+		if res.New.Accessor != "minted-acc-1" || !res.NewRevoked {
+			t.Fatalf("minted %q revoked %v: the report must know what happened to the mint", res.New.Accessor, res.NewRevoked)
 		}
 	})
 	t.Run("explicit max TTL names the day the token dies", func(t *testing.T) {
@@ -631,8 +640,9 @@ func TestHealCappedByVault(t *testing.T) {
 }
 
 // TestLostCreateAnswerStrandsNothing: Vault minted, the answer was lost,
-// the client retried and Vault minted again. The heal's sweep revokes the
-// first: it is tagged for this machine and not in the keep set.
+// the heal retried and Vault minted again. The lost attempt is unrecorded
+// in the ledger, so the heal walks, and revokes the first: it is tagged
+// for this machine and not in the keep set.
 func TestLostCreateAnswerStrandsNothing(t *testing.T) {
 	f := world()
 	f.loseCreates = 1

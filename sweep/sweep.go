@@ -2,9 +2,11 @@
 //
 // Every heal mints a new periodic admin token; without a sweep the previous
 // one would stay alive server-side for up to a full period. Vault offers no
-// "list tokens by display name", so the only way is one list of all
-// accessors and one lookup per accessor. The decision of what is stale is a
-// pure function (Judge); Run does the I/O around it.
+// "list tokens by display name" and no paging, so finding tokens nobody
+// recorded takes one list of all accessors and one lookup per accessor: a
+// walk. Where the accessors are known (the ledger's), Run looks up only
+// those. The decision of what is stale is a pure function (Judge); Run does
+// the I/O around it.
 package sweep
 
 import (
@@ -25,6 +27,7 @@ type Token struct {
 	DisplayName  string
 	CreationTime time.Time
 	TTL          time.Duration
+	Period       time.Duration // 0 for a token that is not periodic
 	// Host and User are the token's meta tags (empty when untagged, as the
 	// runbook's manual re-mints are): which machine and user it serves.
 	Host, User string
@@ -42,35 +45,49 @@ type Accessors interface {
 // exists: its token expired or was revoked between the list and the lookup.
 var ErrVanished = errors.New("accessor no longer exists")
 
-// Verdict is what a sweep does with one token.
+// Verdict is what a sweep does with one token. The same four words name
+// the report's buckets and the printed table's actions.
 type Verdict int
 
 const (
-	Ignore  Verdict = iota // not our display name
-	Spare                  // ours by name, but in the keep set
-	Revoke                 // a stale periodic token of this machine, or untagged
-	Another                // our display name, but tagged for another machine or user: never revoked
+	Ignore Verdict = iota // not a periodic token with our display name
+	Keep                  // this machine's, but in the keep set (the file's, the new one)
+	Stale                 // this machine's (or untagged) and not kept: revoked
+	Other                 // our display name, but tagged for another machine or user: never revoked
 )
+
+func (v Verdict) String() string {
+	switch v {
+	case Keep:
+		return "kept"
+	case Stale:
+		return "stale"
+	case Other:
+		return "other machine's"
+	}
+	return "ignored"
+}
 
 // Owner is the machine (and local user) whose tokens a sweep may revoke.
 type Owner struct{ Host, User string }
 
 // Judge is the whole rule for one token, for the heal's sweep and `sweep`
-// alike. Only an exact display-name match can be stale: "token-devvm-wizard2"
-// is someone else's. Of those, a token tagged for another host (or another
-// user on this host) belongs to a machine sharing this Vault and is never
-// revoked; a token tagged for this owner, or untagged (a manual re-mint), is
-// stale unless kept.
+// alike. Only a periodic token with the exact display name can be stale:
+// "token-devvm-wizard2" is someone else's, and a non-periodic token with our
+// name is somebody's login, not a token this tool renews. Of those, a token
+// tagged for another host (or another user on this host) belongs to a
+// machine sharing this Vault and is never revoked; a token tagged for this
+// owner, or untagged (a manual re-mint), is stale unless kept.
 func Judge(t Token, displayName string, me Owner, keep map[string]bool) Verdict {
 	switch {
-	case t.DisplayName != displayName:
+	case t.DisplayName != displayName, t.Period <= 0:
 		return Ignore
 	case t.Host != "" && t.Host != me.Host, t.Host != "" && t.User != "" && t.User != me.User:
-		return Another
+		return Other
 	case keep[t.Accessor]:
-		return Spare
+		return Keep
 	}
-	return Revoke
+	return Stale
 }
 
 func keepSet(keep []string) map[string]bool {
@@ -91,6 +108,9 @@ type Options struct {
 	Owner Owner
 	// Keep lists accessors never to revoke (the current token, the foreign one).
 	Keep []string
+	// Only, when not nil, are the accessors to look up instead of listing
+	// every accessor in Vault: the ledger's. No list is made.
+	Only []string
 	// Apply revokes; without it Run only reports what it would revoke.
 	Apply bool
 	// Concurrency bounds lookups and revokes in flight; 0 means DefaultConcurrency.
@@ -118,16 +138,16 @@ type Failure struct {
 	Err      error
 }
 
-// Report is the outcome of one sweep. Only matching tokens are kept in
-// memory, never every lookup's response.
+// Report is the outcome of one sweep, in Judge's words. Only tokens with
+// our display name are kept in memory, never every lookup's response.
 type Report struct {
-	Listed   int
-	LookedUp int     // accessors looked up (all of Listed unless stopped early)
-	Matched  []Token // stale tokens, sorted by creation time
-	Kept     []Token // this machine's tokens spared because they are in Keep
-	Others   []Token // other machines' tokens with our display name: never revoked
-	Revoked  []string
-	Vanished int
+	Listed   int      // accessors to look up: the list's, or Options.Only's
+	LookedUp int      // accessors looked up (all of Listed unless stopped early)
+	Stale    []Token  // this machine's stale tokens, oldest first
+	Kept     []Token  // this machine's tokens in Keep
+	Other    []Token  // other machines' tokens with our display name: never revoked
+	Revoked  []string // stale accessors revoked
+	Vanished []string // accessors whose token was gone by the lookup
 	Failed   []Failure
 }
 
@@ -191,15 +211,19 @@ func walk(ctx context.Context, items []string, n int, limit *rate.Limiter, fn fu
 	return stopped
 }
 
-// Run lists all accessors, looks each up with bounded concurrency, and
-// revokes the stale ones when opts.Apply is set. A failing lookup or revoke
-// is recorded in the report and never stops the sweep; a failing list is an
-// error, and so is a walk that stopped early (an *IncompleteError).
+// Run lists all accessors (or takes opts.Only), looks each up with bounded
+// concurrency, and revokes the stale ones when opts.Apply is set. A failing
+// lookup or revoke is recorded in the report and never stops the sweep; a
+// failing list is an error, and so is a walk that stopped early (an
+// *IncompleteError).
 func Run(ctx context.Context, v Accessors, opts Options) (Report, error) {
 	var rep Report
-	accs, err := v.List(ctx)
-	if err != nil {
-		return rep, err // the adapter names the call
+	accs := opts.Only
+	if accs == nil {
+		var err error
+		if accs, err = v.List(ctx); err != nil {
+			return rep, err // the adapter names the call
+		}
 	}
 	rep.Listed = len(accs)
 	n := opts.Concurrency
@@ -217,8 +241,8 @@ func Run(ctx context.Context, v Accessors, opts Options) (Report, error) {
 	if !opts.Apply {
 		return rep, nil
 	}
-	stale := make([]string, len(rep.Matched))
-	for i, t := range rep.Matched {
+	stale := make([]string, len(rep.Stale))
+	for i, t := range rep.Stale {
 		stale[i] = t.Accessor
 	}
 	stopped = revokeAll(ctx, v, stale, n, limit, &rep)
@@ -245,21 +269,21 @@ func lookupAll(ctx context.Context, v Accessors, accs []string, n int, limit *ra
 		}
 		switch {
 		case errors.Is(err, ErrVanished):
-			rep.Vanished++
+			rep.Vanished = append(rep.Vanished, acc)
 		case err != nil:
 			rep.Failed = append(rep.Failed, Failure{Accessor: acc, Op: "lookup", Err: err})
 		default:
 			switch Judge(tok, opts.DisplayName, opts.Owner, kept) {
-			case Spare:
+			case Keep:
 				rep.Kept = append(rep.Kept, tok)
-			case Revoke:
-				rep.Matched = append(rep.Matched, tok)
-			case Another:
-				rep.Others = append(rep.Others, tok)
+			case Stale:
+				rep.Stale = append(rep.Stale, tok)
+			case Other:
+				rep.Other = append(rep.Other, tok)
 			}
 		}
 	})
-	for _, ts := range [][]Token{rep.Matched, rep.Others} {
+	for _, ts := range [][]Token{rep.Stale, rep.Other} {
 		sort.Slice(ts, func(i, j int) bool { return ts[i].CreationTime.Before(ts[j].CreationTime) })
 	}
 	return stopped

@@ -15,6 +15,9 @@ import (
 
 const dn = "token-devvm-wizard"
 
+// p is the period of the periodic tokens in these tests.
+const p = 768 * time.Hour
+
 var me = Owner{Host: "devvm-a", User: "wizard"}
 
 // stale applies Judge to a list, keeping what it would revoke.
@@ -22,7 +25,7 @@ func stale(tokens []Token, displayName string, keep ...string) []Token {
 	kept := keepSet(keep)
 	var out []Token
 	for _, t := range tokens {
-		if Judge(t, displayName, me, kept) == Revoke {
+		if Judge(t, displayName, me, kept) == Stale {
 			out = append(out, t)
 		}
 	}
@@ -38,14 +41,16 @@ func TestJudge(t *testing.T) {
 		tok  Token
 		want Verdict
 	}{
-		{"exact name, tagged for this machine, not kept: stale", Token{Accessor: "a", DisplayName: dn, Host: "devvm-a", User: "wizard"}, Revoke},
-		{"exact name, tagged for this machine, no user tag: stale", Token{Accessor: "a", DisplayName: dn, Host: "devvm-a"}, Revoke},
-		{"exact name, untagged (manual re-mint): stale", Token{Accessor: "a", DisplayName: dn}, Revoke},
-		{"exact name, tagged for another machine: never", Token{Accessor: "a", DisplayName: dn, Host: "devvm-b", User: "wizard"}, Another},
-		{"exact name, another machine even when kept", Token{Accessor: "kept", DisplayName: dn, Host: "devvm-b"}, Another},
-		{"exact name, this host but another user: never", Token{Accessor: "a", DisplayName: dn, Host: "devvm-a", User: "viktor"}, Another},
-		{"exact name, tagged for this machine, kept", Token{Accessor: "kept", DisplayName: dn, Host: "devvm-a", User: "wizard"}, Spare},
-		{"exact name, untagged, kept", Token{Accessor: "kept", DisplayName: dn}, Spare},
+		{"exact name, tagged for this machine, not kept: stale", Token{Accessor: "a", DisplayName: dn, Period: p, Host: "devvm-a", User: "wizard"}, Stale},
+		{"exact name, tagged for this machine, no user tag: stale", Token{Accessor: "a", DisplayName: dn, Period: p, Host: "devvm-a"}, Stale},
+		{"exact name, untagged (manual re-mint): stale", Token{Accessor: "a", DisplayName: dn, Period: p}, Stale},
+		{"exact name, tagged for another machine: never", Token{Accessor: "a", DisplayName: dn, Period: p, Host: "devvm-b", User: "wizard"}, Other},
+		{"exact name, another machine even when kept", Token{Accessor: "kept", DisplayName: dn, Period: p, Host: "devvm-b"}, Other},
+		{"exact name, this host but another user: never", Token{Accessor: "a", DisplayName: dn, Period: p, Host: "devvm-a", User: "viktor"}, Other},
+		{"exact name, tagged for this machine, kept", Token{Accessor: "kept", DisplayName: dn, Period: p, Host: "devvm-a", User: "wizard"}, Keep},
+		{"exact name, untagged, kept", Token{Accessor: "kept", DisplayName: dn, Period: p}, Keep},
+		{"exact name, tagged for this machine, not periodic: somebody's login", Token{Accessor: "a", DisplayName: dn, Host: "devvm-a", User: "wizard"}, Ignore},
+		{"exact name, untagged, not periodic", Token{Accessor: "a", DisplayName: dn}, Ignore},
 		{"near miss: suffix", Token{Accessor: "a", DisplayName: "token-devvm-wizard2", Host: "devvm-a"}, Ignore},
 		{"near miss: prefix", Token{Accessor: "a", DisplayName: "token-devvm"}, Ignore},
 		{"near miss: no token- prefix", Token{Accessor: "a", DisplayName: "devvm-wizard"}, Ignore},
@@ -63,10 +68,10 @@ func TestJudge(t *testing.T) {
 
 func TestStale(t *testing.T) {
 	toks := []Token{
-		{Accessor: "cur", DisplayName: dn, Host: "devvm-a"},
-		{Accessor: "old1", DisplayName: dn, Host: "devvm-a"},
-		{Accessor: "old2", DisplayName: dn},
-		{Accessor: "other", DisplayName: dn, Host: "devvm-b"},
+		{Accessor: "cur", DisplayName: dn, Period: p, Host: "devvm-a"},
+		{Accessor: "old1", DisplayName: dn, Period: p, Host: "devvm-a"},
+		{Accessor: "old2", DisplayName: dn, Period: p},
+		{Accessor: "other", DisplayName: dn, Period: p, Host: "devvm-b"},
 		{Accessor: "foreign", DisplayName: "oidc-wizard"},
 		{Accessor: "near1", DisplayName: "token-devvm-wizard2"},
 	}
@@ -158,10 +163,10 @@ func (f *fakeVault) Revoke(ctx context.Context, acc string) error {
 func seeded() *fakeVault {
 	t0 := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 	return &fakeVault{tokens: map[string]Token{
-		"cur":     {Accessor: "cur", DisplayName: dn, CreationTime: t0.Add(72 * time.Hour)},
-		"old1":    {Accessor: "old1", DisplayName: dn, CreationTime: t0.Add(48 * time.Hour), Host: "devvm-a", User: "wizard"},
-		"old2":    {Accessor: "old2", DisplayName: dn, CreationTime: t0},
-		"other":   {Accessor: "other", DisplayName: dn, CreationTime: t0, Host: "devvm-b", User: "wizard"},
+		"cur":     {Accessor: "cur", DisplayName: dn, Period: p, CreationTime: t0.Add(72 * time.Hour)},
+		"old1":    {Accessor: "old1", DisplayName: dn, Period: p, CreationTime: t0.Add(48 * time.Hour), Host: "devvm-a", User: "wizard"},
+		"old2":    {Accessor: "old2", DisplayName: dn, Period: p, CreationTime: t0},
+		"other":   {Accessor: "other", DisplayName: dn, Period: p, CreationTime: t0, Host: "devvm-b", User: "wizard"},
 		"foreign": {Accessor: "foreign", DisplayName: "oidc-wizard"},
 		"near":    {Accessor: "near", DisplayName: "token-devvm-wizard2"},
 	}}
@@ -183,14 +188,14 @@ func TestRunRevokesExactlyTheStale(t *testing.T) {
 	if rep.Listed != 6 {
 		t.Fatalf("listed %d, want 6", rep.Listed)
 	}
-	if len(rep.Others) != 1 || rep.Others[0].Accessor != "other" || rep.Others[0].Host != "devvm-b" {
-		t.Fatalf("others %+v, want the devvm-b token listed as another machine's", rep.Others)
+	if len(rep.Other) != 1 || rep.Other[0].Accessor != "other" || rep.Other[0].Host != "devvm-b" {
+		t.Fatalf("others %+v, want the devvm-b token listed as another machine's", rep.Other)
 	}
 	if len(rep.Kept) != 1 || rep.Kept[0].Accessor != "cur" {
 		t.Fatalf("kept %+v, want the current token only", rep.Kept)
 	}
-	if rep.Matched[0].Accessor != "old2" {
-		t.Fatalf("matches not oldest first: %+v", rep.Matched)
+	if rep.Stale[0].Accessor != "old2" {
+		t.Fatalf("matches not oldest first: %+v", rep.Stale)
 	}
 }
 
@@ -203,8 +208,8 @@ func TestRunDryRunRevokesNothing(t *testing.T) {
 	if len(f.revoked) != 0 || len(rep.Revoked) != 0 {
 		t.Fatalf("dry run revoked %v", f.revoked)
 	}
-	if len(rep.Matched) != 2 {
-		t.Fatalf("matched %+v", rep.Matched)
+	if len(rep.Stale) != 2 {
+		t.Fatalf("matched %+v", rep.Stale)
 	}
 }
 
@@ -219,8 +224,8 @@ func TestRunCarriesOnPastFailures(t *testing.T) {
 	if !reflect.DeepEqual(rep.Revoked, []string{"old2"}) {
 		t.Fatalf("revoked %v", rep.Revoked)
 	}
-	if rep.Vanished != 1 {
-		t.Fatalf("vanished = %d", rep.Vanished)
+	if !reflect.DeepEqual(rep.Vanished, []string{"gone"}) {
+		t.Fatalf("vanished = %v", rep.Vanished)
 	}
 	ops := map[string]string{}
 	for _, fl := range rep.Failed {
@@ -228,6 +233,23 @@ func TestRunCarriesOnPastFailures(t *testing.T) {
 	}
 	if !reflect.DeepEqual(ops, map[string]string{"broken": "lookup", "old1": "revoke"}) {
 		t.Fatalf("failures %v", ops)
+	}
+}
+
+// TestRunOnlyLooksUpTheGivenAccessors: with Only (the ledger's accessors)
+// no list is made, and only those are looked up and judged.
+func TestRunOnlyLooksUpTheGivenAccessors(t *testing.T) {
+	f := seeded()
+	f.listErr = errors.New("a list was made")
+	rep, err := Run(context.Background(), f, Options{DisplayName: dn, Owner: me, Keep: []string{"cur"}, Apply: true, Only: []string{"old1", "other"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(f.revoked, []string{"old1"}) || rep.Listed != 2 || rep.LookedUp != 2 {
+		t.Fatalf("revoked %v, listed %d, looked up %d; want old1 of 2", f.revoked, rep.Listed, rep.LookedUp)
+	}
+	if len(rep.Other) != 1 || rep.Other[0].Accessor != "other" {
+		t.Fatalf("other %+v", rep.Other)
 	}
 }
 
@@ -260,7 +282,7 @@ func TestRunCancelledReportsHowFar(t *testing.T) {
 	f := &fakeVault{tokens: map[string]Token{}, lookupWait: 20 * time.Millisecond}
 	for i := 0; i < 100; i++ {
 		a := fmt.Sprintf("a%03d", i)
-		f.tokens[a] = Token{Accessor: a, DisplayName: dn}
+		f.tokens[a] = Token{Accessor: a, DisplayName: dn, Period: p}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
@@ -274,8 +296,8 @@ func TestRunCancelledReportsHowFar(t *testing.T) {
 	if len(f.revoked) != 0 {
 		t.Fatal("revoked after cancellation")
 	}
-	if rep.Listed != 100 || len(rep.Matched) == 0 || len(rep.Matched) >= 100 || rep.LookedUp != len(rep.Matched) || len(rep.Failed) != 0 {
-		t.Fatalf("report %d listed, %d looked up, %d matched, %d failed", rep.Listed, rep.LookedUp, len(rep.Matched), len(rep.Failed))
+	if rep.Listed != 100 || len(rep.Stale) == 0 || len(rep.Stale) >= 100 || rep.LookedUp != len(rep.Stale) || len(rep.Failed) != 0 {
+		t.Fatalf("report %d listed, %d looked up, %d matched, %d failed", rep.Listed, rep.LookedUp, len(rep.Stale), len(rep.Failed))
 	}
 	if !strings.Contains(err.Error(), fmt.Sprintf("stopped looking up after %d of 100 accessors: the time budget (--timeout) ran out", rep.LookedUp)) {
 		t.Fatalf("error does not say how far it got and why: %v", err)
@@ -289,7 +311,7 @@ func TestRunRateLimitPastDeadlineIsIncomplete(t *testing.T) {
 	f := &fakeVault{tokens: map[string]Token{}}
 	for i := 0; i < 40; i++ {
 		a := fmt.Sprintf("a%02d", i)
-		f.tokens[a] = Token{Accessor: a, DisplayName: dn}
+		f.tokens[a] = Token{Accessor: a, DisplayName: dn, Period: p}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()

@@ -23,12 +23,26 @@ import (
 	"github.com/devvm/vault-token-renew/sweep"
 )
 
-// Exit codes, the whole contract with systemd and scripts.
+// ending is how a command ended; exitStatus is the one place where an
+// ending becomes an exit status, the whole contract with systemd and
+// scripts.
+type ending int
+
 const (
-	exitOK    = 0 // OK, HEALED, or a dry run that would succeed
-	exitFail  = 1 // DRIFT or FAIL: the unit fails and an operator must look
-	exitUsage = 2 // bad flags or arguments
+	endOK     ending = iota // OK, HEALED, a dry run that would succeed, status on our token, a clean sweep
+	endFailed               // DRIFT or FAIL: the unit fails and an operator must look
+	endUsage                // bad flags, arguments or settings
 )
+
+func exitStatus(e ending) int {
+	switch e {
+	case endOK:
+		return 0
+	case endUsage:
+		return 2
+	}
+	return 1
+}
 
 const usageText = `vault-token-renew keeps the periodic Vault token in the token file alive,
 and heals it when a vault login overwrites the file.
@@ -68,10 +82,11 @@ type cli struct {
 	getenv         func(string) string
 	environ        func() []string // the notify command's base environment
 	now            func() time.Time
+	sleep          func(context.Context, time.Duration) error // runWaiting's pause
 }
 
 func newCLI(stdout, stderr io.Writer, getenv func(string) string) *cli {
-	return &cli{stdout: stdout, stderr: stderr, getenv: withEnvFile(getenv), environ: os.Environ, now: time.Now}
+	return &cli{stdout: stdout, stderr: stderr, getenv: withEnvFile(getenv), environ: os.Environ, now: time.Now, sleep: sleepCtx}
 }
 
 // withEnvFile answers the tool's own VTR_* settings from the environment
@@ -185,16 +200,21 @@ func (c *cli) flags(name string, o *options) *flag.FlagSet {
 // subcommands besides the one run.
 var subcommands = []string{"status", "sweep", "notify"}
 
-// run parses the command line, runs one subcommand and returns its exit code.
+// run parses the command line, runs one subcommand and returns its exit
+// status.
 func (c *cli) run(ctx context.Context, args []string) int {
-	name, o, code, ok := c.parse(args)
+	return exitStatus(c.dispatch(ctx, args))
+}
+
+func (c *cli) dispatch(ctx context.Context, args []string) ending {
+	name, o, end, ok := c.parse(args)
 	if !ok {
-		return code
+		return end
 	}
 	log, err := newLogger(c.stderr, o.logFormat, c.getenv)
 	if err != nil {
 		c.usageError(err)
-		return exitUsage
+		return endUsage
 	}
 	switch {
 	case name == "status" && o.brief:
@@ -202,7 +222,33 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	case name == "notify":
 		return c.notify(ctx, log, o.unit)
 	}
-	cfg := renew.Config{
+	cfg := c.config(o, log)
+	rep := reporter{cfg: cfg, timeout: o.timeout, cli: "vault"}
+	vc, err := vaultclient.FromEnv()
+	if err != nil {
+		line := rep.report(renew.Result{Stage: renew.StageSettings, Cause: renew.CauseSettings, Path: cfg.TokenFile}, err)
+		if name == "vault-token-renew" && !o.dryRun {
+			c.record(log, o, renew.Result{}, line)
+		}
+		line.print(log)
+		return line.end
+	}
+	rep.addr = vc.Address()
+	cfg.CreateRetries = vc.MaxRetries()
+	switch name {
+	case "status":
+		ctx, cancel := context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+		return c.status(ctx, vc, rep, log, o.json)
+	case "sweep":
+		return c.sweepTimed(ctx, vc, rep, log, o)
+	}
+	return c.oneRun(ctx, vc, rep, log, o)
+}
+
+// config is a run's settings from the flags.
+func (c *cli) config(o options, log zerolog.Logger) renew.Config {
+	return renew.Config{
 		TokenFile:   o.tokenFile,
 		Spec:        renew.Spec{DisplayName: o.displayName, Policies: o.policies.vals, Period: o.period, Host: o.host, User: c.username()},
 		DryRun:      o.dryRun,
@@ -210,36 +256,13 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		MaxRPS:      o.maxRPS,
 		LockWait:    o.lockWait,
 		Log:         log,
+		Now:         c.now,
 	}
-	rep := reporter{log: log, cfg: cfg, timeout: o.timeout}
-	vc, err := vaultclient.FromEnv()
-	if err != nil {
-		out := rep.report(renew.Result{Stage: renew.StageSettings, Cause: renew.CauseSettings, Path: cfg.TokenFile}, err)
-		if name == "vault-token-renew" && !o.dryRun {
-			c.record(log, o, renew.Result{}, out)
-		}
-		return out.code
-	}
-	rep.addr = vc.Address()
-	switch name {
-	case "status":
-		ctx, cancel := context.WithTimeout(ctx, o.timeout)
-		defer cancel()
-		return c.status(ctx, vc, rep, o.json)
-	case "sweep":
-		return c.sweepTimed(ctx, vc, rep, o)
-	}
-	res, err := c.runWaiting(ctx, vc, cfg, o, log)
-	out := rep.report(res, err)
-	if !o.dryRun {
-		c.record(log, o, res, out)
-	}
-	return out.code
 }
 
 // parse reads the subcommand and its flags; ok is false when the process
-// should exit with code right away (help, version, a usage error).
-func (c *cli) parse(args []string) (name string, o options, code int, ok bool) {
+// should end right away (help, version, a usage error).
+func (c *cli) parse(args []string) (name string, o options, end ending, ok bool) {
 	name = "vault-token-renew"
 	if len(args) > 0 && slices.Contains(subcommands, args[0]) {
 		name, args = args[0], args[1:]
@@ -247,20 +270,20 @@ func (c *cli) parse(args []string) (name string, o options, code int, ok bool) {
 	fs := c.flags(name, &o)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return name, o, exitOK, false
+			return name, o, endOK, false
 		}
-		return name, o, exitUsage, false
+		return name, o, endUsage, false
 	}
 	fs.Visit(func(f *flag.Flag) { o.timeoutSet = o.timeoutSet || f.Name == "timeout" })
 	if o.version {
 		fmt.Fprintln(c.stdout, "vault-token-renew", versionString())
-		return name, o, exitOK, false
+		return name, o, endOK, false
 	}
 	if err := o.check(fs); err != nil {
 		c.usageError(err)
-		return name, o, exitUsage, false
+		return name, o, endUsage, false
 	}
-	return name, o, exitOK, true
+	return name, o, endOK, true
 }
 
 // usageError says what is wrong with the command line or the env file. A
@@ -272,45 +295,6 @@ func (c *cli) usageError(err error) {
 		prefix = syslogPriority("error")
 	}
 	fmt.Fprintf(c.stderr, "%svault-token-renew: %v\n", prefix, err)
-}
-
-// sweepTimed runs sweep with --timeout only when one was given: it is run
-// by hand, where Ctrl-C stops it and --max-rps sets its pace.
-func (c *cli) sweepTimed(ctx context.Context, vc *vaultclient.Client, rep reporter, o options) int {
-	if !o.timeoutSet {
-		rep.timeout = 0
-		return c.sweep(ctx, vc, rep, o.apply)
-	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	return c.sweep(ctx, vc, rep, o.apply)
-}
-
-// runWaiting is one run, retried while Vault cannot be reached at all and
-// nothing has been done yet, for up to --wait-unreachable: a run the timer
-// fires at boot may find the network not up for a minute, and a failed unit
-// for that would be an alarm nobody should have to read. No other cause is
-// retried: DRIFT and a refused or dead token fail at once.
-func (c *cli) runWaiting(ctx context.Context, vc *vaultclient.Client, cfg renew.Config, o options, log zerolog.Logger) (renew.Result, error) {
-	giveUp := time.Now().Add(o.waitUnreachable)
-	pause := 5 * time.Second
-	for {
-		rctx, cancel := context.WithTimeout(ctx, o.timeout)
-		res, err := renew.Run(rctx, vc, cfg)
-		cancel()
-		if res.Stage != renew.StageLookup || res.Cause != renew.CauseUnreachable || !time.Now().Add(pause).Before(giveUp) {
-			return res, err
-		}
-		log.Info().Err(err).Str("retry_in", fmtDur(pause)).Str("until", giveUp.Format(time.RFC3339)).
-			Msg("vault unreachable; waiting for it (--wait-unreachable) before failing")
-		select {
-		case <-ctx.Done():
-			res.Cause = renew.CauseCanceled
-			return res, fmt.Errorf("while waiting for vault: %w (%w)", ctx.Err(), err)
-		case <-time.After(pause):
-		}
-		pause = min(2*pause, 15*time.Second)
-	}
 }
 
 // envDuration reads a duration setting from the env file; a bad one is a

@@ -23,6 +23,7 @@ import (
 	vault "github.com/hashicorp/vault/api"
 	"github.com/rs/zerolog"
 
+	"github.com/devvm/vault-token-renew/internal/ledger"
 	"github.com/devvm/vault-token-renew/internal/vaultclient"
 	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/sweep"
@@ -44,59 +45,22 @@ func runCLI(t *testing.T, getenv func(string) string, args ...string) (int, stri
 	return code, out.String(), errb.String()
 }
 
-func TestUsageErrorsExit2(t *testing.T) {
-	for _, args := range [][]string{
-		{"--no-such-flag"},
-		{"extra-arg"},
-		{"--period", "10s"},
-		{"--period", "24h"},
-		{"--concurrency", "65"},
-		{"--host", ""},
-		{"--log-format", "xml"},
-		{"--concurrency", "0"},
-		{"--max-rps", "-1"},
-		{"status", "--apply"},
-		{"--display-name", ""},
-	} {
-		t.Run(strings.Join(args, " "), func(t *testing.T) {
-			code, _, stderr := runCLI(t, env("HOME", t.TempDir()), args...)
-			if code != exitUsage {
-				t.Fatalf("exit %d, want 2; stderr %s", code, stderr)
-			}
-		})
-	}
-	code, _, stderr := runCLI(t, env())
-	if code != exitUsage || !strings.Contains(stderr, "--token-file") {
-		t.Fatalf("no HOME: exit %d, stderr %q", code, stderr)
-	}
-}
 
-func TestHelpDocumentsExitCodes(t *testing.T) {
-	code, _, stderr := runCLI(t, env("HOME", "/h"), "--help")
-	if code != exitOK {
-		t.Fatalf("exit %d", code)
-	}
-	for _, want := range []string{"Exit status: 0 OK/HEALED, 1 DRIFT/FAIL", "2 usage error", "VAULT_TOKEN is never used", "/h/.vault-token"} {
-		if !strings.Contains(stderr, want) {
-			t.Errorf("help lacks %q", want)
-		}
-	}
-}
 
-func TestVersion(t *testing.T) {
-	version = "v9.9.9-test"
-	t.Cleanup(func() { version = "" })
-	code, out, _ := runCLI(t, env("HOME", "/h"), "--version")
-	if code != 0 || out != "vault-token-renew v9.9.9-test\n" {
-		t.Fatalf("exit %d out %q", code, out)
-	}
-}
 
 var testCfg = renew.Config{TokenFile: "/home/w/.vault-token", Spec: renew.Spec{DisplayName: "devvm-wizard", Policies: []string{"vault-admin", "sops-admin"},
 	Period: 768 * time.Hour, Host: "devvm-a", User: "wizard"}}
 
-func testReporter(log zerolog.Logger) reporter {
-	return reporter{log: log, addr: "http://127.0.0.1:8200", cfg: testCfg, timeout: 2 * time.Minute}
+func testReporter() reporter {
+	return reporter{addr: "http://127.0.0.1:8200", cfg: testCfg, timeout: 2 * time.Minute, cli: "vault"}
+}
+
+// report prints the closing line of (res, err) to log and returns the
+// exit status it maps to.
+func report(log zerolog.Logger, res renew.Result, err error) int {
+	line := testReporter().report(res, err)
+	line.print(log)
+	return exitStatus(line.end)
 }
 
 func TestReportMapsOutcomesToExitCodesAndPrefixes(t *testing.T) {
@@ -111,18 +75,18 @@ func TestReportMapsOutcomesToExitCodesAndPrefixes(t *testing.T) {
 	}{
 		{"renewed", renew.Result{Action: renew.ActionRenew, Current: renew.TokenInfo{Accessor: "a1", Period: 768 * time.Hour}, TTL: 768 * time.Hour}, nil,
 			0, "OK: renewed periodic token", []string{"accessor=a1", "ttl=768h"}},
-		{"healed", renew.Result{Action: renew.ActionHeal, Current: oidc, Minted: renew.TokenInfo{Accessor: "m1"}, Sweep: sweep.Report{Revoked: []string{"s1", "s2"}}}, nil,
-			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 2 stale)", []string{"accessor=m1", "foreign_accessor=oidc-acc"}},
-		{"healed with sweep failures", renew.Result{Action: renew.ActionHeal, Current: oidc, Minted: renew.TokenInfo{Accessor: "m1"}, Sweep: sweep.Report{Failed: []sweep.Failure{{Accessor: "s1"}}}}, nil,
-			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale)", []string{"sweep_failed=1", "stranded", "vault-token-renew sweep --apply"}},
-		{"healed, sweep could not list", renew.Result{Action: renew.ActionHeal, Current: oidc, Minted: renew.TokenInfo{Accessor: "m1"}, SweepErr: errors.New("list auth/token/accessors: 500")}, nil,
-			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale); the stale sweep is incomplete: list auth/token/accessors: 500", []string{"may have stranded", "finish with: vault-token-renew sweep --apply"}},
-		{"healed but capped", renew.Result{Action: renew.ActionHeal, Current: oidc, Minted: renew.TokenInfo{Accessor: "m1"}, TTL: 48 * time.Hour,
+		{"healed", renew.Result{Action: renew.ActionHeal, Current: oidc, New: renew.TokenInfo{Accessor: "m1"}, Sweep: sweep.Report{Revoked: []string{"s1", "s2"}}}, nil,
+			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 2 stale, from the ledger)", []string{"accessor=m1", "foreign_accessor=oidc-acc"}},
+		{"healed with sweep failures", renew.Result{Action: renew.ActionHeal, Current: oidc, New: renew.TokenInfo{Accessor: "m1"}, Sweep: sweep.Report{Failed: []sweep.Failure{{Accessor: "s1"}}}}, nil,
+			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger)", []string{"sweep_failed=1", "stranded", "vault-token-renew sweep --apply"}},
+		{"healed, sweep could not list", renew.Result{Action: renew.ActionHeal, Current: oidc, New: renew.TokenInfo{Accessor: "m1"}, SweepErr: errors.New("list auth/token/accessors: 500"), Walked: true, WalkGap: ledger.NeverWhole}, nil,
+			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, walked 0 accessors); the stale sweep is incomplete: list auth/token/accessors: 500", []string{"may have stranded", "finish with: vault-token-renew sweep --apply"}},
+		{"healed but capped", renew.Result{Action: renew.ActionHeal, Current: oidc, New: renew.TokenInfo{Accessor: "m1"}, TTL: 48 * time.Hour,
 			Cap: renew.TTLVerdict{Capped: true, Why: "vault caps the TTL at 48h", Next: "lift the cap: vault auth tune -max-lease-ttl=768h token/"}, VaultWarnings: []string{"TTL capped"}}, nil,
-			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale)", []string{"warning=\"vault caps the TTL at 48h\"", "vault auth tune", "ttl=48h", "vault_warnings="}},
-		{"healed, capped and the sweep incomplete: both said", renew.Result{Action: renew.ActionHeal, Current: oidc, Minted: renew.TokenInfo{Accessor: "m1"}, TTL: 48 * time.Hour,
-			Cap: renew.TTLVerdict{Capped: true, Why: "vault caps the TTL at 48h", Next: "lift the cap: vault auth tune -max-lease-ttl=768h token/"}, SweepErr: errors.New("list: 500")}, nil,
-			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale); the stale sweep is incomplete: list: 500", []string{"warning=\"vault caps the TTL at 48h\"", "vault auth tune", "finish with: vault-token-renew sweep --apply"}},
+			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger)", []string{"warning=\"vault caps the TTL at 48h\"", "vault auth tune", "ttl=48h", "vault_warnings="}},
+		{"healed, capped and the sweep incomplete: both said", renew.Result{Action: renew.ActionHeal, Current: oidc, New: renew.TokenInfo{Accessor: "m1"}, TTL: 48 * time.Hour,
+			Cap: renew.TTLVerdict{Capped: true, Why: "vault caps the TTL at 48h", Next: "lift the cap: vault auth tune -max-lease-ttl=768h token/"}, SweepErr: errors.New("list: 500"), Walked: true, WalkGap: ledger.Unrecorded}, nil,
+			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, walked 0 accessors); the stale sweep is incomplete: list: 500", []string{"warning=\"vault caps the TTL at 48h\"", "vault auth tune", "finish with: vault-token-renew sweep --apply"}},
 		{"renewed but capped", renew.Result{Action: renew.ActionRenew, Current: renew.TokenInfo{Accessor: "a1", Period: 768 * time.Hour}, TTL: 48 * time.Hour,
 			Cap: renew.TTLVerdict{Capped: true, Why: "vault caps the TTL at 48h", Next: "lift the cap: vault auth tune -max-lease-ttl=768h token/"}}, nil,
 			0, "OK: renewed periodic token; vault capped its TTL below the period", []string{"warning=", "vault auth tune"}},
@@ -162,9 +126,9 @@ func TestReportMapsOutcomesToExitCodesAndPrefixes(t *testing.T) {
 			1, "FAIL: could not mint", []string{"cause=canceled", "interrupted"}},
 		{"create lost mid-flight", renew.Result{Stage: renew.StageCreate, Cause: renew.CauseServer}, errors.New("502"),
 			1, "FAIL: could not mint a periodic token", []string{"cause=server-error", "vault may have minted a token before the answer was lost"}},
-		{"write failed, mint revoked", renew.Result{Stage: renew.StageWrite, MintedAccessor: "m9", MintRevoked: true}, &fs.PathError{Op: "write", Path: "/home/w/.vault-token.tmp-1", Err: syscall.ENOSPC},
+		{"write failed, mint revoked", renew.Result{Stage: renew.StageWrite, New: renew.TokenInfo{Accessor: "m9"}, NewRevoked: true}, &fs.PathError{Op: "write", Path: "/home/w/.vault-token.tmp-1", Err: syscall.ENOSPC},
 			1, "FAIL: could not write the token file", []string{"minted_accessor=m9", "minted_revoked=true"}},
-		{"write failed, mint not revoked", renew.Result{Stage: renew.StageWrite, MintedAccessor: "m9"}, &fs.PathError{Op: "write", Path: "/home/w/.vault-token.tmp-1", Err: syscall.ENOSPC},
+		{"write failed, mint not revoked", renew.Result{Stage: renew.StageWrite, New: renew.TokenInfo{Accessor: "m9"}}, &fs.PathError{Op: "write", Path: "/home/w/.vault-token.tmp-1", Err: syscall.ENOSPC},
 			1, "FAIL: could not write the token file", []string{"minted_revoked=false", "vault token revoke -accessor m9"}},
 		{"capped renewal", renew.Result{Stage: renew.StageCap, Cause: renew.CauseCapped, Cap: renew.TTLVerdict{Capped: true, Fatal: true, Why: "vault caps the TTL at 12h", Next: "lift the cap: vault auth tune -max-lease-ttl=768h token/"}}, renew.ErrCapped,
 			1, "FAIL: vault caps the token's TTL below what a daily timer can outrun", []string{"cause=ttl-capped", "warning=\"vault caps the TTL at 12h\"", "vault auth tune -max-lease-ttl=768h token/"}},
@@ -174,15 +138,15 @@ func TestReportMapsOutcomesToExitCodesAndPrefixes(t *testing.T) {
 			1, "FAIL: sweep --apply refused", []string{"cause=foreign-token", "run vault-token-renew first"}},
 		{"dry run renew", renew.Result{DryRun: true, Action: renew.ActionRenew}, nil,
 			0, "OK: would renew periodic token (dry run: nothing changed)", nil},
-		{"dry run heal", renew.Result{DryRun: true, Action: renew.ActionHeal, Current: oidc, Sweep: sweep.Report{Matched: []sweep.Token{{}}}}, nil,
-			0, "OK: would heal: re-mint token-devvm-wizard from foreign dn=oidc-wizard and revoke 1 stale (dry run: nothing changed)", nil},
+		{"dry run heal", renew.Result{DryRun: true, Action: renew.ActionHeal, Current: oidc, Sweep: sweep.Report{Listed: 1, LookedUp: 1, Stale: []sweep.Token{{}}}}, nil,
+			0, "OK: would heal: re-mint token-devvm-wizard from foreign dn=oidc-wizard and revoke 1 stale, from the ledger (dry run: nothing changed)", nil},
 		{"dry run drift", renew.Result{DryRun: true, Action: renew.ActionRefuse, Current: oidc}, renew.ErrHealDenied,
 			1, "DRIFT: foreign token dn=oidc-wizard", []string{"(dry run: nothing changed)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
 			log, _ := newLogger(&buf, "plain", env())
-			code := testReporter(log).report(tc.res, tc.err).code
+			code := report(log, tc.res, tc.err)
 			line := buf.String()
 			if code != tc.code {
 				t.Fatalf("exit %d, want %d; line %s", code, tc.code, line)
@@ -241,7 +205,7 @@ func TestJournaldPriorities(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f, stream := journalFile(t)
 			log, _ := newLogger(f, "auto", env("JOURNAL_STREAM", stream))
-			testReporter(log).report(tc.res, tc.err)
+			report(log, tc.res, tc.err)
 			if got := written(t, f); !strings.HasPrefix(got, tc.want) {
 				t.Fatalf("line %q, want prefix %q", got, tc.want)
 			}
@@ -261,13 +225,13 @@ func TestInheritedJournalStreamIsNotTheJournal(t *testing.T) {
 	_, stream := journalFile(t)
 	other, _ := journalFile(t)
 	log, _ := newLogger(other, "plain", env("JOURNAL_STREAM", stream))
-	testReporter(log).report(renew.Result{Action: renew.ActionRenew}, nil)
+	report(log, renew.Result{Action: renew.ActionRenew}, nil)
 	if got := written(t, other); !strings.HasPrefix(got, "OK:") {
 		t.Fatalf("line %q: the journal's priority prefix on a stream that is not the journal", got)
 	}
 	var buf bytes.Buffer
 	log, _ = newLogger(&buf, "plain", env("JOURNAL_STREAM", stream))
-	testReporter(log).report(renew.Result{Action: renew.ActionRenew}, nil)
+	report(log, renew.Result{Action: renew.ActionRenew}, nil)
 	if !strings.HasPrefix(buf.String(), "OK:") {
 		t.Fatalf("line %q", buf.String())
 	}
@@ -276,7 +240,7 @@ func TestInheritedJournalStreamIsNotTheJournal(t *testing.T) {
 func TestJSONLogFormat(t *testing.T) {
 	var buf bytes.Buffer
 	log, _ := newLogger(&buf, "json", env())
-	testReporter(log).report(renew.Result{Action: renew.ActionRenew, Current: renew.TokenInfo{Accessor: "a1"}}, nil)
+	report(log, renew.Result{Action: renew.ActionRenew, Current: renew.TokenInfo{Accessor: "a1"}}, nil)
 	var evt map[string]interface{}
 	if err := json.Unmarshal(buf.Bytes(), &evt); err != nil {
 		t.Fatalf("not JSON: %q", buf.String())
@@ -312,7 +276,7 @@ func TestFailLineCarriesVaultErrorButNoTokenHeader(t *testing.T) {
 	}
 	var buf bytes.Buffer
 	log, _ := newLogger(&buf, "plain", env())
-	testReporter(log).report(renew.Result{Stage: renew.StageLookup, Cause: renew.Classify(err, false), Path: "/x"}, fmt.Errorf("token in /x: %w", err))
+	report(log, renew.Result{Stage: renew.StageLookup, Cause: renew.Classify(err, false), Path: "/x"}, fmt.Errorf("token in /x: %w", err))
 	line := buf.String()
 	if !strings.Contains(line, "lookup-self: vault answered 403: permission denied; invalid token") {
 		t.Errorf("line lacks vault's answer, flattened: %q", line)
@@ -348,7 +312,7 @@ func TestFmtDur(t *testing.T) {
 // TestEveryCauseHasItsOwnHint: the cause set is closed, and each one the
 // reporter can meet says something other than the generic fallback.
 func TestEveryCauseHasItsOwnHint(t *testing.T) {
-	r := testReporter(zerolog.Nop())
+	r := testReporter()
 	generic := r.hint(renew.Result{}, renew.CauseUnknown, errors.New("x"))
 	seen := map[string]renew.Cause{}
 	for _, c := range renew.Causes() {
@@ -366,16 +330,6 @@ func TestEveryCauseHasItsOwnHint(t *testing.T) {
 	}
 }
 
-func TestConcurrencyLimitSaysWhatItProtects(t *testing.T) {
-	code, _, stderr := runCLI(t, env("HOME", t.TempDir()), "--concurrency", "100")
-	if code != exitUsage || !strings.Contains(stderr, "above 64") || !strings.Contains(stderr, "shared Vault") {
-		t.Fatalf("exit %d stderr %q", code, stderr)
-	}
-	code, _, stderr = runCLI(t, env("HOME", t.TempDir()), "--period", "24h")
-	if code != exitUsage || !strings.Contains(stderr, "at least 25h") {
-		t.Fatalf("exit %d stderr %q", code, stderr)
-	}
-}
 
 // TestHandRunSeesTheEnvFilesHost: a run typed in a shell reads VTR_HOST from
 // the env file the units read, so it tags and sweeps as the timer's run
@@ -407,7 +361,7 @@ func TestHandRunSeesTheEnvFilesHost(t *testing.T) {
 func TestUsageErrorUnderSystemdIsAnError(t *testing.T) {
 	f, stream := journalFile(t)
 	code := newCLI(io.Discard, f, env("HOME", t.TempDir(), "JOURNAL_STREAM", stream, "VTR_WAIT_UNREACHABLE", "soon")).run(context.Background(), nil)
-	if code != exitUsage {
+	if code != exitStatus(endUsage) {
 		t.Fatalf("exit %d, want 2", code)
 	}
 	if got := written(t, f); !strings.HasPrefix(got, "<3>vault-token-renew: VTR_WAIT_UNREACHABLE=\"soon\"") {

@@ -13,9 +13,12 @@ import (
 // version is stamped at build time: -ldflags "-X main.version=v1.2.3".
 var version = ""
 
-func main() {
+func main() { os.Exit(run()) }
+
+// run is the whole command, as main and the testscript scripts (TestMain)
+// both run it: Ctrl-C and SIGTERM cancel the run's context.
+func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := newCLI(os.Stdout, os.Stderr, os.Getenv).run(ctx, os.Args[1:])
-	stop()
-	os.Exit(code)
+	defer stop()
+	return newCLI(os.Stdout, os.Stderr, os.Getenv).run(ctx, os.Args[1:])
 }

@@ -12,30 +12,67 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/devvm/vault-token-renew/internal/ledger"
+	"github.com/devvm/vault-token-renew/internal/runstate"
 	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/sweep"
 )
 
-// reporter writes a run's one closing line. Its fields are what the hints
-// need to name: the Vault address, the run's settings and its time budget.
+// closing is a command's closing line. It is built from what happened,
+// handed to the run state as data (outcome, cause, reason), and printed
+// last, so that journalctl ends on it.
+type closing struct {
+	end     ending
+	outcome runstate.Outcome // ok, healed, drift or fail; "" for status and sweep
+	cause   renew.Cause      // CauseUnknown on success
+	reason  string           // on DRIFT/FAIL, what went wrong in a few words: the banner's text
+	level   zerolog.Level
+	msg     string
+	fields  []func(*zerolog.Event) *zerolog.Event
+}
+
+func (c *closing) str(k, v string) *closing {
+	c.fields = append(c.fields, func(e *zerolog.Event) *zerolog.Event { return e.Str(k, v) })
+	return c
+}
+
+func (c *closing) num(k string, v int) *closing {
+	c.fields = append(c.fields, func(e *zerolog.Event) *zerolog.Event { return e.Int(k, v) })
+	return c
+}
+
+func (c *closing) flag(k string, v bool) *closing {
+	c.fields = append(c.fields, func(e *zerolog.Event) *zerolog.Event { return e.Bool(k, v) })
+	return c
+}
+
+func (c *closing) err(err error) *closing {
+	c.fields = append(c.fields, func(e *zerolog.Event) *zerolog.Event { return e.Err(err) })
+	return c
+}
+
+// print writes the line.
+func (c closing) print(log zerolog.Logger) {
+	ev := log.WithLevel(c.level)
+	for _, f := range c.fields {
+		ev = f(ev)
+	}
+	ev.Msg(c.msg)
+}
+
+// reporter builds closing lines. Its fields are what the hints need to
+// name: the Vault address, the run's settings, its time budget and the CLI
+// the operator has.
 type reporter struct {
-	log     zerolog.Logger
 	addr    string
 	cfg     renew.Config
 	timeout time.Duration // the run's --timeout; 0 for none
+	cli     string        // "vault" or "bao": the command the hints name
 }
 
-// outcome is what a closing line said, for the exit code and the run state.
-type outcome struct {
-	code    int
-	kind    string // ok, healed, drift or fail
-	cause   string // the cause= field, empty on success
-	summary string // the closing line's message
-}
-
-// report logs the run's one closing line and maps the outcome to an exit
-// code: the single place where outcomes become exit statuses.
-func (r reporter) report(res renew.Result, err error) outcome {
+// report is the closing line of a run (or of status's and sweep's start):
+// which of OK, HEALED, DRIFT and FAIL it was, with its fields and hint.
+func (r reporter) report(res renew.Result, err error) closing {
 	switch {
 	case err == nil && res.Action == renew.ActionRenew:
 		return r.renewed(res)
@@ -54,76 +91,136 @@ func dryWords(res renew.Result) string {
 	return ""
 }
 
-func (r reporter) renewed(res renew.Result) outcome {
+func (r reporter) renewed(res renew.Result) closing {
+	c := closing{end: endOK, outcome: runstate.OK, level: zerolog.InfoLevel}
 	if res.DryRun {
-		msg := "OK: would renew periodic token" + dryWords(res)
-		r.log.Info().Str("accessor", res.Current.Accessor).Str("ttl", fmtDur(res.TTL)).Msg(msg)
-		return outcome{code: exitOK, kind: "ok", summary: msg}
+		c.msg = "OK: would renew periodic token" + retired(res, "would revoke") + dryWords(res)
+		c.str("accessor", res.Current.Accessor).str("ttl", fmtDur(res.TTL))
+		return c
 	}
-	msg := "OK: renewed periodic token"
-	ev := r.log.Info()
+	c.msg = "OK: renewed periodic token" + retired(res, "revoked")
+	var warn, next []string
 	if res.Cap.Capped {
-		ev = r.log.Warn().Str("warning", res.Cap.Why).Str("next", res.Cap.Next)
-		msg += "; vault capped its TTL below the period"
+		c.msg += "; vault capped its TTL below the period"
+		warn, next = append(warn, res.Cap.Why), append(next, res.Cap.Next)
 	}
-	vaultWarnings(ev, res.VaultWarnings).Str("accessor", res.Current.Accessor).Str("ttl", fmtDur(res.TTL)).Str("period", fmtDur(res.Current.Period)).
-		Msg(msg)
-	return outcome{code: exitOK, kind: "ok", summary: msg}
+	if g := res.Ledger.Gap(); g == ledger.Unrecorded || g == ledger.Overflow {
+		warn = append(warn, "the ledger is incomplete: "+gapWords(g)+"; a stale token may be alive that no run knows")
+		next = append(next, "walk once to find it: "+r.sweepCommand(nil))
+	}
+	if w, n := r.sweepTrouble(res); w != "" {
+		warn, next = append(warn, w), append(next, n)
+	}
+	if len(warn) > 0 {
+		c.level = zerolog.WarnLevel
+		c.str("warning", strings.Join(warn, "; "))
+	}
+	vaultWarnings(&c, res.VaultWarnings).str("accessor", res.Current.Accessor).str("ttl", fmtDur(res.TTL)).str("period", fmtDur(res.Current.Period))
+	if len(next) > 0 {
+		c.str("next", strings.Join(next, "; "))
+	}
+	return c
 }
 
-func (r reporter) healed(res renew.Result) outcome {
-	if res.DryRun {
-		msg := fmt.Sprintf("OK: would heal: re-mint %s from foreign dn=%s and revoke %d stale%s",
-			r.cfg.Spec.StoredDisplayName(), res.Current.DisplayName, len(res.Sweep.Matched), dryWords(res))
-		ev := r.log.Info()
-		if res.SweepErr != nil {
-			ev = r.log.Warn().AnErr("sweep_error", res.SweepErr)
-		}
-		ev.Str("foreign_accessor", res.Current.Accessor).Int("would_revoke", len(res.Sweep.Matched)).
-			Int("other_machines", len(res.Sweep.Others)).Msg(msg)
-		return outcome{code: exitOK, kind: "ok", summary: msg}
+// retired says what a run's sweep did, when it had anything to look at:
+// " (revoked 1 stale, from the ledger)" or ", walked 1843 accessors".
+func retired(res renew.Result, verb string) string {
+	if res.Sweep.Listed == 0 && !res.Walked {
+		return ""
 	}
-	msg := fmt.Sprintf("HEALED: re-minted from foreign dn=%s (revoked %d stale)", res.Current.DisplayName, len(res.Sweep.Revoked))
+	return " (" + sweptWords(res, verb) + ")"
+}
+
+// sweptWords is how many stale tokens the sweep revoked and how it found
+// them: from the ledger, or by a walk over every accessor.
+func sweptWords(res renew.Result, verb string) string {
+	n := len(res.Sweep.Revoked)
+	if verb != "revoked" {
+		n = len(res.Sweep.Stale)
+	}
+	if res.Walked {
+		return fmt.Sprintf("%s %d stale, walked %d accessors", verb, n, res.Sweep.Listed)
+	}
+	return fmt.Sprintf("%s %d stale, from the ledger", verb, n)
+}
+
+// gapWords says why the ledger may not know every token of this machine.
+func gapWords(g ledger.Gap) string {
+	switch g {
+	case ledger.Unrecorded:
+		return "a create was sent whose answer never reached the ledger (a lost answer, a crash or a kill)"
+	case ledger.Overflow:
+		return fmt.Sprintf("it overflowed (more than %d tokens at once)", ledger.Max)
+	case ledger.NeverWhole:
+		return "no ledger yet: the first heal since the upgrade, or the state file was lost or unreadable"
+	case ledger.Unsaved:
+		return "this run could not save the ledger"
+	}
+	return "none"
+}
+
+// sweepTrouble is the warning and the next step when a sweep did not
+// finish or could not revoke everything: a stale token, or one a lost
+// create stranded, may remain.
+func (r reporter) sweepTrouble(res renew.Result) (warning, next string) {
+	if res.SweepErr == nil && len(res.Sweep.Failed) == 0 {
+		return "", ""
+	}
+	warning = fmt.Sprintf("the stale sweep is incomplete: %d failed", len(res.Sweep.Failed))
+	if res.SweepErr != nil {
+		warning = "the stale sweep is incomplete: " + strings.TrimPrefix(res.SweepErr.Error(), sweep.ErrIncomplete.Error()+": ")
+	}
+	return warning, "a stale token, or one a lost create may have stranded, can remain; finish with: " + r.sweepCommand(res.SweepErr)
+}
+
+func (r reporter) healed(res renew.Result) closing {
+	c := closing{end: endOK, outcome: runstate.Healed, level: zerolog.InfoLevel}
+	if res.DryRun {
+		c.msg = fmt.Sprintf("OK: would heal: re-mint %s from foreign dn=%s and %s%s",
+			r.cfg.Spec.StoredDisplayName(), res.Current.DisplayName, sweptWords(res, "revoke"), dryWords(res))
+		c.outcome = runstate.OK
+		if res.SweepErr != nil {
+			c.level = zerolog.WarnLevel
+			c.err(res.SweepErr)
+		}
+		c.str("foreign_accessor", res.Current.Accessor).num("would_revoke", len(res.Sweep.Stale)).num("other_machines", len(res.Sweep.Other))
+		if res.Walked {
+			c.str("walked_because", gapWords(res.WalkGap))
+		}
+		return c
+	}
+	c.msg = fmt.Sprintf("HEALED: re-minted from foreign dn=%s (%s)", res.Current.DisplayName, sweptWords(res, "revoked"))
 	var next []string
 	if res.Cap.Capped {
 		next = append(next, res.Cap.Next)
+		c.level = zerolog.WarnLevel
+		c.str("warning", res.Cap.Why)
 	}
-	incomplete := res.SweepErr != nil || len(res.Sweep.Failed) > 0
-	if incomplete {
-		why := fmt.Sprintf("%d failed", len(res.Sweep.Failed))
-		if res.SweepErr != nil {
-			why = strings.TrimPrefix(res.SweepErr.Error(), sweep.ErrIncomplete.Error()+": ")
-		}
-		msg += "; the stale sweep is incomplete: " + why
-		next = append(next, "a stale token, or one a retried create may have stranded, can remain; finish with: "+r.sweepCommand(res.SweepErr))
+	if w, n := r.sweepTrouble(res); w != "" {
+		c.msg += "; " + w
+		next = append(next, n)
+		c.level = zerolog.WarnLevel
+		c.num("sweep_failed", len(res.Sweep.Failed))
 	}
-	ev := r.log.Info()
-	if res.Cap.Capped || incomplete {
-		ev = r.log.Warn()
+	c.str("accessor", res.New.Accessor).str("foreign_accessor", res.Current.Accessor).
+		str("ttl", fmtDur(res.TTL)).str("host", r.cfg.Spec.Host).str("path", res.Path)
+	if res.Walked {
+		c.str("walked_because", gapWords(res.WalkGap))
 	}
-	if res.Cap.Capped {
-		ev = ev.Str("warning", res.Cap.Why)
-	}
-	if incomplete {
-		ev = ev.Int("sweep_failed", len(res.Sweep.Failed))
-	}
-	ev = ev.Str("accessor", res.Minted.Accessor).Str("foreign_accessor", res.Current.Accessor).
-		Str("ttl", fmtDur(res.TTL)).Str("host", r.cfg.Spec.Host).Str("path", res.Path)
-	ev = vaultWarnings(ev, res.VaultWarnings)
+	vaultWarnings(&c, res.VaultWarnings)
 	if len(next) > 0 {
-		ev = ev.Str("next", strings.Join(next, "; "))
+		c.str("next", strings.Join(next, "; "))
 	}
-	ev.Msg(msg)
-	return outcome{code: exitOK, kind: "healed", summary: msg}
+	return c
 }
 
 // vaultWarnings carries the warnings Vault attached to its answer, when
 // there are any: they say what Vault changed about the request.
-func vaultWarnings(ev *zerolog.Event, ws []string) *zerolog.Event {
+func vaultWarnings(c *closing, ws []string) *closing {
 	if len(ws) == 0 {
-		return ev
+		return c
 	}
-	return ev.Str("vault_warnings", strings.Join(ws, "; "))
+	return c.str("vault_warnings", strings.Join(ws, "; "))
 }
 
 // sweepCommand finishes a walk that stopped early, with a --timeout that
@@ -140,74 +237,81 @@ func (r reporter) sweepCommand(err error) string {
 	return cmd
 }
 
-func (r reporter) drift(res renew.Result) outcome {
+func (r reporter) drift(res renew.Result) closing {
 	cur := res.Current
 	why := "foreign token lacks create authority"
-	next := "find what wrote the token (vault token lookup -accessor " + cur.Accessor + "), then restore the periodic token; see the runbook's manual re-mint"
+	next := "find what wrote the token (" + r.cli + " token lookup -accessor " + cur.Accessor + "), then restore the periodic token; see the runbook's manual re-mint"
 	if blocker := renew.CannotMint(cur); blocker != "" {
 		why = blocker
-		next = "find what wrote the token (vault token lookup, which reads the token file); then log in with a method that issues service tokens (vault login -method=oidc) and run vault-token-renew, or re-mint by hand as an admin; see the runbook"
+		next = "find what wrote the token (" + r.cli + " token lookup, which reads the token file); then log in with a method that issues service tokens (" + r.login() + ") and run vault-token-renew, or re-mint by hand as an admin; see the runbook"
 	}
-	msg := fmt.Sprintf("DRIFT: foreign token dn=%s in the token file; heal denied — %s; investigate what wrote it%s", cur.DisplayName, why, dryWords(res))
-	ev := r.log.Error()
+	c := closing{end: endFailed, outcome: runstate.Drift, cause: renew.CauseRefused, level: zerolog.ErrorLevel,
+		reason: "heal denied — " + why,
+		msg:    fmt.Sprintf("DRIFT: foreign token dn=%s in the token file; heal denied — %s; investigate what wrote it%s", cur.DisplayName, why, dryWords(res))}
 	if cur.Accessor != "" {
-		ev = ev.Str("accessor", cur.Accessor)
+		c.str("accessor", cur.Accessor)
 	}
 	if cur.Type != "" {
-		ev = ev.Str("token_type", cur.Type)
+		c.str("token_type", cur.Type)
 	}
-	ev.Str("display_name", cur.DisplayName).Str("cause", renew.CauseRefused.String()).Str("path", res.Path).
-		Str("vault_said", res.Refusal).Str("next", next).Msg(msg)
-	return outcome{code: exitFail, kind: "drift", cause: renew.CauseRefused.String(), summary: msg}
+	c.str("display_name", cur.DisplayName).str("cause", renew.CauseRefused.String()).str("path", res.Path).
+		str("vault_said", res.Refusal).str("next", next)
+	return c
 }
 
-func (r reporter) fail(res renew.Result, err error) outcome {
+func (r reporter) fail(res renew.Result, err error) closing {
 	cause := res.Cause
 	if cause == renew.CauseUnknown {
 		cause = renew.Classify(err, false)
 	}
-	msg := "FAIL: " + res.Stage.Words() + dryWords(res)
-	ev := r.log.Error().Err(err).Str("stage", res.Stage.String()).Str("cause", cause.String()).Str("path", res.Path)
+	c := closing{end: endFailed, outcome: runstate.Fail, cause: cause, level: zerolog.ErrorLevel,
+		reason: res.Stage.Words(), msg: "FAIL: " + res.Stage.Words() + dryWords(res)}
+	c.err(err).str("stage", res.Stage.String()).str("cause", cause.String()).str("path", res.Path)
 	if res.Cap.Capped {
-		ev = ev.Str("warning", res.Cap.Why)
+		c.str("warning", res.Cap.Why)
 	}
-	if res.MintedAccessor != "" {
-		ev = ev.Str("minted_accessor", res.MintedAccessor).Bool("minted_revoked", res.MintRevoked)
+	if res.New.Accessor != "" {
+		c.str("minted_accessor", res.New.Accessor).flag("minted_revoked", res.NewRevoked)
 	}
 	next := r.hint(res, cause, err)
 	if s := strandNote(res, cause); s != "" {
 		next += "; " + s
 	}
-	ev.Str("next", next).Msg(msg)
-	return outcome{code: exitFail, kind: "fail", cause: cause.String(), summary: msg}
+	c.str("next", next)
+	return c
 }
 
 // strandNote warns of an admin token a failed heal may have left alive: the
-// mint it could not revoke, or one a create whose answer was lost minted
-// (the client retries a create that failed mid-flight). The next heal's
-// sweep revokes either; `sweep --apply` refuses while the file holds the
+// mint it could not revoke, or one a create whose answer was lost minted.
+// The ledger holds the first and knows of the second, so the next heal
+// retires or walks to it; `sweep --apply` refuses while the file holds the
 // foreign token, so the heal is the way.
 func strandNote(res renew.Result, cause renew.Cause) string {
-	if res.MintedAccessor != "" && !res.MintRevoked {
-		return "the minted token could not be revoked: vault token revoke -accessor " + res.MintedAccessor + ", or the next heal's sweep revokes it"
+	if res.New.Accessor != "" && !res.NewRevoked {
+		return "the minted token could not be revoked: vault token revoke -accessor " + res.New.Accessor + ", or the next heal retires it"
 	}
 	lost := map[renew.Cause]bool{renew.CauseServer: true, renew.CauseClientTimeout: true, renew.CauseTimeout: true,
 		renew.CauseCanceled: true, renew.CauseUnreachable: true, renew.CauseSealed: true}
 	if res.Stage == renew.StageCreate && lost[cause] {
-		return "vault may have minted a token before the answer was lost: the next heal's sweep revokes it"
+		return "vault may have minted a token before the answer was lost: the ledger knows, and the next heal walks to revoke it"
 	}
 	return ""
 }
 
+// login is the command that logs the operator in, in their CLI.
+func (r reporter) login() string { return r.cli + " login -method=oidc" }
+
 // remint is the runbook's manual recovery, for a dead token with no
-// admin-capable token to heal from.
-func remint(cfg renew.Config) string {
+// admin-capable token to heal from; the run after it records the token in
+// the ledger.
+func (r reporter) remint() string {
 	var p []string
-	for _, pol := range cfg.Spec.Policies {
+	for _, pol := range r.cfg.Spec.Policies {
 		p = append(p, "-policy="+pol)
 	}
-	return fmt.Sprintf("(umask 077; vault token create -orphan -period=%s %s -display-name=%s -metadata=managed_by=%s -metadata=host=%s -metadata=user=%s -field=token > %s)",
-		fmtDur(cfg.Spec.Period), strings.Join(p, " "), cfg.Spec.DisplayName, renew.ManagedBy, cfg.Spec.Host, cfg.Spec.User, cfg.TokenFile)
+	s := r.cfg.Spec
+	return fmt.Sprintf("(umask 077; %s token create -orphan -period=%s %s -display-name=%s -metadata=managed_by=%s -metadata=host=%s -metadata=user=%s -field=token > %s) && vault-token-renew",
+		r.cli, fmtDur(s.Period), strings.Join(p, " "), s.DisplayName, renew.ManagedBy, s.Host, s.User, r.cfg.TokenFile)
 }
 
 // hint says what to do next about a failure, by cause: every cause has
@@ -215,25 +319,25 @@ func remint(cfg renew.Config) string {
 func (r reporter) hint(res renew.Result, cause renew.Cause, err error) string {
 	switch cause {
 	case renew.CauseNoToken:
-		return "log in (vault login -method=oidc) and run again to heal, or mint the periodic token by hand: " + remint(r.cfg)
+		return "log in (" + r.login() + ") and run again to heal, or mint the periodic token by hand: " + r.remint()
 	case renew.CauseTokenDenied:
-		return "the token in the file is dead or revoked and cannot heal itself; log in (vault login -method=oidc) and run again, or re-mint by hand: " + remint(r.cfg)
+		return "the token in the file is dead or revoked and cannot heal itself; log in (" + r.login() + ") and run again, or re-mint by hand: " + r.remint()
 	case renew.CauseSealed:
-		return "vault at " + r.addr + " is sealed or has no active node; unseal it (vault operator unseal) and run again"
+		return "vault at " + r.addr + " is sealed or has no active node; unseal it (" + r.cli + " operator unseal) and run again"
 	case renew.CauseUnreachable:
-		return "cannot reach vault at " + r.addr + "; check VAULT_ADDR in the environment file and vault status"
+		return "cannot reach vault at " + r.addr + "; check " + r.setting("ADDR") + " in the environment file and " + r.cli + " status"
 	case renew.CauseServer:
 		return "vault at " + r.addr + " answered with a server error; check its logs and run again"
 	case renew.CauseTLS:
-		return tlsHint(r.addr, err)
+		return r.tlsHint(err)
 	case renew.CauseTimeout:
-		return fmt.Sprintf("the run's --timeout (%s) passed; check vault status, or raise --timeout", fmtDur(r.timeout))
+		return fmt.Sprintf("the run's --timeout (%s) passed; check %s status, or raise --timeout", fmtDur(r.timeout), r.cli)
 	case renew.CauseClientTimeout:
-		return "a request to vault at " + r.addr + " outlived the client's own timeout (VAULT_CLIENT_TIMEOUT, default 60s); check vault's load, or raise VAULT_CLIENT_TIMEOUT in the environment file"
+		return "a request to vault at " + r.addr + " outlived the client's own timeout (" + r.setting("CLIENT_TIMEOUT") + ", default 60s); check vault's load, or raise " + r.setting("CLIENT_TIMEOUT") + " in the environment file"
 	case renew.CauseCanceled:
 		return "the run was interrupted (Ctrl-C or SIGTERM) before it finished; run it again"
 	case renew.CauseFilesystem:
-		return fsHint(err)
+		return fsHint(err, r.login())
 	case renew.CauseLockHeld:
 		return "another vault-token-renew run holds the lock; wait for it (pgrep -a vault-token-renew) and run again, or raise --lock-wait"
 	case renew.CauseCapped:
@@ -245,33 +349,43 @@ func (r reporter) hint(res renew.Result, cause renew.Cause, err error) string {
 	case renew.CauseForeign:
 		return "the token file holds a foreign token (dn=" + res.Current.DisplayName + "); run vault-token-renew first: it heals the file, then sweeps"
 	case renew.CauseSettings:
-		return "fix the VAULT_* variables in the environment file (~/.config/vault-token-renew/env)"
+		return "fix the " + r.setting("*") + " variables in the environment file (~/.config/vault-token-renew/env)"
 	case renew.CauseRefused:
 		if res.Stage == renew.StageSweep {
-			return "the token in " + res.Path + " may not walk the accessors: a sweep needs list and sudo on auth/token/accessors, and update on auth/token/lookup-accessor and revoke-accessor (vault-admin has them)"
+			return "the token in " + res.Path + " may not walk the accessors: a walk needs list and sudo on auth/token/accessors, and update on auth/token/lookup-accessor and revoke-accessor (vault-admin has them)"
 		}
-		return "vault refused the request; check the policies of the token in " + res.Path + " (vault token lookup)"
+		return "vault refused the request; check the policies of the token in " + res.Path + " (" + r.cli + " token lookup)"
 	}
 	return "run again with --log-format=console for detail; see the runbook"
 }
 
-// tlsHint names the VAULT_* setting that fixes a failed TLS handshake.
-func tlsHint(addr string, err error) string {
+// setting names a client setting as the operator's CLI reads it: BAO_X
+// for bao users, VAULT_X for everyone else.
+func (r reporter) setting(name string) string {
+	if r.cli == "bao" {
+		return "BAO_" + name
+	}
+	return "VAULT_" + name
+}
+
+// tlsHint names the setting that fixes a failed TLS handshake.
+func (r reporter) tlsHint(err error) string {
+	addr, s := r.addr, r.setting
 	switch renew.TLSKind(err) {
 	case renew.TLSUnknownCA:
-		return "vault's certificate at " + addr + " is signed by a CA this machine does not trust; set VAULT_CACERT (a CA file) or VAULT_CAPATH (a directory) in the environment file"
+		return "vault's certificate at " + addr + " is signed by a CA this machine does not trust; set " + s("CACERT") + " (a CA file) or " + s("CAPATH") + " (a directory) in the environment file"
 	case renew.TLSHostname:
-		return "vault's certificate does not name the host in VAULT_ADDR (" + addr + "); use a name the certificate carries in VAULT_ADDR, or set VAULT_TLS_SERVER_NAME in the environment file"
+		return "vault's certificate does not name the host in " + s("ADDR") + " (" + addr + "); use a name the certificate carries in " + s("ADDR") + ", or set " + s("TLS_SERVER_NAME") + " in the environment file"
 	case renew.TLSExpired:
 		return "vault's certificate at " + addr + " has expired or is not yet valid; check this machine's clock (date), then have the certificate renewed"
 	case renew.TLSNotTLS:
-		return "vault at " + addr + " did not answer in TLS; check the scheme (https:// or http://) in VAULT_ADDR"
+		return "vault at " + addr + " did not answer in TLS; check the scheme (https:// or http://) in " + s("ADDR")
 	}
-	return "the TLS handshake with vault at " + addr + " failed; check VAULT_CACERT, VAULT_CAPATH, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY and VAULT_TLS_SERVER_NAME in the environment file"
+	return "the TLS handshake with vault at " + addr + " failed; check " + s("CACERT") + ", " + s("CAPATH") + ", " + s("CLIENT_CERT") + ", " + s("CLIENT_KEY") + " and " + s("TLS_SERVER_NAME") + " in the environment file"
 }
 
 // fsHint names the path a local file operation failed on and what fixes it.
-func fsHint(err error) string {
+func fsHint(err error, login string) string {
 	path := ""
 	var pe *fs.PathError
 	var le *os.LinkError
@@ -287,7 +401,7 @@ func fsHint(err error) string {
 	case errors.Is(err, syscall.EROFS):
 		return fmt.Sprintf("%s is on a read-only file system; remount it read-write, or point --token-file at a writable place", path)
 	case errors.Is(err, syscall.EISDIR):
-		return fmt.Sprintf("%s is a directory, not a file; move it aside, then log in (vault login -method=oidc) and run again", path)
+		return fmt.Sprintf("%s is a directory, not a file; move it aside, then log in (%s) and run again", path, login)
 	case errors.Is(err, fs.ErrPermission):
 		return fmt.Sprintf("permission denied on %s; fix the owner and mode of it and of its directory (ls -ld %s)", path, filepath.Dir(path))
 	}

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,12 +18,7 @@ import (
 // in a process of its own, the way an operator's shell does.
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
-		"vault-token-renew": func() {
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			code := newCLI(os.Stdout, os.Stderr, os.Getenv).run(ctx, os.Args[1:])
-			stop()
-			os.Exit(code)
-		},
+		"vault-token-renew": func() { os.Exit(run()) },
 	})
 }
 
@@ -108,7 +100,7 @@ func cmdState(ts *testscript.TestScript, neg bool, args []string) {
 	var st runstate.State
 	for i := runs - 1; i >= 0; i-- {
 		st = runstate.Next(st, runstate.Run{Time: last.Add(-time.Duration(i) * 24 * time.Hour), Outcome: out,
-			Summary: summaries[out], Cause: causes[out], Host: "devvm-a", Accessor: "acc-1", TokenExpiry: last.Add(700 * time.Hour)})
+			Summary: summaries[out], Reason: reasons[out], Cause: causes[out], Host: "devvm-a", Accessor: "acc-1", TokenExpiry: last.Add(700 * time.Hour)})
 	}
 	ts.Check(runstate.Save(path, st))
 }
@@ -118,6 +110,11 @@ var summaries = map[runstate.Outcome]string{
 	runstate.Healed: "HEALED: re-minted from foreign dn=oidc-wizard (revoked 1 stale)",
 	runstate.Drift:  "DRIFT: foreign token dn=kubernetes-woodpecker-default in the token file; heal denied — foreign token lacks create authority; investigate what wrote it",
 	runstate.Fail:   "FAIL: could not look up the token in the file",
+}
+
+var reasons = map[runstate.Outcome]string{
+	runstate.Drift: "heal denied — foreign token lacks create authority",
+	runstate.Fail:  "could not look up the token in the file",
 }
 
 var causes = map[runstate.Outcome]string{runstate.Drift: "refused", runstate.Fail: "unreachable"}

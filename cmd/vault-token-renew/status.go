@@ -13,11 +13,10 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/devvm/vault-token-renew/internal/ledger"
 	"github.com/devvm/vault-token-renew/internal/runstate"
 	"github.com/devvm/vault-token-renew/internal/vaultclient"
 	"github.com/devvm/vault-token-renew/renew"
-	"github.com/devvm/vault-token-renew/sweep"
-	"github.com/devvm/vault-token-renew/tokenfile"
 )
 
 // statusReport is what `status` prints; never the token itself.
@@ -35,45 +34,83 @@ type statusReport struct {
 	IdentityPolicies []string          `json:"identity_policies"`
 	Meta             map[string]string `json:"meta"`
 	Host             string            `json:"this_host"`
-	// LastRun is what the runs recorded (the state file); null before the
-	// first run.
+	// LastRun is what the runs recorded (the state file, its ledger shown
+	// apart); null before the first run.
 	LastRun *runstate.State `json:"last_run"`
+	Ledger  statusLedger    `json:"ledger"`
 }
 
-// status reports on the token in the file without changing anything.
-// Exit 0 when it is our periodic token, 1 when it is foreign or unreadable.
-func (c *cli) status(ctx context.Context, vc *vaultclient.Client, rep reporter, asJSON bool) int {
+// statusLedger is the ledger as status shows it: whether a heal can trust
+// it (and why not), and the tokens it holds.
+type statusLedger struct {
+	Complete   bool           `json:"complete"`
+	Gap        string         `json:"gap"` // none, unrecorded-create, overflow, never-whole
+	WholeSince *time.Time     `json:"whole_since"`
+	Unrecorded []time.Time    `json:"unrecorded_creates"`
+	Tokens     []ledger.Entry `json:"tokens"`
+}
+
+func ledgerOf(l ledger.Ledger) statusLedger {
+	s := statusLedger{Complete: l.Gap() == ledger.NoGap, Gap: l.Gap().String(), Unrecorded: l.Unrecorded, Tokens: l.Tokens}
+	if !l.WholeSince.IsZero() {
+		s.WholeSince = &l.WholeSince
+	}
+	if s.Tokens == nil {
+		s.Tokens = []ledger.Entry{}
+	}
+	if s.Unrecorded == nil {
+		s.Unrecorded = []time.Time{}
+	}
+	return s
+}
+
+// status reports on the token in the file without changing anything. It
+// ends OK when that is our periodic token, failed when it is foreign or
+// cannot be looked up; it shows the recorded runs and the ledger either way.
+func (c *cli) status(ctx context.Context, vc *vaultclient.Client, rep reporter, log zerolog.Logger, asJSON bool) ending {
 	cfg := rep.cfg
 	last, lerr := c.stateOrNil()
-	_, info, code, ok := c.fileToken(ctx, vc, rep)
-	if !ok {
+	res, err := renew.Inspect(ctx, vc, cfg)
+	if err != nil {
 		if !asJSON {
 			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 			printLastRun(tw, last, lerr, c.now()) // the story so far, even while Vault is down
 			tw.Flush()
 		}
-		return code
+		line := rep.report(res, err)
+		line.print(log)
+		return line.end
 	}
-	r := statusReport{LastRun: last,
+	info := res.Current
+	r := statusReport{
 		TokenFile: cfg.TokenFile, Ours: renew.IsOurs(info, cfg.Spec), Want: cfg.Spec.StoredDisplayName(),
 		DisplayName: info.DisplayName, Type: info.Type, Accessor: info.Accessor,
 		TTLSeconds: int64(info.TTL / time.Second), PeriodSeconds: int64(info.Period / time.Second),
 		Orphan: info.Orphan, Policies: info.Policies, IdentityPolicies: info.IdentityPolicies,
 		Meta: info.Meta, Host: cfg.Spec.Host,
 	}
+	if last != nil {
+		r.Ledger = ledgerOf(last.Ledger)
+		shown := *last
+		shown.Ledger = ledger.Ledger{}
+		r.LastRun = &shown
+	} else {
+		r.Ledger = ledgerOf(ledger.Ledger{})
+	}
 	if asJSON {
 		enc := json.NewEncoder(c.stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(r); err != nil {
-			return exitFail
+			log.Error().Err(err).Msg("status: could not write the report")
+			return endFailed
 		}
 	} else {
 		c.printStatus(r, info, last, lerr)
 	}
 	if !r.Ours {
-		return exitFail
+		return endFailed
 	}
-	return exitOK
+	return endOK
 }
 
 func (c *cli) printStatus(r statusReport, info renew.TokenInfo, last *runstate.State, lerr error) {
@@ -105,6 +142,9 @@ func (c *cli) printStatus(r statusReport, info renew.TokenInfo, last *runstate.S
 	fmt.Fprintf(tw, "metadata\t%s\n", fmtMeta(r.Meta))
 	fmt.Fprintf(tw, "this host\t%s\n", r.Host)
 	printLastRun(tw, last, lerr, c.now())
+	if last != nil {
+		printLedger(tw, last.Ledger, r.Accessor, c.now())
+	}
 	tw.Flush()
 }
 
@@ -117,6 +157,9 @@ func printLastRun(tw io.Writer, st *runstate.State, err error, now time.Time) {
 		return
 	case st == nil:
 		fmt.Fprintf(tw, "last run\tunknown: %v\n", err)
+		return
+	case st.Time.IsZero():
+		fmt.Fprintf(tw, "last run\tnone recorded yet (the first run starts the record)\n")
 		return
 	}
 	fmt.Fprintf(tw, "last run\t%s (%s): %s\n", stamp(st.Time), ago(now, st.Time), st.Summary)
@@ -137,6 +180,31 @@ func printLastRun(tw io.Writer, st *runstate.State, err error, now time.Time) {
 		fmt.Fprintf(tw, "failing\tno\n")
 	}
 	fmt.Fprintf(tw, "heals\t%d in total\n", st.HealsTotal)
+}
+
+// printLedger shows the ledger: whether the next heal can trust it (and so
+// makes no walk), and each token it holds, when and how it was recorded.
+func printLedger(tw io.Writer, l ledger.Ledger, inFile string, now time.Time) {
+	switch g := l.Gap(); g {
+	case ledger.NoGap:
+		fmt.Fprintf(tw, "ledger\tcomplete since %s: a heal looks up only these tokens\n", stamp(l.WholeSince))
+	default:
+		fmt.Fprintf(tw, "ledger\tincomplete: %s; the next heal walks every accessor, or run: vault-token-renew sweep --apply\n", gapWords(g))
+	}
+	for _, t := range l.Unrecorded {
+		fmt.Fprintf(tw, "\tunrecorded create sent %s (%s)\n", stamp(t), ago(now, t))
+	}
+	if len(l.Tokens) == 0 {
+		fmt.Fprintf(tw, "\t(no tokens recorded yet)\n")
+	}
+	for _, e := range l.Tokens {
+		what := map[ledger.How]string{ledger.Minted: "minted by a heal", ledger.InFile: "found in the token file", ledger.Walked: "found by a walk"}[e.How]
+		note := ""
+		if e.Accessor == inFile {
+			note = ", the token in the file"
+		}
+		fmt.Fprintf(tw, "\t%s  %s, recorded %s (%s)%s\n", e.Accessor, what, stamp(e.Recorded), ago(now, e.Recorded), note)
+	}
 }
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
@@ -184,130 +252,9 @@ func orDash(s string) string {
 	return s
 }
 
-// fileToken reads the token file and looks the token up; on failure it
-// reports as a run would (FAIL with a hint) and returns the exit code.
-func (c *cli) fileToken(ctx context.Context, vc *vaultclient.Client, rep reporter) (string, renew.TokenInfo, int, bool) {
-	cfg := rep.cfg
-	tok, err := tokenfile.Read(cfg.TokenFile)
-	if err != nil {
-		return "", renew.TokenInfo{}, rep.report(renew.Result{Stage: renew.StageRead, Path: cfg.TokenFile}, err).code, false
-	}
-	info, err := vc.LookupSelf(ctx, tok)
-	if err != nil {
-		res := renew.Result{Stage: renew.StageLookup, Cause: renew.Classify(err, false), Path: cfg.TokenFile}
-		return "", renew.TokenInfo{}, rep.report(res, fmt.Errorf("token in %s: %w", cfg.TokenFile, err)).code, false
-	}
-	return tok, info, exitOK, true
-}
-
 func orNone(s []string) string {
 	if len(s) == 0 {
 		return "(none)"
 	}
 	return strings.Join(s, ", ")
-}
-
-// sweep lists the periodic tokens other than the one in the file and, with
-// apply, revokes this machine's stale ones. It acts as the token in the
-// file and holds the run lock, so it can never revoke a token a concurrent
-// heal just wrote. It refuses to revoke while the file holds a foreign
-// token: the heal that token calls for sweeps anyway, with the right keep
-// set.
-func (c *cli) sweep(ctx context.Context, vc *vaultclient.Client, rep reporter, apply bool) int {
-	cfg, log := rep.cfg, rep.log
-	lctx, cancel := context.WithTimeout(ctx, cfg.LockWait)
-	lock, err := tokenfile.Acquire(lctx, cfg.TokenFile)
-	cancel()
-	if err != nil {
-		return rep.report(renew.Result{Stage: renew.StageLock, Path: cfg.TokenFile}, err).code
-	}
-	defer lock.Release()
-	tok, cur, code, ok := c.fileToken(ctx, vc, rep)
-	if !ok {
-		return code
-	}
-	if apply && !renew.IsOurs(cur, cfg.Spec) {
-		res := renew.Result{Stage: renew.StageForeign, Cause: renew.CauseForeign, Path: cfg.TokenFile, Current: cur}
-		return rep.report(res, fmt.Errorf("token in %s is dn=%s, not our periodic %s; nothing revoked", cfg.TokenFile, cur.DisplayName, cfg.Spec.StoredDisplayName())).code
-	}
-	sw, err := sweep.Run(ctx, vc.Accessors(tok), sweep.Options{
-		DisplayName: cfg.Spec.StoredDisplayName(),
-		Owner:       cfg.Owner(),
-		Keep:        []string{cur.Accessor},
-		Apply:       apply,
-		Concurrency: cfg.Concurrency,
-		MaxRPS:      cfg.MaxRPS,
-		Progress:    c.progress(log),
-	})
-	c.printSweep(sw, apply, cur.Accessor)
-	for _, f := range sw.Failed {
-		log.Warn().Err(f.Err).Str("accessor", f.Accessor).Msg("could not " + f.Op + " accessor")
-	}
-	if err != nil {
-		// The token was just looked up: a 403 now refuses the walk, it does
-		// not mean the token is dead.
-		res := renew.Result{Stage: renew.StageSweep, Cause: renew.Classify(err, true), Path: cfg.TokenFile}
-		return rep.report(res, err).code
-	}
-	return c.sweepSummary(log, cfg, sw, apply)
-}
-
-func (c *cli) sweepSummary(log zerolog.Logger, cfg renew.Config, sw sweep.Report, apply bool) int {
-	ev := log.Info()
-	if len(sw.Failed) > 0 {
-		ev = log.Error()
-	}
-	verb, n := "would revoke", len(sw.Matched)
-	if apply {
-		verb, n = "revoked", len(sw.Revoked)
-	}
-	ev.Int("listed", sw.Listed).Int("failed", len(sw.Failed)).Int("vanished", sw.Vanished).Int("other_machines", len(sw.Others)).
-		Msgf("sweep: %s %d stale %s, kept %d, spared %d of other machines, failed %d", verb, n, cfg.Spec.StoredDisplayName(), len(sw.Kept), len(sw.Others), len(sw.Failed))
-	if !apply && len(sw.Matched) > 0 {
-		log.Info().Msg("dry run: nothing was revoked; run again with --apply to revoke")
-	}
-	if len(sw.Failed) > 0 {
-		return exitFail
-	}
-	return exitOK
-}
-
-func (c *cli) printSweep(rep sweep.Report, apply bool, current string) {
-	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ACCESSOR\tDISPLAY NAME\tHOST\tUSER\tCREATED\tTTL\tACTION")
-	revoked := map[string]bool{}
-	for _, a := range rep.Revoked {
-		revoked[a] = true
-	}
-	failed := map[string]bool{}
-	for _, f := range rep.Failed {
-		failed[f.Accessor] = true
-	}
-	row := func(t sweep.Token, action string) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Accessor, t.DisplayName, orDash(t.Host), orDash(t.User),
-			t.CreationTime.Format(time.RFC3339), fmtDur(t.TTL), action)
-	}
-	for _, t := range rep.Kept {
-		action := "keep"
-		if t.Accessor == current {
-			action = "keep (token in the file)"
-		}
-		row(t, action)
-	}
-	for _, t := range rep.Others {
-		row(t, "keep (another machine's: host="+t.Host+")")
-	}
-	for _, t := range rep.Matched {
-		switch {
-		case !apply:
-			row(t, "would revoke")
-		case revoked[t.Accessor]:
-			row(t, "revoked")
-		case failed[t.Accessor]:
-			row(t, "revoke FAILED")
-		default:
-			row(t, "not revoked")
-		}
-	}
-	tw.Flush()
 }

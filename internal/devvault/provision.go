@@ -7,7 +7,7 @@ import (
 
 	vault "github.com/hashicorp/vault/api"
 
-	"github.com/devvm/vault-token-renew/renew"
+	"github.com/devvm/vault-token-renew/internal/vaultclient"
 )
 
 // Policies as on the production Vault: vault-admin can do anything, with
@@ -192,7 +192,7 @@ type Info struct {
 func (f *Fixture) LookupAccessor(ctx context.Context, accessor string) (Info, bool, error) {
 	s, err := f.root.Auth().Token().LookupAccessorWithContext(ctx, accessor)
 	if err != nil {
-		if renew.VanishedAccessor(err) {
+		if vaultclient.Vanished(err) {
 			return Info{}, false, nil
 		}
 		return Info{}, false, err

@@ -3,7 +3,6 @@ package runstate
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -64,30 +63,10 @@ func failing(s State, now time.Time) string {
 
 func dateOf(t, now time.Time) string { return t.In(now.Location()).Format("2006-01-02") }
 
-var (
-	// priority is the <N> syslog prefix a line carries under journald.
-	priority = regexp.MustCompile(`^<[0-7]>`)
-	// prefix is the log line's stable prefix ("DRIFT: ").
-	prefix = regexp.MustCompile(`^(?i:OK|HEALED|DRIFT|FAIL):\s*`)
-	// fields are the key=value pairs (values possibly quoted) that end a
-	// plain log line; a "dn=x" inside the message is followed by words, so
-	// only the trailing run of pairs matches.
-	fields = regexp.MustCompile(`(\s+[A-Za-z_][A-Za-z0-9_.-]*=("(\\.|[^"\\])*"|\S*))+\s*$`)
-)
-
-// reason is the closing log line's message without its priority, prefix and
-// fields, on one line and at most about a hundred characters; the cause when
-// there is no summary.
+// reason is the run's recorded reason (the cause when an older run left
+// none), on one line and at most about a hundred characters.
 func reason(s State) string {
-	msg := oneLine(s.Summary)
-	msg = priority.ReplaceAllString(msg, "")
-	msg = prefix.ReplaceAllString(msg, "")
-	msg = strings.TrimSpace(fields.ReplaceAllString(msg, ""))
-	// A DRIFT line opens with which token; the banner wants why, the words
-	// an operator greps for.
-	if i := strings.Index(msg, "heal denied"); i > 0 {
-		msg, _, _ = strings.Cut(msg[i:], "; investigate")
-	}
+	msg := oneLine(s.Reason)
 	if msg == "" {
 		msg = s.Cause
 	}

@@ -10,7 +10,7 @@ import (
 
 func TestBanner(t *testing.T) {
 	now := day(10)
-	drift := `<3>DRIFT: foreign token dn=oidc-alice in the token file; heal denied — foreign token lacks create authority foreign_accessor=fa1 cause=heal_denied next="investigate what wrote it"`
+	drift := "DRIFT: foreign token dn=oidc-alice in the token file; heal denied — foreign token lacks create authority; investigate what wrote it"
 	_, corrupt := Load(writeFile(t, "state.json", "{"))
 	tests := []struct {
 		name string
@@ -25,16 +25,16 @@ func TestBanner(t *testing.T) {
 			State{Time: day(7), Outcome: OK, LastSuccess: day(7)}, nil,
 			"vault-token-renew: no successful run since 2026-06-25; is the timer running? run: systemctl --user list-timers vault-token-renew.timer"},
 		{"drift streak",
-			State{Time: day(10), Outcome: Drift, Summary: drift, FailingSince: day(8), FailingRuns: 3, LastSuccess: day(7)}, nil,
+			State{Time: day(10), Outcome: Drift, Summary: drift, Reason: "heal denied — foreign token lacks create authority", FailingSince: day(8), FailingRuns: 3, LastSuccess: day(7)}, nil,
 			"vault-token-renew: DRIFT since 2026-06-26 (3 runs): heal denied — foreign token lacks create authority; run: vault-token-renew status"},
 		{"one fail, today",
-			State{Time: day(10), Outcome: Fail, Summary: `FAIL: vault unreachable at https://v:8200 cause=unreachable`, FailingSince: day(10), FailingRuns: 1}, nil,
+			State{Time: day(10), Outcome: Fail, Summary: "FAIL: could not look up the token in the file", Reason: "vault unreachable at https://v:8200", FailingSince: day(10), FailingRuns: 1}, nil,
 			"vault-token-renew: FAIL since 2026-06-28 (1 run): vault unreachable at https://v:8200; run: vault-token-renew status"},
 		{"failing and stale: says when the last run was",
-			State{Time: day(5), Outcome: Fail, Summary: "FAIL: sealed", FailingSince: day(4), FailingRuns: 2}, nil,
+			State{Time: day(5), Outcome: Fail, Summary: "FAIL: could not renew the periodic token", Reason: "sealed", FailingSince: day(4), FailingRuns: 2}, nil,
 			"vault-token-renew: FAIL since 2026-06-22 (2 runs, the last on 2026-06-23): sealed; run: vault-token-renew status"},
-		{"failing without a summary: the cause",
-			State{Time: day(10), Outcome: Fail, Cause: "token_expired", FailingSince: day(10), FailingRuns: 1}, nil,
+		{"failing without a reason (an older run's state): the cause, never the summary's words",
+			State{Time: day(10), Outcome: Fail, Summary: "FAIL: could not renew the periodic token", Cause: "token_expired", FailingSince: day(10), FailingRuns: 1}, nil,
 			"vault-token-renew: FAIL since 2026-06-28 (1 run): token_expired; run: vault-token-renew status"},
 		{"never ran", State{}, fmt.Errorf("%w: open x: no such file", ErrNoState),
 			"vault-token-renew: has never run; run: systemctl --user start vault-token-renew.service"},
@@ -63,17 +63,17 @@ func TestBannerCorruptNamesThePath(t *testing.T) {
 }
 
 func TestReason(t *testing.T) {
-	long := "FAIL: " + strings.Repeat("word ", 40) + "cause=x"
-	tests := []struct{ summary, cause, want string }{
-		{`HEALED: re-minted from foreign dn=alice (revoked 2 stale) accessor=a1`, "", "re-minted from foreign dn=alice (revoked 2 stale)"},
-		{"FAIL: two\nlines next=\"a b\\\" c\" cause=y", "", "two lines"},
-		{"", "unreachable", "unreachable"},
-		{"", "", "no details recorded"},
-		{long, "", strings.TrimSpace(strings.Repeat("word ", 20)) + "…"},
+	long := strings.Repeat("word ", 40)
+	tests := []struct{ summary, reason, cause, want string }{
+		{"FAIL: could not look up the token in the file", "could not look up the token in the file", "unreachable", "could not look up the token in the file"},
+		{"", "two\nlines", "", "two lines"},
+		{"FAIL: the summary is never parsed for a reason", "", "unreachable", "unreachable"},
+		{"", "", "", "no details recorded"},
+		{"", long, "", strings.TrimSpace(strings.Repeat("word ", 20)) + "…"},
 	}
 	for _, tt := range tests {
-		if got := reason(State{Summary: tt.summary, Cause: tt.cause}); got != tt.want {
-			t.Errorf("reason(%q) = %q, want %q", tt.summary, got, tt.want)
+		if got := reason(State{Summary: tt.summary, Reason: tt.reason, Cause: tt.cause}); got != tt.want {
+			t.Errorf("reason(%q) = %q, want %q", tt.reason, got, tt.want)
 		}
 	}
 }

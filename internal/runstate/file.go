@@ -8,7 +8,10 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/gofrs/flock"
+
 	"github.com/devvm/vault-token-renew/internal/atomicfile"
+	"github.com/devvm/vault-token-renew/internal/ledger"
 )
 
 // ErrNoState means no run has recorded anything yet (the file is missing).
@@ -33,10 +36,52 @@ func Load(path string) (State, error) {
 	if err := json.Unmarshal(data, &s); err != nil {
 		return State{}, fmt.Errorf("%w: %s: %w", ErrCorrupt, path, err)
 	}
-	if !s.Outcome.known() || s.Time.IsZero() {
+	// A state with a ledger but no run yet is what a first run's heal
+	// leaves before its outcome is folded in.
+	noRunYet := s.Outcome == "" && s.Time.IsZero()
+	if !noRunYet && (!s.Outcome.known() || s.Time.IsZero()) {
 		return State{}, fmt.Errorf("%w: %s: no run time or an unknown outcome %q", ErrCorrupt, path, s.Outcome)
 	}
 	return s, nil
+}
+
+// Update changes the state at path under a lock beside it (path+".lock"):
+// a run writes its ledger as it goes and folds its outcome in at the end,
+// and the two must never lose each other's change. fn gets the state as
+// stored, or a zero State when there is none or it is unreadable (the
+// caller reported that once, before the run).
+func Update(path string, fn func(State) State) (State, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return State{}, fmt.Errorf("save state %s: %w", path, err)
+	}
+	lock := flock.New(path+".lock", flock.SetPermissions(0o600))
+	if err := lock.Lock(); err != nil {
+		return State{}, fmt.Errorf("lock state %s: %w", path, err)
+	}
+	defer lock.Unlock()
+	prev, _ := Load(path)
+	next := fn(prev)
+	return next, Save(path, next)
+}
+
+// LedgerStore keeps the ledger in the state file at Path; renew reads it
+// after taking the run lock and saves it at every step of a heal.
+type LedgerStore struct{ Path string }
+
+// Load returns the stored ledger; a missing or unreadable state is a zero
+// Ledger, which is never whole, so the next heal walks.
+func (s LedgerStore) Load() (ledger.Ledger, error) {
+	st, err := Load(s.Path)
+	if errors.Is(err, ErrNoState) {
+		return ledger.Ledger{}, nil
+	}
+	return st.Ledger, err
+}
+
+// Save replaces the stored ledger and leaves the rest of the state as it is.
+func (s LedgerStore) Save(l ledger.Ledger) error {
+	_, err := Update(s.Path, func(st State) State { st.Ledger = l; return st })
+	return err
 }
 
 // Save writes s to path with the project's atomic writer, so a crash or a

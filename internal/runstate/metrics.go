@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/devvm/vault-token-renew/internal/ledger"
 )
 
 // WriteMetrics writes s to path in node_exporter's textfile collector format
@@ -36,6 +38,15 @@ func WriteMetrics(path string, s State) error {
 	}
 	gauge("vault_token_renew_consecutive_failures",
 		"Runs in a row that ended in DRIFT or FAIL; 0 after a success.", float64(s.FailingRuns))
+
+	gauge("vault_token_renew_ledger_tokens",
+		"Periodic tokens of this machine the ledger holds as maybe alive; 1 is normal, more until a run retires the stale.", float64(len(s.Ledger.Tokens)))
+	complete := 0.0
+	if s.Ledger.Gap() == ledger.NoGap {
+		complete = 1
+	}
+	gauge("vault_token_renew_ledger_complete",
+		"1 when the ledger holds every token of this machine (a heal looks up only those), 0 when the next heal must walk every accessor.", complete)
 
 	outcome := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "vault_token_renew_outcome",

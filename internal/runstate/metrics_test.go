@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/devvm/vault-token-renew/internal/ledger"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -52,7 +53,8 @@ func readMetrics(t *testing.T, path string) (map[string]*dto.MetricFamily, map[s
 func TestWriteMetrics(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "vault_token_renew.prom")
 	s := State{Time: day(2), Outcome: Drift, Summary: "DRIFT: x", Accessor: "acc-secretless", TokenExpiry: exp,
-		LastSuccess: day(0), FailingSince: day(1), FailingRuns: 2, HealsTotal: 3, Host: "vm1"}
+		LastSuccess: day(0), FailingSince: day(1), FailingRuns: 2, HealsTotal: 3, Host: "vm1",
+		Ledger: ledger.Ledger{WholeSince: day(0)}.Found("acc-secretless", day(0)).Found("acc-2", day(1))}
 	if err := WriteMetrics(path, s); err != nil {
 		t.Fatal(err)
 	}
@@ -67,6 +69,8 @@ func TestWriteMetrics(t *testing.T) {
 		"vault_token_renew_outcome{outcome=healed}":        0,
 		"vault_token_renew_outcome{outcome=drift}":         1,
 		"vault_token_renew_outcome{outcome=fail}":          0,
+		"vault_token_renew_ledger_tokens":                  2,
+		"vault_token_renew_ledger_complete":                1,
 	}
 	if len(got) != len(want) {
 		t.Errorf("samples %v, want %v", got, want)
@@ -106,6 +110,9 @@ func TestWriteMetricsUnknowns(t *testing.T) {
 	}
 	if got["vault_token_renew_outcome{outcome=fail}"] != 1 {
 		t.Errorf("outcome: %v", got)
+	}
+	if got["vault_token_renew_ledger_complete"] != 0 || got["vault_token_renew_ledger_tokens"] != 0 {
+		t.Errorf("no ledger yet must read as incomplete and empty: %v", got)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"path/filepath"
 	"time"
+
+	"github.com/devvm/vault-token-renew/internal/ledger"
 )
 
 // Outcome is how a run ended; the words match the log lines' prefixes.
@@ -47,6 +49,7 @@ type State struct {
 	Outcome      Outcome   `json:"outcome"`                // the last run's outcome
 	Cause        string    `json:"cause,omitempty"`        // the last run's cause, on DRIFT/FAIL
 	Summary      string    `json:"summary"`                // the last run's closing log line
+	Reason       string    `json:"reason,omitempty"`       // what went wrong, in a few words, on DRIFT/FAIL: the banner's text
 	Accessor     string    `json:"accessor,omitempty"`     // our periodic token's accessor, last known
 	TokenExpiry  time.Time `json:"token_expiry,omitzero"`  // our token's expiry, last known
 	LastSuccess  time.Time `json:"last_success,omitzero"`  // the last OK or HEALED run
@@ -54,14 +57,19 @@ type State struct {
 	FailingRuns  int       `json:"failing_runs"`           // runs in the current failure streak
 	HealsTotal   int       `json:"heals_total"`            // HEALED runs ever recorded
 	Host         string    `json:"host"`                   // the machine, as the notifier names it
+	// Ledger is this machine's periodic tokens that may still be alive. The
+	// run writes it as it goes (before and after a create, after a sweep);
+	// folding a run's outcome in (Next) carries it over untouched.
+	Ledger ledger.Ledger `json:"ledger,omitzero"`
 }
 
-// Run is what one run reports about itself.
+// Run is what one run reports about itself. Reason is recorded as data,
+// so that nothing reads it back out of the closing line's words.
 type Run struct {
-	Time                           time.Time
-	Outcome                        Outcome
-	Cause, Summary, Accessor, Host string
-	TokenExpiry                    time.Time
+	Time                                   time.Time
+	Outcome                                Outcome
+	Cause, Summary, Reason, Accessor, Host string
+	TokenExpiry                            time.Time
 }
 
 // Next folds one run into the state. A success ends any failure streak; a
@@ -72,9 +80,9 @@ type Run struct {
 // expiry is the deadline the operator is racing.
 func Next(prev State, r Run) State {
 	s := State{
-		Time: r.Time, Outcome: r.Outcome, Cause: r.Cause, Summary: r.Summary,
+		Time: r.Time, Outcome: r.Outcome, Cause: r.Cause, Summary: r.Summary, Reason: r.Reason,
 		Accessor: r.Accessor, TokenExpiry: r.TokenExpiry, Host: r.Host,
-		LastSuccess: prev.LastSuccess, HealsTotal: prev.HealsTotal,
+		LastSuccess: prev.LastSuccess, HealsTotal: prev.HealsTotal, Ledger: prev.Ledger,
 	}
 	if s.Host == "" {
 		s.Host = prev.Host

@@ -58,6 +58,10 @@ func New(cfg *vault.Config) (*Client, error) {
 // Address is the Vault address in use, for log lines.
 func (c *Client) Address() string { return c.base.Address() }
 
+// MaxRetries is the API client's retry count (VAULT_MAX_RETRIES): it
+// retries every call but the create, whose retries renew owns.
+func (c *Client) MaxRetries() int { return c.base.MaxRetries() }
+
 func (c *Client) as(token string) (*vault.Client, error) {
 	cl, err := c.base.Clone()
 	if err != nil {
@@ -103,12 +107,16 @@ func (c *Client) RenewSelf(ctx context.Context, token string) (renew.Renewal, er
 
 // CreateOrphan implements renew.Vault: the exact create the manual recovery
 // prescribes (vault token create -orphan -period=... -policy=... -display-name=...),
-// plus meta naming the machine the token belongs to.
-func (c *Client) CreateOrphan(ctx context.Context, token string, spec renew.Spec) (renew.Minted, error) {
+// plus meta naming the machine the token belongs to. It makes one attempt:
+// the API client's retries are off for it, because a retry below renew
+// would mint again with no record of the first attempt in the ledger;
+// renew retries, writing each attempt ahead.
+func (c *Client) CreateOrphan(ctx context.Context, token string, spec renew.Spec) (renew.Created, error) {
 	cl, err := c.as(token)
 	if err != nil {
-		return renew.Minted{}, err
+		return renew.Created{}, err
 	}
+	cl.SetMaxRetries(0)
 	s, err := cl.Auth().Token().CreateWithContext(ctx, &vault.TokenCreateRequest{
 		Policies:    spec.Policies,
 		Period:      spec.Period.String(),
@@ -117,12 +125,12 @@ func (c *Client) CreateOrphan(ctx context.Context, token string, spec renew.Spec
 		Metadata:    spec.Meta(),
 	})
 	if err != nil {
-		return renew.Minted{}, wrap(ctx, "auth/token/create", err)
+		return renew.Created{}, wrap(ctx, "auth/token/create", err)
 	}
 	if s == nil || s.Auth == nil || s.Auth.ClientToken == "" {
-		return renew.Minted{}, errors.New("token create returned no token")
+		return renew.Created{}, errors.New("token create returned no token")
 	}
-	return renew.Minted{Secret: s.Auth.ClientToken, Accessor: s.Auth.Accessor, Warnings: s.Warnings}, nil
+	return renew.Created{Secret: s.Auth.ClientToken, Accessor: s.Auth.Accessor, Warnings: s.Warnings}, nil
 }
 
 // RevokeSelf implements renew.Vault.
@@ -192,7 +200,7 @@ func (a accessors) Lookup(ctx context.Context, accessor string) (sweep.Token, er
 	}
 	s, err := a.cl.Auth().Token().LookupAccessorWithContext(ctx, accessor)
 	if err != nil {
-		if renew.VanishedAccessor(err) {
+		if Vanished(err) {
 			return sweep.Token{}, fmt.Errorf("lookup accessor %s: %w", accessor, sweep.ErrVanished)
 		}
 		return sweep.Token{}, wrap(ctx, "lookup accessor "+accessor, err)
@@ -202,7 +210,7 @@ func (a accessors) Lookup(ctx context.Context, accessor string) (sweep.Token, er
 	}
 	info := TokenInfo(s.Data)
 	return sweep.Token{Accessor: accessor, DisplayName: info.DisplayName, CreationTime: info.CreationTime, TTL: info.TTL,
-		Host: info.Meta[renew.MetaHost], User: info.Meta[renew.MetaUser]}, nil
+		Period: info.Period, Host: info.Meta[renew.MetaHost], User: info.Meta[renew.MetaUser]}, nil
 }
 
 func (a accessors) Revoke(ctx context.Context, accessor string) error {
@@ -229,8 +237,30 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("%s: vault answered %d: %s", e.Op, e.Status, msg)
 }
 
-// Unwrap keeps the *vault.ResponseError reachable for renew.Classify.
+var _ renew.StatusError = (*APIError)(nil)
+
+// Unwrap keeps the *vault.ResponseError reachable.
 func (e *APIError) Unwrap() error { return e.err }
+
+// HTTPStatus and Messages make APIError a renew.StatusError: renew sorts
+// failures by what Vault answered without speaking its API.
+func (e *APIError) HTTPStatus() int    { return e.Status }
+func (e *APIError) Messages() []string { return e.Errors }
+
+// Vanished recognises Vault's answer for an accessor whose token is gone
+// (400 "invalid accessor"): it expired or was revoked after the list.
+func Vanished(err error) bool {
+	var re *vault.ResponseError
+	if !errors.As(err, &re) || re.StatusCode != 400 {
+		return false
+	}
+	for _, m := range re.Errors {
+		if strings.Contains(m, "invalid accessor") {
+			return true
+		}
+	}
+	return false
+}
 
 // wrap names the operation and flattens Vault's multi-line errors
 // ("1 error occurred:\n\t* permission denied") into their items. The API

@@ -1,0 +1,181 @@
+package ledger
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/devvm/vault-token-renew/sweep"
+)
+
+var (
+	t0    = time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)
+	whole = Ledger{WholeSince: t0, Tokens: []Entry{{Accessor: "old", Recorded: t0, How: Minted}}}
+)
+
+func at(min int) time.Time { return t0.Add(time.Duration(min) * time.Minute) }
+
+func accs(l Ledger) []string { return l.Accessors() }
+
+func tok(acc string) sweep.Token { return sweep.Token{Accessor: acc} }
+
+// held is what a ledger sweep of l looks up.
+func held(l Ledger) []string { return l.Accessors() }
+
+// TestFold is the ledger's whole rule set, one event sequence per row.
+func TestFold(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		from     Ledger
+		fold     func(Ledger) Ledger
+		want     []string
+		wantGap  Gap
+		wantPend int
+	}{
+		{"no ledger yet: nothing known, never whole", Ledger{}, func(l Ledger) Ledger { return l },
+			[]string{}, NeverWhole, 0},
+		{"in flight: a create sent and not answered is a gap", whole, func(l Ledger) Ledger { return l.Sent(at(1)) },
+			[]string{"old"}, Unrecorded, 1},
+		{"recorded: the answer clears its create and holds the token", whole,
+			func(l Ledger) Ledger { return l.Sent(at(1)).Answered(at(1), "new", at(2)) },
+			[]string{"old", "new"}, NoGap, 0},
+		{"refused: a create vault refused minted nothing", whole,
+			func(l Ledger) Ledger { return l.Sent(at(1)).Refused(at(1)) },
+			[]string{"old"}, NoGap, 0},
+		{"a lost answer stays unrecorded after the retry is answered", whole,
+			func(l Ledger) Ledger { return l.Sent(at(1)).Sent(at(2)).Answered(at(2), "new", at(3)) },
+			[]string{"old", "new"}, Unrecorded, 1},
+		{"an earlier run's unrecorded create is not cleared by this run's answer", whole.Sent(at(1)),
+			func(l Ledger) Ledger { return l.Sent(at(5)).Answered(at(5), "new", at(6)) },
+			[]string{"old", "new"}, Unrecorded, 1},
+		{"found in the file: a manual re-mint enters once", whole,
+			func(l Ledger) Ledger { return l.Found("manual", at(1)).Found("manual", at(2)).Found("old", at(3)) },
+			[]string{"old", "manual"}, NoGap, 0},
+		{"vanished: a ledger sweep forgets what vault no longer knows", whole.Found("b", at(1)),
+			func(l Ledger) Ledger {
+				return l.Swept(sweep.Report{Listed: 2, LookedUp: 2, Vanished: []string{"old"}, Stale: []sweep.Token{tok("b")}}, held(l), true, at(2))
+			},
+			[]string{"b"}, NoGap, 0},
+		{"revoked: a retired token leaves", whole,
+			func(l Ledger) Ledger {
+				return l.Swept(sweep.Report{Listed: 1, LookedUp: 1, Stale: []sweep.Token{tok("old")}, Revoked: []string{"old"}}, held(l), true, at(1))
+			},
+			[]string{}, NoGap, 0},
+		{"another machine's entry leaves and is never revoked", whole.Found("theirs", at(1)),
+			func(l Ledger) Ledger {
+				return l.Swept(sweep.Report{Listed: 2, LookedUp: 2, Other: []sweep.Token{tok("theirs")}, Stale: []sweep.Token{tok("old")}, Revoked: []string{"old"}}, held(l), true, at(2))
+			},
+			[]string{}, NoGap, 0},
+		{"ignored by the sweep (not our name, not periodic) leaves", whole.Found("odd", at(1)),
+			func(l Ledger) Ledger {
+				return l.Swept(sweep.Report{Listed: 2, LookedUp: 2, Stale: []sweep.Token{tok("old")}, Revoked: []string{"old"}}, held(l), true, at(2))
+			},
+			[]string{}, NoGap, 0},
+		{"a ledger sweep leaves what it did not look up (the new token, kept)", whole.Found("new", at(1)),
+			func(l Ledger) Ledger {
+				return l.Swept(sweep.Report{Listed: 1, LookedUp: 1, Stale: []sweep.Token{tok("old")}, Revoked: []string{"old"}}, []string{"old"}, true, at(2))
+			},
+			[]string{"new"}, NoGap, 0},
+		{"a failed revoke or lookup stays for the next run", whole.Found("b", at(1)),
+			func(l Ledger) Ledger {
+				return l.Swept(sweep.Report{Listed: 2, LookedUp: 2, Stale: []sweep.Token{tok("old")},
+					Failed: []sweep.Failure{{Accessor: "old", Op: "revoke"}, {Accessor: "b", Op: "lookup"}}}, held(l), true, at(2))
+			},
+			[]string{"old", "b"}, NoGap, 0},
+		{"a ledger sweep cut short keeps what it did not reach", whole.Found("b", at(1)),
+			func(l Ledger) Ledger {
+				return l.Swept(sweep.Report{Listed: 2, LookedUp: 1, Stale: []sweep.Token{tok("old")}}, held(l), false, at(2))
+			},
+			[]string{"old", "b"}, NoGap, 0},
+		{"a complete walk makes the ledger whole: the alive, no unrecorded create", Ledger{}.Sent(at(1)).Found("x", at(1)),
+			func(l Ledger) Ledger {
+				return l.Swept(sweep.Report{Listed: 900, LookedUp: 900, Kept: []sweep.Token{tok("new"), tok("foreign")},
+					Stale: []sweep.Token{tok("x"), tok("stranded"), tok("stuck")}, Revoked: []string{"x", "stranded"},
+					Failed: []sweep.Failure{{Accessor: "stuck", Op: "revoke"}}}, nil, true, at(9), "foreign")
+			},
+			[]string{"new", "stuck"}, NoGap, 0},
+		{"a walk with a failed lookup is not whole", Ledger{},
+			func(l Ledger) Ledger {
+				return l.Swept(sweep.Report{Listed: 9, LookedUp: 9, Kept: []sweep.Token{tok("new")},
+					Failed: []sweep.Failure{{Accessor: "q", Op: "lookup"}}}, nil, true, at(9))
+			},
+			[]string{"new"}, NeverWhole, 0},
+		{"a walk cut short forgets only what it saw go", whole.Sent(at(1)).Found("b", at(1)),
+			func(l Ledger) Ledger {
+				return l.Swept(sweep.Report{Listed: 9, LookedUp: 3, Vanished: []string{"b"}, Stale: []sweep.Token{tok("s")}}, nil, false, at(9))
+			},
+			[]string{"old", "s"}, Unrecorded, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := tc.fold(tc.from)
+			if !slices.Equal(accs(got), tc.want) {
+				t.Errorf("tokens %v, want %v", accs(got), tc.want)
+			}
+			if got.Gap() != tc.wantGap {
+				t.Errorf("gap %v, want %v", got.Gap(), tc.wantGap)
+			}
+			if len(got.Unrecorded) != tc.wantPend {
+				t.Errorf("unrecorded creates %v, want %d", got.Unrecorded, tc.wantPend)
+			}
+		})
+	}
+}
+
+// TestOverflow: beyond Max the oldest are dropped and the ledger says so,
+// so that the next heal walks.
+func TestOverflow(t *testing.T) {
+	l := whole
+	for i := 1; i <= Max; i++ {
+		l = l.Found(fmt.Sprintf("a%02d", i), at(i))
+	}
+	if len(l.Tokens) != Max || !l.Overflowed || l.Gap() != Overflow {
+		t.Fatalf("%d tokens, overflowed %t, gap %v; want %d, true, overflow", len(l.Tokens), l.Overflowed, l.Gap(), Max)
+	}
+	if l.Has("old") || !l.Has("a01") || !l.Has(fmt.Sprintf("a%02d", Max)) {
+		t.Fatalf("the oldest was not the one dropped: %v", accs(l))
+	}
+	if w := l.Whole(at(99), []string{"a64"}); w.Gap() != NoGap || w.Overflowed {
+		t.Fatalf("a complete walk does not end the overflow: %+v", w)
+	}
+}
+
+// TestMethodsDoNotChangeTheirReceiver: a fold returns a new ledger; the run
+// keeps the previous one where a save failed.
+func TestMethodsDoNotChangeTheirReceiver(t *testing.T) {
+	l := whole.Found("b", at(1)).Sent(at(2))
+	before, _ := json.Marshal(l)
+	_ = l.Forget("old")
+	_ = l.Refused(at(2))
+	_ = l.Answered(at(2), "c", at(3))
+	after, _ := json.Marshal(l)
+	if string(before) != string(after) {
+		t.Fatalf("a method changed its receiver:\n%s\n%s", before, after)
+	}
+}
+
+// TestStoredForm: the ledger round-trips through JSON as the state file
+// keeps it, with an unrecorded create still a gap after a crash.
+func TestStoredForm(t *testing.T) {
+	l := whole.Sent(time.Now())
+	b, err := json.Marshal(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Ledger
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Gap() != Unrecorded || !back.Has("old") {
+		t.Fatalf("after a reload: gap %v, tokens %v", back.Gap(), accs(back))
+	}
+	if back = back.Answered(l.Unrecorded[0], "new", time.Now()); back.Gap() != NoGap {
+		t.Fatalf("the reloaded create time does not match its own: %v", back.Unrecorded)
+	}
+	var empty Ledger
+	if err := json.Unmarshal([]byte(`{}`), &empty); err != nil || empty.Gap() != NeverWhole {
+		t.Fatal(errors.Join(err, fmt.Errorf("an empty ledger is not never-whole: %v", empty.Gap())))
+	}
+}

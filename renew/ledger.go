@@ -1,0 +1,178 @@
+package renew
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/devvm/vault-token-renew/internal/ledger"
+	"github.com/devvm/vault-token-renew/sweep"
+)
+
+// book is one run's ledger: read after the run lock is taken, and saved at
+// every step that changes it, so that a crash at any point leaves the
+// ledger saying what it knows.
+type book struct {
+	store   LedgerStore
+	l       ledger.Ledger
+	save    bool // false in dry runs and without a store
+	unsaved bool // a save failed: the stored ledger may miss this run's tokens
+	log     zerolog.Logger
+}
+
+// openBook loads the ledger. A missing store, or a state file that cannot
+// be read, is a ledger that was never whole: the caller reported the state
+// file's trouble once, before the run, and a heal then walks.
+func openBook(cfg Config, save bool) *book {
+	b := &book{store: cfg.Ledger, save: save && cfg.Ledger != nil, log: cfg.Log}
+	if cfg.Ledger != nil {
+		if l, err := cfg.Ledger.Load(); err == nil {
+			b.l = l
+		}
+	}
+	return b
+}
+
+// update folds one change into the ledger and saves it. A failed save is a
+// warning, once: the run goes on, and its heal walks (gap).
+func (b *book) update(fn func(ledger.Ledger) ledger.Ledger) {
+	b.l = fn(b.l)
+	if !b.save {
+		return
+	}
+	if err := b.store.Save(b.l); err != nil && !b.unsaved {
+		b.unsaved = true
+		b.log.Warn().Err(err).Msg("could not save the ledger of this machine's tokens; this run's heal walks every accessor")
+	}
+}
+
+// gap is why a heal cannot trust the ledger to hold every token of this
+// machine; ledger.NoGap when it can.
+func (b *book) gap() ledger.Gap {
+	if b.unsaved {
+		return ledger.Unsaved
+	}
+	return b.l.Gap()
+}
+
+// create mints the periodic token as the foreign token, writing ahead in
+// the ledger: each attempt is recorded as sent before it goes out, and
+// cleared once Vault's answer is in. A lost answer, a crash or a kill in
+// between leaves the ledger knowing that a token may exist which nobody
+// holds, so the next heal walks. This stage owns the create's retries (the
+// adapter turns the API client's off for it): a retry made below us would
+// mint again with no record of the first attempt.
+func create(ctx context.Context, v Vault, cfg Config, foreign string, b *book, log zerolog.Logger) (Created, error) {
+	wait := cfg.RetryWait
+	if wait <= 0 {
+		wait = time.Second
+	}
+	for attempt := 0; ; attempt++ {
+		sent := cfg.now()
+		b.update(func(l ledger.Ledger) ledger.Ledger { return l.Sent(sent) })
+		c, err := v.CreateOrphan(ctx, foreign, cfg.Spec)
+		if err == nil {
+			b.update(func(l ledger.Ledger) ledger.Ledger { return l.Answered(sent, c.Accessor, cfg.now()) })
+			return c, nil
+		}
+		status, answered := vaultStatus(err)
+		if answered && status < 500 {
+			// Vault answered with a refusal (or 429, too busy to start):
+			// nothing was minted.
+			b.update(func(l ledger.Ledger) ledger.Ledger { return l.Refused(sent) })
+		}
+		if attempt >= cfg.CreateRetries || !mayRetryCreate(err) || ctx.Err() != nil {
+			return Created{}, err
+		}
+		log.Warn().Err(err).Int("attempt", attempt+1).Msg("the create failed; retrying (if vault minted before its answer was lost, the ledger knows a token is unrecorded)")
+		select {
+		case <-ctx.Done():
+			return Created{}, err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// mayRetryCreate says whether a failed create is worth another attempt:
+// Vault too busy (429), failing (5xx but a sealed 503), or no answer at all.
+func mayRetryCreate(err error) bool {
+	switch Classify(err, true) {
+	case CauseServer, CauseUnreachable, CauseClientTimeout:
+		return true
+	}
+	return false
+}
+
+// retirement is what retire acts as and must spare.
+type retirement struct {
+	as      string   // the token the lookups and revokes act as
+	keep    []string // never revoked: the file's token, the new one, the foreign one
+	notOurs []string // never enters the ledger: the foreign login token
+	mayWalk bool     // a heal: walk every accessor when the ledger has a gap
+	log     *zerolog.Logger
+}
+
+// retire revokes this machine's stale periodic tokens and folds what it
+// found into the ledger. A heal whose ledger is whole looks up only the
+// ledger's accessors and makes no list; one whose ledger has a gap walks
+// every accessor, the one way to find a token nobody recorded. An OK run
+// never walks: it retires what the ledger knows, which with nothing stale
+// costs no request at all.
+func retire(ctx context.Context, v Vault, cfg Config, res *Result, b *book, r retirement) {
+	log := cfg.Log
+	if r.log != nil {
+		log = *r.log
+	}
+	opts := cfg.sweepOptions(!cfg.DryRun, r.keep...)
+	walk := r.mayWalk && b.gap() != ledger.NoGap
+	if walk {
+		res.Walked, res.WalkGap = true, b.gap()
+	} else if opts.Only = b.l.Accessors(r.keep...); len(opts.Only) == 0 {
+		return
+	}
+	rep, err := sweep.Run(ctx, v.Accessors(r.as), opts)
+	res.Sweep, res.SweepErr = rep, err
+	for _, f := range rep.Failed {
+		log.Warn().Err(f.Err).Str("accessor", f.Accessor).Str("op", f.Op).Msg("stale sweep: could not " + f.Op + " accessor; the run stands")
+	}
+	for _, a := range rep.Revoked {
+		log.Info().Str("accessor", a).Msg("revoked stale periodic token")
+	}
+	if !walk {
+		warnStrangers(log, rep, opts.Only)
+	}
+	b.update(func(l ledger.Ledger) ledger.Ledger {
+		return l.Swept(rep, opts.Only, err == nil, cfg.now(), r.notOurs...)
+	})
+}
+
+// warnStrangers names the ledger's entries that turned out not to be this
+// machine's periodic tokens: they leave the ledger and are never revoked.
+func warnStrangers(log zerolog.Logger, rep sweep.Report, held []string) {
+	for _, t := range rep.Other {
+		log.Warn().Str("accessor", t.Accessor).Str("host", t.Host).Str("user", t.User).
+			Msg("the ledger held another machine's token; it leaves the ledger and is not revoked")
+	}
+	if rep.LookedUp < rep.Listed {
+		return
+	}
+	known := slices.Concat(rep.Vanished, accessorsOf(rep.Stale), accessorsOf(rep.Kept), accessorsOf(rep.Other))
+	for _, f := range rep.Failed {
+		known = append(known, f.Accessor)
+	}
+	for _, a := range held {
+		if !slices.Contains(known, a) {
+			log.Warn().Str("accessor", a).Msg("the ledger held a token that is not a periodic token of this display name; it leaves the ledger and is not revoked")
+		}
+	}
+}
+
+func accessorsOf(ts []sweep.Token) []string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = t.Accessor
+	}
+	return out
+}

@@ -1,0 +1,283 @@
+package renew
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/devvm/vault-token-renew/internal/ledger"
+)
+
+// memLedger is a LedgerStore in memory that remembers every save.
+type memLedger struct {
+	mu      sync.Mutex
+	l       ledger.Ledger
+	saves   int
+	saveErr error
+}
+
+func (m *memLedger) Load() (ledger.Ledger, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.l, nil
+}
+
+func (m *memLedger) Save(l ledger.Ledger) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.saveErr != nil {
+		return m.saveErr
+	}
+	m.l, m.saves = l, m.saves+1
+	return nil
+}
+
+func (m *memLedger) stored() ledger.Ledger {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.l
+}
+
+var tWhole = time.Date(2026, 11, 30, 3, 0, 0, 0, time.UTC)
+
+// wholeLedger holds accs and was made whole by an earlier walk.
+func wholeLedger(accs ...string) *memLedger {
+	l := ledger.Ledger{WholeSince: tWhole}
+	for _, a := range accs {
+		l = l.Found(a, tWhole)
+	}
+	return &memLedger{l: l}
+}
+
+func alive(f *fakeVault, acc string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, i := range f.bySecret {
+		if i.Accessor == acc {
+			return true
+		}
+	}
+	return false
+}
+
+// TestHealFromAWholeLedgerMakesNoList: the previous token is retired by one
+// lookup and one revoke; no accessor list is made, and the new token is the
+// ledger's one entry after.
+func TestHealFromAWholeLedgerMakesNoList(t *testing.T) {
+	f := world()
+	store := wholeLedger("ours-acc")
+	cfg, _ := setup(t, "oidc-secret")
+	cfg.Ledger = store
+	res, err := Run(context.Background(), f, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.listed != 0 || res.Walked {
+		t.Fatalf("a heal with a whole ledger listed %d times (walked %v)", f.listed, res.Walked)
+	}
+	if f.lookedUp != 1 || !slices.Equal(f.revoked, []string{"ours-acc"}) {
+		t.Fatalf("looked up %d accessors, revoked %v; want 1 and [ours-acc]", f.lookedUp, f.revoked)
+	}
+	if got := store.stored(); !slices.Equal(got.Accessors(), []string{"minted-acc-1"}) || got.Gap() != ledger.NoGap {
+		t.Fatalf("ledger after the heal: %v (gap %v), want just the new token, whole", got.Accessors(), got.Gap())
+	}
+	if !alive(f, "stale1-acc") {
+		t.Fatal("a token the ledger never held was revoked without a walk")
+	}
+}
+
+// TestHealWalksWhereOnlyAWalkCanKnow: no ledger yet, an unrecorded create
+// from a run that died, an overflowed ledger, a ledger that cannot be
+// saved: each heal walks, says why, and (but the unsaved) leaves the ledger
+// whole.
+func TestHealWalksWhereOnlyAWalkCanKnow(t *testing.T) {
+	overflowed := wholeLedger("ours-acc")
+	overflowed.l.Overflowed = true
+	died := wholeLedger("ours-acc")
+	died.l = died.l.Sent(tWhole.Add(time.Hour))
+	unsaved := wholeLedger("ours-acc")
+	unsaved.saveErr = errors.New("read-only file system")
+	for _, tc := range []struct {
+		name  string
+		store *memLedger
+		gap   ledger.Gap
+	}{
+		{"no ledger yet", &memLedger{}, ledger.NeverWhole},
+		{"a create whose answer never reached the ledger", died, ledger.Unrecorded},
+		{"overflow", overflowed, ledger.Overflow},
+		{"a ledger that cannot be saved", unsaved, ledger.Unsaved},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := world()
+			cfg, _ := setup(t, "oidc-secret")
+			cfg.Ledger = tc.store
+			res, err := Run(context.Background(), f, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.listed != 1 || !res.Walked || res.WalkGap != tc.gap {
+				t.Fatalf("listed %d, walked %v because %v; want one walk because %v", f.listed, res.Walked, res.WalkGap, tc.gap)
+			}
+			if len(res.Sweep.Revoked) != 3 {
+				t.Fatalf("the walk revoked %v, want this machine's three stale tokens", res.Sweep.Revoked)
+			}
+			if tc.gap == ledger.Unsaved {
+				return
+			}
+			if got := tc.store.stored(); got.Gap() != ledger.NoGap || !slices.Equal(got.Accessors(), []string{"minted-acc-1"}) {
+				t.Fatalf("after the walk the ledger is %v (gap %v), want whole with the new token", got.Accessors(), got.Gap())
+			}
+		})
+	}
+}
+
+// TestCreateIsWrittenAhead: when the create reaches Vault the stored ledger
+// already says a create is in flight; its answer clears it.
+func TestCreateIsWrittenAhead(t *testing.T) {
+	f := world()
+	store := wholeLedger("ours-acc")
+	var atCreate []ledger.Ledger
+	f.beforeCreate = func() { atCreate = append(atCreate, store.stored()) }
+	cfg, _ := setup(t, "oidc-secret")
+	cfg.Ledger = store
+	if _, err := Run(context.Background(), f, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if len(atCreate) != 1 || atCreate[0].Gap() != ledger.Unrecorded {
+		t.Fatalf("at the create the stored ledger was %+v, want an unrecorded create", atCreate)
+	}
+	if got := store.stored(); len(got.Unrecorded) != 0 {
+		t.Fatalf("the answered create is still unrecorded: %v", got.Unrecorded)
+	}
+}
+
+// TestLostCreateAnswerMakesTheHealWalk: with a whole ledger, the first
+// attempt's answer is lost after Vault minted; the retry is answered. The
+// ledger cannot know the first token, so the heal walks and revokes it.
+func TestLostCreateAnswerMakesTheHealWalk(t *testing.T) {
+	f := world()
+	f.loseCreates = 1
+	store := wholeLedger("ours-acc")
+	cfg, _ := setup(t, "oidc-secret")
+	cfg.Ledger = store
+	res, err := Run(context.Background(), f, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Walked || res.WalkGap != ledger.Unrecorded || !slices.Contains(res.Sweep.Revoked, "minted-acc-1") {
+		t.Fatalf("walked %v (%v), revoked %v; want a walk that revokes the stranded first mint", res.Walked, res.WalkGap, res.Sweep.Revoked)
+	}
+	if got := store.stored(); got.Gap() != ledger.NoGap || !slices.Equal(got.Accessors(), []string{"minted-acc-2"}) {
+		t.Fatalf("ledger %v gap %v", got.Accessors(), got.Gap())
+	}
+}
+
+// TestCreatesThatFailLeaveTheirMark: a refusal minted nothing and clears its
+// create; a server error may have minted, so each attempt stays unrecorded
+// and the next heal walks.
+func TestCreatesThatFailLeaveTheirMark(t *testing.T) {
+	t.Run("refused", func(t *testing.T) {
+		f := world()
+		store := wholeLedger("ours-acc")
+		cfg, _ := setup(t, "weak-secret")
+		cfg.Ledger = store
+		if _, err := Run(context.Background(), f, cfg); !errors.Is(err, ErrHealDenied) {
+			t.Fatalf("err = %v", err)
+		}
+		if got := store.stored(); got.Gap() != ledger.NoGap {
+			t.Fatalf("a refused create left gap %v", got.Gap())
+		}
+	})
+	t.Run("server error on every attempt", func(t *testing.T) {
+		f := world()
+		f.createErr["oidc-secret"] = respErr(500, "internal error")
+		store := wholeLedger("ours-acc")
+		cfg, _ := setup(t, "oidc-secret")
+		cfg.Ledger = store
+		if _, err := Run(context.Background(), f, cfg); err == nil {
+			t.Fatal("want a failure")
+		}
+		if got := store.stored(); len(got.Unrecorded) != 3 || got.Gap() != ledger.Unrecorded {
+			t.Fatalf("unrecorded %v, want the three attempts (one and two retries)", got.Unrecorded)
+		}
+	})
+}
+
+// TestOKRunKeepsTheLedger: the happy path records a token it finds in the
+// file (a manual re-mint) and retires the ledger's stale ones without a
+// list; with nothing stale it makes no request beyond lookup-self and
+// renew-self.
+func TestOKRunKeepsTheLedger(t *testing.T) {
+	t.Run("a token found in the file enters the ledger; nothing else is asked", func(t *testing.T) {
+		f := world()
+		store := wholeLedger()
+		cfg, _ := setup(t, "ours-secret")
+		cfg.Ledger = store
+		res, err := Run(context.Background(), f, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.lookedUp+f.listed+len(f.revoked) != 0 || res.Sweep.Listed != 0 {
+			t.Fatalf("looked up %d, listed %d, revoked %v on the happy path", f.lookedUp, f.listed, f.revoked)
+		}
+		got := store.stored()
+		if !slices.Equal(got.Accessors(), []string{"ours-acc"}) || got.Tokens[0].How != ledger.InFile {
+			t.Fatalf("ledger %+v, want ours-acc found in the file", got.Tokens)
+		}
+		saves := store.saves
+		if _, err := Run(context.Background(), f, cfg); err != nil || store.saves != saves || f.lookedUp != 0 {
+			t.Fatalf("a second OK run saved the ledger again (%d → %d) or looked up %d: err %v", saves, store.saves, f.lookedUp, err)
+		}
+	})
+	t.Run("the previous token is retired after a manual re-mint", func(t *testing.T) {
+		f := world()
+		store := wholeLedger("stale1-acc")
+		cfg, _ := setup(t, "ours-secret")
+		cfg.Ledger = store
+		res, err := Run(context.Background(), f, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.listed != 0 || !slices.Equal(res.Sweep.Revoked, []string{"stale1-acc"}) {
+			t.Fatalf("listed %d, revoked %v", f.listed, res.Sweep.Revoked)
+		}
+		if got := store.stored(); !slices.Equal(got.Accessors(), []string{"ours-acc"}) {
+			t.Fatalf("ledger %v", got.Accessors())
+		}
+	})
+	t.Run("another machine's token leaves the ledger, alive", func(t *testing.T) {
+		f := world()
+		store := wholeLedger("ours-acc", "otherhost-acc", "gone-acc")
+		cfg, _ := setup(t, "ours-secret")
+		cfg.Ledger = store
+		if _, err := Run(context.Background(), f, cfg); err != nil {
+			t.Fatal(err)
+		}
+		if !alive(f, "otherhost-acc") || len(f.revoked) != 0 {
+			t.Fatalf("revoked %v", f.revoked)
+		}
+		if got := store.stored(); !slices.Equal(got.Accessors(), []string{"ours-acc"}) {
+			t.Fatalf("ledger %v, want only ours: another machine's and a vanished one leave", got.Accessors())
+		}
+	})
+}
+
+// TestDryRunFromTheLedgerSavesNothing: a dry heal says what the ledger
+// would retire and changes neither Vault nor the ledger.
+func TestDryRunFromTheLedgerSavesNothing(t *testing.T) {
+	f := world()
+	store := wholeLedger("ours-acc")
+	cfg, _ := setup(t, "oidc-secret")
+	cfg.Ledger, cfg.DryRun = store, true
+	res, err := Run(context.Background(), f, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Walked || f.listed != 0 || len(res.Sweep.Stale) != 1 || store.saves != 0 {
+		t.Fatalf("walked %v listed %d stale %v saves %d", res.Walked, f.listed, res.Sweep.Stale, store.saves)
+	}
+
+}
