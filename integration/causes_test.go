@@ -246,7 +246,7 @@ func TestTLSFailuresAreTLS(t *testing.T) {
 	}
 	r := x.runEnv(x.env(addr, "VAULT_CACERT="+x.f.Server.CACert))
 	wantExit(t, "with the CA", r, 0)
-	if !strings.HasPrefix(r.stderr, "OK: renewed periodic token") {
+	if !strings.HasPrefix(r.closing, "OK: renewed periodic token") {
 		t.Errorf("with the CA: stderr does not start with %q:\n%s", "OK: renewed periodic token", r.stderr)
 	}
 }
@@ -297,7 +297,7 @@ func (x *h) runThenSignal(env []string, d time.Duration, sig os.Signal) result {
 		})
 	}()
 	r := x.exec(cmd, false)
-	x.t.Logf("vault-token-renew (signalled) → exit %d\n%s", r.code, r.stderr)
+	x.t.Logf("vault-token-renew (signalled) → exit %d\n%s", r.code, x.redact(r.stderr))
 	return r
 }
 
@@ -400,7 +400,7 @@ func TestLocalFilesystemFailuresAreFilesystem(t *testing.T) {
 		cmd.Env[1] = "HOME=" + home
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 		r := x.exec(cmd, false)
-		t.Logf("vault-token-renew as nobody → exit %d\n%s", r.code, r.stderr)
+		t.Logf("vault-token-renew as nobody → exit %d\n%s", r.code, x.redact(r.stderr))
 		wantExit(t, "run as nobody in a home it cannot write", r, 1)
 		fail := wantLine(t, "run as nobody", r.stderr, "FAIL: could not take the run lock")
 		wantIn(t, "FAIL line", fail, "cause=filesystem")

@@ -22,7 +22,7 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"\n   OK: renewed periodic token", "\n   HEALED: re-minted from foreign dn=userpass-wizard (revoked 1 stale)",
+	for _, want := range []string{"\n   OK: renewed periodic token", "\n   HEALED: re-minted from foreign dn=userpass-wizard (revoked 1 stale, walked ",
 		"\n   DRIFT: foreign token dn=token-kubernetes-woodpecker-default", "verdict: PASS (3/3", "dev vault stopped and removed"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
@@ -51,7 +51,7 @@ func TestProcessModeHeals(t *testing.T) {
 	x.put(x.login())
 	r := x.run()
 	wantExit(t, "heal", r, 0)
-	want := "HEALED: re-minted from foreign dn=userpass-wizard (revoked 1 stale)"
+	want := "HEALED: re-minted from foreign dn=userpass-wizard (revoked 1 stale, walked "
 	if healed := wantLine(t, "heal", r.stderr, "HEALED"); !strings.HasPrefix(healed, want) {
 		t.Errorf("heal: HEALED line does not start with %q:\n%s", want, healed)
 	}

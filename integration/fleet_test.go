@@ -42,6 +42,11 @@ func (x *h) runOn(m machine, args ...string) result {
 
 func (x *h) putOn(m machine, tok devvault.Token) {
 	x.t.Helper()
+	x.mu.Lock()
+	if !slices.Contains(x.files, m.file) {
+		x.files = append(x.files, m.file)
+	}
+	x.mu.Unlock()
 	if err := os.WriteFile(m.file, []byte(tok.Secret), 0o600); err != nil {
 		x.t.Fatal(err)
 	}
@@ -167,9 +172,9 @@ func TestFleetSharesOneVault(t *testing.T) {
 	r := x.runOn(ms[0], "sweep", "--apply")
 	wantExit(t, "sweep --apply on devvm-1", r, 0)
 	wantIn(t, "sweep --apply on devvm-1 stderr", r.stderr, "revoked 1 stale")
-	wantIn(t, "sweep --apply on devvm-1 stderr", r.stderr, "spared 3 of other machines")
+	wantIn(t, "sweep --apply on devvm-1 stderr", r.stderr, "3 other machines'")
 	for _, m := range ms[1:] {
-		if !strings.Contains(r.stdout, "keep (another machine's: host="+m.host+")") {
+		if !strings.Contains(r.stdout, "other machine's (host="+m.host+"): never revoked") {
 			t.Errorf("sweep does not list %s's token as another machine's:\n%s", m.host, r.stdout)
 		}
 		if !x.alive(second[m.host]) {

@@ -51,6 +51,7 @@ type h struct {
 	file    string
 	mu      sync.Mutex
 	secrets map[string]string // label -> secret, never printed
+	files   []string          // token files whose content is a secret too
 	outputs []string
 }
 
@@ -78,6 +79,7 @@ func newHWith(t *testing.T, start func(context.Context, io.Writer) (*devvault.Se
 	home := t.TempDir()
 	x := &h{t: t, ctx: ctx, f: f, home: home, file: filepath.Join(home, ".vault-token"),
 		secrets: map[string]string{"root": srv.RootToken}}
+	x.files = []string{x.file}
 	t.Cleanup(x.assertNoSecretInOutput)
 	return x
 }
@@ -90,11 +92,17 @@ func (x *h) keep(label string, tok devvault.Token) devvault.Token {
 	return tok
 }
 
+// assertNoSecretInOutput checks, at the end, every output of the test
+// against every secret it learned, those learned after the output too.
 func (x *h) assertNoSecretInOutput() {
-	if b, err := os.ReadFile(x.file); err == nil {
-		x.secrets["final token file"] = strings.TrimSpace(string(b))
-	}
-	for _, out := range x.outputs {
+	x.learnFiles()
+	x.assertNoSecretIn(x.outputs...)
+}
+
+func (x *h) assertNoSecretIn(outs ...string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, out := range outs {
 		for label, s := range x.secrets {
 			if s != "" && strings.Contains(out, s) {
 				x.t.Errorf("the %s token's secret appears in the tool's output", label)
@@ -151,6 +159,8 @@ func (x *h) fileBytes() []byte {
 type result struct {
 	code           int
 	stdout, stderr string
+	// closing is stderr's last line: a run's closing line is its last.
+	closing string
 }
 
 // env is the binary's environment: the dev Vault's address, a temp HOME,
@@ -172,12 +182,29 @@ func (x *h) runEnv(env []string, args ...string) result {
 	cmd := exec.CommandContext(x.ctx, binary, append(args, "--log-format=plain")...)
 	cmd.Env = env
 	r := x.exec(cmd, false)
-	x.t.Logf("vault-token-renew %s → exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	x.t.Logf("vault-token-renew %s → exit %d\n%s%s", strings.Join(args, " "), r.code, x.redact(r.stdout), x.redact(r.stderr))
+	closingIsLast(x.t, r)
 	return r
 }
 
-// exec runs cmd capturing its output (stderr into stdout when combined) and
-// records it for the secret check.
+// closingIsLast: a line with a closing prefix must be the run's last; a
+// line after it would be what journalctl ends on.
+func closingIsLast(t *testing.T, r result) {
+	t.Helper()
+	lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+	for i, l := range lines {
+		for _, p := range []string{"OK:", "HEALED:", "DRIFT:", "FAIL:"} {
+			if strings.HasPrefix(l, p) && i != len(lines)-1 {
+				t.Errorf("the closing line %q is followed by %d more lines", p, len(lines)-1-i)
+			}
+		}
+	}
+}
+
+// exec runs cmd capturing its output (stderr into stdout when combined),
+// and checks it for every secret known, the token files' content included,
+// before anything is logged: a leak fails the test and never reaches the
+// log (redact).
 func (x *h) exec(cmd *exec.Cmd, combined bool) result {
 	x.t.Helper()
 	var out, errb bytes.Buffer
@@ -193,10 +220,39 @@ func (x *h) exec(cmd *exec.Cmd, combined bool) result {
 		x.t.Fatal(err)
 	}
 	r := result{code: code, stdout: out.String(), stderr: errb.String()}
+	if lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n"); len(lines) > 0 {
+		r.closing = lines[len(lines)-1]
+	}
+	x.learnFiles()
 	x.mu.Lock()
 	x.outputs = append(x.outputs, r.stdout, r.stderr)
 	x.mu.Unlock()
+	x.assertNoSecretIn(r.stdout, r.stderr)
 	return r
+}
+
+// learnFiles adds what the token files hold now to the secrets: a healed
+// file holds a token no test has named yet.
+func (x *h) learnFiles() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, f := range x.files {
+		if b, err := os.ReadFile(f); err == nil && len(bytes.TrimSpace(b)) > 0 {
+			x.secrets["token file "+f+" ("+fmt.Sprint(len(x.secrets))+")"] = strings.TrimSpace(string(b))
+		}
+	}
+}
+
+// redact blanks every known secret in s, for logging.
+func (x *h) redact(s string) string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for label, sec := range x.secrets {
+		if sec != "" {
+			s = strings.ReplaceAll(s, sec, "[secret: "+label+"]")
+		}
+	}
+	return s
 }
 
 // alive reports whether the token with this accessor still exists.

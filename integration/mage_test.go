@@ -19,11 +19,13 @@ func (x *h) mage(extraEnv []string, target string) result {
 	x.t.Helper()
 	cmd := exec.CommandContext(x.ctx, "go", "tool", "mage", target)
 	cmd.Dir = ".."
-	cmd.Env = append(os.Environ(), "VTR_HOME="+x.home, "VTR_NO_SYSTEMD=1",
+	// XDG_STATE_HOME keeps the runs' state (and ledger) in this test's home;
+	// HOME stays the machine's, for Go's caches.
+	cmd.Env = append(os.Environ(), "VTR_HOME="+x.home, "VTR_NO_SYSTEMD=1", "XDG_STATE_HOME="+filepath.Join(x.home, ".local", "state"),
 		"VAULT_ADDR="+x.f.Server.Addr, "VAULT_TOKEN="+x.f.Server.RootToken, "VERSION=v0.0.0-magetest")
 	cmd.Env = append(cmd.Env, extraEnv...)
 	r := x.exec(cmd, true)
-	x.t.Logf("go tool mage %s → exit %d\n%s", target, r.code, r.stdout)
+	x.t.Logf("go tool mage %s → exit %d\n%s", target, r.code, x.redact(r.stdout))
 	return r
 }
 

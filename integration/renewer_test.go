@@ -28,7 +28,7 @@ func TestOursIsRenewed(t *testing.T) {
 
 	r := x.run()
 	wantExit(t, "renewal", r, 0)
-	if !strings.HasPrefix(r.stderr, "OK: renewed periodic token") {
+	if !strings.HasPrefix(r.closing, "OK: renewed periodic token") {
 		t.Errorf("renewal: stderr does not start with %q:\n%s", "OK: renewed periodic token", r.stderr)
 	}
 	wantIn(t, "renewal stderr", r.stderr, "accessor="+p.Accessor)
@@ -57,7 +57,7 @@ func TestAdminClobberHeals(t *testing.T) {
 	x.put(login)
 
 	r := x.run()
-	want := "HEALED: re-minted from foreign dn=userpass-wizard (revoked 1 stale)"
+	want := "HEALED: re-minted from foreign dn=userpass-wizard (revoked 1 stale, walked "
 	wantExit(t, "heal", r, 0)
 	if healed := wantLine(t, "heal", r.stderr, "HEALED"); !strings.HasPrefix(healed, want) {
 		t.Errorf("heal: HEALED line does not start with %q:\n%s", want, healed)
@@ -96,7 +96,7 @@ func TestAdminClobberHeals(t *testing.T) {
 	// The next daily run finds our token again.
 	r = x.run()
 	wantExit(t, "run after heal", r, 0)
-	if !strings.HasPrefix(r.stderr, "OK:") {
+	if !strings.HasPrefix(r.closing, "OK:") {
 		t.Errorf("run after heal: stderr does not start with \"OK:\":\n%s", r.stderr)
 	}
 }
@@ -140,7 +140,7 @@ func TestVaultUnreachableIsFail(t *testing.T) {
 	before := x.fileBytes()
 	r := x.runEnv(x.env(closedPort(t), "VAULT_MAX_RETRIES=0"))
 	wantExit(t, "unreachable vault", r, 1)
-	if want := "FAIL: could not look up the token in the file"; !strings.HasPrefix(r.stderr, want) {
+	if want := "FAIL: could not look up the token in the file"; !strings.HasPrefix(r.closing, want) {
 		t.Errorf("unreachable vault: stderr does not start with %q:\n%s", want, r.stderr)
 	}
 	wantIn(t, "unreachable vault stderr", r.stderr, "cannot reach vault")
@@ -159,7 +159,7 @@ func TestSealedVaultIsFail(t *testing.T) {
 	}
 	r := x.runEnv(x.env(x.f.Server.Addr, "VAULT_MAX_RETRIES=0"))
 	wantExit(t, "sealed vault", r, 1)
-	if !strings.HasPrefix(r.stderr, "FAIL:") {
+	if !strings.HasPrefix(r.closing, "FAIL:") {
 		t.Errorf("sealed vault: stderr does not start with \"FAIL:\":\n%s", r.stderr)
 	}
 	wantIn(t, "sealed vault stderr", r.stderr, "cause=sealed")
@@ -178,7 +178,7 @@ func TestDeadTokenIsFailWithRecovery(t *testing.T) {
 	}
 	r := x.run()
 	wantExit(t, "dead token", r, 1)
-	if !strings.HasPrefix(r.stderr, "FAIL:") {
+	if !strings.HasPrefix(r.closing, "FAIL:") {
 		t.Errorf("dead token: stderr does not start with \"FAIL:\":\n%s", r.stderr)
 	}
 	for _, want := range []string{"cause=token-denied", "vault login -method=oidc", "vault token create -orphan -period=768h"} {
@@ -215,7 +215,7 @@ func TestHealSweepsExactlyTheStale(t *testing.T) {
 
 	r := x.run()
 	wantExit(t, "heal", r, 0)
-	want := "HEALED: re-minted from foreign dn=userpass-wizard (revoked 4 stale)"
+	want := "HEALED: re-minted from foreign dn=userpass-wizard (revoked 4 stale, walked "
 	if healed := wantLine(t, "heal", r.stderr, "HEALED"); !strings.HasPrefix(healed, want) {
 		t.Errorf("heal: HEALED line does not start with %q:\n%s", want, healed)
 	}
@@ -255,7 +255,7 @@ func TestSweepCommand(t *testing.T) {
 		t.Errorf("dry sweep: %d \"would revoke\", want 2:\n%s", n, r.stdout)
 	}
 	wantIn(t, "dry sweep stdout", r.stdout, cur.Accessor)
-	wantIn(t, "dry sweep stdout", r.stdout, "keep (token in the file)")
+	wantIn(t, "dry sweep stdout", r.stdout, "kept (the token in the file)")
 	if strings.Contains(r.stdout, near.Accessor) {
 		t.Errorf("dry sweep lists the near miss %s:\n%s", near.Accessor, r.stdout)
 	}
@@ -302,7 +302,7 @@ func TestConcurrentRunsHealOnce(t *testing.T) {
 		if firstLine(r.stderr, "HEALED") != "" {
 			healed++
 		}
-		if strings.HasPrefix(r.stderr, "OK:") {
+		if strings.HasPrefix(r.closing, "OK:") {
 			ok++
 		}
 	}
@@ -395,7 +395,7 @@ path "auth/token/lookup-accessor" { capabilities = ["update"] }`)
 	if n := strings.Count(r.stdout, "revoke FAILED"); n != 2 {
 		t.Errorf("read-only sweep --apply: %d \"revoke FAILED\", want 2:\n%s", n, r.stdout)
 	}
-	wantIn(t, "read-only sweep --apply stderr", r.stderr, "failed 2")
+	wantIn(t, "read-only sweep --apply stderr", r.stderr, "2 failed")
 	for _, s := range []devvault.Token{s1, s2} {
 		if !x.alive(s.Accessor) {
 			t.Errorf("stale %s revoked despite the policy", s.Accessor)

@@ -233,8 +233,7 @@ func (c *cli) dispatch(ctx context.Context, args []string) ending {
 		line.print(log)
 		return line.end
 	}
-	rep.addr = vc.Address()
-	cfg.CreateRetries = vc.MaxRetries()
+	rep.addr, rep.cfg.CreateRetries = vc.Address(), vc.MaxRetries()
 	switch name {
 	case "status":
 		ctx, cancel := context.WithTimeout(ctx, o.timeout)

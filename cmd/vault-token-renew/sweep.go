@@ -30,7 +30,7 @@ func (c *cli) sweepTimed(ctx context.Context, vc *vaultclient.Client, rep report
 // this prints the table, the failures and the closing line.
 func (c *cli) sweep(ctx context.Context, vc *vaultclient.Client, rep reporter, log zerolog.Logger, apply bool) ending {
 	cfg := rep.cfg
-	cfg.Ledger = c.ledgerStore(log, apply)
+	cfg.Ledger = c.ledgerStore(log, vc.Identity(), apply)
 	cfg.Progress = c.progress(log)
 	res, err := renew.Sweep(ctx, vc, cfg, apply)
 	if res.Walked {
@@ -61,7 +61,7 @@ func sweepSummary(cfg renew.Config, res renew.Result, apply bool) closing {
 	c.msg = fmt.Sprintf("sweep: %s %d stale %s, kept %d, %d other machines', %d failed (walked %d accessors)",
 		verb, n, cfg.Spec.StoredDisplayName(), len(sw.Kept), len(sw.Other), len(sw.Failed), sw.Listed)
 	switch {
-	case apply && res.Ledger.Gap() == ledger.NoGap:
+	case apply && len(sw.Failed) == 0 && res.Ledger.Gap() == ledger.NoGap:
 		c.msg += "; the ledger is complete again"
 	case !apply && n > 0:
 		c.msg += "; dry run: nothing was revoked; run again with --apply to revoke"

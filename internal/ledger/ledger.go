@@ -46,6 +46,10 @@ type Entry struct {
 // Ledger is this machine's periodic tokens that may still be alive, and
 // whether that list can be trusted to be all of them.
 type Ledger struct {
+	// Vault is the server the ledger describes (its address, and namespace
+	// when one is set): a ledger of another Vault's tokens says nothing of
+	// this one's, so a store hands out a new ledger when they differ.
+	Vault string `json:"vault,omitempty"`
 	// WholeSince is when a complete walk last found every token of this
 	// machine. Zero until then: a new install, the upgrade that brought the
 	// ledger, a lost or corrupt state file. Tokens minted before it may be
@@ -183,7 +187,7 @@ func (l Ledger) Forget(accessors ...string) Ledger {
 // tokens the walk left alive), every unrecorded create accounted for (the
 // walk saw whatever it minted), and trusted from now on.
 func (l Ledger) Whole(now time.Time, alive []string) Ledger {
-	out := Ledger{WholeSince: now.UTC()}
+	out := Ledger{Vault: l.Vault, WholeSince: now.UTC()}
 	for _, a := range alive {
 		if i := slices.IndexFunc(l.Tokens, func(e Entry) bool { return e.Accessor == a }); i >= 0 {
 			if !out.Has(a) {

@@ -58,6 +58,15 @@ func New(cfg *vault.Config) (*Client, error) {
 // Address is the Vault address in use, for log lines.
 func (c *Client) Address() string { return c.base.Address() }
 
+// Identity names the Vault this client speaks to, for the ledger: its
+// address, and the namespace when one is set.
+func (c *Client) Identity() string {
+	if ns := c.base.Namespace(); ns != "" {
+		return c.base.Address() + " namespace=" + ns
+	}
+	return c.base.Address()
+}
+
 // MaxRetries is the API client's retry count (VAULT_MAX_RETRIES): it
 // retries every call but the create, whose retries renew owns.
 func (c *Client) MaxRetries() int { return c.base.MaxRetries() }
