@@ -492,7 +492,7 @@ func (x *h) seed(n int) {
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	work := make(chan int)
-	for w := 0; w < 8; w++ {
+	for w := 0; w < 16; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

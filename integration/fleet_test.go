@@ -130,6 +130,7 @@ func TestFleetSharesOneVault(t *testing.T) {
 		wantIn(t, m.host+" heal stderr", r.stderr, "host="+m.host)
 	}
 	first := x.assertOnePerMachine(ms, "after sequential heals")
+	x.ledgersOnlyOwn(ms, "after sequential heals")
 	if x.alive(manual.Accessor) {
 		t.Error("the untagged manual re-mint survived the heals")
 	}
@@ -147,9 +148,11 @@ func TestFleetSharesOneVault(t *testing.T) {
 	wg.Wait()
 	for i, r := range res {
 		wantExit(t, ms[i].host+" in the concurrent round", r, 0)
-		wantLine(t, ms[i].host+" in the concurrent round", r.stderr, "HEALED")
+		healed := wantLine(t, ms[i].host+" in the concurrent round", r.stderr, "HEALED")
+		wantIn(t, ms[i].host+"'s second HEALED line", healed, "(revoked 1 stale, from the ledger)")
 	}
 	second := x.assertOnePerMachine(ms, "after concurrent heals")
+	x.ledgersOnlyOwn(ms, "after concurrent heals")
 	for _, m := range ms {
 		if second[m.host] == first[m.host] {
 			t.Errorf("%s: its file still holds its previous token %s", m.host, first[m.host])

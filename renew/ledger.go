@@ -19,6 +19,8 @@ type book struct {
 	l       ledger.Ledger
 	save    bool // false in dry runs and without a store
 	unsaved bool // a save failed: the stored ledger may miss this run's tokens
+	other   bool // the stored ledger was kept for another Vault: this one starts anew
+	unknown bool // Vault could not say which cluster it is: the ledger cannot be matched to it
 	log     zerolog.Logger
 }
 
@@ -48,11 +50,36 @@ func (b *book) update(fn func(ledger.Ledger) ledger.Ledger) {
 	}
 }
 
+// checkVault matches the ledger to the Vault answering, before a heal or a
+// walk decides what to trust: a ledger kept on another cluster (the same
+// address pointed at a new server, a switched VAULT_ADDR) says nothing of
+// this one's tokens, so a new ledger starts, and the heal walks. The first
+// heal names the cluster in the ledger. It costs one unauthenticated
+// request (sys/health), and only on a heal or a sweep.
+func (b *book) checkVault(ctx context.Context, v Vault) {
+	id, err := v.ClusterID(ctx)
+	switch {
+	case err != nil:
+		b.unknown = true
+		b.log.Warn().Err(err).Msg("vault did not say which cluster it is; the ledger cannot be matched to it, so this heal walks")
+	case b.l.Vault == id:
+	case b.l.Vault != "":
+		b.log.Warn().Str("ledger_vault", b.l.Vault).Str("vault", id).Msg("the ledger was kept on another vault cluster; a new one starts for this one")
+		b.other = true
+		b.update(func(ledger.Ledger) ledger.Ledger { return ledger.Ledger{Vault: id} })
+	default:
+		b.update(func(l ledger.Ledger) ledger.Ledger { l.Vault = id; return l })
+	}
+}
+
 // gap is why a heal cannot trust the ledger to hold every token of this
 // machine; ledger.NoGap when it can.
 func (b *book) gap() ledger.Gap {
-	if b.unsaved {
+	switch {
+	case b.unsaved:
 		return ledger.Unsaved
+	case b.other, b.unknown:
+		return ledger.OtherVault
 	}
 	return b.l.Gap()
 }

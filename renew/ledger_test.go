@@ -100,6 +100,8 @@ func TestHealWalksWhereOnlyAWalkCanKnow(t *testing.T) {
 	died.l = died.l.Sent(tWhole.Add(time.Hour))
 	unsaved := wholeLedger("ours-acc")
 	unsaved.saveErr = errors.New("read-only file system")
+	otherCluster := wholeLedger("ours-acc")
+	otherCluster.l.Vault = "another-cluster"
 	for _, tc := range []struct {
 		name  string
 		store *memLedger
@@ -109,6 +111,7 @@ func TestHealWalksWhereOnlyAWalkCanKnow(t *testing.T) {
 		{"a create whose answer never reached the ledger", died, ledger.Unrecorded},
 		{"overflow", overflowed, ledger.Overflow},
 		{"a ledger that cannot be saved", unsaved, ledger.Unsaved},
+		{"a ledger kept on another vault cluster", otherCluster, ledger.OtherVault},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := world()
@@ -127,10 +130,24 @@ func TestHealWalksWhereOnlyAWalkCanKnow(t *testing.T) {
 			if tc.gap == ledger.Unsaved {
 				return
 			}
-			if got := tc.store.stored(); got.Gap() != ledger.NoGap || !slices.Equal(got.Accessors(), []string{"minted-acc-1"}) {
-				t.Fatalf("after the walk the ledger is %v (gap %v), want whole with the new token", got.Accessors(), got.Gap())
+			got := tc.store.stored()
+			if got.Gap() != ledger.NoGap || !slices.Equal(got.Accessors(), []string{"minted-acc-1"}) || got.Vault != "fake-cluster" {
+				t.Fatalf("after the walk the ledger is %v of %q (gap %v), want whole with the new token, of fake-cluster", got.Accessors(), got.Vault, got.Gap())
 			}
 		})
+	}
+}
+
+// TestHealWalksWhenVaultWillNotSayWhichClusterItIs: without the cluster's
+// name the ledger cannot be matched to this Vault.
+func TestHealWalksWhenVaultWillNotSayWhichClusterItIs(t *testing.T) {
+	f := world()
+	f.clusterErr = respErr(500, "boom")
+	cfg, _ := setup(t, "oidc-secret")
+	cfg.Ledger = wholeLedger("ours-acc")
+	res, err := Run(context.Background(), f, cfg)
+	if err != nil || !res.Walked || res.WalkGap != ledger.OtherVault {
+		t.Fatalf("err %v walked %v (%v), want a walk", err, res.Walked, res.WalkGap)
 	}
 }
 

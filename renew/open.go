@@ -86,6 +86,7 @@ func Sweep(ctx context.Context, v Vault, cfg Config, apply bool) (Result, error)
 			cfg.TokenFile, res.Current.DisplayName, cfg.Spec.StoredDisplayName()))
 	}
 	b := openBook(cfg, apply)
+	b.checkVault(ctx, v)
 	rep, err := sweep.Run(ctx, v.Accessors(o.token), cfg.sweepOptions(apply, res.Current.Accessor))
 	res.Sweep, res.Walked = rep, true
 	if apply {

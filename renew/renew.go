@@ -40,6 +40,9 @@ type Vault interface {
 	CanCreateOrphan(ctx context.Context, token string) (bool, error)
 	// Accessors binds the sweep's I/O to token.
 	Accessors(token string) sweep.Accessors
+	// ClusterID names the Vault cluster (and namespace) answering, so that
+	// a ledger is trusted only by the Vault whose tokens it holds.
+	ClusterID(ctx context.Context) (string, error)
 }
 
 // LedgerStore keeps the ledger between runs: the run state file
@@ -265,6 +268,7 @@ func heal(ctx context.Context, v Vault, cfg Config, foreign string, res Result, 
 		log.Warn().Err(err).Msg("token file replaced but its directory was not synced; a crash now could restore the old file")
 	}
 	res.TTL = res.New.TTL
+	b.checkVault(ctx, v)
 	retire(ctx, v, cfg, &res, b, retirement{as: c.Secret, keep: []string{c.Accessor, res.Current.Accessor},
 		notOurs: []string{res.Current.Accessor}, mayWalk: true, log: &log})
 	return res, nil
@@ -330,6 +334,7 @@ func dryHeal(ctx context.Context, v Vault, cfg Config, foreign string, res Resul
 		return res.fail(StageCreate, true, ErrHealDenied)
 	}
 	res.Action = ActionHeal
+	b.checkVault(ctx, v)
 	retire(ctx, v, cfg, &res, b, retirement{as: foreign, keep: []string{res.Current.Accessor},
 		notOurs: []string{res.Current.Accessor}, mayWalk: true})
 	return res, nil

@@ -49,6 +49,20 @@ type fakeVault struct {
 	listed, lookedUp int
 	// beforeCreate, if set, runs as each create arrives.
 	beforeCreate func()
+	// cluster is what sys/health names this Vault ("fake-cluster" when
+	// empty); clusterErr makes it fail.
+	cluster    string
+	clusterErr error
+}
+
+func (f *fakeVault) ClusterID(context.Context) (string, error) {
+	if f.clusterErr != nil {
+		return "", f.clusterErr
+	}
+	if f.cluster == "" {
+		return "fake-cluster", nil
+	}
+	return f.cluster, nil
 }
 
 const capWarning = "TTL of \"768h\" exceeded the effective max_ttl; TTL value is capped accordingly"

@@ -155,6 +155,8 @@ func gapWords(g ledger.Gap) string {
 		return "no ledger yet: the first heal since the upgrade, or the state file was lost or unreadable"
 	case ledger.Unsaved:
 		return "this run could not save the ledger"
+	case ledger.OtherVault:
+		return "the ledger was kept on another vault cluster, or vault would not say which cluster it is"
 	}
 	return "none"
 }

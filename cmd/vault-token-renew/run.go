@@ -17,7 +17,7 @@ import (
 // and print its closing line, last.
 func (c *cli) oneRun(ctx context.Context, vc *vaultclient.Client, rep reporter, log zerolog.Logger, o options) ending {
 	cfg := rep.cfg
-	cfg.Ledger = c.ledgerStore(log, vc.Identity(), !o.dryRun)
+	cfg.Ledger = c.ledgerStore(log, !o.dryRun)
 	res, err := c.runWaiting(ctx, o, log, func(ctx context.Context) (renew.Result, error) { return renew.Run(ctx, vc, cfg) })
 	line := rep.report(res, err)
 	if !o.dryRun {
@@ -84,7 +84,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // ledgerStore is the run state's ledger for renew. Where it will be
 // written, it first says once what is wrong with the state file, if
 // anything, before the run: the closing line stays the run's last.
-func (c *cli) ledgerStore(log zerolog.Logger, vault string, writing bool) renew.LedgerStore {
+func (c *cli) ledgerStore(log zerolog.Logger, writing bool) renew.LedgerStore {
 	path, err := runstate.DefaultPath(c.getenv)
 	if err != nil {
 		if writing {
@@ -92,18 +92,15 @@ func (c *cli) ledgerStore(log zerolog.Logger, vault string, writing bool) renew.
 		}
 		return nil
 	}
-	if st, err := runstate.Load(path); writing {
+	if _, err := runstate.Load(path); writing {
 		switch {
 		case errors.Is(err, runstate.ErrNoState):
 			log.Info().Str("state_file", path).Msg("no run state yet; starting it")
 		case err != nil:
 			log.Warn().Err(err).Str("state_file", path).Msg("run state unreadable; replacing it")
-		case st.Ledger.Vault != "" && st.Ledger.Vault != vault:
-			log.Warn().Str("ledger_vault", st.Ledger.Vault).Str("vault", vault).
-				Msg("the ledger was kept for another vault; a new one starts for this one, and the next heal walks")
 		}
 	}
-	return runstate.LedgerStore{Path: path, Vault: vault}
+	return runstate.LedgerStore{Path: path}
 }
 
 // record folds this run into the state file and writes the metrics, before

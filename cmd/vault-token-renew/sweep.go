@@ -30,7 +30,7 @@ func (c *cli) sweepTimed(ctx context.Context, vc *vaultclient.Client, rep report
 // this prints the table, the failures and the closing line.
 func (c *cli) sweep(ctx context.Context, vc *vaultclient.Client, rep reporter, log zerolog.Logger, apply bool) ending {
 	cfg := rep.cfg
-	cfg.Ledger = c.ledgerStore(log, vc.Identity(), apply)
+	cfg.Ledger = c.ledgerStore(log, apply)
 	cfg.Progress = c.progress(log)
 	res, err := renew.Sweep(ctx, vc, cfg, apply)
 	if res.Walked {

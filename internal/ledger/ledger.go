@@ -46,9 +46,9 @@ type Entry struct {
 // Ledger is this machine's periodic tokens that may still be alive, and
 // whether that list can be trusted to be all of them.
 type Ledger struct {
-	// Vault is the server the ledger describes (its address, and namespace
-	// when one is set): a ledger of another Vault's tokens says nothing of
-	// this one's, so a store hands out a new ledger when they differ.
+	// Vault is the cluster whose tokens the ledger holds (sys/health's
+	// cluster_id, and the namespace when one is set): a ledger of another
+	// cluster's tokens says nothing of this one's.
 	Vault string `json:"vault,omitempty"`
 	// WholeSince is when a complete walk last found every token of this
 	// machine. Zero until then: a new install, the upgrade that brought the
@@ -74,10 +74,11 @@ const (
 	Unrecorded     // a create was sent whose answer was never recorded
 	Overflow       // more than Max tokens; the oldest were dropped
 	NeverWhole     // no complete walk yet: first heal after the upgrade, or a lost or corrupt state file
-	Unsaved        // this run could not save the ledger (never stored: a run's own condition)
+	Unsaved        // this run could not save the ledger (a run's own condition, never stored)
+	OtherVault     // the ledger was kept on another Vault cluster, or this one would not say which it is (likewise)
 )
 
-var gapNames = [...]string{"none", "unrecorded-create", "overflow", "never-whole", "unsaved"}
+var gapNames = [...]string{"none", "unrecorded-create", "overflow", "never-whole", "unsaved", "other-vault"}
 
 func (g Gap) String() string {
 	if g < 0 || int(g) >= len(gapNames) {

@@ -64,28 +64,22 @@ func Update(path string, fn func(State) State) (State, error) {
 	return next, Save(path, next)
 }
 
-// LedgerStore keeps the ledger of the Vault named Vault in the state file
-// at Path; renew reads it after taking the run lock and saves it at every
-// step of a heal.
-type LedgerStore struct{ Path, Vault string }
+// LedgerStore keeps the ledger in the state file at Path; renew reads it
+// after taking the run lock and saves it at every step of a heal.
+type LedgerStore struct{ Path string }
 
-// Load returns the stored ledger. A missing or unreadable state, or a
-// ledger kept for another Vault, is a new ledger for this one, never whole,
-// so the next heal walks.
+// Load returns the stored ledger; a missing or unreadable state is a zero
+// Ledger, which is never whole, so the next heal walks.
 func (s LedgerStore) Load() (ledger.Ledger, error) {
 	st, err := Load(s.Path)
-	switch {
-	case errors.Is(err, ErrNoState), err == nil && st.Ledger.Vault != s.Vault:
-		return ledger.Ledger{Vault: s.Vault}, nil
-	case err != nil:
-		return ledger.Ledger{Vault: s.Vault}, err
+	if errors.Is(err, ErrNoState) {
+		return ledger.Ledger{}, nil
 	}
-	return st.Ledger, nil
+	return st.Ledger, err
 }
 
 // Save replaces the stored ledger and leaves the rest of the state as it is.
 func (s LedgerStore) Save(l ledger.Ledger) error {
-	l.Vault = s.Vault
 	_, err := Update(s.Path, func(st State) State { st.Ledger = l; return st })
 	return err
 }

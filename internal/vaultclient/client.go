@@ -58,15 +58,6 @@ func New(cfg *vault.Config) (*Client, error) {
 // Address is the Vault address in use, for log lines.
 func (c *Client) Address() string { return c.base.Address() }
 
-// Identity names the Vault this client speaks to, for the ledger: its
-// address, and the namespace when one is set.
-func (c *Client) Identity() string {
-	if ns := c.base.Namespace(); ns != "" {
-		return c.base.Address() + " namespace=" + ns
-	}
-	return c.base.Address()
-}
-
 // MaxRetries is the API client's retry count (VAULT_MAX_RETRIES): it
 // retries every call but the create, whose retries renew owns.
 func (c *Client) MaxRetries() int { return c.base.MaxRetries() }
@@ -150,6 +141,29 @@ func (c *Client) RevokeSelf(ctx context.Context, token string) error {
 	}
 	// The argument is ignored by the API client; it revokes cl's token.
 	return wrap(ctx, "revoke-self", cl.Auth().Token().RevokeSelfWithContext(ctx, ""))
+}
+
+// ClusterID implements renew.Vault: sys/health's cluster_id (asked in the
+// root namespace, where sys/health lives), and the namespace tokens are
+// made in, when one is set. No token is sent: sys/health needs none.
+func (c *Client) ClusterID(ctx context.Context) (string, error) {
+	cl, err := c.as("")
+	if err != nil {
+		return "", err
+	}
+	ns := c.base.Namespace()
+	cl.ClearNamespace()
+	h, err := cl.Sys().HealthWithContext(ctx)
+	if err != nil {
+		return "", wrap(ctx, "sys/health", err)
+	}
+	if h == nil || h.ClusterID == "" {
+		return "", errors.New("sys/health: no cluster_id in the answer")
+	}
+	if ns != "" {
+		return h.ClusterID + " namespace=" + ns, nil
+	}
+	return h.ClusterID, nil
 }
 
 // CanCreateOrphan implements renew.Vault: a periodic orphan needs update
