@@ -45,9 +45,6 @@ func runCLI(t *testing.T, getenv func(string) string, args ...string) (int, stri
 	return code, out.String(), errb.String()
 }
 
-
-
-
 var testCfg = renew.Config{TokenFile: "/home/w/.vault-token", Spec: renew.Spec{DisplayName: "devvm-wizard", Policies: []string{"vault-admin", "sops-admin"},
 	Period: 768 * time.Hour, Host: "devvm-a", User: "wizard"}}
 
@@ -329,7 +326,6 @@ func TestEveryCauseHasItsOwnHint(t *testing.T) {
 		seen[h] = c
 	}
 }
-
 
 // TestHandRunSeesTheEnvFilesHost: a run typed in a shell reads VTR_HOST from
 // the env file the units read, so it tags and sweeps as the timer's run
