@@ -19,7 +19,7 @@ func TestBenchSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	var out strings.Builder
-	rows, err := bench.Run(ctx, bench.Options{Sizes: []int{40}, Stale: 3, Runs: 1, Concurrency: 4, HandSample: 3, ScanConc: []int{2}, Out: &out})
+	rows, err := bench.Run(ctx, bench.Options{Sizes: []int{40}, Stale: 3, Runs: 1, Concurrency: 4, HandSample: 3, ScanConc: []int{2}, HealN: 60, Out: &out})
 	t.Log(out.String())
 	if err != nil {
 		t.Fatal(err)
@@ -28,9 +28,17 @@ func TestBenchSmoke(t *testing.T) {
 	for _, r := range rows {
 		got[r.What] = r.Median > 0
 	}
-	for _, w := range []string{"happy-tool", "happy-cli", "scan-c2", "tool", "floor", "by-hand"} {
+	for _, w := range []string{"happy-tool", "happy-cli", "scan-c2", "tool", "floor", "by-hand", "heal-ledger", "heal-walk"} {
 		if !got[w] {
 			t.Errorf("no measurement %q", w)
+		}
+	}
+	for _, r := range rows {
+		if r.What == "heal-ledger" && (r.Lists != 0 || r.Requests == 0 || r.Requests > 16) {
+			t.Errorf("a heal from the ledger sent %d requests, %d lists: %s", r.Requests, r.Lists, r.Note)
+		}
+		if r.What == "heal-walk" && r.Lists != 1 {
+			t.Errorf("a heal without a ledger listed %d times, want one walk: %s", r.Lists, r.Note)
 		}
 	}
 	dir := t.TempDir()

@@ -12,56 +12,25 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/devvm/vault-token-renew/internal/devvault"
 	"github.com/devvm/vault-token-renew/internal/ledger"
 	"github.com/devvm/vault-token-renew/internal/runstate"
 )
 
-// counter is a loopback proxy in front of the dev Vault that counts every
-// request the tool sends, by method (LIST apart) and path.
-type counter struct {
-	*faultProxy
-	mu   sync.Mutex
-	seen map[string]int
-}
-
-func newCounter(t *testing.T, x *h) *counter {
-	c := &counter{seen: map[string]int{}}
-	c.faultProxy = newFaultProxy(t, x, func(_ *faultProxy, _ http.ResponseWriter, r *http.Request) bool {
-		c.mu.Lock()
-		c.seen[requestKey(r)]++
-		c.mu.Unlock()
-		return false
-	})
+// newCounter is a devvault.Counter for this test, stopped at its end.
+func newCounter(t *testing.T, x *h) *devvault.Counter {
+	t.Helper()
+	c, err := devvault.StartCounter(x.f.Server.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-func requestKey(r *http.Request) string {
-	m := r.Method
-	if m == "PUT" {
-		m = "POST"
-	}
-	if r.URL.Query().Get("list") == "true" || m == "LIST" {
-		m = "LIST"
-	}
-	return m + " " + r.URL.Path
-}
-
-// take returns the counts since the last take, and their total.
-func (c *counter) take() (map[string]int, int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out, n := c.seen, 0
-	for _, v := range out {
-		n += v
-	}
-	c.seen = map[string]int{}
-	return out, n
 }
 
 const listAccessors = "LIST /v1/auth/token/accessors"
@@ -131,9 +100,9 @@ func TestHealFromTheLedgerAtScale(t *testing.T) {
 	c := newCounter(t, x)
 	x.putOn(m, x.login())
 	start = time.Now()
-	r := x.runOnVia(m, c.addr)
+	r := x.runOnVia(m, c.Addr)
 	took := time.Since(start)
-	seen, total := c.take()
+	seen, total := c.Take()
 	t.Logf("the heal took %s and sent %d requests: %v", took.Round(time.Millisecond), total, seen)
 	wantExit(t, "heal from the ledger", r, 0)
 	healed := wantLine(t, "heal from the ledger", r.stderr, "HEALED")
@@ -175,8 +144,8 @@ func TestManualRemintIsRetired(t *testing.T) {
 	x.putOn(m, x.keep("manual re-mint", manual))
 	c := newCounter(t, x)
 
-	r := x.runOnVia(m, c.addr)
-	seen, _ := c.take()
+	r := x.runOnVia(m, c.Addr)
+	seen, _ := c.Take()
 	wantExit(t, "the run after the re-mint", r, 0)
 	if want := "OK: renewed periodic token (revoked 1 stale, from the ledger)"; !strings.HasPrefix(r.closing, want) {
 		t.Errorf("the run after the re-mint ends %q, want %q", r.closing, want)
@@ -189,16 +158,16 @@ func TestManualRemintIsRetired(t *testing.T) {
 		t.Errorf("ledger %+v, want the re-mint, found in the file", l.Tokens)
 	}
 
-	r = x.runOnVia(m, c.addr)
-	seen, total := c.take()
+	r = x.runOnVia(m, c.Addr)
+	seen, total := c.Take()
 	wantExit(t, "a run with nothing stale", r, 0)
 	if want := map[string]int{"GET /v1/auth/token/lookup-self": 1, "POST /v1/auth/token/renew-self": 1}; total != 2 || !mapsEqual(seen, want) {
 		t.Errorf("with nothing stale the run sent %v, want only %v", seen, want)
 	}
 
 	x.putOn(m, x.login())
-	r = x.runOnVia(m, c.addr)
-	seen, _ = c.take()
+	r = x.runOnVia(m, c.Addr)
+	seen, _ = c.Take()
 	wantExit(t, "the heal after the re-mint", r, 0)
 	wantIn(t, "HEALED line", wantLine(t, "heal", r.stderr, "HEALED"), "(revoked 1 stale, from the ledger)")
 	if x.alive(manual.Accessor) || seen[listAccessors] != 0 {
@@ -424,8 +393,8 @@ path "auth/token/revoke-accessor" { capabilities = ["update"] }`,
 	}
 	x.putOn(m, x.keep("least login", login))
 	c := newCounter(t, x)
-	r := x.runOnVia(m, c.addr, "--policy", "vtr-heal")
-	seen, _ := c.take()
+	r := x.runOnVia(m, c.Addr, "--policy", "vtr-heal")
+	seen, _ := c.Take()
 	wantExit(t, "a heal with the least policies", r, 0)
 	wantIn(t, "HEALED line", wantLine(t, "heal", r.stderr, "HEALED"), "(revoked 1 stale, from the ledger)")
 	if x.alive(prev) || seen[listAccessors] != 0 {

@@ -32,7 +32,10 @@ type Options struct {
 	Concurrency int   // lookups in flight, for the tool and the floor alike
 	HandSample  int   // CLI lookups timed before scaling to N
 	ScanConc    []int // concurrencies to try for the tool at the first size
-	Out         io.Writer
+	// HealN is the accessor count the heal is measured at, from the ledger
+	// and by a walk; 0 skips it.
+	HealN int
+	Out   io.Writer
 }
 
 // Row is one measurement.
@@ -43,6 +46,10 @@ type Row struct {
 	PeakKB  int64         // peak RSS of the measured process, where there is one
 	Note    string
 	Samples int
+	// Requests and Lists are what Vault received in the median run of a
+	// heal (heal-ledger, heal-walk), and how many of them listed every
+	// accessor.
+	Requests, Lists int
 }
 
 type env struct {
@@ -168,7 +175,14 @@ func (e *env) measureAll() ([]Row, error) {
 			}
 		}
 	}
-	return rows, nil
+	if o.HealN == 0 {
+		return rows, nil
+	}
+	heals, err := e.heals(o.HealN)
+	for _, r := range heals {
+		add(r, nil)
+	}
+	return rows, err
 }
 
 func kb(k int64) string {

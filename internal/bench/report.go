@@ -20,6 +20,8 @@ const (
 	goalHappyRatio    = 5.0  // one run at least 5x faster than the CLI equivalent
 	goalHappyPeakKB   = 30 * 1024
 	goalBrief         = 5 * time.Millisecond // status --brief runs in every login shell
+	goalHealRequests  = 16                   // a heal from the ledger asks a shared Vault for a handful
+	goalHealTime      = time.Second
 )
 
 func find(rows []Row, what string, size int) (Row, bool) {
@@ -37,6 +39,7 @@ func secs(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
 func Table(rows []Row) string {
 	var b strings.Builder
 	goals := sizeTable(&b, rows)
+	goals = append(goals, healTable(&b, rows)...)
 	goals = append(goals, extras(&b, rows)...)
 	b.WriteString("\nGoals:\n")
 	for _, g := range goals {
@@ -78,6 +81,26 @@ func sizeTable(b *strings.Builder, rows []Row) []string {
 		goals = append(goals, verdict(memGrowth <= nGrowth, fmt.Sprintf("sweep peak memory grew %.2fx while accessors grew %.1fx (goal: no faster)", memGrowth, nGrowth)))
 	}
 	return goals
+}
+
+// healTable is a heal on a big Vault: from the ledger, and by the walk
+// every heal made before the ledger (and a heal still makes when the
+// ledger has a gap), with what Vault received.
+func healTable(b *strings.Builder, rows []Row) []string {
+	l, ok := find(rows, "heal-ledger", -1)
+	w, okw := find(rows, "heal-walk", -1)
+	if !ok || !okw {
+		return nil
+	}
+	fmt.Fprintf(b, "\nA heal at %d accessors, counted by a proxy in front of Vault (medians; %d and %d runs):\n\n", l.Size, l.Samples, w.Samples)
+	b.WriteString("| heal | wall time | requests | of them LIST |\n|---|---:|---:|---:|\n")
+	fmt.Fprintf(b, "| from the ledger | %s | %d | %d |\n", secs(l.Median), l.Requests, l.Lists)
+	fmt.Fprintf(b, "| walking every accessor (no ledger: the first heal after the upgrade) | %s | %d | %d |\n", secs(w.Median), w.Requests, w.Lists)
+	fmt.Fprintf(b, "\nFrom the ledger: %s.\n", l.Note)
+	return []string{
+		verdict(l.Requests <= goalHealRequests && l.Lists == 0, fmt.Sprintf("a heal from the ledger at %d accessors sends %d requests, %d of them LIST (goal ≤ %d, no LIST; the walk sends %d)", l.Size, l.Requests, l.Lists, goalHealRequests, w.Requests)),
+		verdict(l.Median < goalHealTime, fmt.Sprintf("a heal from the ledger at %d accessors takes %s (goal < 1s; the walk takes %s)", l.Size, secs(l.Median), secs(w.Median))),
+	}
 }
 
 // extras are the lines below the table: the happy path, the login banner,
@@ -134,9 +157,10 @@ func Write(dir string, rows []Row, header string) error {
 		return err
 	}
 	w := csv.NewWriter(f)
-	w.Write([]string{"accessors", "what", "median_seconds", "peak_rss_kb", "samples", "note"})
+	w.Write([]string{"accessors", "what", "median_seconds", "peak_rss_kb", "samples", "requests", "lists", "note"})
 	for _, r := range rows {
-		w.Write([]string{fmt.Sprint(r.Size), r.What, fmt.Sprintf("%.4f", r.Median.Seconds()), fmt.Sprint(r.PeakKB), fmt.Sprint(r.Samples), r.Note})
+		w.Write([]string{fmt.Sprint(r.Size), r.What, fmt.Sprintf("%.4f", r.Median.Seconds()), fmt.Sprint(r.PeakKB), fmt.Sprint(r.Samples),
+			fmt.Sprint(r.Requests), fmt.Sprint(r.Lists), r.Note})
 	}
 	w.Flush()
 	if err := w.Error(); err != nil {
@@ -217,16 +241,16 @@ func Sizes(n int) []int {
 
 // Main is `mage bench`: measure up to n accessors, print the table, and
 // write results/bench.{csv,md} and results/sweep-time.svg under dir.
-func Main(ctx context.Context, out io.Writer, dir string, n, runs, conc int) error {
+func Main(ctx context.Context, out io.Writer, dir string, n, runs, conc, healN int) error {
 	rows, err := Run(ctx, Options{
 		Sizes: Sizes(n), Stale: 5, Runs: runs, Concurrency: conc, HandSample: 50,
-		ScanConc: []int{1, 2, 4, 8, 16, 32}, Out: out,
+		ScanConc: []int{1, 2, 4, 8, 16, 32}, HealN: healN, Out: out,
 	})
 	if err != nil {
 		return err
 	}
-	header := fmt.Sprintf("Measured %s on %d cores (%s/%s), %s, RUNS=%d, concurrency %d.",
-		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, "dev vault from internal/devvault", runs, conc)
+	header := fmt.Sprintf("Measured %s on %d cores (%s/%s), %s, N=%d, HEAL_N=%d, RUNS=%d, concurrency %d.",
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, "dev vault from internal/devvault", n, healN, runs, conc)
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, Table(rows))
 	if err := Write(dir, rows, header); err != nil {
