@@ -104,11 +104,13 @@ const (
 	CauseForeign             // the file holds a foreign token where ours is required
 	CauseSettings            // the VAULT_* client settings are unusable
 	CauseNoToken             // the token file is missing or empty
+	CauseBadTokenFile        // the token file does not hold one token: two lines, odd bytes, far too long
 	causeCount
 )
 
 var causeNames = [causeCount]string{"unknown", "refused", "token-denied", "sealed", "server-error", "unreachable", "tls",
-	"timeout", "client-timeout", "canceled", "filesystem", "lock-held", "ttl-capped", "mint-rejected", "sweep-incomplete", "foreign-token", "settings", "no-token"}
+	"timeout", "client-timeout", "canceled", "filesystem", "lock-held", "ttl-capped", "mint-rejected", "sweep-incomplete", "foreign-token", "settings", "no-token",
+	"bad-token-file"}
 
 func (c Cause) String() string {
 	if c < 0 || c >= causeCount {
@@ -175,6 +177,8 @@ func Classify(err error, asked bool) Cause {
 		return CauseLockHeld
 	case errors.Is(err, tokenfile.ErrMissing), errors.Is(err, tokenfile.ErrEmpty):
 		return CauseNoToken
+	case errors.Is(err, tokenfile.ErrNotAToken):
+		return CauseBadTokenFile
 	case errors.Is(err, sweep.ErrIncomplete):
 		return CauseIncomplete
 	case isTLS(err):
@@ -275,7 +279,8 @@ var fsErrnos = []error{syscall.EACCES, syscall.EPERM, syscall.ENOSPC, syscall.ED
 
 // isFilesystem recognises a local file operation that failed: the token
 // file, its lock, the state directory. Network errors wrap errnos too, but
-// inside a *net.OpError, which isNetwork claims first.
+// inside a *net.OpError: isFilesystem leaves those to isNetwork, which
+// Classify asks after it.
 func isFilesystem(err error) bool {
 	var pe *fs.PathError
 	var le *os.LinkError

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"strings"
@@ -29,21 +30,71 @@ var ErrEmpty = errors.New("token file is empty")
 // ErrLockTimeout means another run held the lock for longer than we waited.
 var ErrLockTimeout = errors.New("another run holds the token file lock")
 
+// ErrNotAToken means the file does not hold one token: two lines, spaces
+// inside, bytes a token never has, or far more than any token's length.
+// The error is a *NotATokenError saying which.
+var ErrNotAToken = errors.New("token file does not hold one token")
+
+// NotATokenError says what is wrong with a token file's content, without
+// any of it.
+type NotATokenError struct {
+	Path string
+	Why  string // "it holds 2 lines", "it holds non-printable bytes", ...
+}
+
+func (e *NotATokenError) Error() string {
+	return fmt.Sprintf("%s: %s: %s", ErrNotAToken, e.Path, e.Why)
+}
+func (e *NotATokenError) Is(target error) bool { return target == ErrNotAToken }
+
+// MaxTokenLen bounds a token file: Vault's and OpenBao's tokens, batch
+// tokens included, are a few hundred bytes at most.
+const MaxTokenLen = 4096
+
 // Read returns the token in path with surrounding whitespace and newlines
-// removed. The error never contains the file's content.
+// removed. A file that does not hold exactly one token is ErrNotAToken and
+// is never sent to Vault. The error never contains the file's content.
 func Read(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("%w: %s", ErrMissing, path)
 	}
 	if err != nil {
 		return "", fmt.Errorf("read token file %s: %w", path, err)
 	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxTokenLen+1))
+	if err != nil {
+		return "", fmt.Errorf("read token file %s: %w", path, err)
+	}
+	if len(b) > MaxTokenLen {
+		return "", &NotATokenError{Path: path, Why: fmt.Sprintf("it is longer than %d bytes, far more than any token", MaxTokenLen)}
+	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
 		return "", fmt.Errorf("%w: %s", ErrEmpty, path)
 	}
+	if why := notOneToken(tok); why != "" {
+		return "", &NotATokenError{Path: path, Why: why}
+	}
 	return tok, nil
+}
+
+// notOneToken says why s (trimmed) is not one token, or "": a token is one
+// run of printable ASCII, with no space in it.
+func notOneToken(s string) string {
+	if n := strings.Count(s, "\n") + 1; n > 1 {
+		return fmt.Sprintf("it holds %d lines; a token file holds one token", n)
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == ' ' || c == '\t':
+			return "it holds a space inside the token; a token file holds one token"
+		case c < 0x21 || c > 0x7e:
+			return "it holds non-printable or non-ASCII bytes, which no token has"
+		}
+	}
+	return ""
 }
 
 // ErrNotDurable means the new token is in place but its directory was not

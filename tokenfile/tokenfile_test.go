@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -165,5 +166,52 @@ func TestLockSharedThroughSymlink(t *testing.T) {
 	}
 	if a != b {
 		t.Fatalf("link and target lock different files: %s vs %s", a, b)
+	}
+}
+
+// TestReadRefusesWhatIsNotOneToken: each shape of a file that does not hold
+// one token is ErrNotAToken, says which shape, and never echoes content.
+func TestReadRefusesWhatIsNotOneToken(t *testing.T) {
+	random := make([]byte, 1<<20)
+	for i := range random {
+		random[i] = byte(i*7919 + i/3)
+	}
+	for _, tc := range []struct {
+		name    string
+		content []byte
+		why     string
+	}{
+		{"two tokens on two lines", []byte("s.firstTokenSecretAAAA\ns.secondTokenSecretBBB\n"), "it holds 2 lines"},
+		{"two tokens on one line", []byte("s.firstTokenSecretAAAA s.secondTokenSecretBBB"), "a space inside the token"},
+		{"not UTF-8", []byte("s.abc\xff\xfe\x80def"), "non-printable or non-ASCII"},
+		{"a control byte", []byte("s.abc\x07def"), "non-printable or non-ASCII"},
+		{"1 MiB of bytes", random, "longer than 4096 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), ".vault-token")
+			if err := os.WriteFile(p, tc.content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Read(p)
+			var nt *NotATokenError
+			if !errors.Is(err, ErrNotAToken) || !errors.As(err, &nt) || nt.Path != p {
+				t.Fatalf("err = %v, want a NotATokenError for %s", err, p)
+			}
+			if !strings.Contains(err.Error(), tc.why) {
+				t.Errorf("err %q does not say %q", err, tc.why)
+			}
+			if strings.Contains(err.Error(), "TokenSecret") || strings.Contains(err.Error(), "abc") {
+				t.Errorf("err %q echoes the file's content", err)
+			}
+		})
+	}
+	for _, ok := range []string{"hvs.CAESIJ4x2", "s.abcdefghijklmnopqrstuvwx\n", "  b.AAAAAQ_x-y.z\r\n"} {
+		p := filepath.Join(t.TempDir(), ".vault-token")
+		if err := os.WriteFile(p, []byte(ok), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := Read(p); err != nil || got != strings.TrimSpace(ok) {
+			t.Errorf("Read(%q) = %q, %v; want the token", ok, got, err)
+		}
 	}
 }
