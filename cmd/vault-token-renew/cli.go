@@ -17,7 +17,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/devvm/vault-token-renew/internal/install"
+	"github.com/devvm/vault-token-renew/internal/envfile"
 	"github.com/devvm/vault-token-renew/internal/vaultclient"
 	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/sweep"
@@ -104,7 +104,7 @@ func withEnvFile(getenv func(string) string) func(string) string {
 		}
 		once.Do(func() {
 			if home := getenv("HOME"); home != "" {
-				file, _ = install.Settings(install.PathsUnder(home).EnvFile)
+				file, _ = envfile.Read(envfile.Path(home))
 			}
 		})
 		return file[k]

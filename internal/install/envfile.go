@@ -7,10 +7,13 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/devvm/vault-token-renew/internal/envfile"
 )
 
-// hostVar overrides the host name the notifier and metrics report; install
-// records it only when the installing shell sets it.
+// hostVar pins this machine's name, the host= tag on the tokens it mints
+// (a sweep revokes only its own machine's); install records it only when
+// the installing shell sets it.
 const hostVar = "VTR_HOST"
 
 // freshHeader opens a new env file; upgrades never rewrite it.
@@ -42,12 +45,12 @@ type envEdit struct {
 }
 
 // planEnv decides the env file's new content. The install owns only the
-// VAULT_* client settings (and VTR_HOST when the shell sets it): each one set
-// in the shell replaces its line's value in place, or is appended; a variable
-// the shell lacks is left alone, never deleted; every other line (VTR_*
-// settings, comments, blank lines) stays byte for byte, in order, so an
-// upgrade keeps what the operator added. VAULT_TOKEN is not in clientVars
-// and so is never written.
+// client settings (VAULT_* and their BAO_* twins) and VTR_HOST, each when
+// the installing shell sets it: envfile.Edit replaces its line's value in
+// place or appends it; a variable the shell lacks is left alone, never
+// deleted; every other line (VTR_* settings, comments, blank lines) stays
+// byte for byte, in order, so an upgrade keeps what the operator added.
+// VAULT_TOKEN and BAO_TOKEN are not in clientVars and so are never written.
 func planEnv(path string, getenv func(string) string) (envEdit, error) {
 	want, err := ownedValues(getenv)
 	if err != nil {
@@ -60,36 +63,15 @@ func planEnv(path string, getenv func(string) string) (envEdit, error) {
 	if err != nil {
 		return envEdit{}, fmt.Errorf("read %s: %w", path, err)
 	}
-	lines := strings.SplitAfter(string(old), "\n")
-	var e envEdit
-	seen := map[string]bool{}
-	for i, line := range lines {
-		k, v, ok := assignment(line)
-		e.hasAddr = e.hasAddr || (ok && k == "VAULT_ADDR")
-		nv, owned := lookup(want, k)
-		if !ok || !owned {
-			continue
-		}
-		if !seen[k] && unquote(v) != nv {
-			e.changes = append(e.changes, k+": updated")
-		}
-		if unquote(v) != nv {
-			lines[i] = k + "=" + nv + lineEnd(line)
-		}
-		seen[k] = true
-	}
-	for _, kv := range want {
-		if !seen[kv[0]] {
-			if n := len(lines); lines[n-1] != "" && lineEnd(lines[n-1]) == "" {
-				lines[n-1] += "\n" // a last line without one gets its newline before ours
-			}
-			lines = append(lines, kv[0]+"="+kv[1]+"\n")
-			e.changes = append(e.changes, kv[0]+": added")
-			e.hasAddr = e.hasAddr || kv[0] == "VAULT_ADDR"
+	out, changes := envfile.Edit(string(old), want)
+	e := envEdit{changes: changes}
+	for _, line := range strings.SplitAfter(out, "\n") {
+		if k, _, ok := envfile.Assignment(line); ok && (k == "VAULT_ADDR" || k == "BAO_ADDR") {
+			e.hasAddr = true
 		}
 	}
-	if len(e.changes) > 0 {
-		e.data = []byte(strings.Join(lines, ""))
+	if len(changes) > 0 {
+		e.data = []byte(out)
 	}
 	return e, nil
 }
@@ -108,7 +90,7 @@ func freshEnv(want [][2]string) envEdit {
 		b.WriteString("#VAULT_ADDR=https://vault.example.internal:8200\n")
 	}
 	b.WriteString(freshExamples)
-	if _, ok := lookup(want, hostVar); !ok {
+	if !slices.ContainsFunc(want, func(kv [2]string) bool { return kv[0] == hostVar }) {
 		b.WriteString("# This machine's name, tagged on the tokens it mints; a sweep revokes only\n# its own machine's. Default: the hostname; pin it if that may change.\n#" + hostVar + "=\n")
 	}
 	e.data = []byte(b.String())
@@ -130,65 +112,4 @@ func ownedValues(getenv func(string) string) ([][2]string, error) {
 		want = append(want, [2]string{k, v})
 	}
 	return want, nil
-}
-
-func lookup(want [][2]string, k string) (string, bool) {
-	for _, kv := range want {
-		if kv[0] == k {
-			return kv[1], true
-		}
-	}
-	return "", false
-}
-
-// assignment parses a KEY=value line as systemd's EnvironmentFile= reads it;
-// comments, blank lines and anything else are not assignments.
-func assignment(line string) (key, value string, ok bool) {
-	t := strings.TrimSpace(line)
-	if t == "" || t[0] == '#' || t[0] == ';' {
-		return "", "", false
-	}
-	k, v, ok := strings.Cut(t, "=")
-	return strings.TrimSpace(k), strings.TrimSpace(v), ok
-}
-
-// unquote strips one pair of matching outer quotes, so VAULT_ADDR="x" counts
-// as already set to x and is not rewritten.
-func unquote(v string) string {
-	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-		return v[1 : len(v)-1]
-	}
-	return v
-}
-
-// lineEnd is the line's own ending, kept when its value is replaced.
-func lineEnd(line string) string {
-	switch {
-	case strings.HasSuffix(line, "\r\n"):
-		return "\r\n"
-	case strings.HasSuffix(line, "\n"):
-		return "\n"
-	}
-	return ""
-}
-
-// Settings reads the env file at path as systemd's EnvironmentFile= does
-// (KEY=value lines, one pair of outer quotes stripped), so that a run typed
-// in a shell can see the settings the units give the timer's run. A missing
-// file is no settings and no error.
-func Settings(path string) (map[string]string, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]string{}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := assignment(line); ok {
-			out[k] = unquote(v)
-		}
-	}
-	return out, nil
 }

@@ -17,6 +17,7 @@ import (
 	"sort"
 
 	"github.com/devvm/vault-token-renew/internal/atomicfile"
+	"github.com/devvm/vault-token-renew/internal/envfile"
 )
 
 // Timer is the unit that `systemctl --user enable --now` starts.
@@ -39,7 +40,7 @@ func PathsUnder(root string) Paths {
 	return Paths{
 		Binary:  filepath.Join(root, ".local", "bin", "vault-token-renew"),
 		UnitDir: filepath.Join(root, ".config", "systemd", "user"),
-		EnvFile: filepath.Join(root, ".config", "vault-token-renew", "env"),
+		EnvFile: envfile.Path(root),
 	}
 }
 

@@ -1,0 +1,115 @@
+// Package envfile reads and edits the environment file the systemd units
+// read (EnvironmentFile=): KEY=value lines, comments, blank lines. It is
+// the file's format only: which lines the installer owns is install's
+// business, and the daily binary reads the file without linking the
+// installer.
+package envfile
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Path is the env file below home, where the units expect it (%h = home).
+func Path(home string) string {
+	return filepath.Join(home, ".config", "vault-token-renew", "env")
+}
+
+// Read parses the file at path as systemd's EnvironmentFile= does (KEY=value
+// lines, one pair of outer quotes stripped), so that a run typed in a shell
+// can see the settings the units give the timer's run. A missing file is
+// no settings and no error.
+func Read(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := Assignment(line); ok {
+			out[k] = Unquote(v)
+		}
+	}
+	return out, nil
+}
+
+// Edit sets each key of want (in order) in content: the value of an
+// existing line is replaced in place, keeping its line ending; a key with
+// no line is appended. Every other line stays byte for byte. changes names
+// each key written ("VAULT_ADDR: updated", "BAO_ADDR: added"), never a
+// value; content is returned as it was when nothing changes.
+func Edit(content string, want [][2]string) (out string, changes []string) {
+	lines := strings.SplitAfter(content, "\n")
+	seen := map[string]bool{}
+	for i, line := range lines {
+		k, v, ok := Assignment(line)
+		nv, owned := lookup(want, k)
+		if !ok || !owned {
+			continue
+		}
+		if !seen[k] && Unquote(v) != nv {
+			changes = append(changes, k+": updated")
+		}
+		if Unquote(v) != nv {
+			lines[i] = k + "=" + nv + lineEnd(line)
+		}
+		seen[k] = true
+	}
+	for _, kv := range want {
+		if seen[kv[0]] {
+			continue
+		}
+		if n := len(lines); lines[n-1] != "" && lineEnd(lines[n-1]) == "" {
+			lines[n-1] += "\n" // a last line without one gets its newline before ours
+		}
+		lines = append(lines, kv[0]+"="+kv[1]+"\n")
+		changes = append(changes, kv[0]+": added")
+	}
+	return strings.Join(lines, ""), changes
+}
+
+func lookup(want [][2]string, k string) (string, bool) {
+	for _, kv := range want {
+		if kv[0] == k {
+			return kv[1], true
+		}
+	}
+	return "", false
+}
+
+// Assignment parses a KEY=value line as systemd's EnvironmentFile= reads
+// it; comments, blank lines and anything else are not assignments.
+func Assignment(line string) (key, value string, ok bool) {
+	t := strings.TrimSpace(line)
+	if t == "" || t[0] == '#' || t[0] == ';' {
+		return "", "", false
+	}
+	k, v, ok := strings.Cut(t, "=")
+	return strings.TrimSpace(k), strings.TrimSpace(v), ok
+}
+
+// Unquote strips one pair of matching outer quotes, so VAULT_ADDR="x" counts
+// as already set to x and is not rewritten.
+func Unquote(v string) string {
+	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+		return v[1 : len(v)-1]
+	}
+	return v
+}
+
+// lineEnd is the line's own ending, kept when its value is replaced.
+func lineEnd(line string) string {
+	switch {
+	case strings.HasSuffix(line, "\r\n"):
+		return "\r\n"
+	case strings.HasSuffix(line, "\n"):
+		return "\n"
+	}
+	return ""
+}
