@@ -17,6 +17,7 @@ import (
 	"github.com/magefile/mage/sh"
 
 	"github.com/devvm/vault-token-renew/internal/bench"
+	"github.com/devvm/vault-token-renew/internal/build"
 	"github.com/devvm/vault-token-renew/internal/demo"
 	"github.com/devvm/vault-token-renew/internal/devvault"
 	"github.com/devvm/vault-token-renew/internal/install"
@@ -26,8 +27,6 @@ import (
 
 // Default is what a bare `go tool mage` runs.
 var Default = Test
-
-const pkg = "./cmd/vault-token-renew"
 
 // versionStamp is the version `vault-token-renew --version` prints: the
 // VERSION variable, else git describe, else "dev".
@@ -41,11 +40,9 @@ func versionStamp() string {
 	return "dev"
 }
 
-func ldflags() string { return "-X main.version=" + versionStamp() }
-
 // Build compiles bin/vault-token-renew with its version stamped in.
-func Build() error {
-	return sh.RunV("go", "build", "-trimpath", "-ldflags="+ldflags(), "-o", "bin/vault-token-renew", pkg)
+func Build(ctx context.Context) error {
+	return build.Renewer(ctx, filepath.Join("bin", "vault-token-renew"), versionStamp())
 }
 
 // Vet checks formatting (gofmt) and runs go vet, the integration suite
@@ -126,7 +123,7 @@ func userManager() func(args ...string) error {
 // notifier); in the env file it updates only the VAULT_* (and VTR_HOST)
 // lines the shell sets and keeps every other line; it reloads systemd only
 // when a unit changed, and prints the login-banner line for ~/.bashrc.
-func Install() error {
+func Install(ctx context.Context) error {
 	home, err := operatorHome()
 	if err != nil {
 		return err
@@ -137,7 +134,7 @@ func Install() error {
 	}
 	defer os.RemoveAll(tmp)
 	built := filepath.Join(tmp, "vault-token-renew")
-	if err := sh.Run("go", "build", "-trimpath", "-ldflags="+ldflags(), "-o", built, pkg); err != nil {
+	if err := build.Renewer(ctx, built, versionStamp()); err != nil {
 		return err
 	}
 	return install.FromBuild(os.Stdout, install.Options{Root: home, Getenv: os.Getenv, Systemctl: userManager()}, built, "systemd", versionStamp())

@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/gofrs/flock"
+
+	"github.com/devvm/vault-token-renew/internal/build"
 )
 
 // moduleDir is the nested module that builds Vault's own CLI.
@@ -155,16 +157,6 @@ func tail(b []byte, n int) string {
 // returns the binary's path: the demo and the integration suite run the
 // real binary, exit codes and all.
 func BuildRenewer(ctx context.Context, dir, version string) (string, error) {
-	src, err := moduleDir()
-	if err != nil {
-		return "", err
-	}
-	root := filepath.Dir(filepath.Dir(filepath.Dir(src))) // internal/devvault/vaultserver -> repo
 	bin := filepath.Join(dir, "vault-token-renew")
-	cmd := exec.CommandContext(ctx, "go", "build", "-ldflags=-X main.version="+version, "-o", bin, "./cmd/vault-token-renew")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build vault-token-renew: %w\n%s", err, out)
-	}
-	return bin, nil
+	return bin, build.Renewer(ctx, bin, version)
 }
