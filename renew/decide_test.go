@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/url"
@@ -174,7 +175,9 @@ func TestClassify(t *testing.T) {
 		{"lookup 503 sealed", respErr(503, "Vault is sealed"), false, CauseSealed},
 		{"lookup 500", respErr(500), false, CauseServer},
 		{"connection refused", &url.Error{Op: "Get", URL: "http://127.0.0.1:1", Err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}}, false, CauseUnreachable},
-		{"wrapped connection refused", fmt.Errorf("lookup: %w", &url.Error{Op: "Get", URL: "x", Err: errors.New("eof")}), false, CauseUnreachable},
+		{"wrapped connection refused", fmt.Errorf("lookup: %w", &url.Error{Op: "Get", URL: "x",
+			Err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}), false, CauseUnreachable},
+		{"wrapped connection dropped (EOF)", fmt.Errorf("lookup: %w", &url.Error{Op: "Get", URL: "x", Err: io.EOF}), false, CauseUnreachable},
 		{"deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), false, CauseTimeout},
 		{"deadline inside url error", &url.Error{Op: "Get", URL: "x", Err: context.DeadlineExceeded}, true, CauseTimeout},
 		{"unknown CA", &url.Error{Op: "Get", URL: "https://127.0.0.1:8200", Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}}, false, CauseTLS},

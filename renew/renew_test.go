@@ -49,6 +49,8 @@ type fakeVault struct {
 	listed, lookedUp int
 	// beforeCreate, if set, runs as each create arrives.
 	beforeCreate func()
+	// listHook, if set, runs as a walk lists every accessor.
+	listHook func()
 	// cluster is what sys/health names this Vault ("fake-cluster" when
 	// empty); clusterErr makes it fail.
 	cluster    string
@@ -163,6 +165,9 @@ func (f *fakeVault) Accessors(string) sweep.Accessors { return fakeAccessors{f} 
 type fakeAccessors struct{ f *fakeVault }
 
 func (a fakeAccessors) List(context.Context) ([]string, error) {
+	if a.f.listHook != nil {
+		a.f.listHook()
+	}
 	a.f.mu.Lock()
 	defer a.f.mu.Unlock()
 	a.f.listed++
@@ -680,19 +685,25 @@ func TestLostCreateAnswerStrandsNothing(t *testing.T) {
 	}
 }
 
+// TestHealStandsWhenTheSweepCannotRun: the run's time budget runs out as
+// the sweep lists the accessors (deterministically: the fake says when),
+// after the new token is written; the heal stands and says its sweep is
+// incomplete.
 func TestHealStandsWhenTheSweepCannotRun(t *testing.T) {
 	f := world()
 	cfg, p := setup(t, "oidc-secret")
-	cfg.MaxRPS = 2 // 8 accessors at 2/s cannot finish before the deadline below
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
+	ctx := newBudget()
+	f.listHook = ctx.runOut
 	res, err := Run(ctx, f, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fileIs(t, p, "minted-secret-1")
-	if !errors.Is(res.SweepErr, sweep.ErrIncomplete) {
-		t.Fatalf("sweep error %v, want ErrIncomplete", res.SweepErr)
+	if !errors.Is(res.SweepErr, sweep.ErrIncomplete) || !errors.Is(res.SweepErr, context.DeadlineExceeded) {
+		t.Fatalf("sweep error %v, want ErrIncomplete for the time budget", res.SweepErr)
+	}
+	if len(f.revoked) != 0 {
+		t.Fatalf("revoked %v after a walk cut short", f.revoked)
 	}
 }
 
@@ -720,5 +731,27 @@ func TestHeldLockIsLockHeld(t *testing.T) {
 	res, err := Run(context.Background(), world(), cfg)
 	if res.Stage != StageLock || res.Cause != CauseLockHeld {
 		t.Fatalf("err %v stage %v cause %v", err, res.Stage, res.Cause)
+	}
+}
+
+// budget is a context whose deadline passes when the test says so (runOut):
+// from then on Done is closed and Err is DeadlineExceeded, as when the
+// run's --timeout ran out, with no clock involved.
+type budget struct {
+	context.Context
+	done chan struct{}
+	once sync.Once
+}
+
+func newBudget() *budget { return &budget{Context: context.Background(), done: make(chan struct{})} }
+
+func (b *budget) runOut()               { b.once.Do(func() { close(b.done) }) }
+func (b *budget) Done() <-chan struct{} { return b.done }
+func (b *budget) Err() error {
+	select {
+	case <-b.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
 	}
 }

@@ -307,23 +307,49 @@ func TestFmtDur(t *testing.T) {
 }
 
 // TestEveryCauseHasItsOwnHint: the cause set is closed, and each one the
-// reporter can meet says something other than the generic fallback.
+// reporter can meet says something other than the generic fallback, and
+// something no other says. The capped cause is fed JudgeTTL's own
+// verdicts (a mount cap, an explicit max TTL), and the refused cause both
+// of its stages (the heal's create, a sweep's walk).
 func TestEveryCauseHasItsOwnHint(t *testing.T) {
 	r := testReporter()
 	generic := r.hint(renew.Result{}, renew.CauseUnknown, errors.New("x"))
-	seen := map[string]renew.Cause{}
+	now := time.Now()
+	mountCap := renew.JudgeTTL(renew.TokenInfo{Period: 768 * time.Hour}, 12*time.Hour, now)
+	explicit := renew.JudgeTTL(renew.TokenInfo{Period: 768 * time.Hour, ExplicitMaxTTL: 20 * time.Hour, CreationTime: now}, 20*time.Hour, now)
+	type row struct {
+		cause renew.Cause
+		res   renew.Result
+		want  string
+	}
+	var rows []row
 	for _, c := range renew.Causes() {
-		if c == renew.CauseUnknown {
-			continue
+		switch c {
+		case renew.CauseUnknown:
+		case renew.CauseCapped:
+			rows = append(rows, row{c, renew.Result{Stage: renew.StageCap, Cap: mountCap}, "vault auth tune -max-lease-ttl=768h token/"},
+				row{c, renew.Result{Stage: renew.StageCap, Cap: explicit}, "re-mint it without -explicit-max-ttl"})
+		case renew.CauseRefused:
+			rows = append(rows, row{c, renew.Result{Stage: renew.StageCreate, Path: "/h/.vault-token"}, "vault token lookup"},
+				row{c, renew.Result{Stage: renew.StageSweep, Path: "/h/.vault-token"}, "list and sudo on auth/token/accessors"})
+		default:
+			rows = append(rows, row{c, renew.Result{Stage: renew.StageLookup}, ""})
 		}
-		h := r.hint(renew.Result{Stage: renew.StageLookup, Cap: renew.TTLVerdict{Next: "lift the cap"}}, c, errors.New("x"))
+	}
+	seen := map[string]string{}
+	for _, rw := range rows {
+		name := rw.cause.String() + " at " + rw.res.Stage.String()
+		h := r.hint(rw.res, rw.cause, errors.New("x"))
 		if h == "" || h == generic {
-			t.Errorf("cause %v has no hint of its own", c)
+			t.Errorf("%s has no hint of its own", name)
+		}
+		if !strings.Contains(h, rw.want) {
+			t.Errorf("%s: hint %q lacks %q", name, h, rw.want)
 		}
 		if prev, dup := seen[h]; dup {
-			t.Errorf("causes %v and %v share the hint %q", prev, c, h)
+			t.Errorf("%s and %s share the hint %q", prev, name, h)
 		}
-		seen[h] = c
+		seen[h] = name
 	}
 }
 

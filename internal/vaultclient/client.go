@@ -1,6 +1,9 @@
-// Package vaultclient is the one place that speaks Vault's HTTP API, through
-// github.com/hashicorp/vault/api. It turns Vault's answers into the plain
-// data the renew and sweep packages decide on.
+// Package vaultclient is the one place in the tool that speaks Vault's HTTP
+// API, through github.com/hashicorp/vault/api. It turns Vault's answers into
+// the plain data the renew and sweep packages decide on, and its errors
+// into renew.StatusError, so that renew sorts a failure by what Vault
+// answered without importing the API client. (The test harness,
+// internal/devvault, drives its dev server with the API client too.)
 package vaultclient
 
 import (
