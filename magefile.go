@@ -90,10 +90,11 @@ func Test() {
 
 // Demo runs the main job on a throwaway dev Vault: OK, then a login clobber
 // (HEALED), then a weak clobber (DRIFT heal denied), and tears it all down.
-// Set -v for every log line.
+// VTR_SERVER=openbao runs it on OpenBao (VTR_OPENBAO_BIN where no registry
+// has its image); set -v for every log line.
 func Demo(ctx context.Context) error {
 	os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
-	return demo.Run(ctx, os.Stdout, mg.Verbose())
+	return demo.Run(ctx, os.Stdout, devvault.Kind(os.Getenv("VTR_SERVER")), mg.Verbose())
 }
 
 // operatorHome is where install, liveTest and sweepStale act: $VTR_HOME

@@ -53,6 +53,9 @@ type h struct {
 	secrets map[string]string // label -> secret, never printed
 	files   []string          // token files whose content is a secret too
 	outputs []string
+	// bao: the server is OpenBao, and runs see the bao CLI's settings
+	// (BAO_ADDR, BAO_TOKEN) and no VAULT_* at all.
+	bao bool
 }
 
 func newH(t *testing.T) *h {
@@ -163,12 +166,17 @@ type result struct {
 	closing string
 }
 
-// env is the binary's environment: the dev Vault's address, a temp HOME,
-// and VAULT_TOKEN set to the root token, which the tool must ignore.
+// env is the binary's environment: the dev server's address, a temp HOME,
+// and VAULT_TOKEN (BAO_TOKEN on OpenBao) set to the root token, which the
+// tool must ignore.
 func (x *h) env(addr string, extra ...string) []string {
+	prefix := "VAULT_"
+	if x.bao {
+		prefix = "BAO_"
+	}
 	return append([]string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + x.home,
-		"VAULT_ADDR=" + addr, "VAULT_TOKEN=" + x.f.Server.RootToken,
+		prefix + "ADDR=" + addr, prefix + "TOKEN=" + x.f.Server.RootToken,
 	}, extra...)
 }
 

@@ -22,7 +22,8 @@ func (x *h) mage(extraEnv []string, target string) result {
 	// XDG_STATE_HOME keeps the runs' state (and ledger) in this test's home;
 	// HOME stays the machine's, for Go's caches.
 	cmd.Env = append(os.Environ(), "VTR_HOME="+x.home, "VTR_NO_SYSTEMD=1", "XDG_STATE_HOME="+filepath.Join(x.home, ".local", "state"),
-		"VAULT_ADDR="+x.f.Server.Addr, "VAULT_TOKEN="+x.f.Server.RootToken, "VERSION=v0.0.0-magetest")
+		"VERSION=v0.0.0-magetest")
+	cmd.Env = append(cmd.Env, x.env(x.f.Server.Addr)[2:]...) // the server's address and the root token, to be ignored
 	cmd.Env = append(cmd.Env, extraEnv...)
 	r := x.exec(cmd, true)
 	x.t.Logf("go tool mage %s → exit %d\n%s", target, r.code, x.redact(r.stdout))
@@ -206,5 +207,41 @@ func TestMageInstallKeepsOperatorSettings(t *testing.T) {
 	svc, _ := os.ReadFile(filepath.Join(x.home, ".config", "systemd", "user", "vault-token-renew.service"))
 	if !strings.Contains(string(svc), "OnFailure=vault-token-renew-notify@%N.service") {
 		t.Error("the installed service has no OnFailure=")
+	}
+}
+
+// TestMageOnOpenBao: install, liveTest and sweepStale for a bao user (BAO_*
+// settings, no VAULT_*): the env file gets the BAO_* lines the shell sets,
+// never BAO_TOKEN, and the three checks pass against a real OpenBao.
+func TestMageOnOpenBao(t *testing.T) {
+	x := newBaoH(t)
+	x.put(x.periodic("bao periodic"))
+	r := x.mage([]string{"BAO_CLIENT_TIMEOUT=30s"}, "install")
+	wantExit(t, "install", r, 0)
+	wantIn(t, "install output", r.stdout, "BAO_ADDR: added")
+	env, err := os.ReadFile(filepath.Join(x.home, ".config", "vault-token-renew", "env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"BAO_ADDR=" + x.f.Server.Addr + "\n", "BAO_CLIENT_TIMEOUT=30s\n"} {
+		if !strings.Contains(string(env), want) {
+			t.Errorf("env file lacks %q", strings.TrimSpace(want))
+		}
+	}
+	if strings.Contains(string(env), x.f.Server.RootToken) || strings.Contains(string(env), "\nVAULT_ADDR=") {
+		t.Error("env file holds BAO_TOKEN's value or a VAULT_ADDR line the shell did not set")
+	}
+	r = x.mage(nil, "liveTest")
+	wantExit(t, "liveTest", r, 0)
+	if n := strings.Count(r.stdout, "PASS "); n != 3 {
+		t.Errorf("liveTest: %d steps PASS, want 3", n)
+	}
+	x.keep("after liveTest", tokenOf(x))
+	x.assertNoFakes()
+	stale := x.periodic("bao stale")
+	r = x.mage([]string{"APPLY=1"}, "sweepStale")
+	wantExit(t, "sweepStale APPLY=1", r, 0)
+	if x.alive(stale.Accessor) {
+		t.Errorf("sweepStale left the stale %s alive", stale.Accessor)
 	}
 }

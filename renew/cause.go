@@ -34,7 +34,7 @@ const (
 	StageCapabilities       // a dry run asking what the foreign token may do
 	StageSweep              // listing, looking up or revoking accessors
 	StageForeign            // sweep --apply refused: the file holds a foreign token
-	StageSettings           // building the Vault client from the VAULT_* settings
+	StageSettings           // building the client from the VAULT_*/BAO_* settings
 	stageCount
 )
 
@@ -62,7 +62,7 @@ var stageWords = [stageCount]string{
 	"could not ask vault what the foreign token may do",
 	"the stale-token sweep did not finish",
 	"sweep --apply refused: the token file holds a foreign token",
-	"could not build the vault client from the VAULT_* settings",
+	"could not build the client from the VAULT_*/BAO_* settings",
 }
 
 // String is the stage's stable name, the stage= field of a FAIL line.
@@ -102,7 +102,7 @@ const (
 	CauseMintRejected        // Vault minted a token unlike the one asked for
 	CauseIncomplete          // a sweep stopped before it looked up every accessor
 	CauseForeign             // the file holds a foreign token where ours is required
-	CauseSettings            // the VAULT_* client settings are unusable
+	CauseSettings            // the VAULT_*/BAO_* client settings are unusable
 	CauseNoToken             // the token file is missing or empty
 	CauseBadTokenFile        // the token file does not hold one token: two lines, odd bytes, far too long
 	causeCount
@@ -131,7 +131,7 @@ func Causes() []Cause {
 // ErrClientTimeout: one request to Vault outlived the API client's own
 // timeout (VAULT_CLIENT_TIMEOUT), while the run still had time. The Vault
 // adapter wraps it in; it reads like a deadline otherwise.
-var ErrClientTimeout = errors.New("the vault client's own timeout (VAULT_CLIENT_TIMEOUT) passed")
+var ErrClientTimeout = errors.New("the client's own timeout (VAULT_CLIENT_TIMEOUT or BAO_CLIENT_TIMEOUT) passed")
 
 // StatusError is an error that carries Vault's HTTP answer. The Vault
 // adapter's errors implement it, so that classifying a failure reads
@@ -236,7 +236,8 @@ func mentions(msgs []string, words ...string) bool {
 	return false
 }
 
-// TLSProblem says which VAULT_* setting fixes a TLS failure.
+// TLSProblem says which client setting (..._CACERT, ..._TLS_SERVER_NAME)
+// fixes a TLS failure.
 type TLSProblem int
 
 const (

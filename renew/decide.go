@@ -122,12 +122,19 @@ const capSlack = time.Minute
 // cannot keep it alive.
 var ErrCapped = errors.New("vault caps the token's TTL below what a daily timer can outrun")
 
-// TTLVerdict is what Vault's caps mean for a periodic token.
+// TTLVerdict is what Vault's caps mean for a periodic token: data, which
+// the reporter puts into words (and commands) for the operator's CLI.
 type TTLVerdict struct {
-	Capped bool   // the TTL is below the period
-	Fatal  bool   // the TTL is below MinTTL: the daily timer cannot keep up
-	Why    string // what capped it, for the warning= field
-	Next   string // how to lift the cap
+	Capped bool // the TTL is below the period
+	Fatal  bool // the TTL is below MinTTL: the daily timer cannot keep up
+	// Explicit says the token's own explicit_max_ttl binds: it dies at Dies
+	// whatever the renewals, and only a re-mint without it helps.
+	// Otherwise the token mount's or the system's max TTL caps the TTL,
+	// which an operator can lift.
+	Explicit       bool
+	Dies           time.Time
+	TTL, Period    time.Duration
+	ExplicitMaxTTL time.Duration
 }
 
 // JudgeTTL compares a periodic token's effective TTL, as of now, with its
@@ -142,20 +149,10 @@ func JudgeTTL(info TokenInfo, ttl time.Duration, now time.Time) TTLVerdict {
 		return v
 	}
 	v.Capped, v.Fatal = true, ttl < MinTTL
+	v.TTL, v.Period, v.ExplicitMaxTTL = ttl.Round(time.Second), info.Period, info.ExplicitMaxTTL
 	die := info.CreationTime.Add(info.ExplicitMaxTTL)
 	if info.ExplicitMaxTTL > 0 && !info.CreationTime.IsZero() && !die.After(now.Add(ttl+capSlack)) {
-		v.Why = fmt.Sprintf("the token's explicit_max_ttl (%s) caps it: it dies on %s whatever the renewals", info.ExplicitMaxTTL, die.UTC().Format(time.RFC3339))
-		v.Next = "re-mint it without -explicit-max-ttl: log in (vault login -method=oidc) and run vault-token-renew"
-		return v
+		v.Explicit, v.Dies = true, die.UTC()
 	}
-	v.Why = fmt.Sprintf("vault caps the TTL at %s, below the period %s: the token mount's max TTL or the system max TTL", ttl.Round(time.Second), info.Period)
-	v.Next = fmt.Sprintf("lift the cap: vault auth tune -max-lease-ttl=%s token/ (and the server's max_lease_ttl if that is lower)", fmtHours(info.Period))
 	return v
-}
-
-func fmtHours(d time.Duration) string {
-	if d%time.Hour == 0 {
-		return fmt.Sprintf("%dh", d/time.Hour)
-	}
-	return d.String()
 }

@@ -221,7 +221,7 @@ func renewOurs(ctx context.Context, v Vault, cfg Config, tok string, res Result,
 	res.Cap = JudgeTTL(res.Current, r.TTL, cfg.now())
 	if res.Cap.Fatal {
 		res.Cause = CauseCapped
-		return res.fail(StageCap, false, fmt.Errorf("%w: accessor %s has %s left: %s", ErrCapped, res.Current.Accessor, r.TTL, res.Cap.Why))
+		return res.fail(StageCap, false, fmt.Errorf("%w: accessor %s has %s left", ErrCapped, res.Current.Accessor, r.TTL))
 	}
 	if !b.l.Has(res.Current.Accessor) {
 		b.update(func(l ledger.Ledger) ledger.Ledger { return l.Found(res.Current.Accessor, cfg.now()) })
@@ -288,7 +288,7 @@ func checkNew(ctx context.Context, v Vault, cfg Config, c Created, res *Result) 
 	res.Cap = JudgeTTL(info, info.TTL, cfg.now())
 	if res.Cap.Fatal {
 		res.Cause = CauseCapped
-		return StageCap, fmt.Errorf("%w: minted accessor %s has %s: %s", ErrCapped, c.Accessor, info.TTL, res.Cap.Why)
+		return StageCap, fmt.Errorf("%w: minted accessor %s has %s", ErrCapped, c.Accessor, info.TTL)
 	}
 	return StageNone, nil
 }
@@ -301,7 +301,7 @@ func discard(ctx context.Context, v Vault, log zerolog.Logger, c Created, b *boo
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if err := v.RevokeSelf(rctx, c.Secret); err != nil {
-		log.Error().Err(err).Str("accessor", c.Accessor).Msg("could not revoke the minted token; revoke it by accessor (vault token revoke -accessor " + c.Accessor + "), or let the next run retire it")
+		log.Error().Err(err).Str("accessor", c.Accessor).Msg("could not revoke the minted token; revoke it by accessor, or let the next run retire it (it stays in the ledger)")
 		return false
 	}
 	b.update(func(l ledger.Ledger) ledger.Ledger { return l.Forget(c.Accessor) })

@@ -13,6 +13,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,6 +21,19 @@ import (
 
 	"github.com/devvm/vault-token-renew/internal/atomicfile"
 )
+
+// DefaultPath is the token file the operator's CLI writes: BAO_TOKEN_PATH
+// when it is set (the bao CLI's own setting; empty counts as unset, as the
+// bao CLI takes it), else ~/.vault-token below home; "" with neither.
+func DefaultPath(home string, getenv func(string) string) string {
+	if p := getenv("BAO_TOKEN_PATH"); p != "" {
+		return p
+	}
+	if home == "" {
+		return ""
+	}
+	return filepath.Join(home, ".vault-token")
+}
 
 // ErrMissing means there is no token file to manage.
 var ErrMissing = errors.New("token file does not exist")

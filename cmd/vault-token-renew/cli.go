@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/user"
-	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -21,6 +21,7 @@ import (
 	"github.com/devvm/vault-token-renew/internal/vaultclient"
 	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/sweep"
+	"github.com/devvm/vault-token-renew/tokenfile"
 )
 
 // ending is how a command ended; exitStatus is the one place where an
@@ -44,8 +45,10 @@ func exitStatus(e ending) int {
 	return 1
 }
 
-const usageText = `vault-token-renew keeps the periodic Vault token in the token file alive,
-and heals it when a vault login overwrites the file.
+// usageText is the help, in the words of the operator's CLI (%[1]s is
+// vault or bao) and its settings' names (%[2]s is VAULT_ or BAO_).
+const usageText = `vault-token-renew keeps the periodic token in the token file alive, and
+heals it when a %[1]s login overwrites the file.
 
 Usage:
   vault-token-renew [flags]           one run: renew, heal, or fail loudly
@@ -58,35 +61,62 @@ Usage:
 One run:
   our periodic token in the file      renew-self                       OK      exit 0
   foreign token that may mint         re-mint ours, write, sweep stale HEALED  exit 0
-  foreign token Vault refuses         file untouched                   DRIFT   exit 1
-  Vault unreachable, lookup fails     file untouched                   FAIL    exit 1
+  foreign token the server refuses    file untouched                   DRIFT   exit 1
+  server unreachable, lookup fails    file untouched                   FAIL    exit 1
 
-Vault is reached with the standard VAULT_* settings (VAULT_ADDR, VAULT_CACERT,
-VAULT_CLIENT_CERT, VAULT_CLIENT_KEY, VAULT_NAMESPACE, VAULT_SKIP_VERIFY).
-VAULT_TOKEN is never used: the token file is the source of truth.
+The server (Vault or OpenBao) is reached with the client settings %[2]sADDR,
+%[2]sCACERT, %[2]sCAPATH, %[2]sCLIENT_CERT, %[2]sCLIENT_KEY, %[2]sNAMESPACE,
+%[2]sSKIP_VERIFY, %[2]sTLS_SERVER_NAME, %[2]sCLIENT_TIMEOUT, %[2]sMAX_RETRIES; as the
+bao CLI reads them, a BAO_* variable that is set wins over its VAULT_* twin,
+even empty. VAULT_TOKEN and BAO_TOKEN are never used: the token file is the
+source of truth (BAO_TOKEN_PATH when set, else ~/.vault-token).
 
 Exit status: 0 OK/HEALED, 1 DRIFT/FAIL (status: foreign or unreadable;
 sweep: a revoke failed, the walk stopped early, or --apply while the file
 holds a foreign token), 2 usage error.
 
 Every token this tool mints carries meta managed_by=vault-token-renew,
-host=<--host> and user=<$USER>. A sweep revokes only tokens with the exact
-display name that are tagged for this host and user, or untagged (manual
-re-mints); another machine's tokens are listed and never revoked.
+host=<--host> and user=<$USER>, and is recorded in this machine's ledger, so
+that a heal retires its stale tokens without walking every token on the
+server. A sweep (%[1]s token lookups of every accessor) revokes only tokens
+with the exact display name that are tagged for this host and user, or
+untagged (manual re-mints); another machine's tokens are listed and never
+revoked.
 
 Flags:
 `
 
 type cli struct {
 	stdout, stderr io.Writer
+	lookup         func(string) (string, bool) // the environment, presence and all (BAO_* wins even empty)
 	getenv         func(string) string
-	environ        func() []string // the notify command's base environment
+	lookPath       func(string) (string, error) // is vault, is bao on PATH
+	environ        func() []string              // the notify command's base environment
 	now            func() time.Time
 	sleep          func(context.Context, time.Duration) error // runWaiting's pause
 }
 
-func newCLI(stdout, stderr io.Writer, getenv func(string) string) *cli {
-	return &cli{stdout: stdout, stderr: stderr, getenv: withEnvFile(getenv), environ: os.Environ, now: time.Now, sleep: sleepCtx}
+func newCLI(stdout, stderr io.Writer, lookup func(string) (string, bool)) *cli {
+	getenv := func(k string) string { v, _ := lookup(k); return v }
+	return &cli{stdout: stdout, stderr: stderr, lookup: lookup, getenv: withEnvFile(getenv), lookPath: exec.LookPath,
+		environ: os.Environ, now: time.Now, sleep: sleepCtx}
+}
+
+// settings are the client settings, resolved as the bao CLI does.
+func (c *cli) settings() vaultclient.Settings { return vaultclient.ReadSettings(c.lookup) }
+
+// vaultCLI is the command the operator types, for every hint and the help:
+// bao when the settings come from BAO_* (or bao is on PATH and vault is
+// not), vault otherwise.
+func (c *cli) vaultCLI(s vaultclient.Settings) string {
+	if s.Bao {
+		return "bao"
+	}
+	_, vaultErr := c.lookPath("vault")
+	if _, baoErr := c.lookPath("bao"); baoErr == nil && vaultErr != nil {
+		return "bao"
+	}
+	return "vault"
 }
 
 // withEnvFile answers the tool's own VTR_* settings from the environment
@@ -94,7 +124,8 @@ func newCLI(stdout, stderr io.Writer, getenv func(string) string) *cli {
 // (~/.config/vault-token-renew/env). A run typed in a shell then tags and
 // judges tokens as the timer's run does: a machine whose VTR_HOST pins its
 // name must never sweep or mint under the kernel's hostname by hand. The
-// VAULT_* client settings stay the shell's own, as the Vault CLI's are.
+// VAULT_* and BAO_* client settings stay the shell's own, as the CLIs'
+// are.
 func withEnvFile(getenv func(string) string) func(string) string {
 	var once sync.Once
 	var file map[string]string
@@ -157,11 +188,7 @@ func (p *policyList) Set(v string) error {
 func (c *cli) flags(name string, o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
-	home := c.getenv("HOME")
-	def := ""
-	if home != "" {
-		def = filepath.Join(home, ".vault-token")
-	}
+	def := tokenfile.DefaultPath(c.getenv("HOME"), c.getenv)
 	o.policies = policyList{vals: []string{"vault-admin", "sops-admin"}}
 	fs.StringVar(&o.tokenFile, "token-file", def, "the token file to manage")
 	fs.StringVar(&o.host, "host", c.hostname(), "this machine's name, tagged on the tokens it mints (default: $VTR_HOST, else the hostname)")
@@ -191,7 +218,12 @@ func (c *cli) flags(name string, o *options) *flag.FlagSet {
 		fs.BoolVar(&o.apply, "apply", false, "revoke the stale tokens (default: only list them)")
 	}
 	fs.Usage = func() {
-		fmt.Fprint(c.stderr, usageText)
+		cliName := c.vaultCLI(c.settings())
+		prefix := "VAULT_"
+		if cliName == "bao" {
+			prefix = "BAO_"
+		}
+		fmt.Fprintf(c.stderr, usageText, cliName, prefix)
 		fs.PrintDefaults()
 	}
 	return fs
@@ -223,8 +255,9 @@ func (c *cli) dispatch(ctx context.Context, args []string) ending {
 		return c.notify(ctx, log, o.unit)
 	}
 	cfg := c.config(o, log)
-	rep := reporter{cfg: cfg, timeout: o.timeout, cli: "vault"}
-	vc, err := vaultclient.FromEnv()
+	settings := c.settings()
+	rep := reporter{cfg: cfg, timeout: o.timeout, cli: c.vaultCLI(settings)}
+	vc, err := vaultclient.FromSettings(settings)
 	if err != nil {
 		line := rep.report(renew.Result{Stage: renew.StageSettings, Cause: renew.CauseSettings, Path: cfg.TokenFile}, err)
 		if name == "vault-token-renew" && !o.dryRun {
@@ -317,7 +350,7 @@ func (o *options) check(fs *flag.FlagSet) error {
 	case o.envErr != nil:
 		return o.envErr
 	case o.tokenFile == "":
-		return errors.New("HOME is not set: pass --token-file")
+		return errors.New("HOME is not set: pass --token-file (or set BAO_TOKEN_PATH)")
 	case o.displayName == "":
 		return errors.New("--display-name must not be empty")
 	case len(o.policies.vals) == 0:

@@ -30,19 +30,18 @@ import (
 	"github.com/devvm/vault-token-renew/tokenfile"
 )
 
-func env(kv ...string) func(string) string {
+// env is an environment of these KEY, value pairs and nothing else.
+func env(kv ...string) func(string) (string, bool) {
 	m := map[string]string{}
 	for i := 0; i+1 < len(kv); i += 2 {
 		m[kv[i]] = kv[i+1]
 	}
-	return func(k string) string { return m[k] }
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 }
 
-func runCLI(t *testing.T, getenv func(string) string, args ...string) (int, string, string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code := newCLI(&out, &errb, getenv).run(context.Background(), args)
-	return code, out.String(), errb.String()
+// getenvOf is env's values alone, for the logger.
+func getenvOf(lookup func(string) (string, bool)) func(string) string {
+	return func(k string) string { v, _ := lookup(k); return v }
 }
 
 var testCfg = renew.Config{TokenFile: "/home/w/.vault-token", Spec: renew.Spec{DisplayName: "devvm-wizard", Policies: []string{"vault-admin", "sops-admin"},
@@ -79,13 +78,13 @@ func TestReportMapsOutcomesToExitCodesAndPrefixes(t *testing.T) {
 		{"healed, sweep could not list", renew.Result{Action: renew.ActionHeal, Current: oidc, New: renew.TokenInfo{Accessor: "m1"}, SweepErr: errors.New("list auth/token/accessors: 500"), Walked: true, WalkGap: ledger.NeverWhole}, nil,
 			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, walked 0 accessors); the stale sweep is incomplete: list auth/token/accessors: 500", []string{"may have stranded", "finish with: vault-token-renew sweep --apply"}},
 		{"healed but capped", renew.Result{Action: renew.ActionHeal, Current: oidc, New: renew.TokenInfo{Accessor: "m1"}, TTL: 48 * time.Hour,
-			Cap: renew.TTLVerdict{Capped: true, Why: "vault caps the TTL at 48h", Next: "lift the cap: vault auth tune -max-lease-ttl=768h token/"}, VaultWarnings: []string{"TTL capped"}}, nil,
-			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger)", []string{"warning=\"vault caps the TTL at 48h\"", "vault auth tune", "ttl=48h", "vault_warnings="}},
+			Cap: renew.TTLVerdict{Capped: true, TTL: 48 * time.Hour, Period: 768 * time.Hour}, VaultWarnings: []string{"TTL capped"}}, nil,
+			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger)", []string{"warning=\"vault caps the TTL at 48h0m0s, below the period 768h0m0s", "vault auth tune", "ttl=48h", "vault_warnings="}},
 		{"healed, capped and the sweep incomplete: both said", renew.Result{Action: renew.ActionHeal, Current: oidc, New: renew.TokenInfo{Accessor: "m1"}, TTL: 48 * time.Hour,
-			Cap: renew.TTLVerdict{Capped: true, Why: "vault caps the TTL at 48h", Next: "lift the cap: vault auth tune -max-lease-ttl=768h token/"}, SweepErr: errors.New("list: 500"), Walked: true, WalkGap: ledger.Unrecorded}, nil,
-			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, walked 0 accessors); the stale sweep is incomplete: list: 500", []string{"warning=\"vault caps the TTL at 48h\"", "vault auth tune", "finish with: vault-token-renew sweep --apply"}},
+			Cap: renew.TTLVerdict{Capped: true, TTL: 48 * time.Hour, Period: 768 * time.Hour}, SweepErr: errors.New("list: 500"), Walked: true, WalkGap: ledger.Unrecorded}, nil,
+			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, walked 0 accessors); the stale sweep is incomplete: list: 500", []string{"warning=\"vault caps the TTL at 48h0m0s, below the period 768h0m0s", "vault auth tune", "finish with: vault-token-renew sweep --apply"}},
 		{"renewed but capped", renew.Result{Action: renew.ActionRenew, Current: renew.TokenInfo{Accessor: "a1", Period: 768 * time.Hour}, TTL: 48 * time.Hour,
-			Cap: renew.TTLVerdict{Capped: true, Why: "vault caps the TTL at 48h", Next: "lift the cap: vault auth tune -max-lease-ttl=768h token/"}}, nil,
+			Cap: renew.TTLVerdict{Capped: true, TTL: 48 * time.Hour, Period: 768 * time.Hour}}, nil,
 			0, "OK: renewed periodic token; vault capped its TTL below the period", []string{"warning=", "vault auth tune"}},
 		{"drift", renew.Result{Action: renew.ActionRefuse, Current: renew.TokenInfo{Accessor: "k8s-acc", DisplayName: "kubernetes-woodpecker-default"}},
 			fmt.Errorf("%w (vault said: 403)", renew.ErrHealDenied),
@@ -127,8 +126,8 @@ func TestReportMapsOutcomesToExitCodesAndPrefixes(t *testing.T) {
 			1, "FAIL: could not write the token file", []string{"minted_accessor=m9", "minted_revoked=true"}},
 		{"write failed, mint not revoked", renew.Result{Stage: renew.StageWrite, New: renew.TokenInfo{Accessor: "m9"}}, &fs.PathError{Op: "write", Path: "/home/w/.vault-token.tmp-1", Err: syscall.ENOSPC},
 			1, "FAIL: could not write the token file", []string{"minted_revoked=false", "vault token revoke -accessor m9"}},
-		{"capped renewal", renew.Result{Stage: renew.StageCap, Cause: renew.CauseCapped, Cap: renew.TTLVerdict{Capped: true, Fatal: true, Why: "vault caps the TTL at 12h", Next: "lift the cap: vault auth tune -max-lease-ttl=768h token/"}}, renew.ErrCapped,
-			1, "FAIL: vault caps the token's TTL below what a daily timer can outrun", []string{"cause=ttl-capped", "warning=\"vault caps the TTL at 12h\"", "vault auth tune -max-lease-ttl=768h token/"}},
+		{"capped renewal", renew.Result{Stage: renew.StageCap, Cause: renew.CauseCapped, Cap: renew.TTLVerdict{Capped: true, Fatal: true, TTL: 12 * time.Hour, Period: 768 * time.Hour}}, renew.ErrCapped,
+			1, "FAIL: vault caps the token's TTL below what a daily timer can outrun", []string{"cause=ttl-capped", "warning=\"vault caps the TTL at 12h0m0s", "vault auth tune -max-lease-ttl=768h token/"}},
 		{"sweep stopped by the rate limit", renew.Result{Stage: renew.StageSweep}, &sweep.IncompleteError{Phase: "lookup", Done: 80, Total: 405, Why: "at --max-rps 20 ...", Need: 55 * time.Second, Err: context.DeadlineExceeded},
 			1, "FAIL: the stale-token sweep did not finish", []string{"cause=sweep-incomplete", "looking up after 80 of 405", "vault-token-renew sweep --apply --timeout 55s"}},
 		{"sweep --apply on a foreign token", renew.Result{Stage: renew.StageForeign, Cause: renew.CauseForeign, Current: renew.TokenInfo{DisplayName: "oidc-wizard"}}, errors.New("foreign"),
@@ -142,7 +141,7 @@ func TestReportMapsOutcomesToExitCodesAndPrefixes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			log, _ := newLogger(&buf, "plain", env())
+			log, _ := newLogger(&buf, "plain", getenvOf(env()))
 			code := report(log, tc.res, tc.err)
 			line := buf.String()
 			if code != tc.code {
@@ -201,7 +200,7 @@ func TestJournaldPriorities(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, stream := journalFile(t)
-			log, _ := newLogger(f, "auto", env("JOURNAL_STREAM", stream))
+			log, _ := newLogger(f, "auto", getenvOf(env("JOURNAL_STREAM", stream)))
 			report(log, tc.res, tc.err)
 			if got := written(t, f); !strings.HasPrefix(got, tc.want) {
 				t.Fatalf("line %q, want prefix %q", got, tc.want)
@@ -209,7 +208,7 @@ func TestJournaldPriorities(t *testing.T) {
 		})
 	}
 	f, stream := journalFile(t)
-	log, _ := newLogger(f, "plain", env("JOURNAL_STREAM", stream))
+	log, _ := newLogger(f, "plain", getenvOf(env("JOURNAL_STREAM", stream)))
 	log.Warn().Msg("vault capped the period")
 	if got := written(t, f); got != "<4>warn: vault capped the period\n" {
 		t.Fatalf("warning line %q", got)
@@ -221,13 +220,13 @@ func TestJournaldPriorities(t *testing.T) {
 func TestInheritedJournalStreamIsNotTheJournal(t *testing.T) {
 	_, stream := journalFile(t)
 	other, _ := journalFile(t)
-	log, _ := newLogger(other, "plain", env("JOURNAL_STREAM", stream))
+	log, _ := newLogger(other, "plain", getenvOf(env("JOURNAL_STREAM", stream)))
 	report(log, renew.Result{Action: renew.ActionRenew}, nil)
 	if got := written(t, other); !strings.HasPrefix(got, "OK:") {
 		t.Fatalf("line %q: the journal's priority prefix on a stream that is not the journal", got)
 	}
 	var buf bytes.Buffer
-	log, _ = newLogger(&buf, "plain", env("JOURNAL_STREAM", stream))
+	log, _ = newLogger(&buf, "plain", getenvOf(env("JOURNAL_STREAM", stream)))
 	report(log, renew.Result{Action: renew.ActionRenew}, nil)
 	if !strings.HasPrefix(buf.String(), "OK:") {
 		t.Fatalf("line %q", buf.String())
@@ -236,7 +235,7 @@ func TestInheritedJournalStreamIsNotTheJournal(t *testing.T) {
 
 func TestJSONLogFormat(t *testing.T) {
 	var buf bytes.Buffer
-	log, _ := newLogger(&buf, "json", env())
+	log, _ := newLogger(&buf, "json", getenvOf(env()))
 	report(log, renew.Result{Action: renew.ActionRenew, Current: renew.TokenInfo{Accessor: "a1"}}, nil)
 	var evt map[string]interface{}
 	if err := json.Unmarshal(buf.Bytes(), &evt); err != nil {
@@ -272,7 +271,7 @@ func TestFailLineCarriesVaultErrorButNoTokenHeader(t *testing.T) {
 		t.Fatal("premise: the request did not carry the token")
 	}
 	var buf bytes.Buffer
-	log, _ := newLogger(&buf, "plain", env())
+	log, _ := newLogger(&buf, "plain", getenvOf(env()))
 	report(log, renew.Result{Stage: renew.StageLookup, Cause: renew.Classify(err, false), Path: "/x"}, fmt.Errorf("token in /x: %w", err))
 	line := buf.String()
 	if !strings.Contains(line, "lookup-self: vault answered 403: permission denied; invalid token") {
@@ -388,5 +387,80 @@ func TestUsageErrorUnderSystemdIsAnError(t *testing.T) {
 	}
 	if got := written(t, f); !strings.HasPrefix(got, "<3>vault-token-renew: VTR_WAIT_UNREACHABLE=\"soon\"") {
 		t.Fatalf("line %q, want error priority", got)
+	}
+}
+
+// TestHintsNameTheCLIOfTheOperator: the lines people copy and paste (the
+// DRIFT hint, the manual re-mint, the no-token hint) name the command the
+// operator has, in both worlds, and never the other one.
+func TestHintsNameTheCLIOfTheOperator(t *testing.T) {
+	drift := renew.Result{Action: renew.ActionRefuse, Current: renew.TokenInfo{Accessor: "k8s-acc", DisplayName: "kubernetes-woodpecker-default"}}
+	noToken := renew.Result{Stage: renew.StageRead, Path: "/home/w/.vault-token"}
+	for _, tc := range []struct{ cli, other string }{{"vault", "bao "}, {"bao", "vault "}} {
+		t.Run(tc.cli, func(t *testing.T) {
+			r := testReporter()
+			r.cli = tc.cli
+			for _, c := range []struct {
+				what string
+				line closing
+				want []string
+			}{
+				{"DRIFT", r.report(drift, renew.ErrHealDenied), []string{tc.cli + " token lookup -accessor k8s-acc"}},
+				{"no-token", r.report(noToken, fmt.Errorf("%w: /home/w/.vault-token", tokenfile.ErrMissing)),
+					[]string{tc.cli + " login -method=oidc", "(umask 077; " + tc.cli + " token create -orphan -period=768h -policy=vault-admin -policy=sops-admin -display-name=devvm-wizard"}},
+				{"sealed", r.report(renew.Result{Stage: renew.StageLookup, Cause: renew.CauseSealed}, errors.New("503")), []string{tc.cli + " operator unseal"}},
+			} {
+				var buf bytes.Buffer
+				log, _ := newLogger(&buf, "plain", getenvOf(env()))
+				c.line.print(log)
+				for _, w := range c.want {
+					if !strings.Contains(buf.String(), w) {
+						t.Errorf("%s line lacks %q:\n%s", c.what, w, buf.String())
+					}
+				}
+				if strings.Contains(buf.String(), tc.other) {
+					t.Errorf("%s line for a %s user names %q:\n%s", c.what, tc.cli, tc.other, buf.String())
+				}
+			}
+			if got := r.remint(); !strings.HasPrefix(got, "(umask 077; "+tc.cli+" token create") {
+				t.Errorf("re-mint %q", got)
+			}
+		})
+	}
+}
+
+// TestTheCLIIsTheOperators: bao when the settings come from BAO_*, or bao
+// is on PATH and vault is not; vault otherwise.
+func TestTheCLIIsTheOperators(t *testing.T) {
+	onPath := func(names ...string) func(string) (string, error) {
+		return func(n string) (string, error) {
+			for _, x := range names {
+				if x == n {
+					return "/usr/bin/" + n, nil
+				}
+			}
+			return "", errors.New("not found")
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		env  func(string) (string, bool)
+		path func(string) (string, error)
+		want string
+	}{
+		{"VAULT_ADDR, both on PATH", env("VAULT_ADDR", "http://v"), onPath("vault", "bao"), "vault"},
+		{"BAO_ADDR set", env("BAO_ADDR", "http://b"), onPath("vault", "bao"), "bao"},
+		{"BAO_ADDR set and empty", env("BAO_ADDR", "", "VAULT_ADDR", "http://v"), onPath("vault"), "bao"},
+		{"BAO_TOKEN_PATH set", env("BAO_TOKEN_PATH", "/t"), onPath("vault"), "bao"},
+		{"only bao on PATH", env("VAULT_ADDR", "http://v"), onPath("bao"), "bao"},
+		{"neither on PATH", env(), onPath(), "vault"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCLI(io.Discard, io.Discard, tc.env)
+			c.lookPath = tc.path
+			if got := c.vaultCLI(c.settings()); got != tc.want {
+				t.Fatalf("cli %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

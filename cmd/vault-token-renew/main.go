@@ -20,5 +20,5 @@ func main() { os.Exit(run()) }
 func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return newCLI(os.Stdout, os.Stderr, os.Getenv).run(ctx, os.Args[1:])
+	return newCLI(os.Stdout, os.Stderr, os.LookupEnv).run(ctx, os.Args[1:])
 }

@@ -101,8 +101,8 @@ func (r reporter) renewed(res renew.Result) closing {
 	c.msg = "OK: renewed periodic token" + retired(res, "revoked")
 	var warn, next []string
 	if res.Cap.Capped {
-		c.msg += "; vault capped its TTL below the period"
-		warn, next = append(warn, res.Cap.Why), append(next, res.Cap.Next)
+		c.msg += "; " + r.server() + " capped its TTL below the period"
+		warn, next = append(warn, r.capWhy(res.Cap)), append(next, r.capNext(res.Cap))
 	}
 	if g := res.Ledger.Gap(); g == ledger.Unrecorded || g == ledger.Overflow {
 		warn = append(warn, "the ledger is incomplete: "+gapWords(g)+"; a stale token may be alive that no run knows")
@@ -156,7 +156,7 @@ func gapWords(g ledger.Gap) string {
 	case ledger.Unsaved:
 		return "this run could not save the ledger"
 	case ledger.OtherVault:
-		return "the ledger was kept on another vault cluster, or vault would not say which cluster it is"
+		return "the ledger was kept on another cluster, or the server would not say which cluster it is"
 	}
 	return "none"
 }
@@ -194,9 +194,9 @@ func (r reporter) healed(res renew.Result) closing {
 	c.msg = fmt.Sprintf("HEALED: re-minted from foreign dn=%s (%s)", res.Current.DisplayName, sweptWords(res, "revoked"))
 	var next []string
 	if res.Cap.Capped {
-		next = append(next, res.Cap.Next)
+		next = append(next, r.capNext(res.Cap))
 		c.level = zerolog.WarnLevel
-		c.str("warning", res.Cap.Why)
+		c.str("warning", r.capWhy(res.Cap))
 	}
 	if w, n := r.sweepTrouble(res); w != "" {
 		c.msg += "; " + w
@@ -214,6 +214,22 @@ func (r reporter) healed(res renew.Result) closing {
 		c.str("next", strings.Join(next, "; "))
 	}
 	return c
+}
+
+// capWhy says what caps a token's TTL (renew.JudgeTTL's verdict).
+func (r reporter) capWhy(v renew.TTLVerdict) string {
+	if v.Explicit {
+		return fmt.Sprintf("the token's explicit_max_ttl (%s) caps it: it dies on %s whatever the renewals", v.ExplicitMaxTTL, v.Dies.Format(time.RFC3339))
+	}
+	return fmt.Sprintf("%s caps the TTL at %s, below the period %s: the token mount's max TTL or the system max TTL", r.server(), v.TTL, v.Period)
+}
+
+// capNext is how to lift the cap, in the operator's CLI.
+func (r reporter) capNext(v renew.TTLVerdict) string {
+	if v.Explicit {
+		return "re-mint it without -explicit-max-ttl: log in (" + r.login() + ") and run vault-token-renew"
+	}
+	return fmt.Sprintf("lift the cap: %s auth tune -max-lease-ttl=%s token/ (and the server's max_lease_ttl if that is lower)", r.cli, fmtDur(v.Period))
 }
 
 // vaultWarnings carries the warnings Vault attached to its answer, when
@@ -270,13 +286,13 @@ func (r reporter) fail(res renew.Result, err error) closing {
 		reason: res.Stage.Words(), msg: "FAIL: " + res.Stage.Words() + dryWords(res)}
 	c.err(err).str("stage", res.Stage.String()).str("cause", cause.String()).str("path", res.Path)
 	if res.Cap.Capped {
-		c.str("warning", res.Cap.Why)
+		c.str("warning", r.capWhy(res.Cap))
 	}
 	if res.New.Accessor != "" {
 		c.str("minted_accessor", res.New.Accessor).flag("minted_revoked", res.NewRevoked)
 	}
 	next := r.hint(res, cause, err)
-	if s := strandNote(res, cause); s != "" {
+	if s := r.strandNote(res, cause); s != "" {
 		next += "; " + s
 	}
 	c.str("next", next)
@@ -288,16 +304,25 @@ func (r reporter) fail(res renew.Result, err error) closing {
 // The ledger holds the first and knows of the second, so the next heal
 // retires or walks to it; `sweep --apply` refuses while the file holds the
 // foreign token, so the heal is the way.
-func strandNote(res renew.Result, cause renew.Cause) string {
+func (r reporter) strandNote(res renew.Result, cause renew.Cause) string {
 	if res.New.Accessor != "" && !res.NewRevoked {
-		return "the minted token could not be revoked: vault token revoke -accessor " + res.New.Accessor + ", or the next heal retires it"
+		return "the minted token could not be revoked: " + r.cli + " token revoke -accessor " + res.New.Accessor + ", or the next heal retires it"
 	}
 	lost := map[renew.Cause]bool{renew.CauseServer: true, renew.CauseClientTimeout: true, renew.CauseTimeout: true,
 		renew.CauseCanceled: true, renew.CauseUnreachable: true, renew.CauseSealed: true}
 	if res.Stage == renew.StageCreate && lost[cause] {
-		return "vault may have minted a token before the answer was lost: the ledger knows, and the next heal walks to revoke it"
+		return r.server() + " may have minted a token before the answer was lost: the ledger knows, and the next heal walks to revoke it"
 	}
 	return ""
+}
+
+// server names the server as the operator knows it: vault, or openbao
+// for a bao user.
+func (r reporter) server() string {
+	if r.cli == "bao" {
+		return "openbao"
+	}
+	return "vault"
 }
 
 // login is the command that logs the operator in, in their CLI.
@@ -323,21 +348,21 @@ func (r reporter) hint(res renew.Result, cause renew.Cause, err error) string {
 	case renew.CauseNoToken:
 		return "log in (" + r.login() + ") and run again to heal, or mint the periodic token by hand: " + r.remint()
 	case renew.CauseBadTokenFile:
-		return "the token file was left as it is and vault was not asked; look at it (wc -l " + res.Path + "), then log in (" + r.login() + ") to write one token there and run again, or re-mint by hand: " + r.remint()
+		return "the token file was left as it is and " + r.server() + " was not asked; look at it (wc -l " + res.Path + "), then log in (" + r.login() + ") to write one token there and run again, or re-mint by hand: " + r.remint()
 	case renew.CauseTokenDenied:
 		return "the token in the file is dead or revoked and cannot heal itself; log in (" + r.login() + ") and run again, or re-mint by hand: " + r.remint()
 	case renew.CauseSealed:
-		return "vault at " + r.addr + " is sealed or has no active node; unseal it (" + r.cli + " operator unseal) and run again"
+		return r.server() + " at " + r.addr + " is sealed or has no active node; unseal it (" + r.cli + " operator unseal) and run again"
 	case renew.CauseUnreachable:
-		return "cannot reach vault at " + r.addr + "; check " + r.setting("ADDR") + " in the environment file and " + r.cli + " status"
+		return "cannot reach " + r.server() + " at " + r.addr + "; check " + r.setting("ADDR") + " in the environment file and " + r.cli + " status"
 	case renew.CauseServer:
-		return "vault at " + r.addr + " answered with a server error; check its logs and run again"
+		return r.server() + " at " + r.addr + " answered with a server error; check its logs and run again"
 	case renew.CauseTLS:
 		return r.tlsHint(err)
 	case renew.CauseTimeout:
 		return fmt.Sprintf("the run's --timeout (%s) passed; check %s status, or raise --timeout", fmtDur(r.timeout), r.cli)
 	case renew.CauseClientTimeout:
-		return "a request to vault at " + r.addr + " outlived the client's own timeout (" + r.setting("CLIENT_TIMEOUT") + ", default 60s); check vault's load, or raise " + r.setting("CLIENT_TIMEOUT") + " in the environment file"
+		return "a request to " + r.server() + " at " + r.addr + " outlived the client's own timeout (" + r.setting("CLIENT_TIMEOUT") + ", default 60s); check its load, or raise " + r.setting("CLIENT_TIMEOUT") + " in the environment file"
 	case renew.CauseCanceled:
 		return "the run was interrupted (Ctrl-C or SIGTERM) before it finished; run it again"
 	case renew.CauseFilesystem:
@@ -345,20 +370,20 @@ func (r reporter) hint(res renew.Result, cause renew.Cause, err error) string {
 	case renew.CauseLockHeld:
 		return "another vault-token-renew run holds the lock; wait for it (pgrep -a vault-token-renew) and run again, or raise --lock-wait"
 	case renew.CauseCapped:
-		return res.Cap.Next
+		return r.capNext(res.Cap)
 	case renew.CauseMintRejected:
-		return "vault minted a token unlike the one asked for (name, period, orphan, policies, meta tags); check the token store's limits, the policies and any role or plugin that rewrites creates, then run again"
+		return r.server() + " minted a token unlike the one asked for (name, period, orphan, policies, meta tags); check the token store's limits, the policies and any role or plugin that rewrites creates, then run again"
 	case renew.CauseIncomplete:
 		return "stale tokens may remain; finish the walk: " + r.sweepCommand(err)
 	case renew.CauseForeign:
 		return "the token file holds a foreign token (dn=" + res.Current.DisplayName + "); run vault-token-renew first: it heals the file, then sweeps"
 	case renew.CauseSettings:
-		return "fix the " + r.setting("*") + " variables in the environment file (~/.config/vault-token-renew/env)"
+		return "fix the " + r.setting("*") + " variables in the environment file (~/.config/vault-token-renew/env), or the shell's"
 	case renew.CauseRefused:
 		if res.Stage == renew.StageSweep {
 			return "the token in " + res.Path + " may not walk the accessors: a walk needs list and sudo on auth/token/accessors, and update on auth/token/lookup-accessor and revoke-accessor (vault-admin has them)"
 		}
-		return "vault refused the request; check the policies of the token in " + res.Path + " (" + r.cli + " token lookup)"
+		return r.server() + " refused the request; check the policies of the token in " + res.Path + " (" + r.cli + " token lookup)"
 	}
 	return "run again with --log-format=console for detail; see the runbook"
 }
@@ -377,15 +402,15 @@ func (r reporter) tlsHint(err error) string {
 	addr, s := r.addr, r.setting
 	switch renew.TLSKind(err) {
 	case renew.TLSUnknownCA:
-		return "vault's certificate at " + addr + " is signed by a CA this machine does not trust; set " + s("CACERT") + " (a CA file) or " + s("CAPATH") + " (a directory) in the environment file"
+		return r.server() + "'s certificate at " + addr + " is signed by a CA this machine does not trust; set " + s("CACERT") + " (a CA file) or " + s("CAPATH") + " (a directory) in the environment file"
 	case renew.TLSHostname:
-		return "vault's certificate does not name the host in " + s("ADDR") + " (" + addr + "); use a name the certificate carries in " + s("ADDR") + ", or set " + s("TLS_SERVER_NAME") + " in the environment file"
+		return r.server() + "'s certificate does not name the host in " + s("ADDR") + " (" + addr + "); use a name the certificate carries in " + s("ADDR") + ", or set " + s("TLS_SERVER_NAME") + " in the environment file"
 	case renew.TLSExpired:
-		return "vault's certificate at " + addr + " has expired or is not yet valid; check this machine's clock (date), then have the certificate renewed"
+		return r.server() + "'s certificate at " + addr + " has expired or is not yet valid; check this machine's clock (date), then have the certificate renewed"
 	case renew.TLSNotTLS:
-		return "vault at " + addr + " did not answer in TLS; check the scheme (https:// or http://) in " + s("ADDR")
+		return r.server() + " at " + addr + " did not answer in TLS; check the scheme (https:// or http://) in " + s("ADDR")
 	}
-	return "the TLS handshake with vault at " + addr + " failed; check " + s("CACERT") + ", " + s("CAPATH") + ", " + s("CLIENT_CERT") + ", " + s("CLIENT_KEY") + " and " + s("TLS_SERVER_NAME") + " in the environment file"
+	return "the TLS handshake with " + r.server() + " at " + addr + " failed; check " + s("CACERT") + ", " + s("CAPATH") + ", " + s("CLIENT_CERT") + ", " + s("CLIENT_KEY") + " and " + s("TLS_SERVER_NAME") + " in the environment file"
 }
 
 // fsHint names the path a local file operation failed on and what fixes it.

@@ -1,5 +1,6 @@
 // Package demo runs the renewer's main job end to end on a throwaway dev
-// Vault, so that anyone can watch it renew, heal and refuse in a minute.
+// Vault (or OpenBao), so that anyone can watch it renew, heal and refuse in
+// a minute.
 package demo
 
 import (
@@ -28,14 +29,16 @@ var steps = []step{
 	{"our periodic token is in the file", func(f *devvault.Fixture, ctx context.Context) (devvault.Token, error) {
 		return f.MintPeriodic(ctx, "devvm-wizard")
 	}, 0, "OK:"},
-	{"a `vault login` (userpass standing in for OIDC) clobbers the file", (*devvault.Fixture).Login, 0, "HEALED:"},
+	{"a login (userpass standing in for OIDC) clobbers the file", (*devvault.Fixture).Login, 0, "HEALED:"},
 	{"a weak read-only token (default policy only) clobbers the file", (*devvault.Fixture).MintWeak, 1, "DRIFT:"},
 }
 
-// Run performs the demo, writing plain progress to out; verbose shows every
-// log line of each run instead of only its closing line. It returns an
-// error when any step did not behave as designed.
-func Run(ctx context.Context, out io.Writer, verbose bool) (err error) {
+// Run performs the demo on a server of kind (vault or openbao), writing
+// plain progress to out; verbose shows every log line of each run instead
+// of only its closing line. It returns an error when any step did not
+// behave as designed. The runs see the settings the server's own CLI
+// reads: VAULT_ADDR for Vault, BAO_ADDR for OpenBao.
+func Run(ctx context.Context, out io.Writer, kind devvault.Kind, verbose bool) (err error) {
 	tmp, err := os.MkdirTemp("", "vault-token-renew-demo-")
 	if err != nil {
 		return err
@@ -48,15 +51,15 @@ func Run(ctx context.Context, out io.Writer, verbose bool) (err error) {
 	}
 	// The harness's own lines say which way Vault came up, and warn when
 	// the first build on a machine will take minutes.
-	srv, err := devvault.Start(ctx, out)
+	srv, err := devvault.StartKind(ctx, kind, out)
 	if err != nil {
 		return err
 	}
 	defer func() {
 		srv.Stop(context.WithoutCancel(ctx))
-		fmt.Fprintln(out, "demo: dev vault stopped and removed")
+		fmt.Fprintf(out, "demo: dev %s stopped and removed\n", srv.Kind)
 	}()
-	fmt.Fprintf(out, "demo: throwaway dev vault %s up (%s) at %s\n", srv.Version, srv.Mode, srv.Addr)
+	fmt.Fprintf(out, "demo: throwaway dev %s %s up (%s) at %s\n", srv.Kind, srv.Version, srv.Mode, srv.Addr)
 	f, err := devvault.Provision(ctx, srv)
 	if err != nil {
 		return err
@@ -99,7 +102,7 @@ func (st step) play(ctx context.Context, out io.Writer, n int, f *devvault.Fixtu
 	if err := os.WriteFile(file, []byte(tok.Secret), 0o600); err != nil {
 		return false, err
 	}
-	code, lines, err := runOnce(ctx, bin, home, f.Server.Addr)
+	code, lines, err := runOnce(ctx, bin, home, f.Server)
 	if err != nil {
 		return false, err
 	}
@@ -125,11 +128,15 @@ func (st step) play(ctx context.Context, out io.Writer, n int, f *devvault.Fixtu
 }
 
 // runOnce runs the renewer as the timer would, with a clean environment.
-func runOnce(ctx context.Context, bin, home, addr string) (int, []string, error) {
+func runOnce(ctx context.Context, bin, home string, srv *devvault.Server) (int, []string, error) {
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(rctx, bin, "--log-format=plain")
-	cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "VAULT_ADDR=" + addr}
+	addr := "VAULT_ADDR=" + srv.Addr
+	if srv.Kind == devvault.KindOpenBao {
+		addr = "BAO_ADDR=" + srv.Addr
+	}
+	cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), addr}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	err := cmd.Run()

@@ -32,16 +32,17 @@ import (
 type Mode string
 
 const (
-	ModeImage      Mode = "image"       // a hashicorp/vault image, present or pulled
+	ModeImage      Mode = "image"       // the upstream image (hashicorp/vault, openbao/openbao), present or pulled
 	ModeBuiltImage Mode = "built-image" // a local FROM-scratch image around the built binary
 	ModeProcess    Mode = "process"     // the built binary as a local process
 )
 
-// Server is a running dev Vault. Its root token is random per server and
-// lives only in memory.
+// Server is a running dev Vault or OpenBao. Its root token is random per
+// server and lives only in memory.
 type Server struct {
 	Addr      string // http://127.0.0.1:port or http://localhost:port
 	RootToken string
+	Kind      Kind
 	Mode      Mode
 	Version   string
 	// CACert is the CA file of a TLS server (StartTLS); empty for plain HTTP.
@@ -65,10 +66,14 @@ func (s *Server) Stop(ctx context.Context) error { return s.stop(ctx) }
 // process) forces one way. Under CI=true a missing Docker is an error rather
 // than a silent fall-back to a process, unless process mode was asked for.
 func Start(ctx context.Context, progress io.Writer) (*Server, error) {
-	version, err := Version()
+	fl, err := vaultFlavor()
 	if err != nil {
 		return nil, err
 	}
+	return start(ctx, fl, progress)
+}
+
+func start(ctx context.Context, fl flavor, progress io.Writer) (*Server, error) {
 	mode := Mode(os.Getenv("VTR_VAULT_MODE"))
 	switch mode {
 	case "", ModeImage, ModeBuiltImage, ModeProcess:
@@ -77,7 +82,7 @@ func Start(ctx context.Context, progress io.Writer) (*Server, error) {
 	}
 	root := randomToken()
 	if mode == ModeProcess {
-		return startProcess(ctx, version, root, progress, false)
+		return startProcess(ctx, fl, root, progress, false)
 	}
 	configureTestcontainers()
 	dc, derr := dockerClient(ctx)
@@ -89,37 +94,39 @@ func Start(ctx context.Context, progress io.Writer) (*Server, error) {
 		if mode != "" || os.Getenv("CI") == "true" {
 			return nil, fmt.Errorf("devvault: docker is needed (%s) but not usable: %w; start the docker daemon (systemctl start docker), or set VTR_VAULT_MODE=process to run vault as a local process", why, derr)
 		}
-		fmt.Fprintf(progress, "devvault: no docker (%v); running vault %s as a local process\n", derr, version)
-		return startProcess(ctx, version, root, progress, false)
+		fmt.Fprintf(progress, "devvault: no docker (%v); running %s %s as a local process\n", derr, fl.kind, fl.version)
+		return startProcess(ctx, fl, root, progress, false)
 	}
 	defer dc.Close()
-	return startDocker(ctx, dc, mode, version, root, progress)
+	return startDocker(ctx, dc, mode, fl, root, progress)
 }
 
 // startDocker starts the server in a container: the official image where
-// it can be had, else a local image around the built binary.
-func startDocker(ctx context.Context, dc *testcontainers.DockerClient, mode Mode, version, root string, progress io.Writer) (*Server, error) {
-	official := "hashicorp/vault:" + version
+// it can be had, else a local image around the binary.
+func startDocker(ctx context.Context, dc *testcontainers.DockerClient, mode Mode, fl flavor, root string, progress io.Writer) (*Server, error) {
 	if mode == "" || mode == ModeImage {
-		why := officialImage(ctx, dc, official)
+		why := officialImage(ctx, dc, fl.official)
 		switch {
 		case why == nil:
-			fmt.Fprintf(progress, "devvault: vault %s from image %s\n", version, official)
-			return startContainer(ctx, official, nil, version, root, ModeImage, progress)
+			fmt.Fprintf(progress, "devvault: %s %s from image %s\n", fl.kind, fl.version, fl.official)
+			return startContainer(ctx, fl, fl.official, nil, root, ModeImage, progress)
 		case mode == ModeImage:
-			return nil, fmt.Errorf("devvault: image %s not available: %w", official, why)
+			return nil, fmt.Errorf("devvault: image %s not available: %w", fl.official, why)
 		}
-		fmt.Fprintf(progress, "devvault: image %s not available (%v); using a locally built image\n", official, why)
+		fmt.Fprintf(progress, "devvault: image %s not available (%v); using a locally built image\n", fl.official, why)
 	}
-	bin, err := Binary(ctx, progress)
+	bin, err := fl.binary(ctx, progress)
 	if err != nil {
 		return nil, err
 	}
-	key, _ := buildKey()
-	local := "vault-token-renew/vault-dev:" + key
+	key, err := fl.tag(bin)
+	if err != nil {
+		return nil, err
+	}
+	local := fl.local + ":" + key
 	var df *testcontainers.FromDockerfile
 	if ensureLocal(ctx, dc, local) != nil {
-		ctxDir, err := buildContext(bin)
+		ctxDir, err := buildContext(bin, fl.exe)
 		if err != nil {
 			return nil, err
 		}
@@ -128,8 +135,8 @@ func startDocker(ctx context.Context, dc *testcontainers.DockerClient, mode Mode
 		df = &testcontainers.FromDockerfile{Context: ctxDir, Repo: repo, Tag: tag, KeepImage: true}
 		fmt.Fprintf(progress, "devvault: building image %s (FROM scratch, no pull)\n", local)
 	}
-	fmt.Fprintf(progress, "devvault: vault %s from local image %s\n", version, local)
-	return startContainer(ctx, local, df, version, root, ModeBuiltImage, progress)
+	fmt.Fprintf(progress, "devvault: %s %s from local image %s\n", fl.kind, fl.version, local)
+	return startContainer(ctx, fl, local, df, root, ModeBuiltImage, progress)
 }
 
 var tcOnce sync.Once
@@ -184,17 +191,20 @@ func ensureLocal(ctx context.Context, dc *testcontainers.DockerClient, ref strin
 
 var (
 	officialMu     sync.Mutex
-	officialMissed error // a failed pull is not retried within one process
+	officialMissed = map[string]error{} // a failed pull is not retried within one process
 )
 
 func officialImage(ctx context.Context, dc *testcontainers.DockerClient, ref string) error {
 	officialMu.Lock()
 	defer officialMu.Unlock()
-	if officialMissed != nil {
-		return officialMissed
+	if err := officialMissed[ref]; err != nil {
+		return err
 	}
-	officialMissed = ensureImage(ctx, dc, ref)
-	return officialMissed
+	err := ensureImage(ctx, dc, ref)
+	if err != nil {
+		officialMissed[ref] = err
+	}
+	return err
 }
 
 // ensureImage finds ref locally or makes one bounded pull attempt: on a
@@ -213,23 +223,23 @@ func ensureImage(ctx context.Context, dc *testcontainers.DockerClient, ref strin
 	return resp.Wait(pctx)
 }
 
-// buildContext lays out a docker build context: the static binary and a
-// Dockerfile that needs no base image.
-func buildContext(bin string) (string, error) {
+// buildContext lays out a docker build context: the static binary (as
+// /bin/exe) and a Dockerfile that needs no base image.
+func buildContext(bin, exe string) (string, error) {
 	dir, err := os.MkdirTemp("", "vault-dev-image-")
 	if err != nil {
 		return "", err
 	}
 	b, err := os.ReadFile(bin)
 	if err == nil {
-		err = os.WriteFile(filepath.Join(dir, "vault"), b, 0o755)
+		err = os.WriteFile(filepath.Join(dir, exe), b, 0o755)
 	}
 	if err == nil {
 		err = os.MkdirAll(filepath.Join(dir, "tmp"), 0o777)
 	}
 	if err == nil {
-		err = os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(
-			"FROM scratch\nCOPY vault /bin/vault\nCOPY tmp /tmp\nENV HOME=/tmp\nEXPOSE 8200\nENTRYPOINT [\"/bin/vault\"]\n"), 0o644)
+		err = os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(fmt.Sprintf(
+			"FROM scratch\nCOPY %[1]s /bin/%[1]s\nCOPY tmp /tmp\nENV HOME=/tmp\nEXPOSE 8200\nENTRYPOINT [\"/bin/%[1]s\"]\n", exe)), 0o644)
 	}
 	if err != nil {
 		os.RemoveAll(dir)
@@ -242,7 +252,7 @@ func devArgs(listen, root string) []string {
 	return []string{"server", "-dev", "-dev-root-token-id=" + root, "-dev-listen-address=" + listen, "-dev-no-store-token"}
 }
 
-func startContainer(ctx context.Context, image string, df *testcontainers.FromDockerfile, version, root string, mode Mode, progress io.Writer) (*Server, error) {
+func startContainer(ctx context.Context, fl flavor, image string, df *testcontainers.FromDockerfile, root string, mode Mode, progress io.Writer) (*Server, error) {
 	opts := []testcontainers.ContainerCustomizer{
 		testcontainers.WithLogger(quietLogger{w: progress}),
 		testcontainers.WithExposedPorts("8200/tcp"),
@@ -250,7 +260,7 @@ func startContainer(ctx context.Context, image string, df *testcontainers.FromDo
 			// Publish on loopback only.
 			hc.PortBindings = network.PortMap{network.MustParsePort("8200/tcp"): {{HostIP: netip.MustParseAddr("127.0.0.1")}}}
 		}),
-		testcontainers.WithEnv(map[string]string{"SKIP_SETCAP": "true", "VAULT_DISABLE_MLOCK": "true"}),
+		testcontainers.WithEnv(map[string]string{"SKIP_SETCAP": "true", "VAULT_DISABLE_MLOCK": "true", "BAO_DISABLE_MLOCK": "true"}),
 		testcontainers.WithWaitStrategy(wait.ForHTTP("/v1/sys/health").WithPort("8200/tcp").WithStartupTimeout(60 * time.Second)),
 		testcontainers.WithLabels(map[string]string{"vault-token-renew": "dev-vault"}),
 	}
@@ -265,16 +275,16 @@ func startContainer(ctx context.Context, image string, df *testcontainers.FromDo
 		if ctr != nil {
 			_ = ctr.Terminate(context.WithoutCancel(ctx))
 		}
-		return nil, fmt.Errorf("devvault: start vault container: %w", err)
+		return nil, fmt.Errorf("devvault: start %s container: %w", fl.kind, err)
 	}
 	ep, err := ctr.PortEndpoint(ctx, "8200/tcp", "http")
 	if err != nil {
 		_ = ctr.Terminate(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("devvault: vault container port: %w", err)
+		return nil, fmt.Errorf("devvault: %s container port: %w", fl.kind, err)
 	}
 	id := ctr.GetContainerID()
 	return &Server{
-		Addr: ep, RootToken: root, Mode: mode, Version: version,
+		Addr: ep, RootToken: root, Kind: fl.kind, Mode: mode, Version: fl.version,
 		pause: func(ctx context.Context) error {
 			return withDocker(ctx, func(c *testcontainers.DockerClient) error {
 				_, err := c.ContainerPause(ctx, id, client.ContainerPauseOptions{})
@@ -306,15 +316,15 @@ func withDocker(ctx context.Context, fn func(*testcontainers.DockerClient) error
 // TLS failures must be told apart from an unreachable Vault. Its CA file
 // is Server.CACert; the certificate names 127.0.0.1 and localhost.
 func StartTLS(ctx context.Context, progress io.Writer) (*Server, error) {
-	version, err := Version()
+	fl, err := vaultFlavor()
 	if err != nil {
 		return nil, err
 	}
-	return startProcess(ctx, version, randomToken(), progress, true)
+	return startProcess(ctx, fl, randomToken(), progress, true)
 }
 
-func startProcess(ctx context.Context, version, root string, progress io.Writer, withTLS bool) (*Server, error) {
-	bin, err := Binary(ctx, progress)
+func startProcess(ctx context.Context, fl flavor, root string, progress io.Writer, withTLS bool) (*Server, error) {
+	bin, err := fl.binary(ctx, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -361,11 +371,11 @@ func startProcess(ctx context.Context, version, root string, progress io.Writer,
 	if err := waitHealthy(ctx, hc, addr, done); err != nil {
 		b, _ := os.ReadFile(logf.Name())
 		stop(ctx)
-		return nil, fmt.Errorf("devvault: vault process did not become healthy: %w\n%s", err, devSecrets.ReplaceAllString(tail(b, 20), "$1: [redacted]"))
+		return nil, fmt.Errorf("devvault: %s process did not become healthy: %w\n%s", fl.kind, err, devSecrets.ReplaceAllString(tail(b, 20), "$1: [redacted]"))
 	}
-	fmt.Fprintf(progress, "devvault: vault %s as local process on %s\n", version, listen)
+	fmt.Fprintf(progress, "devvault: %s %s as local process on %s\n", fl.kind, fl.version, listen)
 	return &Server{
-		Addr: addr, RootToken: root, Mode: ModeProcess, Version: version, CACert: caCert,
+		Addr: addr, RootToken: root, Kind: fl.kind, Mode: ModeProcess, Version: fl.version, CACert: caCert,
 		pause:   func(context.Context) error { return cmd.Process.Signal(syscall.SIGSTOP) },
 		unpause: func(context.Context) error { return cmd.Process.Signal(syscall.SIGCONT) },
 		stop:    stop,

@@ -84,10 +84,10 @@ func freshEnv(want [][2]string) envEdit {
 	for _, kv := range want {
 		fmt.Fprintf(&b, "%s=%s\n", kv[0], kv[1])
 		e.changes = append(e.changes, kv[0]+": added")
-		e.hasAddr = e.hasAddr || kv[0] == "VAULT_ADDR"
+		e.hasAddr = e.hasAddr || kv[0] == "VAULT_ADDR" || kv[0] == "BAO_ADDR"
 	}
 	if !e.hasAddr {
-		b.WriteString("#VAULT_ADDR=https://vault.example.internal:8200\n")
+		b.WriteString("#VAULT_ADDR=https://vault.example.internal:8200\n# OpenBao: BAO_* lines work as VAULT_* lines do, and win over them\n# (BAO_TOKEN_PATH moves the token file):\n#BAO_ADDR=https://openbao.example.internal:8200\n")
 	}
 	b.WriteString(freshExamples)
 	if !slices.ContainsFunc(want, func(kv [2]string) bool { return kv[0] == hostVar }) {

@@ -51,6 +51,10 @@ func TestPlanEnv(t *testing.T) {
 		changes   []string
 		hasAddr   bool
 	}{
+		{"BAO_* lines as VAULT_* lines: set ones updated or added, the rest kept byte for byte; BAO_TOKEN never",
+			"# mine\nVAULT_ADDR=https://v\nBAO_ADDR=https://old\nBAO_CACERT=/ca\n", []string{"BAO_ADDR", "https://new", "BAO_TOKEN_PATH", "/home/w/.bao-token", "BAO_TOKEN", "s.secret"},
+			"# mine\nVAULT_ADDR=https://v\nBAO_ADDR=https://new\nBAO_CACERT=/ca\nBAO_TOKEN_PATH=/home/w/.bao-token\n", []string{"BAO_ADDR: updated", "BAO_TOKEN_PATH: added"}, true},
+		{"BAO_ADDR alone is an address", "BAO_ADDR=https://b\n", nil, "", nil, true},
 		{"unset VAULT_* lines are kept, never deleted",
 			"VAULT_ADDR=https://a\nVAULT_CACERT=/ca\n", []string{"VAULT_ADDR", "https://a"},
 			"", nil, true},

@@ -18,17 +18,27 @@ import (
 
 	"github.com/devvm/vault-token-renew/internal/atomicfile"
 	"github.com/devvm/vault-token-renew/internal/envfile"
+	"github.com/devvm/vault-token-renew/internal/vaultclient"
+	"github.com/devvm/vault-token-renew/tokenfile"
 )
 
 // Timer is the unit that `systemctl --user enable --now` starts.
 const Timer = "vault-token-renew.timer"
 
-// clientVars are the VAULT_* settings carried into the environment file.
-// VAULT_TOKEN is deliberately absent: the token file is the source of truth.
-var clientVars = []string{
-	"VAULT_ADDR", "VAULT_CACERT", "VAULT_CAPATH", "VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY",
-	"VAULT_NAMESPACE", "VAULT_SKIP_VERIFY", "VAULT_TLS_SERVER_NAME", "VAULT_CLIENT_TIMEOUT", "VAULT_MAX_RETRIES",
-}
+// clientVars are the client settings carried into the environment file:
+// each VAULT_* setting the tool honours and its BAO_* twin, and
+// BAO_TOKEN_PATH, which moves the token file. VAULT_TOKEN and BAO_TOKEN are
+// deliberately absent: the token file is the source of truth.
+var clientVars = func() []string {
+	var out []string
+	for _, n := range vaultclient.Names {
+		out = append(out, "VAULT_"+n)
+	}
+	for _, n := range vaultclient.Names {
+		out = append(out, "BAO_"+n)
+	}
+	return append(out, "BAO_TOKEN_PATH")
+}()
 
 // Paths are where things go below an install root (normally $HOME).
 type Paths struct {
@@ -60,7 +70,7 @@ type Report struct {
 	Unchanged    []string // paths already as wanted
 	Reloaded     bool     // daemon-reload and enable --now ran
 	NoManager    bool     // units changed but there was no user manager
-	EnvNeedsAddr bool     // the env file has no VAULT_ADDR
+	EnvNeedsAddr bool     // the env file has no VAULT_ADDR nor BAO_ADDR
 	// EnvChanges names each env file setting written, as "VAULT_ADDR:
 	// updated" or "VTR_HOST: added"; never a value.
 	EnvChanges []string
@@ -216,7 +226,7 @@ func (r Report) print(w io.Writer, p Paths, version string) {
 		fmt.Fprintf(w, "install: vault-token-renew %s installed; units unchanged, no reload needed\n", version)
 	}
 	if r.EnvNeedsAddr {
-		fmt.Fprintf(w, "install: warning: no VAULT_ADDR in %s; set it there (or re-run with VAULT_ADDR exported)\n", p.EnvFile)
+		fmt.Fprintf(w, "install: warning: no VAULT_ADDR (or BAO_ADDR) in %s; set it there (or re-run with it exported)\n", p.EnvFile)
 	}
 	fmt.Fprintf(w, "install: for a login banner when a run fails, add this line to ~/.bashrc (install does not edit it):\n    %s\n", BannerLine)
 }
@@ -229,7 +239,7 @@ func SweepInstalled(home string, apply bool, stdout, stderr io.Writer) (int, err
 	if _, err := os.Stat(bin); err != nil {
 		return 0, fmt.Errorf("%s is not installed; run: go tool mage install", bin)
 	}
-	args := []string{"sweep", "--token-file", filepath.Join(home, ".vault-token")}
+	args := []string{"sweep", "--token-file", tokenfile.DefaultPath(home, os.Getenv)}
 	if apply {
 		args = append(args, "--apply")
 	} else {

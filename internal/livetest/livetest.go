@@ -14,13 +14,13 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
 
 	"github.com/devvm/vault-token-renew/internal/install"
+	"github.com/devvm/vault-token-renew/internal/vaultclient"
 	"github.com/devvm/vault-token-renew/tokenfile"
 )
 
@@ -98,10 +98,12 @@ type run struct {
 
 // Installed runs the checks against the install below home (see
 // internal/install): through `systemctl --user start` where a user manager
-// runs, else the installed binary run directly, with the Vault in VAULT_ADDR.
+// runs, else the installed binary run directly, with the server the
+// VAULT_*/BAO_* settings name (BAO_ADDR, else VAULT_ADDR) and the token file
+// the operator's CLI writes (BAO_TOKEN_PATH, else ~/.vault-token).
 func Installed(ctx context.Context, home string, userManager bool, out io.Writer) error {
 	p := install.PathsUnder(home)
-	tokenFile := filepath.Join(home, ".vault-token")
+	tokenFile := tokenfile.DefaultPath(home, os.Getenv)
 	var svc Service = Systemd{Unit: "vault-token-renew.service"}
 	if !userManager {
 		if _, err := os.Stat(p.Binary); err != nil {
@@ -111,13 +113,7 @@ func Installed(ctx context.Context, home string, userManager bool, out io.Writer
 	}
 	return Run(ctx, Options{
 		TokenFile: tokenFile, DisplayName: "token-devvm-wizard", Service: svc, Out: out,
-		NewClient: func() (*vault.Client, error) {
-			c, err := vault.NewClient(vault.DefaultConfig())
-			if err == nil {
-				c.ClearToken()
-			}
-			return c, err
-		},
+		NewClient: func() (*vault.Client, error) { return vaultclient.API(vaultclient.ReadSettings(os.LookupEnv)) },
 	})
 }
 

@@ -23,21 +23,50 @@ import (
 	"github.com/devvm/vault-token-renew/sweep"
 )
 
-// Client reaches Vault with the standard VAULT_* client settings but never
-// with a token of its own: every call names the token it acts as.
+// Client reaches Vault with the client settings of the environment but
+// never with a token of its own: every call names the token it acts as.
 type Client struct {
 	base *vault.Client
+	// ns is the namespace in effect: set on every clone, which would
+	// otherwise read VAULT_NAMESPACE from the process environment again.
+	ns string
 }
 
-// FromEnv builds a client from the VAULT_* variables the Vault CLI reads
-// (VAULT_ADDR, VAULT_CACERT, VAULT_CLIENT_CERT, VAULT_NAMESPACE, ...).
-// VAULT_TOKEN is deliberately dropped: the token file is the source of truth.
-func FromEnv() (*Client, error) {
-	cfg := vault.DefaultConfig()
+// FromSettings builds a client from the resolved VAULT_*/BAO_* settings
+// (VAULT_ADDR or BAO_ADDR, ..._CACERT, ..._CLIENT_CERT, ..._NAMESPACE, ...).
+// VAULT_TOKEN and BAO_TOKEN are never used: the token file is the source of
+// truth.
+func FromSettings(s Settings) (*Client, error) {
+	var cfg *vault.Config
+	s.withEnv(func() { cfg = vault.DefaultConfig() })
 	if cfg.Error != nil {
-		return nil, fmt.Errorf("vault client settings from VAULT_* variables: %w", cfg.Error)
+		return nil, fmt.Errorf("vault client settings from the environment: %w", cfg.Error)
 	}
-	return New(cfg)
+	c, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.ns = s.Get("NAMESPACE")
+	c.setNamespace(c.base)
+	return c, nil
+}
+
+// API is the API client these settings make, with no token: for what the
+// tool's own calls do not cover (livetest's fakes).
+func API(s Settings) (*vault.Client, error) {
+	c, err := FromSettings(s)
+	if err != nil {
+		return nil, err
+	}
+	return c.as("")
+}
+
+func (c *Client) setNamespace(cl *vault.Client) {
+	if c.ns == "" {
+		cl.ClearNamespace()
+		return
+	}
+	cl.SetNamespace(c.ns)
 }
 
 // maxIdlePerHost keeps a sweep's connections alive between lookups; the
@@ -55,7 +84,7 @@ func New(cfg *vault.Config) (*Client, error) {
 		return nil, fmt.Errorf("vault client: %w", err)
 	}
 	c.ClearToken()
-	return &Client{base: c}, nil
+	return &Client{base: c, ns: c.Namespace()}, nil
 }
 
 // Address is the Vault address in use, for log lines.
@@ -70,6 +99,7 @@ func (c *Client) as(token string) (*vault.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.setNamespace(cl)
 	cl.SetToken(token)
 	return cl, nil
 }
@@ -154,7 +184,6 @@ func (c *Client) ClusterID(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	ns := c.base.Namespace()
 	cl.ClearNamespace()
 	h, err := cl.Sys().HealthWithContext(ctx)
 	if err != nil {
@@ -163,8 +192,8 @@ func (c *Client) ClusterID(ctx context.Context) (string, error) {
 	if h == nil || h.ClusterID == "" {
 		return "", errors.New("sys/health: no cluster_id in the answer")
 	}
-	if ns != "" {
-		return h.ClusterID + " namespace=" + ns, nil
+	if c.ns != "" {
+		return h.ClusterID + " namespace=" + c.ns, nil
 	}
 	return h.ClusterID, nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -63,7 +64,7 @@ func newScripted(t *testing.T, routes map[string]answer) (*Client, *scripted) {
 	t.Setenv("VAULT_ADDR", srv.URL)
 	t.Setenv("VAULT_TOKEN", "env-token-must-not-be-used")
 	t.Setenv("VAULT_MAX_RETRIES", "0")
-	c, err := FromEnv()
+	c, err := FromSettings(ReadSettings(os.LookupEnv))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +143,7 @@ func TestStatusCodesReachClassify(t *testing.T) {
 func TestUnreachableIsClassified(t *testing.T) {
 	t.Setenv("VAULT_ADDR", "http://127.0.0.1:1")
 	t.Setenv("VAULT_MAX_RETRIES", "0")
-	c, err := FromEnv()
+	c, err := FromSettings(ReadSettings(os.LookupEnv))
 	if err != nil {
 		t.Fatal(err)
 	}
