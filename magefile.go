@@ -121,9 +121,11 @@ func userManager() func(args ...string) error {
 
 // Install builds the binary with its version stamped and installs it to
 // ~/.local/bin (atomically) with the systemd user units (service, timer,
-// notifier); in the env file it updates only the VAULT_* (and VTR_HOST)
-// lines the shell sets and keeps every other line; it reloads systemd only
-// when a unit changed, and prints the login-banner line for ~/.bashrc.
+// notifier, heal on login); in the env file it updates only the VAULT_*,
+// BAO_* (and VTR_HOST, VTR_TOKEN_FILE) lines the shell sets and keeps every
+// other line; it reloads systemd only when a unit changed; HEAL_ON_LOGIN=1
+// enables heal on login, HEAL_ON_LOGIN=0 disables it, unset keeps the
+// choice; it prints the login-banner line for ~/.bashrc.
 func Install(ctx context.Context) error {
 	home, err := operatorHome()
 	if err != nil {
@@ -138,7 +140,19 @@ func Install(ctx context.Context) error {
 	if err := build.Renewer(ctx, built, versionStamp()); err != nil {
 		return err
 	}
-	return install.FromBuild(os.Stdout, install.Options{Root: home, Getenv: os.Getenv, Systemctl: userManager()}, built, "systemd", versionStamp())
+	return install.FromBuild(os.Stdout, install.Options{Root: home, Getenv: os.Getenv, Systemctl: userManager(), HealOnLogin: os.Getenv("HEAL_ON_LOGIN")},
+		built, "systemd", versionStamp())
+}
+
+// Uninstall disables the timer and heal on login, then removes the units,
+// their drop-in and the binary; it keeps the env file, the run state and
+// the token file.
+func Uninstall() error {
+	home, err := operatorHome()
+	if err != nil {
+		return err
+	}
+	return install.UninstallUnits(os.Stdout, install.Options{Root: home, Systemctl: userManager()}, "systemd")
 }
 
 // LiveTest runs the design's three post-deploy checks against the Vault in

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gofrs/flock"
@@ -22,12 +23,16 @@ import (
 	"github.com/devvm/vault-token-renew/internal/atomicfile"
 )
 
-// DefaultPath is the token file the operator's CLI writes: BAO_TOKEN_PATH
-// when it is set (the bao CLI's own setting; empty counts as unset, as the
-// bao CLI takes it), else ~/.vault-token below home; "" with neither.
+// DefaultPath is the token file to manage: VTR_TOKEN_FILE when set (the
+// tool's own setting, for a token file elsewhere), else the one the
+// operator's CLI writes: BAO_TOKEN_PATH when set (the bao CLI's setting;
+// empty counts as unset, as the bao CLI takes it), else ~/.vault-token
+// below home; "" with none.
 func DefaultPath(home string, getenv func(string) string) string {
-	if p := getenv("BAO_TOKEN_PATH"); p != "" {
-		return p
+	for _, k := range []string{"VTR_TOKEN_FILE", "BAO_TOKEN_PATH"} {
+		if p := getenv(k); p != "" {
+			return p
+		}
 	}
 	if home == "" {
 		return ""
@@ -127,6 +132,45 @@ func Write(path, token string) error {
 		return fmt.Errorf("%w: %w", ErrNotDurable, err)
 	}
 	return err
+}
+
+// Settle waits until the file at path has not changed (inode, size, mtime)
+// for quiet, for at most limit, or until ctx ends: a login or an editor may
+// still be writing it, and a run started by a change of the file (heal on
+// login) must read it once it is done, and once per burst of writes. A
+// missing file counts as a state like any other.
+func Settle(ctx context.Context, path string, quiet, limit time.Duration) {
+	poll := min(max(quiet/8, 10*time.Millisecond), 250*time.Millisecond)
+	deadline := time.Now().Add(limit)
+	last, since := fileState(path), time.Now()
+	for time.Since(since) < quiet && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(poll):
+		}
+		if now := fileState(path); now != last {
+			last, since = now, time.Now()
+		}
+	}
+}
+
+type state struct {
+	ino, size int64
+	mtime     time.Time
+	exists    bool
+}
+
+func fileState(path string) state {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return state{}
+	}
+	st := state{size: fi.Size(), mtime: fi.ModTime(), exists: true}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.ino = int64(sys.Ino)
+	}
+	return st
 }
 
 // Lock is an exclusive advisory lock held for one run.

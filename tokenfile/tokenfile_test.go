@@ -215,3 +215,42 @@ func TestReadRefusesWhatIsNotOneToken(t *testing.T) {
 		}
 	}
 }
+
+// TestSettleWaitsForTheWritesToStop: Settle returns only after a burst of
+// renames over the file has ended, and returns by its limit while writes
+// go on. The checks are on order (the writer had stopped, or had not),
+// never on how long anything took.
+func TestSettleWaitsForTheWritesToStop(t *testing.T) {
+	p := filepath.Join(t.TempDir(), ".vault-token")
+	writeOld(t, p, "s.first")
+	write := func(i int) {
+		tmp := p + ".tmp"
+		os.WriteFile(tmp, []byte("s.token-"+strings.Repeat("x", i)), 0o600)
+		os.Rename(tmp, p)
+	}
+	var stopped atomic.Bool
+	go func() {
+		for i := 0; i < 15; i++ {
+			write(i)
+			time.Sleep(20 * time.Millisecond)
+		}
+		stopped.Store(true)
+	}()
+	Settle(context.Background(), p, 150*time.Millisecond, time.Minute)
+	if !stopped.Load() {
+		t.Fatal("Settle returned while the file was still being rewritten")
+	}
+
+	var done atomic.Bool
+	defer done.Store(true)
+	go func() {
+		for i := 0; !done.Load(); i++ {
+			write(i % 50)
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	Settle(context.Background(), p, time.Hour, 300*time.Millisecond)
+	if done.Load() {
+		t.Fatal("premise: the writer stopped by itself")
+	}
+}

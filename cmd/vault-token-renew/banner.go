@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -47,6 +48,13 @@ func (c *cli) notify(ctx context.Context, log zerolog.Logger, unit string) endin
 		st.Outcome, st.Cause = runstate.Fail, "unrecorded"
 		st.Summary = fmt.Sprintf("FAIL: %s failed (result=%s, %s=%s) without recording a run; see journalctl --user -u %s",
 			unit, result, c.getenv("MONITOR_EXIT_CODE"), c.getenv("MONITOR_EXIT_STATUS"), unit)
+	}
+	// Heal on login's path unit fails when the token file changes more
+	// often than its trigger limit: the state says nothing of that.
+	if strings.HasSuffix(unit, ".path") {
+		st.Outcome, st.Cause = runstate.Fail, "path-unit-failed"
+		st.Summary = fmt.Sprintf("FAIL: %s stopped watching the token file (too many changes in a minute: does something rewrite it in a loop?); see systemctl --user status %s, then systemctl --user reset-failed %s && systemctl --user start %s",
+			unit, unit, unit, unit)
 	}
 	command := c.getenv("VTR_NOTIFY_COMMAND")
 	if command == "" {

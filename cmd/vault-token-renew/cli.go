@@ -12,7 +12,6 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -127,19 +126,7 @@ func (c *cli) vaultCLI(s vaultclient.Settings) string {
 // VAULT_* and BAO_* client settings stay the shell's own, as the CLIs'
 // are.
 func withEnvFile(getenv func(string) string) func(string) string {
-	var once sync.Once
-	var file map[string]string
-	return func(k string) string {
-		if v := getenv(k); v != "" || !strings.HasPrefix(k, "VTR_") {
-			return v
-		}
-		once.Do(func() {
-			if home := getenv("HOME"); home != "" {
-				file, _ = envfile.Read(envfile.Path(home))
-			}
-		})
-		return file[k]
-	}
+	return envfile.Overlay(func() string { return getenv("HOME") }, getenv)
 }
 
 // options are the flags every subcommand shares.
@@ -160,6 +147,7 @@ type options struct {
 	// per subcommand
 	dryRun          bool
 	waitUnreachable time.Duration
+	settle          time.Duration
 	json            bool
 	brief           bool
 	apply           bool
@@ -190,7 +178,7 @@ func (c *cli) flags(name string, o *options) *flag.FlagSet {
 	fs.SetOutput(c.stderr)
 	def := tokenfile.DefaultPath(c.getenv("HOME"), c.getenv)
 	o.policies = policyList{vals: []string{"vault-admin", "sops-admin"}}
-	fs.StringVar(&o.tokenFile, "token-file", def, "the token file to manage")
+	fs.StringVar(&o.tokenFile, "token-file", def, "the token file to manage (default: $VTR_TOKEN_FILE, else $BAO_TOKEN_PATH, else ~/.vault-token)")
 	fs.StringVar(&o.host, "host", c.hostname(), "this machine's name, tagged on the tokens it mints (default: $VTR_HOST, else the hostname)")
 	fs.StringVar(&o.displayName, "display-name", "devvm-wizard", "display name of the periodic token (Vault stores it as token-<name>)")
 	fs.Var(&o.policies, "policy", "policy of the periodic token; repeat for several")
@@ -205,10 +193,13 @@ func (c *cli) flags(name string, o *options) *flag.FlagSet {
 		fs.BoolVar(&o.dryRun, "dry-run", false, "say what this run would do; change nothing in Vault or on disk")
 		fs.BoolVar(&o.version, "version", false, "print the version and exit")
 		fs.StringVar(&o.metricsFile, "metrics-file", c.getenv("VTR_METRICS_FILE"), "write node_exporter textfile metrics here after each run (default $VTR_METRICS_FILE; empty: none)")
-		wait, err := envDuration("VTR_WAIT_UNREACHABLE", c.getenv)
-		o.envErr = err
+		wait, werr := envDuration("VTR_WAIT_UNREACHABLE", c.getenv)
+		settle, serr := envDuration("VTR_SETTLE", c.getenv)
+		o.envErr = errors.Join(werr, serr)
 		fs.DurationVar(&o.waitUnreachable, "wait-unreachable", wait,
 			"keep retrying this long while vault cannot be reached at all, before failing (default $VTR_WAIT_UNREACHABLE; the unit sets 10m)")
+		fs.DurationVar(&o.settle, "settle", settle,
+			"first wait until the token file has not changed for this long, at most 5 times as long (default $VTR_SETTLE; the unit sets 2s, for heal on login)")
 	case "status":
 		fs.BoolVar(&o.json, "json", false, "print the report as JSON")
 		fs.BoolVar(&o.brief, "brief", false, "one line from the state file only, nothing when all is well: a login banner")
@@ -363,8 +354,8 @@ func (o *options) check(fs *flag.FlagSet) error {
 		return errors.New("--concurrency must be at least 1")
 	case o.concurrency > sweep.MaxConcurrency:
 		return fmt.Errorf("--concurrency %d is above %d: more lookups in flight do not make a sweep faster, they only slow a shared Vault for everyone else", o.concurrency, sweep.MaxConcurrency)
-	case o.waitUnreachable < 0:
-		return errors.New("--wait-unreachable must not be negative")
+	case o.waitUnreachable < 0 || o.settle < 0:
+		return errors.New("--wait-unreachable and --settle must not be negative")
 	case o.host == "":
 		return errors.New("--host must not be empty: it tags the tokens this machine mints")
 	case o.maxRPS < 0:

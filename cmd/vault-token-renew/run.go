@@ -11,6 +11,7 @@ import (
 	"github.com/devvm/vault-token-renew/internal/runstate"
 	"github.com/devvm/vault-token-renew/internal/vaultclient"
 	"github.com/devvm/vault-token-renew/renew"
+	"github.com/devvm/vault-token-renew/tokenfile"
 )
 
 // oneRun is what the timer runs: renew, heal or fail, then record the run
@@ -18,6 +19,9 @@ import (
 func (c *cli) oneRun(ctx context.Context, vc *vaultclient.Client, rep reporter, log zerolog.Logger, o options) ending {
 	cfg := rep.cfg
 	cfg.Ledger = c.ledgerStore(log, !o.dryRun)
+	if o.settle > 0 && !o.dryRun {
+		tokenfile.Settle(ctx, cfg.TokenFile, o.settle, 5*o.settle) // a login may still be writing it
+	}
 	res, err := c.runWaiting(ctx, o, log, func(ctx context.Context) (renew.Result, error) { return renew.Run(ctx, vc, cfg) })
 	line := rep.report(res, err)
 	if !o.dryRun {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // Path is the env file below home, where the units expect it (%h = home).
@@ -37,6 +38,28 @@ func Read(path string) (map[string]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// Overlay answers the tool's own VTR_* settings from getenv and, failing
+// that, from the env file below home (read once, when first needed): a run
+// typed in a shell then sees the settings the units give the timer's run.
+// Every other variable (the VAULT_*/BAO_* client settings above all) stays
+// getenv's own, as the CLIs' are. home is asked for when needed; "" means
+// no env file.
+func Overlay(home func() string, getenv func(string) string) func(string) string {
+	var once sync.Once
+	var file map[string]string
+	return func(k string) string {
+		if v := getenv(k); v != "" || !strings.HasPrefix(k, "VTR_") {
+			return v
+		}
+		once.Do(func() {
+			if h := home(); h != "" {
+				file, _ = Read(Path(h))
+			}
+		})
+		return file[k]
+	}
 }
 
 // Edit sets each key of want (in order) in content: the value of an

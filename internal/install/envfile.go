@@ -16,6 +16,10 @@ import (
 // the installing shell sets it.
 const hostVar = "VTR_HOST"
 
+// tokenFileVar moves the token file the units manage (and heal on login
+// watches); install records it only when the installing shell sets it.
+const tokenFileVar = "VTR_TOKEN_FILE"
+
 // freshHeader opens a new env file; upgrades never rewrite it.
 const freshHeader = `# Settings for vault-token-renew's daily run, read by its systemd units.
 # ` + "`go tool mage install`" + ` writes the VAULT_* lines from the installing shell's
@@ -101,7 +105,7 @@ func freshEnv(want [][2]string) envEdit {
 // with a line break would inject a line into the file, so it is refused.
 func ownedValues(getenv func(string) string) ([][2]string, error) {
 	var want [][2]string
-	for _, k := range append(slices.Clone(clientVars), hostVar) {
+	for _, k := range append(slices.Clone(clientVars), hostVar, tokenFileVar) {
 		v := getenv(k)
 		if v == "" {
 			continue

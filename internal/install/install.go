@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/devvm/vault-token-renew/internal/atomicfile"
 	"github.com/devvm/vault-token-renew/internal/envfile"
@@ -24,6 +25,13 @@ import (
 
 // Timer is the unit that `systemctl --user enable --now` starts.
 const Timer = "vault-token-renew.timer"
+
+// PathUnit is heal on login: installed always, enabled only when the
+// operator opts in (HEAL_ON_LOGIN=1).
+const PathUnit = "vault-token-renew.path"
+
+// dropIn is where install points PathUnit at a token file elsewhere.
+const dropIn = PathUnit + ".d/token-file.conf"
 
 // clientVars are the client settings carried into the environment file:
 // each VAULT_* setting the tool honours and its BAO_* twin, and
@@ -62,6 +70,9 @@ type Options struct {
 	Getenv func(string) string
 	// Systemctl runs `systemctl --user args...`; nil means no user manager.
 	Systemctl func(args ...string) error
+	// HealOnLogin is the operator's choice for PathUnit: "1" enables it,
+	// "0" disables it, "" keeps whichever they made before.
+	HealOnLogin string
 }
 
 // Report says what an install did.
@@ -74,6 +85,9 @@ type Report struct {
 	// EnvChanges names each env file setting written, as "VAULT_ADDR:
 	// updated" or "VTR_HOST: added"; never a value.
 	EnvChanges []string
+	// HealOnLogin is what became of PathUnit: "enabled", "disabled", or ""
+	// (left as the operator had it); Watches is the token file it watches.
+	HealOnLogin, Watches string
 }
 
 // Install writes what differs and reloads systemd only when a unit changed.
@@ -101,20 +115,131 @@ func Install(o Options) (Report, error) {
 	if err := r.putEnv(p.EnvFile, o.Getenv); err != nil {
 		return r, err
 	}
-	if !unitsChanged {
-		return r, nil
+	changed, err := r.putDropIn(o.Root, p)
+	if err != nil {
+		return r, err
 	}
+	unitsChanged = unitsChanged || changed
 	if o.Systemctl == nil {
-		r.NoManager = true
+		r.NoManager = unitsChanged || o.HealOnLogin != ""
+		if o.HealOnLogin != "" {
+			r.HealOnLogin = "NOT changed (no systemd user manager here)"
+		}
 		return r, nil
 	}
-	if err := o.Systemctl("daemon-reload"); err != nil {
-		return r, fmt.Errorf("systemctl --user daemon-reload: %w", err)
+	if unitsChanged {
+		if err := r.reload(o.Systemctl); err != nil {
+			return r, err
+		}
 	}
-	if err := o.Systemctl("enable", "--now", Timer); err != nil {
-		return r, fmt.Errorf("systemctl --user enable --now %s: %w", Timer, err)
+	return r, r.chooseHealOnLogin(o)
+}
+
+// reload makes systemd read the changed units, keeps the timer on, and
+// restarts heal on login if it runs, so that it watches what the new
+// units say.
+func (r *Report) reload(systemctl func(args ...string) error) error {
+	for _, args := range [][]string{{"daemon-reload"}, {"enable", "--now", Timer}, {"try-restart", PathUnit}} {
+		if err := systemctl(args...); err != nil {
+			return fmt.Errorf("systemctl --user %s: %w", strings.Join(args, " "), err)
+		}
 	}
 	r.Reloaded = true
+	return nil
+}
+
+// chooseHealOnLogin applies the operator's HEAL_ON_LOGIN, and nothing when
+// it is not set: an upgrade keeps whichever they chose.
+func (r *Report) chooseHealOnLogin(o Options) error {
+	var args []string
+	switch o.HealOnLogin {
+	case "":
+		return nil
+	case "1":
+		args, r.HealOnLogin = []string{"enable", "--now", PathUnit}, "enabled"
+	case "0":
+		args, r.HealOnLogin = []string{"disable", "--now", PathUnit}, "disabled"
+	default:
+		return fmt.Errorf("HEAL_ON_LOGIN=%q: want 1 (enable heal on login) or 0 (disable it)", o.HealOnLogin)
+	}
+	if err := o.Systemctl(args...); err != nil {
+		return fmt.Errorf("systemctl --user %s: %w", strings.Join(args, " "), err)
+	}
+	return nil
+}
+
+// putDropIn points heal on login at the token file the service manages,
+// as the env file now says (VTR_TOKEN_FILE, else BAO_TOKEN_PATH), with a
+// drop-in that replaces the unit's PathChanged=; with the token file in
+// its usual place the drop-in is removed, and the unit's %h/.vault-token
+// holds. It reports whether a unit file changed.
+func (r *Report) putDropIn(root string, p Paths) (bool, error) {
+	settings, err := envfile.Read(p.EnvFile)
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", p.EnvFile, err)
+	}
+	watch := tokenfile.DefaultPath(root, func(k string) string { return settings[k] })
+	path := filepath.Join(p.UnitDir, dropIn)
+	if watch == filepath.Join(root, ".vault-token") {
+		r.Watches = "%h/.vault-token"
+		err := os.Remove(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("remove %s: %w", path, err)
+		}
+		os.Remove(filepath.Dir(path))
+		r.Changed = append(r.Changed, path+" (removed)")
+		return true, nil
+	}
+	if strings.ContainsAny(watch, "\n\r%") || !filepath.IsAbs(watch) {
+		return false, fmt.Errorf("the token file %q cannot be watched: want an absolute path without %% or line breaks", watch)
+	}
+	r.Watches = watch
+	before := len(r.Changed)
+	body := "# Written by `go tool mage install`: heal on login watches the token file\n# the env file names (VTR_TOKEN_FILE or BAO_TOKEN_PATH).\n[Path]\nPathChanged=\nPathChanged=" + watch + "\n"
+	err = r.put(path, []byte(body), 0o644)
+	return len(r.Changed) > before, err
+}
+
+// Uninstall stops and removes what Install put in place: the timer and
+// heal on login are disabled first (a unit file removed while enabled
+// would leave a dangling, enabled unit), then the units, the drop-in and
+// the binary go. The env file and the run state are the operator's, and
+// stay; Report.Changed names what was removed.
+func Uninstall(o Options) (Report, error) {
+	var r Report
+	p := PathsUnder(o.Root)
+	if o.Systemctl != nil {
+		for _, u := range []string{Timer, PathUnit} {
+			if err := o.Systemctl("disable", "--now", u); err != nil {
+				return r, fmt.Errorf("systemctl --user disable --now %s: %w", u, err)
+			}
+		}
+	} else {
+		r.NoManager = true
+	}
+	var gone []string
+	for n := range o.Units {
+		gone = append(gone, filepath.Join(p.UnitDir, n))
+	}
+	sort.Strings(gone)
+	gone = append(gone, filepath.Join(p.UnitDir, dropIn), filepath.Join(p.UnitDir, PathUnit+".d"), p.Binary)
+	for _, f := range gone {
+		err := os.Remove(f)
+		if err == nil {
+			r.Changed = append(r.Changed, f)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return r, fmt.Errorf("remove %s: %w", f, err)
+		}
+	}
+	if o.Systemctl != nil {
+		if err := o.Systemctl("daemon-reload"); err != nil {
+			return r, fmt.Errorf("systemctl --user daemon-reload: %w", err)
+		}
+		r.Reloaded = true
+	}
 	return r, nil
 }
 
@@ -159,12 +284,12 @@ func (r *Report) putEnv(path string, getenv func(string) string) error {
 	return nil
 }
 
-// UnitsFrom reads every unit in dir (the repo's systemd/): *.service and
-// *.timer, templates included, so a unit added there is installed without
-// touching the code that installs it.
+// UnitsFrom reads every unit in dir (the repo's systemd/): *.service,
+// *.timer and *.path, templates included, so a unit added there is
+// installed without touching the code that installs it.
 func UnitsFrom(dir string) (map[string][]byte, error) {
 	units := map[string][]byte{}
-	for _, pattern := range []string{"*.service", "*.timer"} {
+	for _, pattern := range []string{"*.service", "*.timer", "*.path"} {
 		names, err := filepath.Glob(filepath.Join(dir, pattern))
 		if err != nil {
 			return nil, fmt.Errorf("list units in %s: %w", dir, err)
@@ -178,9 +303,32 @@ func UnitsFrom(dir string) (map[string][]byte, error) {
 		}
 	}
 	if len(units) == 0 {
-		return nil, fmt.Errorf("no *.service or *.timer units in %s", dir)
+		return nil, fmt.Errorf("no *.service, *.timer or *.path units in %s", dir)
 	}
 	return units, nil
+}
+
+// UninstallUnits is `mage uninstall`: Uninstall with the units in unitDir
+// (the repo's systemd/), printing what it removed and what it kept.
+func UninstallUnits(w io.Writer, o Options, unitDir string) error {
+	var err error
+	if o.Units, err = UnitsFrom(unitDir); err != nil {
+		return err
+	}
+	r, err := Uninstall(o)
+	for _, p := range r.Changed {
+		fmt.Fprintf(w, "uninstall: removed %s\n", p)
+	}
+	if err != nil {
+		return err
+	}
+	if r.NoManager {
+		fmt.Fprintf(w, "uninstall: no systemd user manager here: nothing was disabled; where one runs: systemctl --user disable --now %s %s\n", Timer, PathUnit)
+	} else {
+		fmt.Fprintf(w, "uninstall: disabled %s and %s, reloaded systemd\n", Timer, PathUnit)
+	}
+	fmt.Fprintf(w, "uninstall: kept the env file %s, the run state and the token file; remove them by hand if they are no longer wanted\n", PathsUnder(o.Root).EnvFile)
+	return nil
 }
 
 // FromBuild installs the binary at built and the units in unitDir, and
@@ -225,6 +373,12 @@ func (r Report) print(w io.Writer, p Paths, version string) {
 	default:
 		fmt.Fprintf(w, "install: vault-token-renew %s installed; units unchanged, no reload needed\n", version)
 	}
+	switch {
+	case r.HealOnLogin != "":
+		fmt.Fprintf(w, "install: heal on login (%s) %s; it watches %s\n", PathUnit, r.HealOnLogin, r.Watches)
+	default:
+		fmt.Fprintf(w, "install: heal on login (%s) left as it was (HEAL_ON_LOGIN=1 enables it, HEAL_ON_LOGIN=0 disables it); it watches %s\n", PathUnit, r.Watches)
+	}
 	if r.EnvNeedsAddr {
 		fmt.Fprintf(w, "install: warning: no VAULT_ADDR (or BAO_ADDR) in %s; set it there (or re-run with it exported)\n", p.EnvFile)
 	}
@@ -239,7 +393,7 @@ func SweepInstalled(home string, apply bool, stdout, stderr io.Writer) (int, err
 	if _, err := os.Stat(bin); err != nil {
 		return 0, fmt.Errorf("%s is not installed; run: go tool mage install", bin)
 	}
-	args := []string{"sweep", "--token-file", tokenfile.DefaultPath(home, os.Getenv)}
+	args := []string{"sweep", "--token-file", tokenfile.DefaultPath(home, envfile.Overlay(func() string { return home }, os.Getenv))}
 	if apply {
 		args = append(args, "--apply")
 	} else {

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -16,7 +17,7 @@ func repoUnits(t *testing.T) map[string][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []string{"vault-token-renew.service", Timer, "vault-token-renew-notify@.service"} {
+	for _, n := range []string{"vault-token-renew.service", Timer, PathUnit, "vault-token-renew-notify@.service"} {
 		if units[n] == nil {
 			t.Fatalf("systemd/ lacks %s", n)
 		}
@@ -54,7 +55,7 @@ func TestInstallIsIdempotent(t *testing.T) {
 	if len(r.Changed) != files || !r.Reloaded || r.EnvNeedsAddr {
 		t.Fatalf("first install: %+v", r)
 	}
-	if !reflect.DeepEqual(sc.calls, []string{"daemon-reload", "enable --now vault-token-renew.timer"}) {
+	if !reflect.DeepEqual(sc.calls, []string{"daemon-reload", "enable --now vault-token-renew.timer", "try-restart vault-token-renew.path"}) {
 		t.Fatalf("systemctl calls %v", sc.calls)
 	}
 	fi, err := os.Stat(p.Binary)
@@ -153,10 +154,119 @@ func TestUnitsVerify(t *testing.T) {
 	p := PathsUnder(root)
 	// The template is checked as the instance OnFailure= starts.
 	cmd := exec.Command(sa, "verify", "--user", filepath.Join(p.UnitDir, "vault-token-renew.service"), filepath.Join(p.UnitDir, Timer),
-		filepath.Join(p.UnitDir, "vault-token-renew-notify@vault-token-renew.service"))
+		filepath.Join(p.UnitDir, PathUnit), filepath.Join(p.UnitDir, "vault-token-renew-notify@vault-token-renew.service"))
 	cmd.Env = append(os.Environ(), "HOME="+root, "XDG_RUNTIME_DIR="+run)
 	out, err := cmd.CombinedOutput()
 	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// TestHealOnLoginIsTheOperatorsChoice: a plain install leaves the path
+// unit as it is; HEAL_ON_LOGIN=1 enables it, 0 disables it; an upgrade
+// without the variable keeps the choice (no enable, no disable).
+func TestHealOnLoginIsTheOperatorsChoice(t *testing.T) {
+	root := t.TempDir()
+	sc := &fakeSystemctl{}
+	o := Options{Root: root, Binary: []byte("b"), Units: repoUnits(t), Getenv: getenv("VAULT_ADDR", "http://v"), Systemctl: sc.run}
+	for _, tc := range []struct {
+		choice string
+		want   []string // the path unit's calls
+	}{
+		{"", nil},
+		{"1", []string{"enable --now " + PathUnit}},
+		{"", nil},
+		{"0", []string{"disable --now " + PathUnit}},
+		{"", nil},
+	} {
+		sc.calls = nil
+		o.HealOnLogin = tc.choice
+		if _, err := Install(o); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, c := range sc.calls {
+			if strings.HasSuffix(c, PathUnit) && !strings.HasPrefix(c, "try-restart") {
+				got = append(got, c)
+			}
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("HEAL_ON_LOGIN=%q: path unit calls %v, want %v", tc.choice, got, tc.want)
+		}
+	}
+	o.HealOnLogin = "yes"
+	if _, err := Install(o); err == nil || !strings.Contains(err.Error(), "HEAL_ON_LOGIN") {
+		t.Errorf("HEAL_ON_LOGIN=yes: %v, want a usage error", err)
+	}
+}
+
+// TestHealOnLoginWatchesTheTokenFile: with the token file elsewhere
+// (VTR_TOKEN_FILE, else BAO_TOKEN_PATH) install writes a drop-in that
+// replaces the path unit's PathChanged=; back in its usual place, the
+// drop-in goes. Each change reloads and restarts a running path unit.
+func TestHealOnLoginWatchesTheTokenFile(t *testing.T) {
+	root := t.TempDir()
+	p := PathsUnder(root)
+	sc := &fakeSystemctl{}
+	o := Options{Root: root, Binary: []byte("b"), Units: repoUnits(t), Systemctl: sc.run,
+		Getenv: getenv("BAO_ADDR", "http://b", "BAO_TOKEN_PATH", "/home/w/.bao-token")}
+	r, err := Install(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drop := filepath.Join(p.UnitDir, dropIn)
+	b, err := os.ReadFile(drop)
+	if err != nil || !strings.Contains(string(b), "[Path]\nPathChanged=\nPathChanged=/home/w/.bao-token\n") || r.Watches != "/home/w/.bao-token" {
+		t.Fatalf("drop-in %q (%v), watches %q", b, err, r.Watches)
+	}
+	// VTR_TOKEN_FILE wins over BAO_TOKEN_PATH.
+	o.Getenv = getenv("VTR_TOKEN_FILE", "/srv/w/token")
+	sc.calls = nil
+	if r, err = Install(o); err != nil || r.Watches != "/srv/w/token" || !r.Reloaded || !slices.Contains(sc.calls, "try-restart "+PathUnit) {
+		t.Fatalf("watches %q reloaded %v calls %v err %v", r.Watches, r.Reloaded, sc.calls, err)
+	}
+	// Back to ~/.vault-token: the env file lines go by hand, the drop-in with them.
+	if err := os.WriteFile(p.EnvFile, []byte("BAO_ADDR=http://b\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o.Getenv = getenv()
+	if r, err = Install(o); err != nil || r.Watches != "%h/.vault-token" {
+		t.Fatalf("watches %q err %v", r.Watches, err)
+	}
+	if _, err := os.Stat(drop); !os.IsNotExist(err) {
+		t.Fatalf("the drop-in is still there: %v", err)
+	}
+}
+
+// TestUninstallDisablesBeforeItRemoves: no unit is left enabled with its
+// file gone, and the operator's env file stays.
+func TestUninstallDisablesBeforeItRemoves(t *testing.T) {
+	root := t.TempDir()
+	sc := &fakeSystemctl{}
+	o := Options{Root: root, Binary: []byte("b"), Units: repoUnits(t), Systemctl: sc.run, HealOnLogin: "1",
+		Getenv: getenv("VAULT_ADDR", "http://v", "VTR_TOKEN_FILE", "/srv/t")}
+	if _, err := Install(o); err != nil {
+		t.Fatal(err)
+	}
+	sc.calls = nil
+	r, err := Uninstall(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"disable --now " + Timer, "disable --now " + PathUnit, "daemon-reload"}
+	if !reflect.DeepEqual(sc.calls, want) {
+		t.Fatalf("systemctl calls %v, want %v", sc.calls, want)
+	}
+	p := PathsUnder(root)
+	for _, f := range []string{p.Binary, filepath.Join(p.UnitDir, PathUnit), filepath.Join(p.UnitDir, dropIn), filepath.Join(p.UnitDir, PathUnit+".d")} {
+		if _, err := os.Stat(f); !os.IsNotExist(err) {
+			t.Errorf("%s is still there", f)
+		}
+	}
+	if _, err := os.Stat(p.EnvFile); err != nil {
+		t.Errorf("the env file went: %v", err)
+	}
+	if len(r.Changed) != len(o.Units)+3 {
+		t.Errorf("removed %v", r.Changed)
 	}
 }

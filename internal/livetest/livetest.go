@@ -19,6 +19,7 @@ import (
 
 	vault "github.com/hashicorp/vault/api"
 
+	"github.com/devvm/vault-token-renew/internal/envfile"
 	"github.com/devvm/vault-token-renew/internal/install"
 	"github.com/devvm/vault-token-renew/internal/vaultclient"
 	"github.com/devvm/vault-token-renew/tokenfile"
@@ -103,7 +104,7 @@ type run struct {
 // the operator's CLI writes (BAO_TOKEN_PATH, else ~/.vault-token).
 func Installed(ctx context.Context, home string, userManager bool, out io.Writer) error {
 	p := install.PathsUnder(home)
-	tokenFile := tokenfile.DefaultPath(home, os.Getenv)
+	tokenFile := tokenfile.DefaultPath(home, envfile.Overlay(func() string { return home }, os.Getenv))
 	var svc Service = Systemd{Unit: "vault-token-renew.service"}
 	if !userManager {
 		if _, err := os.Stat(p.Binary); err != nil {
