@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -24,8 +25,10 @@ func Repo() (string, error) {
 	return filepath.Dir(filepath.Dir(filepath.Dir(file))), nil // internal/build/build.go
 }
 
-// Renewer compiles vault-token-renew into out, with -trimpath (no local
-// paths in the binary) and version stamped as `--version` prints it.
+// Renewer compiles vault-token-renew into out: static (CGO_ENABLED=0), so
+// it runs on any Linux user's machine and in a minimal systemd container,
+// with -trimpath (no local paths in the binary) and version stamped as
+// `--version` prints it.
 func Renewer(ctx context.Context, out, version string) error {
 	repo, err := Repo()
 	if err != nil {
@@ -33,6 +36,7 @@ func Renewer(ctx context.Context, out, version string) error {
 	}
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-X main.version="+version, "-o", out, Package)
 	cmd.Dir = repo
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("build vault-token-renew: %w\n%s", err, b)
 	}
