@@ -64,29 +64,27 @@ func Write(path string, data []byte, perm fs.FileMode) (err error) {
 			os.Remove(tmpName)
 		}
 	}()
-	if err = step("write"); err == nil {
-		_, err = tmp.Write(data)
-	}
-	if err != nil {
-		return fmt.Errorf("write temp file %s: %w", tmpName, err)
-	}
-	if err = step("sync"); err == nil {
-		err = tmp.Sync()
-	}
-	if err != nil {
-		return fmt.Errorf("sync temp file %s: %w", tmpName, err)
-	}
-	if err = step("chmod"); err == nil && perm != 0o600 {
-		err = tmp.Chmod(perm)
-	}
-	if err != nil {
-		return fmt.Errorf("chmod temp file %s: %w", tmpName, err)
-	}
-	if err = step("close"); err == nil {
-		err = tmp.Close()
-	}
-	if err != nil {
-		return fmt.Errorf("close temp file %s: %w", tmpName, err)
+	// Each step has a fault seam (step) of its name, for the tests.
+	for _, st := range []struct {
+		name string
+		do   func() error
+	}{
+		{"write", func() error { _, err := tmp.Write(data); return err }},
+		{"sync", tmp.Sync},
+		{"chmod", func() error {
+			if perm == 0o600 {
+				return nil
+			}
+			return tmp.Chmod(perm)
+		}},
+		{"close", tmp.Close},
+	} {
+		if err = step(st.name); err == nil {
+			err = st.do()
+		}
+		if err != nil {
+			return fmt.Errorf("%s temp file %s: %w", st.name, tmpName, err)
+		}
 	}
 	if err = step("rename"); err == nil {
 		err = os.Rename(tmpName, target)

@@ -99,12 +99,9 @@ func cacheDir() (string, error) {
 // once per machine (about 20 minutes on 2 cores and about 4 GB of module
 // cache the first time; instant after). Concurrent callers wait for one build.
 func Binary(ctx context.Context, progress io.Writer) (string, error) {
-	key, err := buildKey()
-	if err != nil {
-		return "", err
-	}
-	root, err := cacheDir()
-	if err != nil {
+	key, kerr := buildKey()
+	root, cerr := cacheDir()
+	if err := errors.Join(kerr, cerr); err != nil {
 		return "", err
 	}
 	dir := filepath.Join(root, "vault-"+key)

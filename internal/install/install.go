@@ -308,17 +308,24 @@ func UnitsFrom(dir string) (map[string][]byte, error) {
 	return units, nil
 }
 
+// withUnits runs act (Install, Uninstall) with the units in unitDir and
+// prints, after verb, every file it changed, also when it failed midway.
+func withUnits(w io.Writer, o Options, unitDir, verb string, act func(Options) (Report, error)) (Report, error) {
+	var err error
+	if o.Units, err = UnitsFrom(unitDir); err != nil {
+		return Report{}, err
+	}
+	r, err := act(o)
+	for _, p := range r.Changed {
+		fmt.Fprintf(w, "%s %s\n", verb, p)
+	}
+	return r, err
+}
+
 // UninstallUnits is `mage uninstall`: Uninstall with the units in unitDir
 // (the repo's systemd/), printing what it removed and what it kept.
 func UninstallUnits(w io.Writer, o Options, unitDir string) error {
-	var err error
-	if o.Units, err = UnitsFrom(unitDir); err != nil {
-		return err
-	}
-	r, err := Uninstall(o)
-	for _, p := range r.Changed {
-		fmt.Fprintf(w, "uninstall: removed %s\n", p)
-	}
+	r, err := withUnits(w, o, unitDir, "uninstall: removed", Uninstall)
 	if err != nil {
 		return err
 	}
@@ -340,13 +347,7 @@ func FromBuild(w io.Writer, o Options, built, unitDir, version string) error {
 	if o.Binary, err = os.ReadFile(built); err != nil {
 		return err
 	}
-	if o.Units, err = UnitsFrom(unitDir); err != nil {
-		return err
-	}
-	r, err := Install(o)
-	for _, p := range r.Changed {
-		fmt.Fprintf(w, "install: wrote %s\n", p)
-	}
+	r, err := withUnits(w, o, unitDir, "install: wrote", Install)
 	if err != nil {
 		return err
 	}
