@@ -244,9 +244,14 @@ func (x *h) exec(cmd *exec.Cmd, combined bool) result {
 func (x *h) learnFiles() {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	known := map[string]bool{}
+	for _, v := range x.secrets {
+		known[v] = true
+	}
 	for _, f := range x.files {
-		if b, err := os.ReadFile(f); err == nil && len(bytes.TrimSpace(b)) > 0 {
+		if b, err := os.ReadFile(f); err == nil && len(bytes.TrimSpace(b)) > 0 && !known[strings.TrimSpace(string(b))] {
 			x.secrets["token file "+f+" ("+fmt.Sprint(len(x.secrets))+")"] = strings.TrimSpace(string(b))
+			known[strings.TrimSpace(string(b))] = true
 		}
 	}
 }
