@@ -205,7 +205,7 @@ func TestReadRefusesWhatIsNotOneToken(t *testing.T) {
 			}
 		})
 	}
-	for _, ok := range []string{"hvs.CAESIJ4x2", "s.abcdefghijklmnopqrstuvwx\n", "  b.AAAAAQ_x-y.z\r\n"} {
+	for _, ok := range []string{"hvs.CAESIJ4x2", "s.not-a-real-token\n", "  b.AAAAAQ_x-y.z\r\n"} {
 		p := filepath.Join(t.TempDir(), ".vault-token")
 		if err := os.WriteFile(p, []byte(ok), 0o600); err != nil {
 			t.Fatal(err)
