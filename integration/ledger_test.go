@@ -35,14 +35,15 @@ func newCounter(t *testing.T, x *h) *devvault.Counter {
 
 const listAccessors = "LIST /v1/auth/token/accessors"
 
-// ledgerOf reads the ledger a machine's runs left in its state file.
+// ledgerOf reads the ledger a machine's runs left in its state file for
+// its token file, ~/.vault-token.
 func (x *h) ledgerOf(home string) ledger.Ledger {
 	x.t.Helper()
 	st, err := runstate.Load(filepath.Join(home, ".local", "state", "vault-token-renew", "state.json"))
 	if err != nil {
 		x.t.Fatalf("read the state in %s: %v", home, err)
 	}
-	return st.Ledger
+	return st.LedgerFor(filepath.Join(home, ".vault-token"))
 }
 
 // healOnce puts a login in m's file and heals it: the first heal walks (no

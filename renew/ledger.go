@@ -2,6 +2,7 @@ package renew
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -37,17 +38,21 @@ func openBook(cfg Config, save bool) *book {
 	return b
 }
 
-// update folds one change into the ledger and saves it. A failed save is a
-// warning, once: the run goes on, and its heal walks (gap).
-func (b *book) update(fn func(ledger.Ledger) ledger.Ledger) {
+// update folds one change into the ledger and saves it, and returns the
+// save's error. A failed save is also a warning, once: the run goes on,
+// and a heal in it walks (gap); the create's write-ahead, which must not
+// go unrecorded, acts on the error itself.
+func (b *book) update(fn func(ledger.Ledger) ledger.Ledger) error {
 	b.l = fn(b.l)
 	if !b.save {
-		return
+		return nil
 	}
-	if err := b.store.Save(b.l); err != nil && !b.unsaved {
+	err := b.store.Save(b.l)
+	if err != nil && !b.unsaved {
 		b.unsaved = true
-		b.log.Warn().Err(err).Msg("could not save the ledger of this machine's tokens; this run's heal walks every accessor")
+		b.log.Warn().Err(err).Msg("could not save the ledger of this machine's tokens; a heal in this run walks every accessor")
 	}
+	return err
 }
 
 // checkVault matches the ledger to the Vault answering, before a heal or a
@@ -61,7 +66,7 @@ func (b *book) checkVault(ctx context.Context, v Vault) {
 	switch {
 	case err != nil:
 		b.unknown = true
-		b.log.Warn().Err(err).Msg("vault did not say which cluster it is; the ledger cannot be matched to it, so this heal walks")
+		b.log.Warn().Err(err).Msg("vault did not say which cluster it is; the ledger cannot be matched to it, so a heal walks and an OK run leaves the ledger as it is")
 	case b.l.Vault == id:
 	case b.l.Vault != "":
 		b.log.Warn().Str("ledger_vault", b.l.Vault).Str("vault", id).Msg("the ledger was kept on another vault cluster; a new one starts for this one")
@@ -98,16 +103,20 @@ func create(ctx context.Context, v Vault, cfg Config, foreign string, b *book, l
 	}
 	for attempt := 0; ; attempt++ {
 		sent := cfg.now()
-		b.update(func(l ledger.Ledger) ledger.Ledger { return l.Sent(sent) })
+		if err := b.update(func(l ledger.Ledger) ledger.Ledger { return l.Sent(sent) }); err != nil {
+			// A create the ledger cannot know of may strand an admin token
+			// that no later heal would walk to: none is sent.
+			return Created{}, fmt.Errorf("record the create in the ledger before sending it (nothing was sent): %w", err)
+		}
 		c, err := v.CreateOrphan(ctx, foreign, cfg.Spec)
 		if err == nil {
 			b.update(func(l ledger.Ledger) ledger.Ledger { return l.Answered(sent, c.Accessor, cfg.now()) })
 			return c, nil
 		}
-		status, answered := vaultStatus(err)
-		if answered && status < 500 {
-			// Vault answered with a refusal (or 429, too busy to start):
-			// nothing was minted.
+		if status, answered := vaultStatus(err); answered && (status == 400 || status == 403 || status == 429) {
+			// Vault refused (or was too busy to start): nothing was minted.
+			// Any other status, a proxy's 408 or 502 among them, may have
+			// come after Vault minted, and stays unrecorded.
 			b.update(func(l ledger.Ledger) ledger.Ledger { return l.Refused(sent) })
 		}
 		if attempt >= cfg.CreateRetries || !mayRetryCreate(err) || ctx.Err() != nil {
@@ -136,7 +145,7 @@ func mayRetryCreate(err error) bool {
 type retirement struct {
 	as      string   // the token the lookups and revokes act as
 	keep    []string // never revoked: the file's token, the new one, the foreign one
-	notOurs []string // never enters the ledger: the foreign login token
+	notOurs []string // never enters the ledger: the foreign login token (a second guard: Judge already ignores it)
 	mayWalk bool     // a heal: walk every accessor when the ledger has a gap
 	log     *zerolog.Logger
 }
@@ -153,14 +162,33 @@ func retire(ctx context.Context, v Vault, cfg Config, res *Result, b *book, r re
 		log = *r.log
 	}
 	opts := cfg.sweepOptions(!cfg.DryRun, r.keep...)
+	held := b.l.Accessors(r.keep...)
 	walk := r.mayWalk && b.gap() != ledger.NoGap
-	if walk {
+	switch {
+	case walk:
 		res.Walked, res.WalkGap = true, b.gap()
-	} else if opts.Only = b.l.Accessors(r.keep...); len(opts.Only) == 0 {
+	case len(held) == 0:
 		return
+	case !r.mayWalk:
+		// An OK run forgets what Vault no longer knows: that is only true
+		// of the cluster the ledger was kept on.
+		if b.checkVault(ctx, v); b.other || b.unknown {
+			return
+		}
+		opts.Only = b.l.Accessors(r.keep...)
+	default:
+		opts.Only = held
 	}
 	rep, err := sweep.Run(ctx, v.Accessors(r.as), opts)
 	res.Sweep, res.SweepErr = rep, err
+	if walk && err != nil && rep.Listed == 0 && len(held) > 0 {
+		// The walk could not even list (a policy without sudo on
+		// auth/token/accessors, say): still retire what the ledger knows.
+		opts.Only = held
+		rep, _ = sweep.Run(ctx, v.Accessors(r.as), opts)
+		res.Sweep = rep
+		walk = false
+	}
 	for _, f := range rep.Failed {
 		log.Warn().Err(f.Err).Str("accessor", f.Accessor).Str("op", f.Op).Msg("stale sweep: could not " + f.Op + " accessor; the run stands")
 	}
@@ -170,8 +198,9 @@ func retire(ctx context.Context, v Vault, cfg Config, res *Result, b *book, r re
 	if !walk {
 		warnStrangers(log, rep, opts.Only)
 	}
+	complete := err == nil
 	b.update(func(l ledger.Ledger) ledger.Ledger {
-		return l.Swept(rep, opts.Only, err == nil, cfg.now(), r.notOurs...)
+		return l.Swept(rep, opts.Only, complete, cfg.now(), r.notOurs...)
 	})
 }
 

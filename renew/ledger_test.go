@@ -3,6 +3,8 @@ package renew
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"syscall"
 	"slices"
 	"sync"
 	"testing"
@@ -17,6 +19,9 @@ type memLedger struct {
 	l       ledger.Ledger
 	saves   int
 	saveErr error
+	// failFrom, when not 0, makes saves fail with saveErr from that save on
+	// (1 is the first); 0 with saveErr set fails every save.
+	failFrom int
 }
 
 func (m *memLedger) Load() (ledger.Ledger, error) {
@@ -28,10 +33,11 @@ func (m *memLedger) Load() (ledger.Ledger, error) {
 func (m *memLedger) Save(l ledger.Ledger) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.saveErr != nil {
+	m.saves++
+	if m.saveErr != nil && m.saves >= m.failFrom {
 		return m.saveErr
 	}
-	m.l, m.saves = l, m.saves+1
+	m.l = l
 	return nil
 }
 
@@ -99,7 +105,7 @@ func TestHealWalksWhereOnlyAWalkCanKnow(t *testing.T) {
 	died := wholeLedger("ours-acc")
 	died.l = died.l.Sent(tWhole.Add(time.Hour))
 	unsaved := wholeLedger("ours-acc")
-	unsaved.saveErr = errors.New("read-only file system")
+	unsaved.saveErr, unsaved.failFrom = errors.New("read-only file system"), 2 // the write-ahead is saved, the answer is not
 	otherCluster := wholeLedger("ours-acc")
 	otherCluster.l.Vault = "another-cluster"
 	for _, tc := range []struct {
@@ -148,6 +154,66 @@ func TestHealWalksWhenVaultWillNotSayWhichClusterItIs(t *testing.T) {
 	res, err := Run(context.Background(), f, cfg)
 	if err != nil || !res.Walked || res.WalkGap != ledger.OtherVault {
 		t.Fatalf("err %v walked %v (%v), want a walk", err, res.Walked, res.WalkGap)
+	}
+}
+
+// TestUnrecordableCreateIsNotSent: when the create cannot be written ahead
+// (the state file cannot be saved), no create is sent: a token minted then
+// might be stranded with no later heal walking to it. The run fails on the
+// file system, naming it; the token file is unchanged.
+func TestUnrecordableCreateIsNotSent(t *testing.T) {
+	f := world()
+	store := wholeLedger("ours-acc")
+	store.saveErr = &fs.PathError{Op: "rename", Path: "/home/w/.local/state/vault-token-renew/state.json", Err: syscall.EROFS}
+	cfg, p := setup(t, "oidc-secret")
+	cfg.Ledger = store
+	res, err := Run(context.Background(), f, cfg)
+	if err == nil || res.Stage != StageCreate || res.Cause != CauseFilesystem {
+		t.Fatalf("err %v stage %v cause %v, want a filesystem failure at the create", err, res.Stage, res.Cause)
+	}
+	if len(f.created) != 0 {
+		t.Fatalf("a create was sent (minted %v) that the ledger could not record", f.created)
+	}
+	fileIs(t, p, "oidc-secret")
+}
+
+// TestOKRunOnAnotherClusterLeavesTheLedger: the file's token works on
+// another cluster; the ledger's entries would all look gone there, so the
+// OK run neither looks them up nor forgets them as if they were, and the
+// ledger is not claimed whole for the new cluster.
+func TestOKRunOnAnotherClusterLeavesTheLedger(t *testing.T) {
+	f := world()
+	f.cluster = "cluster-b"
+	store := wholeLedger("gone-acc")
+	store.l.Vault = "cluster-a"
+	cfg, _ := setup(t, "ours-secret")
+	cfg.Ledger = store
+	if _, err := Run(context.Background(), f, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if f.lookedUp != 0 {
+		t.Fatalf("the OK run looked up %d accessors of another cluster's ledger", f.lookedUp)
+	}
+	if got := store.stored(); got.Gap() == ledger.NoGap {
+		t.Fatalf("the ledger %+v is claimed whole for a cluster no walk has seen", got)
+	}
+}
+
+// TestWalkThatCannotListStillRetiresTheLedgers: a heal with a gap walks;
+// when the list is refused (a policy without sudo on the accessors) it
+// still retires the tokens the ledger knows.
+func TestWalkThatCannotListStillRetiresTheLedgers(t *testing.T) {
+	f := world()
+	f.listErr = respErr(403, "permission denied")
+	store := &memLedger{l: ledger.Ledger{}.Found("ours-acc", tWhole)} // never whole: the heal walks
+	cfg, _ := setup(t, "oidc-secret")
+	cfg.Ledger = store
+	res, err := Run(context.Background(), f, cfg)
+	if err != nil || res.SweepErr == nil {
+		t.Fatalf("err %v sweep err %v, want a heal that says its walk failed", err, res.SweepErr)
+	}
+	if !slices.Contains(f.revoked, "ours-acc") {
+		t.Fatalf("revoked %v: the ledger's previous token was not retired", f.revoked)
 	}
 }
 

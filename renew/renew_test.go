@@ -49,8 +49,10 @@ type fakeVault struct {
 	listed, lookedUp int
 	// beforeCreate, if set, runs as each create arrives.
 	beforeCreate func()
-	// listHook, if set, runs as a walk lists every accessor.
+	// listHook, if set, runs as a walk lists every accessor; listErr makes
+	// the list fail.
 	listHook func()
+	listErr  error
 	// cluster is what sys/health names this Vault ("fake-cluster" when
 	// empty); clusterErr makes it fail.
 	cluster    string
@@ -167,6 +169,9 @@ type fakeAccessors struct{ f *fakeVault }
 func (a fakeAccessors) List(context.Context) ([]string, error) {
 	if a.f.listHook != nil {
 		a.f.listHook()
+	}
+	if a.f.listErr != nil {
+		return nil, a.f.listErr
 	}
 	a.f.mu.Lock()
 	defer a.f.mu.Unlock()

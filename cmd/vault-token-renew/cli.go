@@ -68,7 +68,8 @@ The server (Vault or OpenBao) is reached with the client settings %[2]sADDR,
 %[2]sSKIP_VERIFY, %[2]sTLS_SERVER_NAME, %[2]sCLIENT_TIMEOUT, %[2]sMAX_RETRIES; as the
 bao CLI reads them, a BAO_* variable that is set wins over its VAULT_* twin,
 even empty. VAULT_TOKEN and BAO_TOKEN are never used: the token file is the
-source of truth (BAO_TOKEN_PATH when set, else ~/.vault-token).
+source of truth (--token-file, else VTR_TOKEN_FILE, else BAO_TOKEN_PATH, else
+~/.vault-token).
 
 Exit status: 0 OK/HEALED, 1 DRIFT/FAIL (status: foreign or unreadable;
 sweep: a revoke failed, the walk stopped early, or --apply while the file

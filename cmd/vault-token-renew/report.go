@@ -283,7 +283,7 @@ func (r reporter) fail(res renew.Result, err error) closing {
 		cause = renew.Classify(err, false)
 	}
 	c := closing{end: endFailed, outcome: runstate.Fail, cause: cause, level: zerolog.ErrorLevel,
-		reason: res.Stage.Words(), msg: "FAIL: " + res.Stage.Words() + dryWords(res)}
+		reason: res.Stage.Words() + " (" + cause.String() + ")", msg: "FAIL: " + res.Stage.Words() + dryWords(res)}
 	c.err(err).str("stage", res.Stage.String()).str("cause", cause.String()).str("path", res.Path)
 	if res.Cap.Capped {
 		c.str("warning", r.capWhy(res.Cap))

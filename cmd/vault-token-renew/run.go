@@ -18,7 +18,7 @@ import (
 // and print its closing line, last.
 func (c *cli) oneRun(ctx context.Context, vc *vaultclient.Client, rep reporter, log zerolog.Logger, o options) ending {
 	cfg := rep.cfg
-	cfg.Ledger = c.ledgerStore(log, !o.dryRun)
+	cfg.Ledger = c.ledgerStore(log, cfg.TokenFile, !o.dryRun)
 	if o.settle > 0 && !o.dryRun {
 		tokenfile.Settle(ctx, cfg.TokenFile, o.settle, 5*o.settle) // a login may still be writing it
 	}
@@ -85,10 +85,10 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// ledgerStore is the run state's ledger for renew. Where it will be
+// ledgerStore is the run state's ledger of tokenFile for renew. Where it will be
 // written, it first says once what is wrong with the state file, if
 // anything, before the run: the closing line stays the run's last.
-func (c *cli) ledgerStore(log zerolog.Logger, writing bool) renew.LedgerStore {
+func (c *cli) ledgerStore(log zerolog.Logger, tokenFile string, writing bool) renew.LedgerStore {
 	path, err := runstate.DefaultPath(c.getenv)
 	if err != nil {
 		if writing {
@@ -104,7 +104,7 @@ func (c *cli) ledgerStore(log zerolog.Logger, writing bool) renew.LedgerStore {
 			log.Warn().Err(err).Str("state_file", path).Msg("run state unreadable; replacing it")
 		}
 	}
-	return runstate.LedgerStore{Path: path}
+	return runstate.LedgerStore{Path: path, File: tokenFile}
 }
 
 // record folds this run into the state file and writes the metrics, before

@@ -90,9 +90,9 @@ func (c *cli) status(ctx context.Context, vc *vaultclient.Client, rep reporter, 
 		Meta: info.Meta, Host: cfg.Spec.Host,
 	}
 	if last != nil {
-		r.Ledger = ledgerOf(last.Ledger)
+		r.Ledger = ledgerOf(last.LedgerFor(cfg.TokenFile))
 		shown := *last
-		shown.Ledger = ledger.Ledger{}
+		shown.Ledgers = nil
 		r.LastRun = &shown
 	} else {
 		r.Ledger = ledgerOf(ledger.Ledger{})
@@ -143,7 +143,7 @@ func (c *cli) printStatus(r statusReport, info renew.TokenInfo, last *runstate.S
 	fmt.Fprintf(tw, "this host\t%s\n", r.Host)
 	printLastRun(tw, last, lerr, c.now())
 	if last != nil {
-		printLedger(tw, last.Ledger, r.Accessor, c.now())
+		printLedger(tw, last.LedgerFor(r.TokenFile), r.Accessor, c.now())
 	}
 	tw.Flush()
 }

@@ -30,7 +30,7 @@ func (c *cli) sweepTimed(ctx context.Context, vc *vaultclient.Client, rep report
 // this prints the table, the failures and the closing line.
 func (c *cli) sweep(ctx context.Context, vc *vaultclient.Client, rep reporter, log zerolog.Logger, apply bool) ending {
 	cfg := rep.cfg
-	cfg.Ledger = c.ledgerStore(log, apply)
+	cfg.Ledger = c.ledgerStore(log, cfg.TokenFile, apply)
 	cfg.Progress = c.progress(log)
 	res, err := renew.Sweep(ctx, vc, cfg, apply)
 	if res.Walked {
@@ -100,13 +100,13 @@ func (c *cli) printSweep(rep sweep.Report, apply bool, current string) {
 	for _, t := range rep.Stale {
 		switch {
 		case !apply:
-			row(t, "stale: would revoke")
+			row(t, sweep.Stale.String()+": would revoke")
 		case revoked[t.Accessor]:
-			row(t, "stale: revoked")
+			row(t, sweep.Stale.String()+": revoked")
 		case failed[t.Accessor]:
-			row(t, "stale: revoke FAILED")
+			row(t, sweep.Stale.String()+": revoke FAILED")
 		default:
-			row(t, "stale: not revoked")
+			row(t, sweep.Stale.String()+": not revoked")
 		}
 	}
 	tw.Flush()

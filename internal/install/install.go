@@ -213,6 +213,9 @@ func Uninstall(o Options) (Report, error) {
 	p := PathsUnder(o.Root)
 	if o.Systemctl != nil {
 		for _, u := range []string{Timer, PathUnit} {
+			if _, err := os.Stat(filepath.Join(p.UnitDir, u)); err != nil {
+				continue // not installed (a version before heal on login, a second uninstall): nothing to disable
+			}
 			if err := o.Systemctl("disable", "--now", u); err != nil {
 				return r, fmt.Errorf("systemctl --user disable --now %s: %w", u, err)
 			}

@@ -270,3 +270,26 @@ func TestUninstallDisablesBeforeItRemoves(t *testing.T) {
 		t.Errorf("removed %v", r.Changed)
 	}
 }
+
+// TestUninstallOfAnOlderInstall: a machine installed before heal on login
+// (no path unit), or uninstalled already, uninstalls without asking
+// systemd to disable a unit it does not have.
+func TestUninstallOfAnOlderInstall(t *testing.T) {
+	root := t.TempDir()
+	units := repoUnits(t)
+	delete(units, PathUnit)
+	if _, err := Install(Options{Root: root, Binary: []byte("b"), Units: units, Getenv: getenv("VAULT_ADDR", "http://v")}); err != nil {
+		t.Fatal(err)
+	}
+	sc := &fakeSystemctl{}
+	if _, err := Uninstall(Options{Root: root, Units: repoUnits(t), Systemctl: sc.run}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"disable --now " + Timer, "daemon-reload"}; !reflect.DeepEqual(sc.calls, want) {
+		t.Fatalf("systemctl calls %v, want %v", sc.calls, want)
+	}
+	sc.calls = nil
+	if _, err := Uninstall(Options{Root: root, Units: repoUnits(t), Systemctl: sc.run}); err != nil || !reflect.DeepEqual(sc.calls, []string{"daemon-reload"}) {
+		t.Fatalf("a second uninstall: %v, calls %v", err, sc.calls)
+	}
+}

@@ -106,8 +106,9 @@ func (l Ledger) Has(accessor string) bool {
 	return slices.ContainsFunc(l.Tokens, func(e Entry) bool { return e.Accessor == accessor })
 }
 
-// Accessors are the ledger's accessors other than those in except, oldest
-// first; never nil, so that a sweep given them makes no list.
+// Accessors are the ledger's accessors other than those in except, in the
+// order they entered it; never nil, so that a sweep given them makes no
+// list.
 func (l Ledger) Accessors(except ...string) []string {
 	out := []string{}
 	for _, e := range l.Tokens {

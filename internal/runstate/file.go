@@ -64,9 +64,10 @@ func Update(path string, fn func(State) State) (State, error) {
 	return next, Save(path, next)
 }
 
-// LedgerStore keeps the ledger in the state file at Path; renew reads it
-// after taking the run lock and saves it at every step of a heal.
-type LedgerStore struct{ Path string }
+// LedgerStore keeps the ledger of the token file File in the state file at
+// Path; renew reads it after taking File's run lock and saves it at every
+// step of a heal.
+type LedgerStore struct{ Path, File string }
 
 // Load returns the stored ledger; a missing or unreadable state is a zero
 // Ledger, which is never whole, so the next heal walks.
@@ -75,12 +76,22 @@ func (s LedgerStore) Load() (ledger.Ledger, error) {
 	if errors.Is(err, ErrNoState) {
 		return ledger.Ledger{}, nil
 	}
-	return st.Ledger, err
+	return st.LedgerFor(s.File), err
 }
 
-// Save replaces the stored ledger and leaves the rest of the state as it is.
+// Save replaces this token file's ledger, under the state file's lock, and
+// leaves the rest of the state (other token files' ledgers included) as it
+// is stored.
 func (s LedgerStore) Save(l ledger.Ledger) error {
-	_, err := Update(s.Path, func(st State) State { st.Ledger = l; return st })
+	_, err := Update(s.Path, func(st State) State {
+		ledgers := make(map[string]ledger.Ledger, len(st.Ledgers)+1)
+		for k, v := range st.Ledgers {
+			ledgers[k] = v
+		}
+		ledgers[LedgerKey(s.File)] = l
+		st.Ledgers = ledgers
+		return st
+	})
 	return err
 }
 

@@ -2,10 +2,12 @@ package runstate
 
 import (
 	"errors"
+	"github.com/devvm/vault-token-renew/internal/ledger"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -98,5 +100,40 @@ func TestSaveFailsOnABadDirectory(t *testing.T) {
 	err := Save(filepath.Join(file, "state.json"), State{Time: day(0), Outcome: OK})
 	if err == nil || !strings.Contains(err.Error(), file) {
 		t.Fatalf("Save under a file: %v", err)
+	}
+}
+
+// TestLedgersArePerTokenFile: two token files (a shell run with
+// --token-file, the unit on ~/.vault-token) keep two ledgers in the one
+// state file; saving one leaves the other as stored, and a symlink to a
+// token file shares its ledger, as it shares its run lock.
+func TestLedgersArePerTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state", "state.json")
+	a, b := filepath.Join(dir, "a-token"), filepath.Join(dir, "b-token")
+	os.WriteFile(a, []byte("x"), 0o600)
+	link := filepath.Join(dir, "link-to-a")
+	if err := os.Symlink(a, link); err != nil {
+		t.Fatal(err)
+	}
+	sa, sb := LedgerStore{Path: path, File: a}, LedgerStore{Path: path, File: b}
+	if err := sa.Save(ledger.Ledger{}.Found("acc-a", day(0))); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.Save(ledger.Ledger{}.Found("acc-b", day(0))); err != nil {
+		t.Fatal(err)
+	}
+	if la, _ := sa.Load(); !slices.Equal(la.Accessors(), []string{"acc-a"}) {
+		t.Fatalf("a's ledger %v after b's save, want only acc-a", la.Accessors())
+	}
+	if lb, _ := sb.Load(); !slices.Equal(lb.Accessors(), []string{"acc-b"}) {
+		t.Fatalf("b's ledger %v, want only acc-b", lb.Accessors())
+	}
+	if ll, _ := (LedgerStore{Path: path, File: link}).Load(); !slices.Equal(ll.Accessors(), []string{"acc-a"}) {
+		t.Fatalf("a symlink to a reads %v, want a's ledger", ll.Accessors())
+	}
+	st, err := Update(path, func(s State) State { return Next(s, Run{Time: day(1), Outcome: OK}) })
+	if err != nil || len(st.Ledgers) != 2 {
+		t.Fatalf("folding a run in kept %d ledgers (%v), want both", len(st.Ledgers), err)
 	}
 }

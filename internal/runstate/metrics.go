@@ -39,14 +39,20 @@ func WriteMetrics(path string, s State) error {
 	gauge("vault_token_renew_consecutive_failures",
 		"Runs in a row that ended in DRIFT or FAIL; 0 after a success.", float64(s.FailingRuns))
 
-	gauge("vault_token_renew_ledger_tokens",
-		"Periodic tokens of this machine the ledger holds as maybe alive; 1 is normal, more until a run retires the stale.", float64(len(s.Ledger.Tokens)))
-	complete := 0.0
-	if s.Ledger.Gap() == ledger.NoGap {
+	tokens, complete := 0, 0.0
+	if len(s.Ledgers) > 0 {
 		complete = 1
 	}
+	for _, l := range s.Ledgers {
+		tokens += len(l.Tokens)
+		if l.Gap() != ledger.NoGap {
+			complete = 0
+		}
+	}
+	gauge("vault_token_renew_ledger_tokens",
+		"Periodic tokens of this machine the ledger holds as maybe alive; 1 is normal, more until a run retires the stale.", float64(tokens))
 	gauge("vault_token_renew_ledger_complete",
-		"1 when the ledger holds every token of this machine (a heal looks up only those), 0 when the next heal must walk every accessor.", complete)
+		"1 when the ledger (of every token file) holds every token of this machine (a heal looks up only those), 0 when the next heal must walk every accessor.", complete)
 
 	outcome := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "vault_token_renew_outcome",

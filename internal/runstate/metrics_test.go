@@ -54,7 +54,7 @@ func TestWriteMetrics(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "vault_token_renew.prom")
 	s := State{Time: day(2), Outcome: Drift, Summary: "DRIFT: x", Accessor: "acc-secretless", TokenExpiry: exp,
 		LastSuccess: day(0), FailingSince: day(1), FailingRuns: 2, HealsTotal: 3, Host: "vm1",
-		Ledger: ledger.Ledger{WholeSince: day(0)}.Found("acc-secretless", day(0)).Found("acc-2", day(1))}
+		Ledgers: map[string]ledger.Ledger{"/home/w/.vault-token": ledger.Ledger{WholeSince: day(0)}.Found("acc-secretless", day(0)).Found("acc-2", day(1))}}
 	if err := WriteMetrics(path, s); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/devvm/vault-token-renew/internal/atomicfile"
 	"github.com/devvm/vault-token-renew/internal/ledger"
 )
 
@@ -57,10 +58,29 @@ type State struct {
 	FailingRuns  int       `json:"failing_runs"`           // runs in the current failure streak
 	HealsTotal   int       `json:"heals_total"`            // HEALED runs ever recorded
 	Host         string    `json:"host"`                   // the machine, as the notifier names it
-	// Ledger is this machine's periodic tokens that may still be alive. The
-	// run writes it as it goes (before and after a create, after a sweep);
-	// folding a run's outcome in (Next) carries it over untouched.
-	Ledger ledger.Ledger `json:"ledger,omitzero"`
+	// Ledgers are this machine's periodic tokens that may still be alive,
+	// a ledger per token file (LedgerKey): the run lock is per token file,
+	// and a run may retire only what was recorded for its own file. A run
+	// writes its file's ledger as it goes (before and after a create, after
+	// a sweep); folding a run's outcome in (Next) carries them over.
+	Ledgers map[string]ledger.Ledger `json:"ledgers,omitempty"`
+}
+
+// LedgerFor is the ledger of the token file at path; a zero Ledger (never
+// whole) when there is none.
+func (s State) LedgerFor(path string) ledger.Ledger { return s.Ledgers[LedgerKey(path)] }
+
+// LedgerKey names a token file's ledger: its resolved absolute path, so
+// every path that reaches the same file (a symlink, a relative
+// --token-file) shares one ledger, as they share one run lock.
+func LedgerKey(path string) string {
+	if real, err := atomicfile.Resolve(path); err == nil {
+		path = real
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
 }
 
 // Run is what one run reports about itself. Reason is recorded as data,
@@ -82,7 +102,7 @@ func Next(prev State, r Run) State {
 	s := State{
 		Time: r.Time, Outcome: r.Outcome, Cause: r.Cause, Summary: r.Summary, Reason: r.Reason,
 		Accessor: r.Accessor, TokenExpiry: r.TokenExpiry, Host: r.Host,
-		LastSuccess: prev.LastSuccess, HealsTotal: prev.HealsTotal, Ledger: prev.Ledger,
+		LastSuccess: prev.LastSuccess, HealsTotal: prev.HealsTotal, Ledgers: prev.Ledgers,
 	}
 	if s.Host == "" {
 		s.Host = prev.Host

@@ -160,8 +160,10 @@ func (c *Client) CreateOrphan(ctx context.Context, token string, spec renew.Spec
 	if err != nil {
 		return renew.Created{}, wrap(ctx, "auth/token/create", err)
 	}
-	if s == nil || s.Auth == nil || s.Auth.ClientToken == "" {
-		return renew.Created{}, errors.New("token create returned no token")
+	if s == nil || s.Auth == nil || s.Auth.ClientToken == "" || s.Auth.Accessor == "" {
+		// Without an accessor the ledger could not hold what was minted:
+		// an error keeps the create unrecorded, so the next heal walks.
+		return renew.Created{}, errors.New("token create answered without a token or its accessor")
 	}
 	return renew.Created{Secret: s.Auth.ClientToken, Accessor: s.Auth.Accessor, Warnings: s.Warnings}, nil
 }
