@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"syscall"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
