@@ -348,6 +348,8 @@ func TestLocalFilesystemFailuresAreFilesystem(t *testing.T) {
 		}
 	})
 	t.Run("full file system", func(t *testing.T) {
+		// The state file shares the full file system: the create cannot be
+		// recorded ahead in the ledger, so none is sent.
 		home := tmpfs(t, "64k")
 		m := machine{host: "devvm-full", home: home, file: filepath.Join(home, ".vault-token")}
 		login := x.login()
@@ -358,6 +360,33 @@ func TestLocalFilesystemFailuresAreFilesystem(t *testing.T) {
 		fill(t, filepath.Join(home, "filler"))
 		before := x.periodicAccessors()
 		r := x.runOn(m)
+		wantExit(t, "run", r, 1)
+		fail := wantLine(t, "run", r.stderr, "FAIL:")
+		for _, want := range []string{"cause=filesystem", "stage=create", "nothing was sent", "no space left for " + home} {
+			wantIn(t, "FAIL line", fail, want)
+		}
+		if b, _ := os.ReadFile(m.file); string(b) != login.Secret {
+			t.Fatal("the token file changed on a full disk")
+		}
+		if after := x.periodicAccessors(); len(after) != len(before) {
+			t.Fatalf("a create was sent that the ledger could not record: periodic %v → %v", before, after)
+		}
+	})
+	t.Run("full file system under the token file only", func(t *testing.T) {
+		// The state file lives elsewhere: the create is recorded and sent,
+		// the write fails, and the minted token is revoked.
+		home := tmpfs(t, "64k")
+		m := machine{host: "devvm-full-file", home: home, file: filepath.Join(home, ".vault-token")}
+		login := x.login()
+		x.putOn(m, login)
+		if err := os.WriteFile(m.file+".lock", nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fill(t, filepath.Join(home, "filler"))
+		before := x.periodicAccessors()
+		env := x.env(x.f.Server.Addr, "XDG_STATE_HOME="+t.TempDir())
+		env[1] = "HOME=" + m.home
+		r := x.runEnv(env, "--host", m.host)
 		wantExit(t, "run", r, 1)
 		fail := wantLine(t, "run", r.stderr, "FAIL:")
 		for _, want := range []string{"cause=filesystem", "stage=write", "no space left for " + home} {

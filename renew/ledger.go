@@ -39,9 +39,10 @@ func openBook(cfg Config, save bool) *book {
 }
 
 // update folds one change into the ledger and saves it, and returns the
-// save's error. A failed save is also a warning, once: the run goes on,
-// and a heal in it walks (gap); the create's write-ahead, which must not
-// go unrecorded, acts on the error itself.
+// save's error. A failed save is also a warning, once: the run goes on
+// with a gap in the ledger (a heal that gets past its create walks), and
+// the create's write-ahead, which must not go unrecorded, refuses to send
+// on the error itself.
 func (b *book) update(fn func(ledger.Ledger) ledger.Ledger) error {
 	b.l = fn(b.l)
 	if !b.save {
@@ -50,7 +51,7 @@ func (b *book) update(fn func(ledger.Ledger) ledger.Ledger) error {
 	err := b.store.Save(b.l)
 	if err != nil && !b.unsaved {
 		b.unsaved = true
-		b.log.Warn().Err(err).Msg("could not save the ledger of this machine's tokens; a heal in this run walks every accessor")
+		b.log.Warn().Err(err).Msg("could not save the ledger of this machine's tokens; until a save succeeds a heal sends no create, and the next heal walks every accessor")
 	}
 	return err
 }
