@@ -76,9 +76,14 @@ func DevVault(ctx context.Context) error {
 }
 
 // Integration runs the suite against a real dev Vault (Docker, or a local
-// process where there is no Docker; with CI=true Docker is required).
+// process where there is no Docker; with CI=true Docker is required), and
+// against OpenBao (a bao from VTR_OPENBAO_BIN, else from the workplace's
+// build script).
 func Integration() error {
 	mg.Deps(DevVault)
+	if err := openBaoBinary(); err != nil {
+		return err
+	}
 	return sh.RunWithV(map[string]string{"TESTCONTAINERS_RYUK_DISABLED": "true"},
 		"go", "test", "-tags=integration", "-count=1", "-timeout=45m", "-v", "./integration/")
 }
@@ -94,7 +99,44 @@ func Test() {
 // has its image); set -v for every log line.
 func Demo(ctx context.Context) error {
 	os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+	if devvault.Kind(os.Getenv("VTR_SERVER")) == devvault.KindOpenBao {
+		if err := openBaoBinary(); err != nil {
+			return err
+		}
+	}
 	return demo.Run(ctx, os.Stdout, devvault.Kind(os.Getenv("VTR_SERVER")), mg.Verbose())
+}
+
+// openBaoScripts are where the workplace keeps its OpenBao build script:
+// beside this checkout, or in the shared folder.
+var openBaoScripts = []string{"../shared/openbao/build.sh", "/work/shared/openbao/build.sh"}
+
+// openBaoBinary sets VTR_OPENBAO_BIN, when it is unset, from the
+// workplace's build script, so that the README's commands need nothing set
+// by hand: no registry serves OpenBao's image here and the module proxy
+// refuses its server module, so the script builds a real bao from source
+// (once per machine, about 4 minutes; instant after). Where no script is
+// found it does nothing, and the OpenBao tests say what is missing.
+func openBaoBinary() error {
+	if os.Getenv("VTR_OPENBAO_BIN") != "" {
+		return nil
+	}
+	for _, script := range openBaoScripts {
+		if _, err := os.Stat(script); err != nil {
+			continue
+		}
+		fmt.Printf("openbao: building or finding a bao v%s with %s (about 4 minutes the first time on this machine)\n", devvault.OpenBaoVersion, script)
+		cmd := exec.Command("bash", script)
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return fmt.Errorf("openbao: %s failed: %w (set VTR_OPENBAO_BIN to a bao v%s binary instead)", script, err, devvault.OpenBaoVersion)
+		}
+		bin := strings.TrimSpace(string(out))
+		fmt.Printf("openbao: VTR_OPENBAO_BIN=%s\n", bin)
+		return os.Setenv("VTR_OPENBAO_BIN", bin)
+	}
+	return nil
 }
 
 // operatorHome is where install, liveTest and sweepStale act: $VTR_HOME
