@@ -99,12 +99,13 @@ func Test() {
 // has its image); set -v for every log line.
 func Demo(ctx context.Context) error {
 	os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
-	if devvault.Kind(os.Getenv("VTR_SERVER")) == devvault.KindOpenBao {
+	kind := devvault.Kind(os.Getenv("VTR_SERVER"))
+	if kind == devvault.KindOpenBao {
 		if err := openBaoBinary(); err != nil {
 			return err
 		}
 	}
-	return demo.Run(ctx, os.Stdout, devvault.Kind(os.Getenv("VTR_SERVER")), mg.Verbose())
+	return demo.Run(ctx, os.Stdout, kind, mg.Verbose())
 }
 
 // openBaoScripts are where the workplace keeps its OpenBao build script:

@@ -347,58 +347,49 @@ func TestLocalFilesystemFailuresAreFilesystem(t *testing.T) {
 			t.Errorf("the FAIL line blames another run for a read-only home: %s", fail)
 		}
 	})
-	t.Run("full file system", func(t *testing.T) {
-		// The state file shares the full file system: the create cannot be
-		// recorded ahead in the ledger, so none is sent.
-		home := tmpfs(t, "64k")
-		m := machine{host: "devvm-full", home: home, file: filepath.Join(home, ".vault-token")}
-		login := x.login()
-		x.putOn(m, login)
-		if err := os.WriteFile(m.file+".lock", nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		fill(t, filepath.Join(home, "filler"))
-		before := x.periodicAccessors()
-		r := x.runOn(m)
-		wantExit(t, "run", r, 1)
-		fail := wantLine(t, "run", r.stderr, "FAIL:")
-		for _, want := range []string{"cause=filesystem", "stage=create", "nothing was sent", "no space left for " + home} {
-			wantIn(t, "FAIL line", fail, want)
-		}
-		if b, _ := os.ReadFile(m.file); string(b) != login.Secret {
-			t.Fatal("the token file changed on a full disk")
-		}
-		if after := x.periodicAccessors(); len(after) != len(before) {
-			t.Fatalf("a create was sent that the ledger could not record: periodic %v → %v", before, after)
-		}
-	})
-	t.Run("full file system under the token file only", func(t *testing.T) {
-		// The state file lives elsewhere: the create is recorded and sent,
-		// the write fails, and the minted token is revoked.
-		home := tmpfs(t, "64k")
-		m := machine{host: "devvm-full-file", home: home, file: filepath.Join(home, ".vault-token")}
-		login := x.login()
-		x.putOn(m, login)
-		if err := os.WriteFile(m.file+".lock", nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		fill(t, filepath.Join(home, "filler"))
-		before := x.periodicAccessors()
-		env := x.env(x.f.Server.Addr, "XDG_STATE_HOME="+t.TempDir())
-		env[1] = "HOME=" + m.home
-		r := x.runEnv(env, "--host", m.host)
-		wantExit(t, "run", r, 1)
-		fail := wantLine(t, "run", r.stderr, "FAIL:")
-		for _, want := range []string{"cause=filesystem", "stage=write", "no space left for " + home} {
-			wantIn(t, "FAIL line", fail, want)
-		}
-		if b, _ := os.ReadFile(m.file); string(b) != login.Secret {
-			t.Fatal("the token file changed on a full disk")
-		}
-		if after := x.periodicAccessors(); len(after) != len(before) {
-			t.Fatalf("the minted token was not revoked: periodic %v → %v", before, after)
-		}
-	})
+	// A full disk: when the state file shares it, the create cannot be
+	// recorded ahead in the ledger, so none is sent; when the state file
+	// lives elsewhere, the create is sent, the write fails, and the minted
+	// token is revoked. Either way the token file is unchanged and no new
+	// periodic token stays alive.
+	for _, tc := range []struct {
+		name, host, stage string
+		stateElsewhere    bool
+		want              []string
+	}{
+		{"full file system", "devvm-full", "create", false, []string{"nothing was sent"}},
+		{"full file system under the token file only", "devvm-full-file", "write", true, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			home := tmpfs(t, "64k")
+			m := machine{host: tc.host, home: home, file: filepath.Join(home, ".vault-token")}
+			login := x.login()
+			x.putOn(m, login)
+			if err := os.WriteFile(m.file+".lock", nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			fill(t, filepath.Join(home, "filler"))
+			before := x.periodicAccessors()
+			var extra []string
+			if tc.stateElsewhere {
+				extra = append(extra, "XDG_STATE_HOME="+t.TempDir())
+			}
+			env := x.env(x.f.Server.Addr, extra...)
+			env[1] = "HOME=" + m.home
+			r := x.runEnv(env, "--host", m.host)
+			wantExit(t, "run", r, 1)
+			fail := wantLine(t, "run", r.stderr, "FAIL:")
+			for _, want := range append([]string{"cause=filesystem", "stage=" + tc.stage, "no space left for " + home}, tc.want...) {
+				wantIn(t, "FAIL line", fail, want)
+			}
+			if b, _ := os.ReadFile(m.file); string(b) != login.Secret {
+				t.Fatal("the token file changed on a full disk")
+			}
+			if after := x.periodicAccessors(); len(after) != len(before) {
+				t.Fatalf("a periodic token minted on a full disk stayed alive (stage=%s): periodic %v → %v", tc.stage, before, after)
+			}
+		})
+	}
 	t.Run("lock file not permitted", func(t *testing.T) {
 		// An unprivileged user whose home it may read but not write: the
 		// lock cannot be created, and that is cause=filesystem naming it,

@@ -51,7 +51,7 @@ func (b *book) update(fn func(ledger.Ledger) ledger.Ledger) error {
 	err := b.store.Save(b.l)
 	if err != nil && !b.unsaved {
 		b.unsaved = true
-		b.log.Warn().Err(err).Msg("could not save the ledger of this machine's tokens; until a save succeeds a heal sends no create, and the next heal walks every accessor")
+		b.log.Warn().Err(err).Msg("could not save the ledger of this machine's tokens; a heal sends no create until a save succeeds, and one that gets past its create walks every accessor")
 	}
 	return err
 }
