@@ -147,61 +147,44 @@ type retirement struct {
 	as      string   // the token the lookups and revokes act as
 	keep    []string // never revoked: the file's token, the new one, the foreign one
 	notOurs []string // never enters the ledger: the foreign login token (a second guard: Judge already ignores it)
-	mayWalk bool     // a heal: walk every accessor when the ledger has a gap
+	heal    bool     // a heal, which has matched the ledger to the cluster already
 	log     *zerolog.Logger
 }
 
-// retire revokes this machine's stale periodic tokens and folds what it
-// found into the ledger. A heal whose ledger is whole looks up only the
-// ledger's accessors and makes no list; one whose ledger has a gap walks
-// every accessor, the one way to find a token nobody recorded. An OK run
-// never walks: it retires what the ledger knows, which with nothing stale
-// costs no request at all.
+// retire revokes the stale periodic tokens the ledger knows, with a lookup
+// each and no LIST, and folds what it found into the ledger. It never
+// walks: on a big Vault a walk cannot finish within a run, so tokens the
+// ledger cannot know (made before it began, or by a create whose answer
+// was lost) are left to the walk of their own (Walk), and the run says so
+// (Result.Gap). With nothing stale this costs no request at all.
 func retire(ctx context.Context, v Vault, cfg Config, res *Result, b *book, r retirement) {
 	log := cfg.Log
 	if r.log != nil {
 		log = *r.log
 	}
-	opts := cfg.sweepOptions(!cfg.DryRun, r.keep...)
-	held := b.l.Accessors(r.keep...)
-	walk := r.mayWalk && b.gap() != ledger.NoGap
-	switch {
-	case walk:
-		res.Walked, res.WalkGap = true, b.gap()
-	case len(held) == 0:
+	if len(b.l.Accessors(r.keep...)) == 0 {
 		return
-	case !r.mayWalk:
+	}
+	if !r.heal {
 		// An OK run forgets what Vault no longer knows: that is only true
 		// of the cluster the ledger was kept on.
 		if b.checkVault(ctx, v); b.other || b.unknown {
 			return
 		}
-		opts.Only = b.l.Accessors(r.keep...)
-	default:
-		opts.Only = held
 	}
+	opts := cfg.sweepOptions(!cfg.DryRun, r.keep...)
+	opts.Only = b.l.Accessors(r.keep...)
 	rep, err := sweep.Run(ctx, v.Accessors(r.as), opts)
 	res.Sweep, res.SweepErr = rep, err
-	if walk && err != nil && rep.Listed == 0 && len(held) > 0 {
-		// The walk could not even list (a policy without sudo on
-		// auth/token/accessors, say): still retire what the ledger knows.
-		opts.Only = held
-		rep, _ = sweep.Run(ctx, v.Accessors(r.as), opts)
-		res.Sweep = rep
-		walk = false
-	}
 	for _, f := range rep.Failed {
-		log.Warn().Err(f.Err).Str("accessor", f.Accessor).Str("op", f.Op).Msg("stale sweep: could not " + f.Op + " accessor; the run stands")
+		log.Warn().Err(f.Err).Str("accessor", f.Accessor).Str("op", string(f.Op)).Msg("stale sweep: could not " + string(f.Op) + " accessor; the run stands")
 	}
 	for _, a := range rep.Revoked {
 		log.Info().Str("accessor", a).Msg("revoked stale periodic token")
 	}
-	if !walk {
-		warnStrangers(log, rep, opts.Only)
-	}
-	complete := err == nil
+	warnStrangers(log, rep, opts.Only)
 	b.update(func(l ledger.Ledger) ledger.Ledger {
-		return l.Swept(rep, opts.Only, complete, cfg.now(), r.notOurs...)
+		return l.Swept(rep, opts.Only, cfg.now(), r.notOurs...)
 	})
 }
 

@@ -81,8 +81,8 @@ func TestHealFromAWholeLedgerMakesNoList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.listed != 0 || res.Walked {
-		t.Fatalf("a heal with a whole ledger listed %d times (walked %v)", f.listed, res.Walked)
+	if f.listed != 0 || res.Gap != ledger.NoGap {
+		t.Fatalf("a heal with a whole ledger listed %d times (gap %v)", f.listed, res.Gap)
 	}
 	if f.lookedUp != 1 || !slices.Equal(f.revoked, []string{"ours-acc"}) {
 		t.Fatalf("looked up %d accessors, revoked %v; want 1 and [ours-acc]", f.lookedUp, f.revoked)
@@ -95,11 +95,22 @@ func TestHealFromAWholeLedgerMakesNoList(t *testing.T) {
 	}
 }
 
-// TestHealWalksWhereOnlyAWalkCanKnow: no ledger yet, an unrecorded create
-// from a run that died, an overflowed ledger, a ledger that cannot be
-// saved: each heal walks, says why, and (but the unsaved) leaves the ledger
-// whole.
-func TestHealWalksWhereOnlyAWalkCanKnow(t *testing.T) {
+// walkApply is the walk unit's run, unhurried.
+func walkApply(t *testing.T, f *fakeVault, cfg Config) Result {
+	t.Helper()
+	res, err := Walk(context.Background(), f, cfg, WalkOptions{Apply: true})
+	if err != nil {
+		t.Fatalf("walk: %v", err)
+	}
+	return res
+}
+
+// TestHealNeverWalks: no ledger yet, an unrecorded create from a run that
+// died, an overflowed ledger, a ledger that cannot be saved, a ledger kept
+// on another cluster: each heal retires what its ledger knows with no
+// LIST, and says what gap is left. The walk of its own then finds the
+// stale tokens only it can, and leaves the ledger whole.
+func TestHealNeverWalks(t *testing.T) {
 	overflowed := wholeLedger("ours-acc")
 	overflowed.l.Overflowed = true
 	died := wholeLedger("ours-acc")
@@ -109,15 +120,16 @@ func TestHealWalksWhereOnlyAWalkCanKnow(t *testing.T) {
 	otherCluster := wholeLedger("ours-acc")
 	otherCluster.l.Vault = "another-cluster"
 	for _, tc := range []struct {
-		name  string
-		store *memLedger
-		gap   ledger.Gap
+		name    string
+		store   *memLedger
+		gap     ledger.Gap
+		retired []string // what the heal retires from the ledger
 	}{
-		{"no ledger yet", &memLedger{}, ledger.NeverWhole},
-		{"a create whose answer never reached the ledger", died, ledger.Unrecorded},
-		{"overflow", overflowed, ledger.Overflow},
-		{"a ledger that cannot be saved", unsaved, ledger.Unsaved},
-		{"a ledger kept on another vault cluster", otherCluster, ledger.OtherVault},
+		{"no ledger yet", &memLedger{}, ledger.NeverWhole, nil},
+		{"a create whose answer never reached the ledger", died, ledger.Unrecorded, []string{"ours-acc"}},
+		{"overflow", overflowed, ledger.Overflow, []string{"ours-acc"}},
+		{"a ledger that cannot be saved", unsaved, ledger.Unsaved, []string{"ours-acc"}},
+		{"a ledger kept on another vault cluster", otherCluster, ledger.OtherVault, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := world()
@@ -127,33 +139,38 @@ func TestHealWalksWhereOnlyAWalkCanKnow(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if f.listed != 1 || !res.Walked || res.WalkGap != tc.gap {
-				t.Fatalf("listed %d, walked %v because %v; want one walk because %v", f.listed, res.Walked, res.WalkGap, tc.gap)
+			if f.listed != 0 || res.Gap != tc.gap {
+				t.Fatalf("listed %d, gap %v; want no list and gap %v", f.listed, res.Gap, tc.gap)
 			}
-			if len(res.Sweep.Revoked) != 3 {
-				t.Fatalf("the walk revoked %v, want this machine's three stale tokens", res.Sweep.Revoked)
+			if !slices.Equal(res.Sweep.Revoked, tc.retired) || !alive(f, "stale1-acc") {
+				t.Fatalf("the heal revoked %v, want %v and nothing the ledger does not know", res.Sweep.Revoked, tc.retired)
 			}
 			if tc.gap == ledger.Unsaved {
 				return
 			}
+			w := walkApply(t, f, cfg)
+			if f.listed != 1 || alive(f, "stale1-acc") || alive(f, "stale2-acc") || !alive(f, "otherhost-acc") {
+				t.Fatalf("the walk listed %d times and revoked %v; want one list and both stale tokens, never another machine's", f.listed, w.Sweep.Revoked)
+			}
 			got := tc.store.stored()
-			if got.Gap() != ledger.NoGap || !slices.Equal(got.Accessors(), []string{"minted-acc-1"}) || got.Vault != "fake-cluster" {
-				t.Fatalf("after the walk the ledger is %v of %q (gap %v), want whole with the new token, of fake-cluster", got.Accessors(), got.Vault, got.Gap())
+			if got.Gap() != ledger.NoGap || !slices.Equal(got.Accessors(), []string{"minted-acc-1"}) || got.Vault != "fake-cluster" || got.Walk != nil {
+				t.Fatalf("after the walk the ledger is %v of %q (gap %v, walk %+v), want whole with the new token, of fake-cluster", got.Accessors(), got.Vault, got.Gap(), got.Walk)
 			}
 		})
 	}
 }
 
-// TestHealWalksWhenVaultWillNotSayWhichClusterItIs: without the cluster's
-// name the ledger cannot be matched to this Vault.
-func TestHealWalksWhenVaultWillNotSayWhichClusterItIs(t *testing.T) {
+// TestHealWhenVaultWillNotSayWhichClusterItIs: without the cluster's name
+// the ledger cannot be matched to this Vault; the heal says so and does
+// not walk.
+func TestHealWhenVaultWillNotSayWhichClusterItIs(t *testing.T) {
 	f := world()
 	f.clusterErr = respErr(500, "boom")
 	cfg, _ := setup(t, "oidc-secret")
 	cfg.Ledger = wholeLedger("ours-acc")
 	res, err := Run(context.Background(), f, cfg)
-	if err != nil || !res.Walked || res.WalkGap != ledger.OtherVault {
-		t.Fatalf("err %v walked %v (%v), want a walk", err, res.Walked, res.WalkGap)
+	if err != nil || f.listed != 0 || res.Gap != ledger.OtherVault {
+		t.Fatalf("err %v listed %d (%v), want no walk and gap other-vault", err, f.listed, res.Gap)
 	}
 }
 
@@ -199,20 +216,18 @@ func TestOKRunOnAnotherClusterLeavesTheLedger(t *testing.T) {
 	}
 }
 
-// TestWalkThatCannotListStillRetiresTheLedgers: a heal with a gap walks;
-// when the list is refused (a policy without sudo on the accessors) it
-// still retires the tokens the ledger knows.
-func TestWalkThatCannotListStillRetiresTheLedgers(t *testing.T) {
+// TestHealWithAGapStillRetiresTheLedgers: a ledger that was never whole
+// still knows the previous token, and the heal retires it with no list.
+func TestHealWithAGapStillRetiresTheLedgers(t *testing.T) {
 	f := world()
-	f.listErr = respErr(403, "permission denied")
-	store := &memLedger{l: ledger.Ledger{}.Found("ours-acc", tWhole)} // never whole: the heal walks
+	store := &memLedger{l: ledger.Ledger{}.Found("ours-acc", tWhole)}
 	cfg, _ := setup(t, "oidc-secret")
 	cfg.Ledger = store
 	res, err := Run(context.Background(), f, cfg)
-	if err != nil || res.SweepErr == nil {
-		t.Fatalf("err %v sweep err %v, want a heal that says its walk failed", err, res.SweepErr)
+	if err != nil || res.SweepErr != nil || res.Gap != ledger.NeverWhole || f.listed != 0 {
+		t.Fatalf("err %v sweep err %v gap %v listed %d", err, res.SweepErr, res.Gap, f.listed)
 	}
-	if !slices.Contains(f.revoked, "ours-acc") {
+	if !slices.Equal(f.revoked, []string{"ours-acc"}) {
 		t.Fatalf("revoked %v: the ledger's previous token was not retired", f.revoked)
 	}
 }
@@ -237,10 +252,11 @@ func TestCreateIsWrittenAhead(t *testing.T) {
 	}
 }
 
-// TestLostCreateAnswerMakesTheHealWalk: with a whole ledger, the first
+// TestLostCreateAnswerIsLeftToTheWalk: with a whole ledger, the first
 // attempt's answer is lost after Vault minted; the retry is answered. The
-// ledger cannot know the first token, so the heal walks and revokes it.
-func TestLostCreateAnswerMakesTheHealWalk(t *testing.T) {
+// ledger cannot know the first token: the heal says so without walking,
+// and the walk finds and revokes it.
+func TestLostCreateAnswerIsLeftToTheWalk(t *testing.T) {
 	f := world()
 	f.loseCreates = 1
 	store := wholeLedger("ours-acc")
@@ -250,8 +266,11 @@ func TestLostCreateAnswerMakesTheHealWalk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.Walked || res.WalkGap != ledger.Unrecorded || !slices.Contains(res.Sweep.Revoked, "minted-acc-1") {
-		t.Fatalf("walked %v (%v), revoked %v; want a walk that revokes the stranded first mint", res.Walked, res.WalkGap, res.Sweep.Revoked)
+	if f.listed != 0 || res.Gap != ledger.Unrecorded || !alive(f, "minted-acc-1") {
+		t.Fatalf("listed %d (gap %v), revoked %v; want no walk in the heal, and the gap said", f.listed, res.Gap, res.Sweep.Revoked)
+	}
+	if w := walkApply(t, f, cfg); !slices.Contains(w.Sweep.Revoked, "minted-acc-1") {
+		t.Fatalf("the walk revoked %v, want the stranded first mint", w.Sweep.Revoked)
 	}
 	if got := store.stored(); got.Gap() != ledger.NoGap || !slices.Equal(got.Accessors(), []string{"minted-acc-2"}) {
 		t.Fatalf("ledger %v gap %v", got.Accessors(), got.Gap())
@@ -359,8 +378,7 @@ func TestDryRunFromTheLedgerSavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Walked || f.listed != 0 || len(res.Sweep.Stale) != 1 || store.saves != 0 {
-		t.Fatalf("walked %v listed %d stale %v saves %d", res.Walked, f.listed, res.Sweep.Stale, store.saves)
+	if f.listed != 0 || len(res.Sweep.Stale) != 1 || store.saves != 0 {
+		t.Fatalf("listed %d stale %v saves %d", f.listed, res.Sweep.Stale, store.saves)
 	}
-
 }

@@ -155,11 +155,12 @@ type Result struct {
 	// SweepErr is why the sweep did not finish; a heal stands, but a
 	// stale token (or one stranded by a lost create) may be left.
 	SweepErr error
-	// Walked says the sweep walked every accessor in Vault, and WalkGap
-	// why: what the ledger could not vouch for. Otherwise the sweep looked
-	// up only the ledger's accessors.
-	Walked  bool
-	WalkGap ledger.Gap
+	// Gap is what the ledger cannot vouch for after the run: tokens of
+	// this machine it cannot know may remain, and only a walk (Walk) finds
+	// them; ledger.NoGap when the ledger knows every one.
+	Gap ledger.Gap
+	// Walk is what a walk (`sweep`) did; nil for a run.
+	Walk *WalkRun
 	// Ledger is the ledger as the run left it.
 	Ledger ledger.Ledger
 	Stage  Stage // the step a failure happened in
@@ -211,6 +212,7 @@ func renewOurs(ctx context.Context, v Vault, cfg Config, tok string, res Result,
 	if cfg.DryRun {
 		res.TTL = res.Current.TTL
 		retire(ctx, v, cfg, &res, b, retirement{as: tok, keep: []string{res.Current.Accessor}})
+		res.Gap = b.gap()
 		return res, nil
 	}
 	r, err := v.RenewSelf(ctx, tok)
@@ -227,6 +229,7 @@ func renewOurs(ctx context.Context, v Vault, cfg Config, tok string, res Result,
 		b.update(func(l ledger.Ledger) ledger.Ledger { return l.Found(res.Current.Accessor, cfg.now()) })
 	}
 	retire(ctx, v, cfg, &res, b, retirement{as: tok, keep: []string{res.Current.Accessor}})
+	res.Gap = b.gap()
 	return res, nil
 }
 
@@ -270,7 +273,8 @@ func heal(ctx context.Context, v Vault, cfg Config, foreign string, res Result, 
 	res.TTL = res.New.TTL
 	b.checkVault(ctx, v)
 	retire(ctx, v, cfg, &res, b, retirement{as: c.Secret, keep: []string{c.Accessor, res.Current.Accessor},
-		notOurs: []string{res.Current.Accessor}, mayWalk: true, log: &log})
+		notOurs: []string{res.Current.Accessor}, heal: true, log: &log})
+	res.Gap = b.gap()
 	return res, nil
 }
 
@@ -318,8 +322,8 @@ func writeToken(cfg Config, secret string) error {
 
 // dryHeal says whether a heal would be allowed, without minting: Vault's
 // own capabilities-self answer for auth/token/create (identity policies
-// included), and the periodic tokens a heal would revoke, from the ledger
-// or by a walk, as the heal itself would find them.
+// included), and the periodic tokens a heal would revoke from the ledger,
+// as the heal itself would find them.
 func dryHeal(ctx context.Context, v Vault, cfg Config, foreign string, res Result, b *book) (Result, error) {
 	if why := CannotMint(res.Current); why != "" {
 		res.Action, res.Refusal, res.Cause = ActionRefuse, why, CauseRefused
@@ -336,6 +340,7 @@ func dryHeal(ctx context.Context, v Vault, cfg Config, foreign string, res Resul
 	res.Action = ActionHeal
 	b.checkVault(ctx, v)
 	retire(ctx, v, cfg, &res, b, retirement{as: foreign, keep: []string{res.Current.Accessor},
-		notOurs: []string{res.Current.Accessor}, mayWalk: true})
+		notOurs: []string{res.Current.Accessor}, heal: true})
+	res.Gap = b.gap()
 	return res, nil
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/devvm/vault-token-renew/internal/ledger"
 	"github.com/devvm/vault-token-renew/sweep"
 	"github.com/devvm/vault-token-renew/tokenfile"
 )
@@ -55,11 +56,17 @@ type fakeVault struct {
 	listErr  error
 	// cluster is what sys/health names this Vault ("fake-cluster" when
 	// empty); clusterErr makes it fail.
-	cluster    string
-	clusterErr error
+	cluster     string
+	clusterErr  error
+	clusterHook func()
+	// lookupHook, if set, runs as each accessor is looked up.
+	lookupHook func(accessor string)
 }
 
 func (f *fakeVault) ClusterID(context.Context) (string, error) {
+	if f.clusterHook != nil {
+		f.clusterHook()
+	}
 	if f.clusterErr != nil {
 		return "", f.clusterErr
 	}
@@ -185,6 +192,9 @@ func (a fakeAccessors) List(context.Context) ([]string, error) {
 }
 
 func (a fakeAccessors) Lookup(_ context.Context, acc string) (sweep.Token, error) {
+	if a.f.lookupHook != nil {
+		a.f.lookupHook(acc)
+	}
 	a.f.mu.Lock()
 	defer a.f.mu.Unlock()
 	a.f.lookedUp++
@@ -265,9 +275,16 @@ func TestOursIsRenewedAndFileUntouched(t *testing.T) {
 	fileIs(t, p, "ours-secret\n")
 }
 
+// staleKnown is a ledger that knows this machine's stale tokens (and
+// another machine's, which it must never revoke): a heal retires them.
+func staleKnown() *memLedger {
+	return wholeLedger("ours-acc", "stale1-acc", "stale2-acc", "otherhost-acc")
+}
+
 func TestAdminClobberHeals(t *testing.T) {
 	f := world()
 	cfg, p := setup(t, "oidc-secret")
+	cfg.Ledger = staleKnown()
 	res, err := Run(context.Background(), f, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -437,6 +454,7 @@ func TestSweepFailuresDoNotUndoTheHeal(t *testing.T) {
 	f := world()
 	f.revokeErr["stale1-acc"] = respErr(500, "boom")
 	cfg, p := setup(t, "oidc-secret")
+	cfg.Ledger = staleKnown()
 	res, err := Run(context.Background(), f, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -454,14 +472,14 @@ func TestDryRunChangesNothing(t *testing.T) {
 		denied  bool
 		matched int
 	}{
-		{file: "ours-secret", action: ActionRenew},
-		{file: "oidc-secret", action: ActionHeal, matched: 3}, // not the other host's
+		{file: "ours-secret", action: ActionRenew, matched: 2}, // the ledger's stale, which an OK run retires
+		{file: "oidc-secret", action: ActionHeal, matched: 3},  // not the other host's
 		{file: "weak-secret", action: ActionRefuse, denied: true},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			f := world()
 			cfg, p := setup(t, tc.file)
-			cfg.DryRun = true
+			cfg.DryRun, cfg.Ledger = true, staleKnown()
 			res, err := Run(context.Background(), f, cfg)
 			if errors.Is(err, ErrHealDenied) != tc.denied || (!tc.denied && err != nil) {
 				t.Fatalf("err = %v", err)
@@ -496,6 +514,7 @@ func TestMissingTokenFileIsFail(t *testing.T) {
 func TestConcurrentRunsHealOnce(t *testing.T) {
 	f := world()
 	cfg, p := setup(t, "oidc-secret")
+	cfg.Ledger = staleKnown()
 	var wg sync.WaitGroup
 	results := make([]Result, 2)
 	errs := make([]error, 2)
@@ -665,19 +684,20 @@ func TestHealCappedByVault(t *testing.T) {
 
 // TestLostCreateAnswerStrandsNothing: Vault minted, the answer was lost,
 // the heal retried and Vault minted again. The lost attempt is unrecorded
-// in the ledger, so the heal walks, and revokes the first: it is tagged
-// for this machine and not in the keep set.
+// in the ledger: the heal says so, and the walk revokes the first, tagged
+// for this machine and not the file's.
 func TestLostCreateAnswerStrandsNothing(t *testing.T) {
 	f := world()
 	f.loseCreates = 1
 	cfg, p := setup(t, "oidc-secret")
+	cfg.Ledger = staleKnown()
 	res, err := Run(context.Background(), f, cfg)
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || res.Gap != ledger.Unrecorded {
+		t.Fatalf("err %v gap %v, want a heal that says a create is unrecorded", err, res.Gap)
 	}
 	fileIs(t, p, "minted-secret-2")
-	if !slices.Contains(res.Sweep.Revoked, "minted-acc-1") {
-		t.Fatalf("the stranded first mint was not swept: revoked %v", res.Sweep.Revoked)
+	if w := walkApply(t, f, cfg); !slices.Contains(w.Sweep.Revoked, "minted-acc-1") {
+		t.Fatalf("the stranded first mint was not swept: revoked %v", w.Sweep.Revoked)
 	}
 	var live []string
 	for _, i := range f.bySecret {
@@ -690,15 +710,16 @@ func TestLostCreateAnswerStrandsNothing(t *testing.T) {
 	}
 }
 
-// TestHealStandsWhenTheSweepCannotRun: the run's time budget runs out as
-// the sweep lists the accessors (deterministically: the fake says when),
-// after the new token is written; the heal stands and says its sweep is
-// incomplete.
+// TestHealStandsWhenTheSweepCannotRun: the run's time budget runs out
+// after the new token is written, before the ledger's stale tokens are
+// looked up (deterministically: the fake says when, at the cluster check);
+// the heal stands and says its sweep is incomplete.
 func TestHealStandsWhenTheSweepCannotRun(t *testing.T) {
 	f := world()
 	cfg, p := setup(t, "oidc-secret")
+	cfg.Ledger = staleKnown()
 	ctx := newBudget()
-	f.listHook = ctx.runOut
+	f.clusterHook = ctx.runOut
 	res, err := Run(ctx, f, cfg)
 	if err != nil {
 		t.Fatal(err)

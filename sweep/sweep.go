@@ -131,10 +131,18 @@ const DefaultConcurrency = 8
 // Vault: beyond it the walk gets no faster and other clients get slower.
 const MaxConcurrency = 64
 
+// Op is what a sweep does to an accessor.
+type Op string
+
+const (
+	OpLookup Op = "lookup"
+	OpRevoke Op = "revoke"
+)
+
 // Failure is one accessor that could not be looked up or revoked.
 type Failure struct {
 	Accessor string
-	Op       string // "lookup" or "revoke"
+	Op       Op
 	Err      error
 }
 
@@ -157,7 +165,7 @@ var ErrIncomplete = errors.New("sweep incomplete")
 
 // IncompleteError says how far a walk got and why it stopped.
 type IncompleteError struct {
-	Phase       string // "lookup" or "revoke"
+	Phase       Op // where it stopped
 	Done, Total int
 	Why         string // the run's deadline, an interrupt, or the rate limit
 	// Need is the --timeout the whole walk needs at this --max-rps; 0 when
@@ -168,7 +176,7 @@ type IncompleteError struct {
 
 func (e *IncompleteError) Error() string {
 	verb := "looking up"
-	if e.Phase == "revoke" {
+	if e.Phase == OpRevoke {
 		verb = "revoking"
 	}
 	return fmt.Sprintf("%s: stopped %s after %d of %d accessors: %s", ErrIncomplete, verb, e.Done, e.Total, e.Why)
@@ -236,7 +244,7 @@ func Run(ctx context.Context, v Accessors, opts Options) (Report, error) {
 	}
 	stopped := lookupAll(ctx, v, accs, n, limit, opts, &rep)
 	if rep.LookedUp < rep.Listed {
-		return rep, incomplete("lookup", rep.LookedUp, rep.Listed, stopped, opts.MaxRPS, rep.Listed)
+		return rep, incomplete(OpLookup, rep.LookedUp, rep.Listed, stopped, opts.MaxRPS, rep.Listed)
 	}
 	if !opts.Apply {
 		return rep, nil
@@ -246,8 +254,8 @@ func Run(ctx context.Context, v Accessors, opts Options) (Report, error) {
 		stale[i] = t.Accessor
 	}
 	stopped = revokeAll(ctx, v, stale, n, limit, &rep)
-	if done := len(rep.Revoked) + countOp(rep.Failed, "revoke"); done < len(stale) {
-		return rep, incomplete("revoke", len(rep.Revoked), len(stale), stopped, opts.MaxRPS, rep.Listed)
+	if done := len(rep.Revoked) + countOp(rep.Failed, OpRevoke); done < len(stale) {
+		return rep, incomplete(OpRevoke, len(rep.Revoked), len(stale), stopped, opts.MaxRPS, rep.Listed)
 	}
 	return rep, nil
 }
@@ -271,7 +279,7 @@ func lookupAll(ctx context.Context, v Accessors, accs []string, n int, limit *ra
 		case errors.Is(err, ErrVanished):
 			rep.Vanished = append(rep.Vanished, acc)
 		case err != nil:
-			rep.Failed = append(rep.Failed, Failure{Accessor: acc, Op: "lookup", Err: err})
+			rep.Failed = append(rep.Failed, Failure{Accessor: acc, Op: OpLookup, Err: err})
 		default:
 			switch Judge(tok, opts.DisplayName, opts.Owner, kept) {
 			case Keep:
@@ -299,7 +307,7 @@ func revokeAll(ctx context.Context, v Accessors, stale []string, n int, limit *r
 			return // cancelled mid-request: the walk is incomplete, not this accessor failed
 		}
 		if err != nil {
-			rep.Failed = append(rep.Failed, Failure{Accessor: acc, Op: "revoke", Err: err})
+			rep.Failed = append(rep.Failed, Failure{Accessor: acc, Op: OpRevoke, Err: err})
 			return
 		}
 		rep.Revoked = append(rep.Revoked, acc)
@@ -308,7 +316,7 @@ func revokeAll(ctx context.Context, v Accessors, stale []string, n int, limit *r
 	return stopped
 }
 
-func countOp(fs []Failure, op string) int {
+func countOp(fs []Failure, op Op) int {
 	n := 0
 	for _, f := range fs {
 		if f.Op == op {
@@ -322,7 +330,7 @@ func countOp(fs []Failure, op string) int {
 // past the context's deadline without the context being done yet, which
 // is the case a shared Vault's --max-rps runs into. listed sizes the
 // --timeout a rerun needs: it looks every accessor up again.
-func incomplete(phase string, done, total int, stopped error, maxRPS float64, listed int) error {
+func incomplete(phase Op, done, total int, stopped error, maxRPS float64, listed int) error {
 	e := &IncompleteError{Phase: phase, Done: done, Total: total, Err: stopped}
 	switch {
 	case errors.Is(stopped, context.Canceled):

@@ -254,11 +254,11 @@ func TestRunCarriesOnPastFailures(t *testing.T) {
 	if !reflect.DeepEqual(rep.Vanished, []string{"gone"}) {
 		t.Fatalf("vanished = %v", rep.Vanished)
 	}
-	ops := map[string]string{}
+	ops := map[string]Op{}
 	for _, fl := range rep.Failed {
 		ops[fl.Accessor] = fl.Op
 	}
-	if !reflect.DeepEqual(ops, map[string]string{"broken": "lookup", "old1": "revoke"}) {
+	if !reflect.DeepEqual(ops, map[string]Op{"broken": "lookup", "old1": "revoke"}) {
 		t.Fatalf("failures %v", ops)
 	}
 }

@@ -63,6 +63,44 @@ type Ledger struct {
 	// oldest were dropped.
 	Overflowed bool    `json:"overflowed,omitempty"`
 	Tokens     []Entry `json:"tokens"`
+	// Walk is how far the walk under way has got, nil when none is: a walk
+	// cut short keeps its place here and the next one resumes from it.
+	Walk *Walk `json:"walk,omitempty"`
+}
+
+// Walk is the place of a walk over every accessor, kept between its runs so
+// that one cut short (a reboot, a kill, Ctrl-C, --timeout) resumes instead
+// of starting over. Vault's LIST answers are sorted, so "every accessor up
+// to Cursor was looked up" is a place that survives a new LIST.
+type Walk struct {
+	// Started is when the walk's first LIST was sent: every token that
+	// existed then is within its reach. This machine's tokens made since
+	// are the ledger's own records (minted, found in the file) or its
+	// unrecorded creates, and the walk keeps both as they are.
+	Started time.Time `json:"started"`
+	// Cursor is the last accessor of the last finished step: every listed
+	// accessor up to it was looked up (and the stale revoked).
+	Cursor string `json:"cursor,omitempty"`
+	Done   int    `json:"done"`   // accessors looked up, over all its runs
+	Listed int    `json:"listed"` // accessors in its latest LIST
+	// Revoked counts this machine's stale tokens it revoked.
+	Revoked int `json:"revoked"`
+	// Alive are this machine's tokens it found alive (the file's, or one
+	// whose revoke failed): they enter the ledger when the walk ends.
+	Alive []string `json:"alive,omitempty"`
+	// Unknown are accessors whose lookup failed: looked up again at the
+	// end, and the walk is not complete while any is left.
+	Unknown []string  `json:"unknown,omitempty"`
+	Runs    int       `json:"runs"` // 1 for a walk that was never cut short
+	Updated time.Time `json:"updated"`
+}
+
+// Fraction is how far the walk has got, 0 to 1, by its latest LIST.
+func (w *Walk) Fraction() float64 {
+	if w == nil || w.Listed == 0 {
+		return 0
+	}
+	return min(float64(w.Done)/float64(w.Listed), 1)
 }
 
 // Gap is why the ledger may not hold every token of this machine; NoGap
@@ -123,6 +161,11 @@ func (l Ledger) Accessors(except ...string) []string {
 func (l Ledger) clone() Ledger {
 	l.Tokens = slices.Clone(l.Tokens)
 	l.Unrecorded = slices.Clone(l.Unrecorded)
+	if l.Walk != nil {
+		w := *l.Walk
+		w.Alive, w.Unknown = slices.Clone(w.Alive), slices.Clone(w.Unknown)
+		l.Walk = &w
+	}
 	return l
 }
 
@@ -185,63 +228,158 @@ func (l Ledger) Forget(accessors ...string) Ledger {
 	return l
 }
 
-// Whole is the ledger after a complete walk: exactly alive (this machine's
-// tokens the walk left alive), every unrecorded create accounted for (the
-// walk saw whatever it minted), and trusted from now on.
-func (l Ledger) Whole(now time.Time, alive []string) Ledger {
+// Whole is the ledger after a complete walk that started at started:
+// exactly alive (this machine's tokens the walk left alive), and trusted
+// from now on. What the ledger recorded since the walk started stays as it
+// is, because the walk's LIST could not have seen it: a token a heal minted
+// meanwhile, and a create sent meanwhile whose answer was lost (still a
+// gap). Every older unrecorded create is accounted for: the walk saw
+// whatever it minted.
+func (l Ledger) Whole(now, started time.Time, alive []string) Ledger {
 	out := Ledger{Vault: l.Vault, WholeSince: now.UTC()}
 	for _, a := range alive {
 		if i := slices.IndexFunc(l.Tokens, func(e Entry) bool { return e.Accessor == a }); i >= 0 {
-			if !out.Has(a) {
-				out.Tokens = append(out.Tokens, l.Tokens[i])
-			}
+			out.Tokens = append(out.Tokens, l.Tokens[i])
 			continue
 		}
 		out = out.add(a, now, Walked)
 	}
+	for _, e := range l.Tokens {
+		if !e.Recorded.Before(started) && !out.Has(e.Accessor) {
+			out.Tokens = append(out.Tokens, e)
+		}
+	}
+	for _, t := range l.Unrecorded {
+		if !t.Before(started) {
+			out.Unrecorded = append(out.Unrecorded, t)
+		}
+	}
 	return out
 }
 
-// Swept folds what a sweep found into the ledger: a walk when only is nil,
-// else a sweep of the ledger's accessors only. Revoked tokens, tokens Vault
-// no longer knows, another machine's (never ours to revoke), and anything
-// else the sweep ignored leave it; this machine's tokens left alive (a
-// revoke that failed, a dry run) and accessors whose lookup failed stay or
-// enter. notOurs (the foreign login token) never enters. A walk that was
-// complete makes the ledger whole.
-func (l Ledger) Swept(rep sweep.Report, only []string, complete bool, now time.Time, notOurs ...string) Ledger {
-	walk := only == nil
-	revoked := rep.Revoked
-	var alive, failedLookups []string
-	for _, f := range rep.Failed {
-		if f.Op == "lookup" {
-			failedLookups = append(failedLookups, f.Accessor)
-		}
+// WalkFrom begins a walk whose first LIST is sent at started, or resumes
+// the one under way (another of its runs).
+func (l Ledger) WalkFrom(started time.Time, listed int) Ledger {
+	l = l.clone()
+	if l.Walk == nil {
+		l.Walk = &Walk{Started: started.UTC()}
 	}
-	for _, t := range append(slices.Clone(rep.Kept), rep.Stale...) {
-		if !slices.Contains(revoked, t.Accessor) && !slices.Contains(notOurs, t.Accessor) {
-			alive = append(alive, t.Accessor)
-		}
-	}
-	if walk && complete && len(failedLookups) == 0 {
-		return l.Whole(now, alive)
+	l.Walk.Runs++
+	l.Walk.Listed, l.Walk.Updated = listed, started.UTC()
+	return l
+}
+
+// Step folds one finished step of the walk (every listed accessor up to
+// cursor looked up, the stale revoked) into the ledger: its place moves to
+// cursor; revoked, vanished and other machines' tokens leave the ledger;
+// this machine's tokens left alive are kept for the end, and failed
+// lookups are looked up again then.
+func (l Ledger) Step(cursor string, rep sweep.Report, now time.Time) Ledger {
+	l = l.stepped(rep, now)
+	l.Walk.Cursor = cursor
+	l.Walk.Unknown = append(l.Walk.Unknown, failedLookups(rep)...)
+	return l
+}
+
+// Recheck folds the end's second look at the accessors whose lookup had
+// failed: those that failed again stay unknown.
+func (l Ledger) Recheck(rep sweep.Report, now time.Time) Ledger {
+	l = l.stepped(rep, now)
+	l.Walk.Unknown = failedLookups(rep)
+	return l
+}
+
+func (l Ledger) stepped(rep sweep.Report, now time.Time) Ledger {
+	if l.Walk == nil {
+		l = l.WalkFrom(now, rep.Listed)
 	}
 	l = l.clone()
-	keep := append(slices.Clone(alive), failedLookups...)
-	// In a ledger sweep every held accessor was looked up: what is not
-	// this machine's and alive, nor unknown for a failed lookup, leaves.
-	// A walk (cut short) only removes what it saw go.
-	l.Tokens = slices.DeleteFunc(l.Tokens, func(e Entry) bool {
-		if walk {
-			return slices.Contains(revoked, e.Accessor) || slices.Contains(rep.Vanished, e.Accessor) ||
-				slices.ContainsFunc(rep.Other, func(t sweep.Token) bool { return t.Accessor == e.Accessor })
+	w := l.Walk
+	w.Done += rep.LookedUp
+	w.Revoked += len(rep.Revoked)
+	w.Updated = now.UTC()
+	for _, a := range aliveOf(rep) {
+		if !slices.Contains(w.Alive, a) {
+			w.Alive = append(w.Alive, a)
 		}
+	}
+	gone := slices.Concat(rep.Revoked, rep.Vanished, accessorsOf(rep.Other))
+	w.Alive = slices.DeleteFunc(w.Alive, func(a string) bool { return slices.Contains(gone, a) })
+	l.Tokens = slices.DeleteFunc(l.Tokens, func(e Entry) bool { return slices.Contains(gone, e.Accessor) })
+	return l
+}
+
+// Finish ends the walk: with every accessor looked up, the ledger is whole
+// (Whole); while a lookup still fails, the walk stays under way with those
+// left to look up, and the ledger keeps its gap.
+func (l Ledger) Finish(now time.Time) Ledger {
+	if l.Walk == nil || len(l.Walk.Unknown) > 0 {
+		return l
+	}
+	return l.Whole(now, l.Walk.Started, l.Walk.Alive)
+}
+
+// Abandon drops the walk under way: its place no longer means anything
+// (the ledger starts anew for another cluster, say).
+func (l Ledger) Abandon() Ledger {
+	l = l.clone()
+	l.Walk = nil
+	return l
+}
+
+// Swept folds a sweep of the ledger's own accessors (only) into it: every
+// held accessor was looked up, so revoked tokens, tokens Vault no longer
+// knows, another machine's (never ours to revoke), and anything else the
+// sweep ignored leave it; this machine's tokens left alive (a revoke that
+// failed, a dry run) and accessors whose lookup failed stay. A sweep cut
+// short leaves what it did not reach. notOurs (the foreign login token)
+// never enters.
+func (l Ledger) Swept(rep sweep.Report, only []string, now time.Time, notOurs ...string) Ledger {
+	var alive []string
+	for _, a := range aliveOf(rep) {
+		if !slices.Contains(notOurs, a) {
+			alive = append(alive, a)
+		}
+	}
+	l = l.clone()
+	keep := append(slices.Clone(alive), failedLookups(rep)...)
+	l.Tokens = slices.DeleteFunc(l.Tokens, func(e Entry) bool {
 		return slices.Contains(only, e.Accessor) && !slices.Contains(keep, e.Accessor) && lookedUp(rep, e.Accessor)
 	})
 	for _, a := range alive {
 		l = l.add(a, now, Walked)
 	}
 	return l
+}
+
+// aliveOf are this machine's tokens a sweep left alive: kept, or stale and
+// not revoked.
+func aliveOf(rep sweep.Report) []string {
+	var alive []string
+	for _, t := range slices.Concat(rep.Kept, rep.Stale) {
+		if !slices.Contains(rep.Revoked, t.Accessor) {
+			alive = append(alive, t.Accessor)
+		}
+	}
+	return alive
+}
+
+func failedLookups(rep sweep.Report) []string {
+	var out []string
+	for _, f := range rep.Failed {
+		if f.Op == sweep.OpLookup {
+			out = append(out, f.Accessor)
+		}
+	}
+	return out
+}
+
+func accessorsOf(ts []sweep.Token) []string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = t.Accessor
+	}
+	return out
 }
 
 // lookedUp reports whether a ledger sweep reached accessor: a sweep cut

@@ -56,58 +56,73 @@ func TestFold(t *testing.T) {
 			[]string{"old", "manual"}, NoGap, 0},
 		{"vanished: a ledger sweep forgets what vault no longer knows", whole.Found("b", at(1)),
 			func(l Ledger) Ledger {
-				return l.Swept(sweep.Report{Listed: 2, LookedUp: 2, Vanished: []string{"old"}, Stale: []sweep.Token{tok("b")}}, held(l), true, at(2))
+				return l.Swept(sweep.Report{Listed: 2, LookedUp: 2, Vanished: []string{"old"}, Stale: []sweep.Token{tok("b")}}, held(l), at(2))
 			},
 			[]string{"b"}, NoGap, 0},
 		{"revoked: a retired token leaves", whole,
 			func(l Ledger) Ledger {
-				return l.Swept(sweep.Report{Listed: 1, LookedUp: 1, Stale: []sweep.Token{tok("old")}, Revoked: []string{"old"}}, held(l), true, at(1))
+				return l.Swept(sweep.Report{Listed: 1, LookedUp: 1, Stale: []sweep.Token{tok("old")}, Revoked: []string{"old"}}, held(l), at(1))
 			},
 			[]string{}, NoGap, 0},
 		{"another machine's entry leaves and is never revoked", whole.Found("theirs", at(1)),
 			func(l Ledger) Ledger {
-				return l.Swept(sweep.Report{Listed: 2, LookedUp: 2, Other: []sweep.Token{tok("theirs")}, Stale: []sweep.Token{tok("old")}, Revoked: []string{"old"}}, held(l), true, at(2))
+				return l.Swept(sweep.Report{Listed: 2, LookedUp: 2, Other: []sweep.Token{tok("theirs")}, Stale: []sweep.Token{tok("old")}, Revoked: []string{"old"}}, held(l), at(2))
 			},
 			[]string{}, NoGap, 0},
 		{"ignored by the sweep (not our name, not periodic) leaves", whole.Found("odd", at(1)),
 			func(l Ledger) Ledger {
-				return l.Swept(sweep.Report{Listed: 2, LookedUp: 2, Stale: []sweep.Token{tok("old")}, Revoked: []string{"old"}}, held(l), true, at(2))
+				return l.Swept(sweep.Report{Listed: 2, LookedUp: 2, Stale: []sweep.Token{tok("old")}, Revoked: []string{"old"}}, held(l), at(2))
 			},
 			[]string{}, NoGap, 0},
 		{"a ledger sweep leaves what it did not look up (the new token, kept)", whole.Found("new", at(1)),
 			func(l Ledger) Ledger {
-				return l.Swept(sweep.Report{Listed: 1, LookedUp: 1, Stale: []sweep.Token{tok("old")}, Revoked: []string{"old"}}, []string{"old"}, true, at(2))
+				return l.Swept(sweep.Report{Listed: 1, LookedUp: 1, Stale: []sweep.Token{tok("old")}, Revoked: []string{"old"}}, []string{"old"}, at(2))
 			},
 			[]string{"new"}, NoGap, 0},
 		{"a failed revoke or lookup stays for the next run", whole.Found("b", at(1)),
 			func(l Ledger) Ledger {
 				return l.Swept(sweep.Report{Listed: 2, LookedUp: 2, Stale: []sweep.Token{tok("old")},
-					Failed: []sweep.Failure{{Accessor: "old", Op: "revoke"}, {Accessor: "b", Op: "lookup"}}}, held(l), true, at(2))
+					Failed: []sweep.Failure{{Accessor: "old", Op: "revoke"}, {Accessor: "b", Op: "lookup"}}}, held(l), at(2))
 			},
 			[]string{"old", "b"}, NoGap, 0},
 		{"a ledger sweep cut short keeps what it did not reach", whole.Found("b", at(1)),
 			func(l Ledger) Ledger {
-				return l.Swept(sweep.Report{Listed: 2, LookedUp: 1, Stale: []sweep.Token{tok("old")}}, held(l), false, at(2))
+				return l.Swept(sweep.Report{Listed: 2, LookedUp: 1, Stale: []sweep.Token{tok("old")}}, held(l), at(2))
 			},
 			[]string{"old", "b"}, NoGap, 0},
 		{"a complete walk makes the ledger whole: the alive, no unrecorded create", Ledger{}.Sent(at(1)).Found("x", at(1)),
 			func(l Ledger) Ledger {
-				return l.Swept(sweep.Report{Listed: 900, LookedUp: 900, Kept: []sweep.Token{tok("new"), tok("foreign")},
+				return l.WalkFrom(at(2), 900).Step("zz", sweep.Report{Listed: 900, LookedUp: 900, Kept: []sweep.Token{tok("new")},
 					Stale: []sweep.Token{tok("x"), tok("stranded"), tok("stuck")}, Revoked: []string{"x", "stranded"},
-					Failed: []sweep.Failure{{Accessor: "stuck", Op: "revoke"}}}, nil, true, at(9), "foreign")
+					Failed: []sweep.Failure{{Accessor: "stuck", Op: sweep.OpRevoke}}}, at(9)).Finish(at(9))
 			},
 			[]string{"new", "stuck"}, NoGap, 0},
-		{"a walk with a failed lookup is not whole", Ledger{},
+		{"a walk in steps: what the ledger recorded since the walk began stays, a create sent meanwhile stays a gap", Ledger{}.Sent(at(1)).Found("x", at(1)),
 			func(l Ledger) Ledger {
-				return l.Swept(sweep.Report{Listed: 9, LookedUp: 9, Kept: []sweep.Token{tok("new")},
-					Failed: []sweep.Failure{{Accessor: "q", Op: "lookup"}}}, nil, true, at(9))
+				l = l.WalkFrom(at(2), 9).Step("m", sweep.Report{Listed: 5, LookedUp: 5, Stale: []sweep.Token{tok("x")}, Revoked: []string{"x"}}, at(3))
+				l = l.Sent(at(4)).Answered(at(4), "healed", at(4)).Sent(at(5))
+				return l.WalkFrom(at(6), 9).Step("zz", sweep.Report{Listed: 4, LookedUp: 4, Kept: []sweep.Token{tok("was-file")}}, at(7)).Finish(at(8))
 			},
-			[]string{"new"}, NeverWhole, 0},
-		{"a walk cut short forgets only what it saw go", whole.Sent(at(1)).Found("b", at(1)),
+			[]string{"was-file", "healed"}, Unrecorded, 1},
+		{"a walk with a failed lookup is not whole until a second look finds it", Ledger{},
 			func(l Ledger) Ledger {
-				return l.Swept(sweep.Report{Listed: 9, LookedUp: 3, Vanished: []string{"b"}, Stale: []sweep.Token{tok("s")}}, nil, false, at(9))
+				l = l.WalkFrom(at(1), 9).Step("zz", sweep.Report{Listed: 9, LookedUp: 9, Kept: []sweep.Token{tok("new")},
+					Failed: []sweep.Failure{{Accessor: "q", Op: sweep.OpLookup}}}, at(9)).Finish(at(9))
+				if l.Gap() != NeverWhole || l.Walk == nil || !slices.Equal(l.Walk.Unknown, []string{"q"}) {
+					panic("a walk with an unknown accessor was finished")
+				}
+				return l.Recheck(sweep.Report{Listed: 1, LookedUp: 1, Vanished: []string{"q"}}, at(10)).Finish(at(10))
 			},
-			[]string{"old", "s"}, Unrecorded, 1},
+			[]string{"new"}, NoGap, 0},
+		{"a walk cut short forgets what it saw go and keeps its place", whole.Sent(at(1)).Found("b", at(1)),
+			func(l Ledger) Ledger {
+				l = l.WalkFrom(at(2), 9).Step("c", sweep.Report{Listed: 3, LookedUp: 3, Vanished: []string{"b"}, Stale: []sweep.Token{tok("s")}}, at(9))
+				if l.Walk.Cursor != "c" || l.Walk.Done != 3 || l.Walk.Runs != 1 || l.Walk.Fraction() != 3.0/9 {
+					panic("the walk's place was not kept")
+				}
+				return l
+			},
+			[]string{"old"}, Unrecorded, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := tc.fold(tc.from)
@@ -137,7 +152,7 @@ func TestOverflow(t *testing.T) {
 	if l.Has("old") || !l.Has("a01") || !l.Has(fmt.Sprintf("a%02d", Max)) {
 		t.Fatalf("the oldest was not the one dropped: %v", accs(l))
 	}
-	if w := l.Whole(at(99), []string{"a64"}); w.Gap() != NoGap || w.Overflowed {
+	if w := l.Whole(at(99), at(98), []string{"a64"}); w.Gap() != NoGap || w.Overflowed {
 		t.Fatalf("a complete walk does not end the overflow: %+v", w)
 	}
 }
