@@ -49,6 +49,10 @@ func (c *cli) notify(ctx context.Context, log zerolog.Logger, unit string) endin
 		st.Summary = fmt.Sprintf("FAIL: %s failed (result=%s, %s=%s) without recording a run; see journalctl --user -u %s",
 			unit, result, c.getenv("MONITOR_EXIT_CODE"), c.getenv("MONITOR_EXIT_STATUS"), unit)
 	}
+	// The walk unit keeps its own ending: the last run's says nothing of it.
+	if strings.Contains(unit, "sweep") && st.LastWalk != nil && st.LastWalk.Failed {
+		st.Outcome, st.Cause, st.Summary = runstate.Fail, "walk-failed", st.LastWalk.Summary
+	}
 	// Heal on login's path unit fails when the token file changes more
 	// often than its trigger limit: the state says nothing of that.
 	if strings.HasSuffix(unit, ".path") {

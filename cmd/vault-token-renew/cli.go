@@ -11,6 +11,7 @@ import (
 	"os/user"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -94,12 +95,13 @@ type cli struct {
 	environ        func() []string              // the notify command's base environment
 	now            func() time.Time
 	sleep          func(context.Context, time.Duration) error // runWaiting's pause
+	startUnit      func(context.Context, string) error        // starts the walk unit
 }
 
 func newCLI(stdout, stderr io.Writer, lookup func(string) (string, bool)) *cli {
 	getenv := func(k string) string { v, _ := lookup(k); return v }
 	return &cli{stdout: stdout, stderr: stderr, lookup: lookup, getenv: withEnvFile(getenv), lookPath: exec.LookPath,
-		environ: os.Environ, now: time.Now, sleep: sleepCtx}
+		environ: os.Environ, now: time.Now, sleep: sleepCtx, startUnit: systemctlStart}
 }
 
 // settings are the client settings, resolved as the bao CLI does.
@@ -152,6 +154,7 @@ type options struct {
 	json            bool
 	brief           bool
 	apply           bool
+	ifGap           bool
 	unit            string
 	version         bool
 }
@@ -188,7 +191,9 @@ func (c *cli) flags(name string, o *options) *flag.FlagSet {
 	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up on the run after this long (sweep: no limit unless given)")
 	fs.DurationVar(&o.lockWait, "lock-wait", time.Minute, "how long to wait for another run's lock")
 	fs.IntVar(&o.concurrency, "concurrency", sweep.DefaultConcurrency, fmt.Sprintf("accessor lookups in flight during a sweep (at most %d)", sweep.MaxConcurrency))
-	fs.Float64Var(&o.maxRPS, "max-rps", 0, "cap a sweep's requests per second to spare a shared Vault (0: no cap)")
+	if name != "sweep" {
+		fs.Float64Var(&o.maxRPS, "max-rps", 0, "cap the requests per second of a sweep of the ledger's tokens (0: no cap)")
+	}
 	switch name {
 	case "vault-token-renew":
 		fs.BoolVar(&o.dryRun, "dry-run", false, "say what this run would do; change nothing in Vault or on disk")
@@ -207,7 +212,11 @@ func (c *cli) flags(name string, o *options) *flag.FlagSet {
 	case "notify":
 		fs.StringVar(&o.unit, "unit", "vault-token-renew", "the unit that failed (OnFailure= passes it)")
 	case "sweep":
-		fs.BoolVar(&o.apply, "apply", false, "revoke the stale tokens (default: only list them)")
+		fs.BoolVar(&o.apply, "apply", false, "revoke the stale tokens, keep the walk's place (a walk cut short resumes) and make the ledger whole (default: only list them)")
+		fs.BoolVar(&o.ifGap, "if-gap", false, "walk only when the ledger has a gap or a walk is under way; a stop or a login pauses it without failing (the walk unit's run)")
+		rps, err := walkRate(c.getenv)
+		o.envErr = err
+		fs.Float64Var(&o.maxRPS, "max-rps", rps, "cap the walk's requests per second, gentle on a shared Vault (default $VTR_SWEEP_MAX_RPS, else 25; 0: no cap)")
 	}
 	fs.Usage = func() {
 		cliName := c.vaultCLI(c.settings())
@@ -248,7 +257,8 @@ func (c *cli) dispatch(ctx context.Context, args []string) ending {
 	}
 	cfg := c.config(o, log)
 	settings := c.settings()
-	rep := reporter{cfg: cfg, timeout: o.timeout, cli: c.vaultCLI(settings)}
+	rps, _ := walkRate(c.getenv)
+	rep := reporter{cfg: cfg, timeout: o.timeout, cli: c.vaultCLI(settings), walkRPS: rps}
 	vc, err := vaultclient.FromSettings(settings)
 	if err != nil {
 		line := rep.report(renew.Result{Stage: renew.StageSettings, Cause: renew.CauseSettings, Path: cfg.TokenFile}, err)
@@ -319,6 +329,20 @@ func (c *cli) usageError(err error) {
 		prefix = syslogPriority("error")
 	}
 	fmt.Fprintf(c.stderr, "%svault-token-renew: %v\n", prefix, err)
+}
+
+// walkRate is the walk's rate cap by default: VTR_SWEEP_MAX_RPS, else
+// defaultWalkRPS.
+func walkRate(getenv func(string) string) (float64, error) {
+	v := getenv("VTR_SWEEP_MAX_RPS")
+	if v == "" {
+		return defaultWalkRPS, nil
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 {
+		return defaultWalkRPS, fmt.Errorf("VTR_SWEEP_MAX_RPS=%q: want a number of requests per second, 0 for no cap", v)
+	}
+	return f, nil
 }
 
 // envDuration reads a duration setting from the env file; a bad one is a

@@ -48,7 +48,7 @@ var testCfg = renew.Config{TokenFile: "/home/w/.vault-token", Spec: renew.Spec{D
 	Period: 768 * time.Hour, Host: "devvm-a", User: "wizard"}}
 
 func testReporter() reporter {
-	return reporter{addr: "http://127.0.0.1:8200", cfg: testCfg, timeout: 2 * time.Minute, cli: "vault"}
+	return reporter{addr: "http://127.0.0.1:8200", cfg: testCfg, timeout: 2 * time.Minute, cli: "vault", walkRPS: defaultWalkRPS}
 }
 
 // report prints the closing line of (res, err) to log and returns the
@@ -74,15 +74,17 @@ func TestReportMapsOutcomesToExitCodesAndPrefixes(t *testing.T) {
 		{"healed", renew.Result{Action: renew.ActionHeal, Current: oidc, New: renew.TokenInfo{Accessor: "m1"}, Sweep: sweep.Report{Revoked: []string{"s1", "s2"}}}, nil,
 			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 2 stale, from the ledger)", []string{"accessor=m1", "foreign_accessor=oidc-acc"}},
 		{"healed with sweep failures", renew.Result{Action: renew.ActionHeal, Current: oidc, New: renew.TokenInfo{Accessor: "m1"}, Sweep: sweep.Report{Failed: []sweep.Failure{{Accessor: "s1"}}}}, nil,
-			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger)", []string{"sweep_failed=1", "stranded", "vault-token-renew sweep --apply"}},
-		{"healed, sweep could not list", renew.Result{Action: renew.ActionHeal, Current: oidc, New: renew.TokenInfo{Accessor: "m1"}, SweepErr: errors.New("list auth/token/accessors: 500"), Walked: true, WalkGap: ledger.NeverWhole}, nil,
-			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, walked 0 accessors); the stale sweep is incomplete: list auth/token/accessors: 500", []string{"may have stranded", "finish with: vault-token-renew sweep --apply"}},
+			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger)", []string{"sweep_failed=1", "the ledger keeps the stale tokens it did not retire"}},
+		{"healed with a gap, by hand: what may remain and the command that finds it", renew.Result{Action: renew.ActionHeal, Current: oidc, New: renew.TokenInfo{Accessor: "m1"}, Gap: ledger.NeverWhole}, nil,
+			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger); tokens minted before the ledger began (a new install, an upgrade, a lost or unreadable state file) may remain: a walk finds and revokes them: vault-token-renew sweep --apply (at --max-rps 25; it resumes if stopped)", []string{"gap=never-whole", "next=\"find them: vault-token-renew sweep --apply\""}},
+		{"healed, the sweep of the ledger cut short", renew.Result{Action: renew.ActionHeal, Current: oidc, New: renew.TokenInfo{Accessor: "m1"}, SweepErr: &sweep.IncompleteError{Phase: sweep.OpLookup, Done: 1, Total: 2, Why: "interrupted"}}, nil,
+			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger); the stale sweep is incomplete: stopped after 1 of 2 of the ledger's tokens: interrupted", []string{"the next run tries again"}},
 		{"healed but capped", renew.Result{Action: renew.ActionHeal, Current: oidc, New: renew.TokenInfo{Accessor: "m1"}, TTL: 48 * time.Hour,
 			Cap: renew.TTLVerdict{Capped: true, TTL: 48 * time.Hour, Period: 768 * time.Hour}, VaultWarnings: []string{"TTL capped"}}, nil,
 			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger)", []string{"warning=\"vault caps the TTL at 48h0m0s, below the period 768h0m0s", "vault auth tune", "ttl=48h", "vault_warnings="}},
 		{"healed, capped and the sweep incomplete: both said", renew.Result{Action: renew.ActionHeal, Current: oidc, New: renew.TokenInfo{Accessor: "m1"}, TTL: 48 * time.Hour,
-			Cap: renew.TTLVerdict{Capped: true, TTL: 48 * time.Hour, Period: 768 * time.Hour}, SweepErr: errors.New("list: 500"), Walked: true, WalkGap: ledger.Unrecorded}, nil,
-			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, walked 0 accessors); the stale sweep is incomplete: list: 500", []string{"warning=\"vault caps the TTL at 48h0m0s, below the period 768h0m0s", "vault auth tune", "finish with: vault-token-renew sweep --apply"}},
+			Cap: renew.TTLVerdict{Capped: true, TTL: 48 * time.Hour, Period: 768 * time.Hour}, SweepErr: errors.New("lookup-accessor: 500"), Gap: ledger.Unrecorded}, nil,
+			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger); a token minted by a create whose answer was lost (a crash, a kill, a dropped connection) may remain: a walk finds and revokes them: vault-token-renew sweep --apply (at --max-rps 25; it resumes if stopped); the stale sweep is incomplete: lookup-accessor: 500", []string{"warning=\"vault caps the TTL at 48h0m0s, below the period 768h0m0s", "vault auth tune", "gap=unrecorded-create"}},
 		{"renewed but capped", renew.Result{Action: renew.ActionRenew, Current: renew.TokenInfo{Accessor: "a1", Period: 768 * time.Hour}, TTL: 48 * time.Hour,
 			Cap: renew.TTLVerdict{Capped: true, TTL: 48 * time.Hour, Period: 768 * time.Hour}}, nil,
 			0, "OK: renewed periodic token; vault capped its TTL below the period", []string{"warning=", "vault auth tune"}},

@@ -68,6 +68,8 @@ type reporter struct {
 	cfg     renew.Config
 	timeout time.Duration // the run's --timeout; 0 for none
 	cli     string        // "vault" or "bao": the command the hints name
+	walk    walkStart     // whether this run started the walk unit
+	walkRPS float64       // the walk's rate cap by default (VTR_SWEEP_MAX_RPS)
 }
 
 // report is the closing line of a run (or of status's and sweep's start):
@@ -104,9 +106,15 @@ func (r reporter) renewed(res renew.Result) closing {
 		c.msg += "; " + r.server() + " capped its TTL below the period"
 		warn, next = append(warn, r.capWhy(res.Cap)), append(next, r.capNext(res.Cap))
 	}
-	if g := res.Ledger.Gap(); g == ledger.Unrecorded || g == ledger.Overflow {
-		warn = append(warn, "the ledger is incomplete: "+gapWords(g)+"; a stale token may be alive that no run knows")
-		next = append(next, "walk once to find it: "+r.sweepCommand(nil))
+	if res.Gap != ledger.NoGap {
+		found, n := r.walkWords(res.Gap)
+		c.str("gap", res.Gap.String()).str("walk", found)
+		if n != "" {
+			next = append(next, n)
+		}
+		if g := res.Gap; g == ledger.Unrecorded || g == ledger.Overflow || g == ledger.Unsaved {
+			warn = append(warn, mayRemain(g))
+		}
 	}
 	if w, n := r.sweepTrouble(res); w != "" {
 		warn, next = append(warn, w), append(next, n)
@@ -122,57 +130,77 @@ func (r reporter) renewed(res renew.Result) closing {
 	return c
 }
 
-// retired says what a run's sweep did, when it had anything to look at:
-// " (revoked 1 stale, from the ledger)" or ", walked 1843 accessors".
+// retired says what a run's sweep of the ledger did, when it had anything
+// to look at: " (revoked 1 stale, from the ledger)".
 func retired(res renew.Result, verb string) string {
-	if res.Sweep.Listed == 0 && !res.Walked {
+	if res.Sweep.Listed == 0 {
 		return ""
 	}
 	return " (" + sweptWords(res, verb) + ")"
 }
 
-// sweptWords is how many stale tokens the sweep revoked and how it found
-// them: from the ledger, or by a walk over every accessor.
+// sweptWords is how many stale tokens the ledger's sweep revoked (or, in a
+// dry run, would revoke).
 func sweptWords(res renew.Result, verb string) string {
 	n := len(res.Sweep.Revoked)
-	if verb != "revoked" {
+	if res.DryRun {
 		n = len(res.Sweep.Stale)
-	}
-	if res.Walked {
-		return fmt.Sprintf("%s %d stale, walked %d accessors", verb, n, res.Sweep.Listed)
 	}
 	return fmt.Sprintf("%s %d stale, from the ledger", verb, n)
 }
 
-// gapWords says why the ledger may not know every token of this machine.
-func gapWords(g ledger.Gap) string {
+// mayRemain says which tokens of this machine the ledger cannot know, and
+// why: what a heal cannot retire and only a walk finds.
+func mayRemain(g ledger.Gap) string {
 	switch g {
 	case ledger.Unrecorded:
-		return "a create was sent whose answer never reached the ledger (a lost answer, a crash or a kill)"
+		return "a token minted by a create whose answer was lost (a crash, a kill, a dropped connection) may remain"
 	case ledger.Overflow:
-		return fmt.Sprintf("it overflowed (more than %d tokens at once)", ledger.Max)
+		return fmt.Sprintf("tokens the ledger dropped when it overflowed (more than %d at once) may remain", ledger.Max)
 	case ledger.NeverWhole:
-		return "no ledger yet: the first heal since the upgrade, or the state file was lost or unreadable"
+		return "tokens minted before the ledger began (a new install, an upgrade, a lost or unreadable state file) may remain"
 	case ledger.Unsaved:
-		return "this run could not save the ledger"
+		return "this run could not save the ledger, so a token it minted or found may be unknown to the next run"
 	case ledger.OtherVault:
-		return "the ledger was kept on another cluster, or the server would not say which cluster it is"
+		return "tokens minted on this cluster before its ledger began may remain (the ledger was kept on another cluster, or the server would not say which it is)"
 	}
 	return "none"
 }
 
-// sweepTrouble is the warning and the next step when a sweep did not
-// finish or could not revoke everything: a stale token, or one a lost
-// create stranded, may remain.
+// walkWords is what finds the tokens a gap may hide, and when: the walk
+// unit this run started, or the command to run by hand. next is empty
+// when nothing is left to do but wait for the walk.
+func (r reporter) walkWords(g ledger.Gap) (found, next string) {
+	rate := fmt.Sprintf("at --max-rps %g", r.walkRPS)
+	switch {
+	case r.walk.started:
+		return "the walk (" + r.walk.unit + ") finds and revokes them, started now " + rate, ""
+	case r.walk.unit != "":
+		return "the walk unit " + r.walk.unit + " could not be started: " + r.walk.err.Error(),
+			"start the walk: systemctl --user start " + r.walk.unit + ", or run: " + r.walkCommand()
+	}
+	return "a walk finds and revokes them: " + r.walkCommand() + " (" + rate + "; it resumes if stopped)", "find them: " + r.walkCommand()
+}
+
+// walkCommand is the walk by hand.
+func (r reporter) walkCommand() string { return "vault-token-renew sweep --apply" }
+
+// sweepTrouble is the warning and the next step when the ledger's sweep did
+// not finish or could not revoke everything: the ledger keeps what it did
+// not retire, and the next run tries again.
 func (r reporter) sweepTrouble(res renew.Result) (warning, next string) {
 	if res.SweepErr == nil && len(res.Sweep.Failed) == 0 {
 		return "", ""
 	}
 	warning = fmt.Sprintf("the stale sweep is incomplete: %d failed", len(res.Sweep.Failed))
-	if res.SweepErr != nil {
-		warning = "the stale sweep is incomplete: " + strings.TrimPrefix(res.SweepErr.Error(), sweep.ErrIncomplete.Error()+": ")
+	var ie *sweep.IncompleteError
+	switch {
+	case errors.As(res.SweepErr, &ie):
+		warning = fmt.Sprintf("the stale sweep is incomplete: stopped after %d of %d of the ledger's tokens: %s", ie.Done, ie.Total, ie.Why)
+	case res.SweepErr != nil:
+		warning = "the stale sweep is incomplete: " + res.SweepErr.Error()
 	}
-	return warning, "a stale token, or one a lost create may have stranded, can remain; finish with: " + r.sweepCommand(res.SweepErr)
+	return warning, "the ledger keeps the stale tokens it did not retire, and the next run tries again (or now: vault-token-renew)"
 }
 
 func (r reporter) healed(res renew.Result) closing {
@@ -186,13 +214,24 @@ func (r reporter) healed(res renew.Result) closing {
 			c.err(res.SweepErr)
 		}
 		c.str("foreign_accessor", res.Current.Accessor).num("would_revoke", len(res.Sweep.Stale)).num("other_machines", len(res.Sweep.Other))
-		if res.Walked {
-			c.str("walked_because", gapWords(res.WalkGap))
+		if res.Gap != ledger.NoGap {
+			c.str("gap", res.Gap.String()).str("may_remain", mayRemain(res.Gap))
 		}
 		return c
 	}
 	c.msg = fmt.Sprintf("HEALED: re-minted from foreign dn=%s (%s)", res.Current.DisplayName, sweptWords(res, "revoked"))
 	var next []string
+	if res.Gap != ledger.NoGap {
+		found, n := r.walkWords(res.Gap)
+		c.msg += "; " + mayRemain(res.Gap) + ": " + found
+		c.str("gap", res.Gap.String())
+		if n != "" {
+			next = append(next, n)
+		}
+		if !r.walk.started {
+			c.level = zerolog.WarnLevel
+		}
+	}
 	if res.Cap.Capped {
 		next = append(next, r.capNext(res.Cap))
 		c.level = zerolog.WarnLevel
@@ -206,9 +245,6 @@ func (r reporter) healed(res renew.Result) closing {
 	}
 	c.str("accessor", res.New.Accessor).str("foreign_accessor", res.Current.Accessor).
 		str("ttl", fmtDur(res.TTL)).str("host", r.cfg.Spec.Host).str("path", res.Path)
-	if res.Walked {
-		c.str("walked_because", gapWords(res.WalkGap))
-	}
 	vaultWarnings(&c, res.VaultWarnings)
 	if len(next) > 0 {
 		c.str("next", strings.Join(next, "; "))
@@ -241,15 +277,16 @@ func vaultWarnings(c *closing, ws []string) *closing {
 	return c.str("vault_warnings", strings.Join(ws, "; "))
 }
 
-// sweepCommand finishes a walk that stopped early, with a --timeout that
-// fits it when the rate cap was what ran out.
+// sweepCommand resumes a walk that stopped early: it starts after the
+// place the last one reached, with a --timeout that fits the rest when the
+// rate cap against a --timeout was what stopped it.
 func (r reporter) sweepCommand(err error) string {
-	cmd := "vault-token-renew sweep --apply"
-	if r.cfg.MaxRPS > 0 {
+	cmd := r.walkCommand()
+	if r.cfg.MaxRPS > 0 && r.cfg.MaxRPS != r.walkRPS {
 		cmd += fmt.Sprintf(" --max-rps %g", r.cfg.MaxRPS)
 	}
 	var ie *sweep.IncompleteError
-	if errors.As(err, &ie) && ie.Need > 0 {
+	if errors.As(err, &ie) && ie.Need > 0 && r.timeout > 0 {
 		cmd += " --timeout " + fmtDur(ie.Need)
 	}
 	return cmd
@@ -311,7 +348,7 @@ func (r reporter) strandNote(res renew.Result, cause renew.Cause) string {
 	lost := map[renew.Cause]bool{renew.CauseServer: true, renew.CauseClientTimeout: true, renew.CauseTimeout: true,
 		renew.CauseCanceled: true, renew.CauseUnreachable: true, renew.CauseSealed: true}
 	if res.Stage == renew.StageCreate && lost[cause] {
-		return r.server() + " may have minted a token before the answer was lost: the ledger knows, and the next heal walks to revoke it"
+		return r.server() + " may have minted a token before the answer was lost: the ledger knows, and the walk (" + r.walkCommand() + ", or the walk unit a run starts) finds and revokes it"
 	}
 	return ""
 }
@@ -374,7 +411,7 @@ func (r reporter) hint(res renew.Result, cause renew.Cause, err error) string {
 	case renew.CauseMintRejected:
 		return r.server() + " minted a token unlike the one asked for (name, period, orphan, policies, meta tags); check the token store's limits, the policies and any role or plugin that rewrites creates, then run again"
 	case renew.CauseIncomplete:
-		return "stale tokens may remain; finish the walk: " + r.sweepCommand(err)
+		return "stale tokens may remain; the walk kept its place: resume it with " + r.sweepCommand(err)
 	case renew.CauseForeign:
 		return "the token file holds a foreign token (dn=" + res.Current.DisplayName + "); run vault-token-renew first: it heals the file, then sweeps"
 	case renew.CauseSettings:

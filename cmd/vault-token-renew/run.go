@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/devvm/vault-token-renew/internal/ledger"
 	"github.com/devvm/vault-token-renew/internal/runstate"
 	"github.com/devvm/vault-token-renew/internal/vaultclient"
 	"github.com/devvm/vault-token-renew/renew"
@@ -23,6 +24,9 @@ func (c *cli) oneRun(ctx context.Context, vc *vaultclient.Client, rep reporter, 
 		tokenfile.Settle(ctx, cfg.TokenFile, o.settle, 5*o.settle) // a login may still be writing it
 	}
 	res, err := c.runWaiting(ctx, o, log, func(ctx context.Context) (renew.Result, error) { return renew.Run(ctx, vc, cfg) })
+	if err == nil && !o.dryRun {
+		rep.walk = c.startWalk(ctx, log, res.Gap != ledger.NoGap)
+	}
 	line := rep.report(res, err)
 	if !o.dryRun {
 		c.record(log, o, res, line)
@@ -92,7 +96,7 @@ func (c *cli) ledgerStore(log zerolog.Logger, tokenFile string, writing bool) re
 	path, err := runstate.DefaultPath(c.getenv)
 	if err != nil {
 		if writing {
-			log.Warn().Err(err).Msg("no place for the run state: the ledger of this machine's tokens is not kept, and a heal walks every accessor")
+			log.Warn().Err(err).Msg("no place for the run state: the ledger of this machine's tokens is not kept, so a heal retires no stale token and only a walk (sweep --apply) finds them")
 		}
 		return nil
 	}

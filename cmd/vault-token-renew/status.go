@@ -48,10 +48,12 @@ type statusLedger struct {
 	WholeSince *time.Time     `json:"whole_since"`
 	Unrecorded []time.Time    `json:"unrecorded_creates"`
 	Tokens     []ledger.Entry `json:"tokens"`
+	// Walk is how far the walk under way has got; null when none is.
+	Walk *ledger.Walk `json:"walk"`
 }
 
 func ledgerOf(l ledger.Ledger) statusLedger {
-	s := statusLedger{Complete: l.Gap() == ledger.NoGap, Gap: l.Gap().String(), Unrecorded: l.Unrecorded, Tokens: l.Tokens}
+	s := statusLedger{Complete: l.Gap() == ledger.NoGap, Gap: l.Gap().String(), Unrecorded: l.Unrecorded, Tokens: l.Tokens, Walk: l.Walk}
 	if !l.WholeSince.IsZero() {
 		s.WholeSince = &l.WholeSince
 	}
@@ -144,6 +146,7 @@ func (c *cli) printStatus(r statusReport, info renew.TokenInfo, last *runstate.S
 	printLastRun(tw, last, lerr, c.now())
 	if last != nil {
 		printLedger(tw, last.LedgerFor(r.TokenFile), r.Accessor, c.now())
+		printWalk(tw, last.LedgerFor(r.TokenFile).Walk, last.LastWalk, c.now())
 	}
 	tw.Flush()
 }
@@ -189,7 +192,7 @@ func printLedger(tw io.Writer, l ledger.Ledger, inFile string, now time.Time) {
 	case ledger.NoGap:
 		fmt.Fprintf(tw, "ledger\tcomplete since %s: a heal looks up only these tokens\n", stamp(l.WholeSince))
 	default:
-		fmt.Fprintf(tw, "ledger\tincomplete: %s; the next heal walks every accessor, or run: vault-token-renew sweep --apply\n", gapWords(g))
+		fmt.Fprintf(tw, "ledger\tincomplete (gap %s): %s; a walk finds them (the walk unit a run starts, or: vault-token-renew sweep --apply)\n", g, mayRemain(g))
 	}
 	for _, t := range l.Unrecorded {
 		fmt.Fprintf(tw, "\tunrecorded create sent %s (%s)\n", stamp(t), ago(now, t))
@@ -204,6 +207,18 @@ func printLedger(tw io.Writer, l ledger.Ledger, inFile string, now time.Time) {
 			note = ", the token in the file"
 		}
 		fmt.Fprintf(tw, "\t%s  %s, recorded %s (%s)%s\n", e.Accessor, what, stamp(e.Recorded), ago(now, e.Recorded), note)
+	}
+}
+
+// printWalk shows how far the walk under way has got, and how the last
+// one ended.
+func printWalk(tw io.Writer, w *ledger.Walk, last *runstate.WalkEnd, now time.Time) {
+	if w != nil {
+		fmt.Fprintf(tw, "walk\tunder way: %d of %d accessors looked up (%.0f%%), %d stale revoked; began %s (%s), %d run(s), last step %s (%s)\n",
+			w.Done, w.Listed, 100*w.Fraction(), w.Revoked, stamp(w.Started), ago(now, w.Started), w.Runs, stamp(w.Updated), ago(now, w.Updated))
+	}
+	if last != nil {
+		fmt.Fprintf(tw, "last walk\t%s (%s): %s\n", stamp(last.Time), ago(now, last.Time), last.Summary)
 	}
 }
 

@@ -30,6 +30,10 @@ const Timer = "vault-token-renew.timer"
 // operator opts in (HEAL_ON_LOGIN=1).
 const PathUnit = "vault-token-renew.path"
 
+// WalkUnit is the walk of its own: install starts it once, and a run that
+// leaves the ledger with a gap starts it again.
+const WalkUnit = "vault-token-renew-sweep.service"
+
 // dropIn is where install points PathUnit at a token file elsewhere.
 const dropIn = PathUnit + ".d/token-file.conf"
 
@@ -82,6 +86,7 @@ type Report struct {
 	Reloaded     bool     // daemon-reload and enable --now ran
 	NoManager    bool     // units changed but there was no user manager
 	EnvNeedsAddr bool     // the env file has no VAULT_ADDR nor BAO_ADDR
+	WalkStarted  bool     // the walk unit was started (it walks only if the ledger has a gap)
 	// EnvChanges names each env file setting written, as "VAULT_ADDR:
 	// updated" or "VTR_HOST: added"; never a value.
 	EnvChanges []string
@@ -132,7 +137,24 @@ func Install(o Options) (Report, error) {
 			return r, err
 		}
 	}
-	return r, r.chooseHealOnLogin(o)
+	if err := r.chooseHealOnLogin(o); err != nil {
+		return r, err
+	}
+	return r, r.startWalk(o)
+}
+
+// startWalk starts the walk unit once, without waiting for it: on a new
+// install it finds the tokens minted before the ledger began (manual
+// re-mints, an older version's heals); with a whole ledger it does nothing.
+func (r *Report) startWalk(o Options) error {
+	if _, ok := o.Units[WalkUnit]; !ok {
+		return nil
+	}
+	if err := o.Systemctl("start", "--no-block", WalkUnit); err != nil {
+		return fmt.Errorf("systemctl --user start --no-block %s: %w", WalkUnit, err)
+	}
+	r.WalkStarted = true
+	return nil
 }
 
 // reload makes systemd read the changed units, keeps the timer on, and
@@ -212,12 +234,16 @@ func Uninstall(o Options) (Report, error) {
 	var r Report
 	p := PathsUnder(o.Root)
 	if o.Systemctl != nil {
-		for _, u := range []string{Timer, PathUnit} {
+		for _, u := range []string{Timer, PathUnit, WalkUnit} {
 			if _, err := os.Stat(filepath.Join(p.UnitDir, u)); err != nil {
-				continue // not installed (a version before heal on login, a second uninstall): nothing to disable
+				continue // not installed (an older version, a second uninstall): nothing to disable
 			}
-			if err := o.Systemctl("disable", "--now", u); err != nil {
-				return r, fmt.Errorf("systemctl --user disable --now %s: %w", u, err)
+			verb := []string{"disable", "--now", u}
+			if u == WalkUnit {
+				verb = []string{"stop", u} // never enabled; a walk under way keeps its place
+			}
+			if err := o.Systemctl(verb...); err != nil {
+				return r, fmt.Errorf("systemctl --user %s: %w", strings.Join(verb, " "), err)
 			}
 		}
 	} else {
@@ -382,6 +408,9 @@ func (r Report) print(w io.Writer, p Paths, version string) {
 		fmt.Fprintf(w, "install: heal on login (%s) %s; it watches %s\n", PathUnit, r.HealOnLogin, r.Watches)
 	default:
 		fmt.Fprintf(w, "install: heal on login (%s) left as it was (HEAL_ON_LOGIN=1 enables it, HEAL_ON_LOGIN=0 disables it); it watches %s\n", PathUnit, r.Watches)
+	}
+	if r.WalkStarted {
+		fmt.Fprintf(w, "install: started the walk (%s): while the ledger has a gap it looks up every accessor at its rate cap (VTR_SWEEP_MAX_RPS, default 25/s) to find stale tokens no ledger knows; follow it with journalctl --user -u %s\n", WalkUnit, WalkUnit)
 	}
 	if r.EnvNeedsAddr {
 		fmt.Fprintf(w, "install: warning: no VAULT_ADDR (or BAO_ADDR) in %s; set it there (or re-run with it exported)\n", p.EnvFile)

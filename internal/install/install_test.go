@@ -55,7 +55,7 @@ func TestInstallIsIdempotent(t *testing.T) {
 	if len(r.Changed) != files || !r.Reloaded || r.EnvNeedsAddr {
 		t.Fatalf("first install: %+v", r)
 	}
-	if !reflect.DeepEqual(sc.calls, []string{"daemon-reload", "enable --now vault-token-renew.timer", "try-restart vault-token-renew.path"}) {
+	if !reflect.DeepEqual(sc.calls, []string{"daemon-reload", "enable --now vault-token-renew.timer", "try-restart vault-token-renew.path", "start --no-block " + WalkUnit}) || !r.WalkStarted {
 		t.Fatalf("systemctl calls %v", sc.calls)
 	}
 	fi, err := os.Stat(p.Binary)
@@ -75,7 +75,8 @@ func TestInstallIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Changed) != 0 || r.Reloaded || len(sc.calls) != 0 || len(r.Unchanged) != files || len(r.EnvChanges) != 0 {
+	// Each install starts the walk once; with a whole ledger it does nothing.
+	if len(r.Changed) != 0 || r.Reloaded || !reflect.DeepEqual(sc.calls, []string{"start --no-block " + WalkUnit}) || len(r.Unchanged) != files || len(r.EnvChanges) != 0 {
 		t.Fatalf("second install changed something: %+v, systemctl %v", r, sc.calls)
 	}
 
@@ -253,7 +254,7 @@ func TestUninstallDisablesBeforeItRemoves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"disable --now " + Timer, "disable --now " + PathUnit, "daemon-reload"}
+	want := []string{"disable --now " + Timer, "disable --now " + PathUnit, "stop " + WalkUnit, "daemon-reload"}
 	if !reflect.DeepEqual(sc.calls, want) {
 		t.Fatalf("systemctl calls %v, want %v", sc.calls, want)
 	}
@@ -278,6 +279,7 @@ func TestUninstallOfAnOlderInstall(t *testing.T) {
 	root := t.TempDir()
 	units := repoUnits(t)
 	delete(units, PathUnit)
+	delete(units, WalkUnit)
 	if _, err := Install(Options{Root: root, Binary: []byte("b"), Units: units, Getenv: getenv("VAULT_ADDR", "http://v")}); err != nil {
 		t.Fatal(err)
 	}

@@ -52,7 +52,8 @@ func WriteMetrics(path string, s State) error {
 	gauge("vault_token_renew_ledger_tokens",
 		"Periodic tokens of this machine the ledger holds as maybe alive; 1 is normal, more until a run retires the stale.", float64(tokens))
 	gauge("vault_token_renew_ledger_complete",
-		"1 when the ledger (of every token file) holds every token of this machine (a heal looks up only those), 0 when the next heal must walk every accessor.", complete)
+		"1 when the ledger (of every token file) holds every token of this machine, 0 when it has a gap: stale tokens it cannot know may remain until a walk finds them.", complete)
+	ledgerGauges(reg, s.Ledgers)
 
 	outcome := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "vault_token_renew_outcome",
@@ -78,6 +79,49 @@ func WriteMetrics(path string, s State) error {
 		return fmt.Errorf("write metrics %s: %w", path, err)
 	}
 	return nil
+}
+
+// ledgerGauges say what gap the ledgers have, since when they are whole,
+// and how far a walk under way has got: the cost of a gap, made visible.
+func ledgerGauges(reg *prometheus.Registry, ls map[string]ledger.Ledger) {
+	var whole time.Time
+	var done, listed float64
+	gaps := map[ledger.Gap]bool{}
+	first := true
+	for _, l := range ls {
+		gaps[l.Gap()] = true
+		// The oldest, and never while any ledger never was whole.
+		if first || l.WholeSince.IsZero() || (!whole.IsZero() && l.WholeSince.Before(whole)) {
+			whole = l.WholeSince
+		}
+		first = false
+		if l.Walk != nil {
+			done, listed = done+float64(l.Walk.Done), listed+float64(l.Walk.Listed)
+		}
+	}
+	add := func(name, help string, v float64) {
+		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+		g.Set(v)
+		reg.MustRegister(g)
+	}
+	add("vault_token_renew_ledger_whole_since_timestamp_seconds",
+		"Since when the ledger is whole (Unix time): the end of the last complete walk; 0 while it never was.", unix(whole))
+	gap := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "vault_token_renew_ledger_gap",
+		Help: "1 for the gap the ledger has (none, unrecorded-create, overflow, never-whole), 0 for the others.",
+	}, []string{"gap"})
+	for _, g := range []ledger.Gap{ledger.NoGap, ledger.Unrecorded, ledger.Overflow, ledger.NeverWhole} {
+		v := 0.0
+		if gaps[g] || (len(ls) == 0 && g == ledger.NeverWhole) {
+			v = 1
+		}
+		gap.WithLabelValues(g.String()).Set(v)
+	}
+	reg.MustRegister(gap)
+	add("vault_token_renew_walk_accessors_done",
+		"Accessors the walk under way has looked up so far, over all its runs; 0 when no walk is under way.", done)
+	add("vault_token_renew_walk_accessors_listed",
+		"Accessors in the walk under way's latest LIST; 0 when no walk is under way.", listed)
 }
 
 // unix is t in Unix seconds, 0 for the zero time (not year 1's seconds).

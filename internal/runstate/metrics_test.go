@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/devvm/vault-token-renew/internal/ledger"
+	"github.com/devvm/vault-token-renew/sweep"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -60,17 +61,24 @@ func TestWriteMetrics(t *testing.T) {
 	}
 	fams, got := readMetrics(t, path)
 	want := map[string]float64{
-		"vault_token_renew_last_run_timestamp_seconds":     float64(day(2).Unix()),
-		"vault_token_renew_last_success_timestamp_seconds": float64(day(0).Unix()),
-		"vault_token_renew_token_expiry_timestamp_seconds": float64(exp.Unix()),
-		"vault_token_renew_consecutive_failures":           2,
-		"vault_token_renew_heals_total":                    3,
-		"vault_token_renew_outcome{outcome=ok}":            0,
-		"vault_token_renew_outcome{outcome=healed}":        0,
-		"vault_token_renew_outcome{outcome=drift}":         1,
-		"vault_token_renew_outcome{outcome=fail}":          0,
-		"vault_token_renew_ledger_tokens":                  2,
-		"vault_token_renew_ledger_complete":                1,
+		"vault_token_renew_last_run_timestamp_seconds":           float64(day(2).Unix()),
+		"vault_token_renew_last_success_timestamp_seconds":       float64(day(0).Unix()),
+		"vault_token_renew_token_expiry_timestamp_seconds":       float64(exp.Unix()),
+		"vault_token_renew_consecutive_failures":                 2,
+		"vault_token_renew_heals_total":                          3,
+		"vault_token_renew_outcome{outcome=ok}":                  0,
+		"vault_token_renew_outcome{outcome=healed}":              0,
+		"vault_token_renew_outcome{outcome=drift}":               1,
+		"vault_token_renew_outcome{outcome=fail}":                0,
+		"vault_token_renew_ledger_tokens":                        2,
+		"vault_token_renew_ledger_complete":                      1,
+		"vault_token_renew_ledger_whole_since_timestamp_seconds": float64(day(0).Unix()),
+		"vault_token_renew_ledger_gap{gap=none}":                 1,
+		"vault_token_renew_ledger_gap{gap=unrecorded-create}":    0,
+		"vault_token_renew_ledger_gap{gap=overflow}":             0,
+		"vault_token_renew_ledger_gap{gap=never-whole}":          0,
+		"vault_token_renew_walk_accessors_done":                  0,
+		"vault_token_renew_walk_accessors_listed":                0,
 	}
 	if len(got) != len(want) {
 		t.Errorf("samples %v, want %v", got, want)
@@ -120,5 +128,30 @@ func TestWriteMetricsMissingDirectory(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nope", "m.prom")
 	if err := WriteMetrics(path, State{Time: day(0), Outcome: OK}); err == nil || !strings.Contains(err.Error(), path) {
 		t.Fatalf("error %v does not name %s", err, path)
+	}
+}
+
+// TestWalkMetrics: a ledger with a gap and a walk under way says which gap,
+// never whole, and how far the walk has got.
+func TestWalkMetrics(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vault_token_renew.prom")
+	l := ledger.Ledger{}.Found("acc-1", day(0)).WalkFrom(day(1), 200_000).
+		Step("m", sweep.Report{Listed: 1000, LookedUp: 1000}, day(1))
+	s := State{Time: day(1), Outcome: OK, Ledgers: map[string]ledger.Ledger{"/home/w/.vault-token": l}}
+	if err := WriteMetrics(path, s); err != nil {
+		t.Fatal(err)
+	}
+	_, got := readMetrics(t, path)
+	for k, v := range map[string]float64{
+		"vault_token_renew_ledger_complete":                      0,
+		"vault_token_renew_ledger_gap{gap=never-whole}":          1,
+		"vault_token_renew_ledger_gap{gap=none}":                 0,
+		"vault_token_renew_ledger_whole_since_timestamp_seconds": 0,
+		"vault_token_renew_walk_accessors_done":                  1000,
+		"vault_token_renew_walk_accessors_listed":                200_000,
+	} {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
 	}
 }

@@ -64,6 +64,18 @@ type State struct {
 	// writes its file's ledger as it goes (before and after a create, after
 	// a sweep); folding a run's outcome in (Next) carries them over.
 	Ledgers map[string]ledger.Ledger `json:"ledgers,omitempty"`
+	// LastWalk is how the last walk (sweep --apply, the walk unit) ended:
+	// the walk unit's notifier tells it, and status shows it. A walk's
+	// place is in its ledger (ledger.Walk).
+	LastWalk *WalkEnd `json:"last_walk,omitempty"`
+}
+
+// WalkEnd is how one run of a walk ended.
+type WalkEnd struct {
+	Time    time.Time `json:"time"`
+	Summary string    `json:"summary"`          // its closing line
+	Failed  bool      `json:"failed,omitempty"` // it ended in a failure (exit 1)
+	Idle    bool      `json:"idle,omitempty"`   // the ledger was whole: nothing to walk
 }
 
 // LedgerFor is the ledger of the token file at path; a zero Ledger (never
@@ -102,7 +114,7 @@ func Next(prev State, r Run) State {
 	s := State{
 		Time: r.Time, Outcome: r.Outcome, Cause: r.Cause, Summary: r.Summary, Reason: r.Reason,
 		Accessor: r.Accessor, TokenExpiry: r.TokenExpiry, Host: r.Host,
-		LastSuccess: prev.LastSuccess, HealsTotal: prev.HealsTotal, Ledgers: prev.Ledgers,
+		LastSuccess: prev.LastSuccess, HealsTotal: prev.HealsTotal, Ledgers: prev.Ledgers, LastWalk: prev.LastWalk,
 	}
 	if s.Host == "" {
 		s.Host = prev.Host
