@@ -238,9 +238,10 @@ func envInt(name string, def int) (int, error) {
 
 // Bench measures the sweep against bare HTTP and the CLI loop on a dev Vault
 // seeded with N tokens (N=1000 default; N=10000 measures 1k, 5k and 10k),
-// a heal at HEAL_N tokens (100000 default; 0 skips it) from the ledger and
-// by a walk, counting the requests Vault receives, the happy path and
-// status --brief; writes results/bench.{csv,md} and results/sweep-time.svg.
+// a new user's heals and the walk of its own at HEAL_N tokens (200000
+// default; 0 skips it), counting the requests Vault receives, the happy
+// path and status --brief; writes results/bench.{csv,md} and
+// results/sweep-time.svg.
 func Bench(ctx context.Context) error {
 	n, err := envInt("N", 1000)
 	if err != nil {
@@ -256,7 +257,7 @@ func Bench(ctx context.Context) error {
 	}
 	healN := 0 // HEAL_N=0 skips the heal measurement
 	if os.Getenv("HEAL_N") != "0" {
-		if healN, err = envInt("HEAL_N", 100000); err != nil {
+		if healN, err = envInt("HEAL_N", 200000); err != nil {
 			return err
 		}
 	}

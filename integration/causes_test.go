@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -27,6 +28,8 @@ import (
 	vault "github.com/hashicorp/vault/api"
 
 	"github.com/devvm/vault-token-renew/internal/devvault"
+	"github.com/devvm/vault-token-renew/internal/ledger"
+	"github.com/devvm/vault-token-renew/internal/runstate"
 )
 
 // faultProxy is a loopback reverse proxy in front of the dev Vault. Its
@@ -464,9 +467,10 @@ func fill(t *testing.T, path string) {
 }
 
 // TestWalkCutShortSaysSo: with --max-rps a walk over a few hundred
-// accessors cannot finish in a short --timeout. sweep exits 1 and says how
-// far it got and the --timeout it needs; a heal stands and says its sweep
-// is incomplete. Nothing counts as complete that was not.
+// accessors cannot finish in a short --timeout. sweep exits 1, says how far
+// it got and the --timeout the rest needs, and keeps its place; the next
+// walk resumes from there and finishes. Nothing counts as complete that
+// was not.
 func TestWalkCutShortSaysSo(t *testing.T) {
 	x := newH(t)
 	x.seed(300)
@@ -479,29 +483,36 @@ func TestWalkCutShortSaysSo(t *testing.T) {
 	r := x.run("sweep", "--apply", "--max-rps", "20", "--timeout", "4s")
 	wantExit(t, "sweep cut short", r, 1)
 	fail := wantLine(t, "sweep cut short", r.stderr, "FAIL:")
-	for _, want := range []string{"cause=sweep-incomplete", "stopped looking up after", "--max-rps 20 --timeout"} {
+	for _, want := range []string{"cause=sweep-incomplete", "stopped looking up after", "--max-rps 20 --timeout", "the walk kept its place"} {
 		wantIn(t, "FAIL line", fail, want)
 	}
-	for _, a := range stale {
-		if !x.alive(a) {
-			t.Fatal("premise: a walk cut short before its revokes revoked something")
-		}
+	st, err := runstate.Load(filepath.Join(x.home, ".local", "state", "vault-token-renew", "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := st.LedgerFor(x.file)
+	if l.Walk == nil || l.Walk.Done == 0 || l.Walk.Done >= l.Walk.Listed || l.Gap() == ledger.NoGap {
+		t.Fatalf("after the cut the ledger is %+v (walk %+v), want a walk under way, part done, and a gap", l, l.Walk)
 	}
 
-	x.put(x.login())
-	r = x.run("--max-rps", "20", "--timeout", "6s")
-	wantExit(t, "heal cut short", r, 0)
-	healed := wantLine(t, "heal cut short", r.stderr, "HEALED")
-	wantIn(t, "HEALED line", healed, "the stale sweep is incomplete: stopped looking up after")
-	wantIn(t, "HEALED line", healed, "vault-token-renew sweep --apply --max-rps 20 --timeout")
-	x.keep("healed", tokenOf(x))
-	if r := x.run("sweep", "--apply"); r.code != 0 {
-		t.Fatalf("finishing sweep: exit %d\n%s", r.code, r.stderr)
-	}
-	for _, a := range append(stale, cur.Accessor) {
+	r = x.walk()
+	wantIn(t, "the resumed walk", r.closing, fmt.Sprintf("resumed after %d an earlier run looked up", l.Walk.Done))
+	for _, a := range stale {
 		if x.alive(a) {
-			t.Errorf("stale %s survived the finishing sweep", a)
+			t.Errorf("stale %s survived the walk", a)
 		}
+	}
+	if !x.alive(cur.Accessor) {
+		t.Error("the walk revoked the token in the file")
+	}
+	x.put(x.login())
+	r = x.run()
+	wantExit(t, "the heal after the walk", r, 0)
+	healed := wantLine(t, "the heal after the walk", r.stderr, "HEALED")
+	wantIn(t, "HEALED line", healed, "(revoked 1 stale, from the ledger)")
+	x.keep("healed", tokenOf(x))
+	if x.alive(cur.Accessor) {
+		t.Errorf("the previous token %s survived the heal", cur.Accessor)
 	}
 }
 

@@ -35,7 +35,7 @@ func demoOn(t *testing.T, kind devvault.Kind) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"\n   OK: renewed periodic token", "\n   HEALED: re-minted from foreign dn=userpass-wizard (revoked 1 stale, walked ",
+	for _, want := range []string{"\n   OK: renewed periodic token", "\n   HEALED: re-minted from foreign dn=userpass-wizard (revoked 1 stale, from the ledger)",
 		"\n   DRIFT: foreign token dn=token-kubernetes-woodpecker-default", "verdict: PASS (3/3", "dev " + string(kind) + " stopped and removed"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
@@ -64,11 +64,12 @@ func TestProcessModeHeals(t *testing.T) {
 	x.put(x.login())
 	r := x.run()
 	wantExit(t, "heal", r, 0)
-	want := "HEALED: re-minted from foreign dn=userpass-wizard (revoked 1 stale, walked "
+	want := "HEALED: re-minted from foreign dn=userpass-wizard (revoked 0 stale, from the ledger); tokens minted before the ledger began"
 	if healed := wantLine(t, "heal", r.stderr, "HEALED"); !strings.HasPrefix(healed, want) {
 		t.Errorf("heal: HEALED line does not start with %q:\n%s", want, healed)
 	}
+	x.walk()
 	if x.alive(old.Accessor) {
-		t.Fatal("stale token survived")
+		t.Fatal("stale token survived the walk")
 	}
 }

@@ -121,13 +121,15 @@ func TestFleetSharesOneVault(t *testing.T) {
 	ms := x.machines(4)
 	manual := x.periodic("untagged manual re-mint")
 
-	// One after another.
+	// One after another, each followed by its walk (a new install's ledger
+	// has a gap): the untagged re-mint is stale to every machine.
 	for _, m := range ms {
 		x.putOn(m, x.login())
 		r := x.runOn(m)
 		wantExit(t, m.host+" heal", r, 0)
 		wantLine(t, m.host+" heal", r.stderr, "HEALED")
 		wantIn(t, m.host+" heal stderr", r.stderr, "host="+m.host)
+		x.walkOn(m)
 	}
 	first := x.assertOnePerMachine(ms, "after sequential heals")
 	x.ledgersOnlyOwn(ms, "after sequential heals")

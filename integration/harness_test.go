@@ -56,6 +56,8 @@ type h struct {
 	// bao: the server is OpenBao, and runs see the bao CLI's settings
 	// (BAO_ADDR, BAO_TOKEN) and no VAULT_* at all.
 	bao bool
+	// lookupsSoFar and listsSoFar are what a walk killed halfway sent.
+	lookupsSoFar, listsSoFar int
 }
 
 func newH(t *testing.T) *h {
@@ -85,6 +87,16 @@ func newHWith(t *testing.T, start func(context.Context, io.Writer) (*devvault.Se
 	x.files = []string{x.file}
 	t.Cleanup(x.assertNoSecretInOutput)
 	return x
+}
+
+// walk runs the walk on x's token file to its end, uncapped (the walk unit
+// runs it at its rate cap), and wants the ledger whole after it.
+func (x *h) walk() result {
+	x.t.Helper()
+	r := x.run("sweep", "--apply", "--max-rps", "0")
+	wantExit(x.t, "the walk", r, 0)
+	wantIn(x.t, "the walk's closing line", r.closing, "the ledger is complete again")
+	return r
 }
 
 // keep remembers a secret so that no output may contain it.

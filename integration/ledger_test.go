@@ -46,21 +46,35 @@ func (x *h) ledgerOf(home string) ledger.Ledger {
 	return st.LedgerFor(filepath.Join(home, ".vault-token"))
 }
 
-// healOnce puts a login in m's file and heals it: the first heal walks (no
-// ledger yet) and leaves the ledger whole, holding the token it returns.
+// healOnce puts a login in m's file and heals it: the first heal has no
+// ledger and says so without walking; the walk (sweep --apply, as the walk
+// unit runs it, uncapped here) then leaves the ledger whole, holding the
+// token it returns.
 func (x *h) healOnce(m machine) string {
 	x.t.Helper()
 	x.putOn(m, x.login())
 	r := x.runOn(m)
 	wantExit(x.t, m.host+": the first heal", r, 0)
 	healed := wantLine(x.t, m.host+": the first heal", r.stderr, "HEALED")
-	wantIn(x.t, "the first heal's HEALED line", healed, "walked_because=\"no ledger yet")
+	wantIn(x.t, "the first heal's HEALED line", healed, "tokens minted before the ledger began (a new install, an upgrade, a lost or unreadable state file) may remain: a walk finds and revokes them: vault-token-renew sweep --apply")
+	wantIn(x.t, "the first heal's HEALED line", healed, "gap=never-whole")
+	x.walkOn(m)
 	l := x.ledgerOf(m.home)
 	cur := x.fileInfoOn(m).Accessor
 	if l.Gap() != ledger.NoGap || !slices.Equal(l.Accessors(), []string{cur}) {
 		x.t.Fatalf("%s: after the first heal the ledger is %v (gap %v), want whole with %s", m.host, l.Accessors(), l.Gap(), cur)
 	}
 	return cur
+}
+
+// walkOn runs m's walk to its end, uncapped, as the walk unit would at its
+// rate cap, and wants the ledger whole after it.
+func (x *h) walkOn(m machine, args ...string) result {
+	x.t.Helper()
+	r := x.runOn(m, append([]string{"sweep", "--apply", "--max-rps", "0"}, args...)...)
+	wantExit(x.t, m.host+": the walk", r, 0)
+	wantIn(x.t, m.host+": the walk's closing line", r.closing, "the ledger is complete again")
+	return r
 }
 
 func (x *h) runOnVia(m machine, addr string, args ...string) result {
@@ -75,55 +89,140 @@ func (x *h) machine(host string) machine {
 	return machine{host: host, home: home, file: filepath.Join(home, ".vault-token")}
 }
 
-// TestHealFromTheLedgerAtScale: on a Vault holding 50,000 other tokens, a
-// heal with a whole ledger makes no LIST, retires the previous token with
-// one lookup and one revoke, and leaves another machine's token alive.
-func TestHealFromTheLedgerAtScale(t *testing.T) {
+const lookupAccessor = "POST /v1/auth/token/lookup-accessor"
+
+// TestBigVaultNewUser: on a Vault holding 50,000 other tokens, a new user's
+// path. A fresh install (our token in the file, minted by hand before the
+// tool, and an older one of ours nobody recorded), an OK run, then a
+// login: the heal makes no LIST, at most 16 requests, retires the previous
+// token from the ledger, and says the unrecorded one may remain and what
+// finds it. A manual re-mint, an OK run, a login: both are retired, no
+// LIST. The walk, killed halfway, resumes where it was and looks each
+// accessor up about once in all; it finds the old token, and the ledger is
+// whole. Another machine's token lives through it all.
+func TestBigVaultNewUser(t *testing.T) {
 	x := newH(t)
-	m := x.machine("devvm-scale")
-	prev := x.healOnce(m)
+	m := x.machine("devvm-big")
 	me, err := user.Current()
 	if err != nil {
 		t.Fatal(err)
 	}
-	theirs, err := x.f.MintPeriodicFor(x.ctx, "devvm-wizard", map[string]string{"managed_by": "vault-token-renew", "host": "devvm-other", "user": me.Username})
-	if err != nil {
-		t.Fatal(err)
+	mint := func(label, host string) devvault.Token {
+		tok, err := x.f.MintPeriodicFor(x.ctx, "devvm-wizard", map[string]string{"managed_by": "vault-token-renew", "host": host, "user": me.Username})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x.keep(label, tok)
 	}
-	x.keep("another machine's", theirs)
+	theirs := mint("another machine's", "devvm-other")
+	older := mint("an older token nobody recorded", m.host)
+	first := mint("the first token, minted by hand", m.host)
 	start := time.Now()
 	x.seed(50_000)
 	t.Logf("seeded 50,000 tokens in %s", time.Since(start).Round(time.Second))
 	if n := x.listCount(); n < 50_000 {
 		t.Fatalf("premise: vault lists %d accessors, want at least 50,000", n)
 	}
-
 	c := newCounter(t, x)
-	x.putOn(m, x.login())
-	start = time.Now()
+	heal := func(what string, retired ...string) string {
+		t.Helper()
+		x.putOn(m, x.login())
+		start := time.Now()
+		r := x.runOnVia(m, c.Addr)
+		took := time.Since(start)
+		seen, total := c.Take()
+		t.Logf("%s took %s and sent %d requests: %v", what, took.Round(time.Millisecond), total, seen)
+		wantExit(t, what, r, 0)
+		healed := wantLine(t, what, r.stderr, "HEALED")
+		if seen[listAccessors] != 0 || total > 16 {
+			t.Errorf("%s listed every accessor %d times and sent %d requests; want no list and at most 16", what, seen[listAccessors], total)
+		}
+		for _, a := range retired {
+			if x.alive(a) {
+				t.Errorf("%s: %s is alive", what, a)
+			}
+		}
+		return healed
+	}
+
+	x.putOn(m, first)
 	r := x.runOnVia(m, c.Addr)
-	took := time.Since(start)
-	seen, total := c.Take()
-	t.Logf("the heal took %s and sent %d requests: %v", took.Round(time.Millisecond), total, seen)
-	wantExit(t, "heal from the ledger", r, 0)
-	healed := wantLine(t, "heal from the ledger", r.stderr, "HEALED")
-	wantIn(t, "HEALED line", healed, "(revoked 1 stale, from the ledger)")
-	if seen[listAccessors] != 0 {
-		t.Errorf("the heal listed every accessor %d times; a whole ledger needs no list", seen[listAccessors])
+	wantExit(t, "the first run after the install", r, 0)
+	if seen, total := c.Take(); total != 2 {
+		t.Errorf("the first OK run sent %v, want lookup-self and renew-self", seen)
 	}
-	if total > 16 {
-		t.Errorf("the heal sent %d requests, want at most 16: %v", total, seen)
+	healed := heal("the first heal after the install", first.Accessor)
+	wantIn(t, "HEALED line", healed, "(revoked 1 stale, from the ledger); tokens minted before the ledger began")
+	wantIn(t, "HEALED line", healed, "next=\"find them: vault-token-renew sweep --apply\"")
+
+	manual := mint("manual re-mint", m.host)
+	healedTok := x.fileInfoOn(m).Accessor
+	x.putOn(m, manual)
+	r = x.runOnVia(m, c.Addr)
+	c.Take()
+	wantExit(t, "the run after the manual re-mint", r, 0)
+	wantIn(t, "the run after the manual re-mint", r.closing, "(revoked 1 stale, from the ledger)")
+	heal("the heal after a manual re-mint", healedTok, manual.Accessor)
+	if !x.alive(older.Accessor) {
+		t.Fatal("premise: a token no ledger knows was revoked without a walk")
 	}
-	if x.alive(prev) {
-		t.Errorf("the previous periodic token %s is alive", prev)
+
+	x.walkKilledHalfway(m, c)
+	r = x.runOnVia(m, c.Addr, "sweep", "--apply", "--max-rps", "0")
+	seen, _ := c.Take()
+	wantExit(t, "the resumed walk", r, 0)
+	wantIn(t, "the resumed walk", r.closing, "resumed after")
+	wantIn(t, "the resumed walk", r.closing, "the ledger is complete again")
+	lookups := x.lookupsSoFar + seen[lookupAccessor]
+	listed := x.listCount()
+	t.Logf("the walk killed halfway and resumed: %d lookups in all for %d accessors (%.3fx), %d lists", lookups, listed, float64(lookups)/float64(listed), x.listsSoFar+seen[listAccessors])
+	if float64(lookups) > 1.1*float64(listed) {
+		t.Errorf("the two runs of the walk looked up %d accessors for %d: more than 1.1x", lookups, listed)
+	}
+	if x.alive(older.Accessor) {
+		t.Errorf("the walk left the older token %s alive", older.Accessor)
 	}
 	if !x.alive(theirs.Accessor) {
 		t.Errorf("another machine's token %s was revoked", theirs.Accessor)
 	}
-	cur := x.fileInfoOn(m).Accessor
-	if l := x.ledgerOf(m.home); !slices.Equal(l.Accessors(), []string{cur}) || l.Gap() != ledger.NoGap {
-		t.Errorf("ledger after the heal %v (gap %v), want just %s", l.Accessors(), l.Gap(), cur)
+	x.assertOneLive(m)
+	healed = heal("the heal after the walk", x.fileInfoOn(m).Accessor)
+	if strings.Contains(healed, "may remain") {
+		t.Errorf("the heal after a complete walk still says tokens may remain: %s", healed)
 	}
+}
+
+// walkKilledHalfway starts m's walk through c, SIGKILLs it once its place
+// passes half the accessors, and counts what it sent (lookupsSoFar,
+// listsSoFar).
+func (x *h) walkKilledHalfway(m machine, c *devvault.Counter) {
+	x.t.Helper()
+	cmd := exec.CommandContext(x.ctx, binary, "sweep", "--apply", "--max-rps", "0", "--log-format=plain", "--host", m.host)
+	cmd.Env = x.env(c.Addr)
+	cmd.Env[1] = "HOME=" + m.home
+	r := x.execStarted(cmd, func(proc *os.Process) {
+		deadline := time.Now().Add(5 * time.Minute)
+		for time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+			st, err := runstate.Load(filepath.Join(m.home, ".local", "state", "vault-token-renew", "state.json"))
+			if w := st.LedgerFor(m.file).Walk; err == nil && w != nil && w.Fraction() >= 0.5 {
+				proc.Signal(syscall.SIGKILL)
+				return
+			}
+		}
+		x.t.Error("the walk never got halfway")
+		proc.Kill()
+	})
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
+		x.t.Fatalf("premise: the walk was not killed (exit %d)", r.code)
+	}
+	seen, _ := c.Take()
+	x.lookupsSoFar, x.listsSoFar = seen[lookupAccessor], seen[listAccessors]
+	w := x.ledgerOf(m.home).Walk
+	if w == nil || w.Cursor == "" || w.Done < w.Listed/2 {
+		x.t.Fatalf("after the kill the walk's place is %+v, want past half", w)
+	}
+	x.t.Logf("killed the walk at %d of %d accessors (%d lookups sent)", w.Done, w.Listed, x.lookupsSoFar)
 }
 
 // TestManualRemintIsRetired: the runbook's manual re-mint enters the ledger
@@ -206,10 +305,11 @@ func mapsEqual(a, b map[string]int) bool {
 	return true
 }
 
-// TestLostCreateAnswerMakesTheNextHealWalk: every create's answer is lost
+// TestLostCreateAnswerIsFoundByTheWalk: every create's answer is lost
 // after Vault minted, so the run fails; the ledger knows a create went
-// unrecorded, and the next heal walks to revoke what it minted.
-func TestLostCreateAnswerMakesTheNextHealWalk(t *testing.T) {
+// unrecorded. The next heal does not walk: it says a token may remain and
+// what finds it, and the walk finds and revokes it.
+func TestLostCreateAnswerIsFoundByTheWalk(t *testing.T) {
 	x := newH(t)
 	m := x.machine("devvm-lost2")
 	x.healOnce(m)
@@ -227,7 +327,7 @@ func TestLostCreateAnswerMakesTheNextHealWalk(t *testing.T) {
 	env[1] = "HOME=" + m.home
 	r := x.runEnv(env, "--host", m.host)
 	wantExit(t, "a heal whose create answer is lost", r, 1)
-	wantIn(t, "FAIL line", r.closing, "the ledger knows, and the next heal walks")
+	wantIn(t, "FAIL line", r.closing, "the ledger knows, and the walk (vault-token-renew sweep --apply, or the walk unit a run starts) finds and revokes it")
 	s, _ := stranded.Load().(string)
 	if s == "" || !x.alive(s) {
 		t.Fatalf("premise: vault minted a token (%q) that the run never heard of", s)
@@ -236,12 +336,18 @@ func TestLostCreateAnswerMakesTheNextHealWalk(t *testing.T) {
 		t.Fatalf("ledger gap %v after a lost create, want unrecorded-create", l.Gap())
 	}
 
-	r = x.runOn(m)
+	c := newCounter(t, x)
+	r = x.runOnVia(m, c.Addr)
+	seen, _ := c.Take()
 	wantExit(t, "the next heal", r, 0)
 	healed := wantLine(t, "the next heal", r.stderr, "HEALED")
-	wantIn(t, "HEALED line", healed, "walked_because=\"a create was sent whose answer never reached the ledger")
+	wantIn(t, "HEALED line", healed, "a token minted by a create whose answer was lost (a crash, a kill, a dropped connection) may remain: a walk finds and revokes them: vault-token-renew sweep --apply")
+	if seen[listAccessors] != 0 || !x.alive(s) {
+		t.Fatalf("the heal listed %d times (want none), stranded mint alive %v (want alive: only a walk can know it)", seen[listAccessors], x.alive(s))
+	}
+	x.walkOn(m)
 	if x.alive(s) {
-		t.Errorf("the stranded mint %s is alive after the next heal", s)
+		t.Errorf("the stranded mint %s is alive after the walk", s)
 	}
 	x.assertOneLive(m)
 }
@@ -269,8 +375,8 @@ func (x *h) assertOneLive(m machine) {
 
 // TestKilledBetweenCreateAndRecord: the tool is killed (SIGKILL) right after
 // Vault answered its create, before it could record the answer. The create
-// was written ahead, so the next heal walks and ends with one live
-// periodic token.
+// was written ahead, so the next heal says a token may remain, and the walk
+// ends with one live periodic token.
 func TestKilledBetweenCreateAndRecord(t *testing.T) {
 	x := newH(t)
 	m := x.machine("devvm-killed")
@@ -311,7 +417,8 @@ func TestKilledBetweenCreateAndRecord(t *testing.T) {
 
 	r = x.runOn(m)
 	wantExit(t, "the heal after the kill", r, 0)
-	wantIn(t, "HEALED line", wantLine(t, "the heal after the kill", r.stderr, "HEALED"), "walked")
+	wantIn(t, "HEALED line", wantLine(t, "the heal after the kill", r.stderr, "HEALED"), "gap=unrecorded-create")
+	x.walkOn(m)
 	if x.alive(s) {
 		t.Errorf("the mint the killed run stranded (%s) is alive", s)
 	}
@@ -348,10 +455,11 @@ func (x *h) execStarted(cmd *exec.Cmd, started func(*os.Process)) result {
 	return r
 }
 
-// TestLostStateMakesTheHealWalk: with the state file deleted the heal has
-// no ledger; it walks, says why, revokes the previous token, and the ledger
-// is whole again.
-func TestLostStateMakesTheHealWalk(t *testing.T) {
+// TestLostStateIsSaidAndTheWalkFinds: with the state file deleted the heal
+// has no ledger; it does not walk, it says that tokens may remain and what
+// finds them, and the walk revokes the previous token and makes the ledger
+// whole again.
+func TestLostStateIsSaidAndTheWalkFinds(t *testing.T) {
 	x := newH(t)
 	m := x.machine("devvm-nostate")
 	prev := x.healOnce(m)
@@ -362,10 +470,14 @@ func TestLostStateMakesTheHealWalk(t *testing.T) {
 	r := x.runOn(m)
 	wantExit(t, "the heal without state", r, 0)
 	healed := wantLine(t, "the heal without state", r.stderr, "HEALED")
-	wantIn(t, "HEALED line", healed, "(revoked 1 stale, walked ")
-	wantIn(t, "HEALED line", healed, "walked_because=\"no ledger yet: the first heal since the upgrade, or the state file was lost or unreadable\"")
+	wantIn(t, "HEALED line", healed, "(revoked 0 stale, from the ledger); tokens minted before the ledger began (a new install, an upgrade, a lost or unreadable state file) may remain")
+	wantIn(t, "HEALED line", healed, "next=\"find them: vault-token-renew sweep --apply\"")
+	if !x.alive(prev) {
+		t.Fatalf("premise: the previous token %s was revoked without a ledger or a walk", prev)
+	}
+	x.walkOn(m)
 	if x.alive(prev) {
-		t.Errorf("the previous token %s is alive", prev)
+		t.Errorf("the previous token %s is alive after the walk", prev)
 	}
 	x.assertOneLive(m)
 }

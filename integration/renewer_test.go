@@ -57,10 +57,17 @@ func TestAdminClobberHeals(t *testing.T) {
 	x.put(login)
 
 	r := x.run()
-	want := "HEALED: re-minted from foreign dn=userpass-wizard (revoked 1 stale, walked "
+	want := "HEALED: re-minted from foreign dn=userpass-wizard (revoked 0 stale, from the ledger); tokens minted before the ledger began"
 	wantExit(t, "heal", r, 0)
 	if healed := wantLine(t, "heal", r.stderr, "HEALED"); !strings.HasPrefix(healed, want) {
 		t.Errorf("heal: HEALED line does not start with %q:\n%s", want, healed)
+	}
+	if !x.alive(old.Accessor) {
+		t.Error("the heal revoked a token no ledger knew without a walk")
+	}
+	x.walk()
+	if x.alive(old.Accessor) {
+		t.Error("the walk left the old periodic token alive")
 	}
 	info, err := x.fileToken()
 	if err != nil {
@@ -215,9 +222,11 @@ func TestHealSweepsExactlyTheStale(t *testing.T) {
 
 	r := x.run()
 	wantExit(t, "heal", r, 0)
-	want := "HEALED: re-minted from foreign dn=userpass-wizard (revoked 4 stale, walked "
-	if healed := wantLine(t, "heal", r.stderr, "HEALED"); !strings.HasPrefix(healed, want) {
-		t.Errorf("heal: HEALED line does not start with %q:\n%s", want, healed)
+	wantLine(t, "heal", r.stderr, "HEALED")
+	r = x.walk()
+	want := "sweep: revoked 4 stale token-devvm-wizard"
+	if !strings.HasPrefix(r.closing, want) {
+		t.Errorf("walk: closing line does not start with %q:\n%s", want, r.closing)
 	}
 	for _, a := range stale {
 		if x.alive(a) {

@@ -16,6 +16,8 @@ import (
 
 	"github.com/devvm/vault-token-renew/internal/devvault"
 	"github.com/devvm/vault-token-renew/internal/install"
+	"github.com/devvm/vault-token-renew/internal/ledger"
+	"github.com/devvm/vault-token-renew/internal/runstate"
 )
 
 // The systemd tests boot Debian with systemd as PID 1 in a container (the
@@ -450,4 +452,95 @@ func TestShortLoginIsHealedRightAfterTheWrite(t *testing.T) {
 	if !x.alive(healed.Accessor) {
 		t.Error("premise: the periodic token the late login replaced should still be alive")
 	}
+}
+
+// walkLines are the closing lines the walk unit has logged so far.
+func (b *box) walkLines() []string {
+	out := b.sh("journalctl --no-pager -o cat _SYSTEMD_USER_UNIT=" + install.WalkUnit)
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "sweep:") || strings.HasPrefix(l, "FAIL:") {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// walked waits for the walk unit's closing line number n (1 is its first)
+// and for the unit to be done, and returns that line.
+func (b *box) walked(n int) string {
+	b.x.t.Helper()
+	b.waitFor("walk "+strconv.Itoa(n), func() bool {
+		return len(b.walkLines()) >= n && b.user("systemctl --user is-active "+install.WalkUnit) != "active"
+	})
+	return b.walkLines()[n-1]
+}
+
+// ledger is wizard's ledger of the token file at path, as the runs left it.
+func (b *box) ledger(path string) ledger.Ledger {
+	b.x.t.Helper()
+	st, err := runstate.Load(filepath.Join(b.home, ".local", "state", "vault-token-renew", "state.json"))
+	if err != nil {
+		b.x.t.Fatal(err)
+	}
+	return st.LedgerFor(path)
+}
+
+// TestWalkUnitUnderSystemd: the walk of its own, under a real user
+// manager. install starts it once: on a new install it finds a token minted
+// before the ledger began, revokes it, and leaves the ledger whole. Then
+// the state file is lost: the next run of the service finds the gap, says
+// so, and starts the walk unit, which completes and leaves the ledger whole
+// again. A heal that finds the ledger whole does not start it.
+func TestWalkUnitUnderSystemd(t *testing.T) {
+	x := newH(t)
+	b := newBox(x)
+	tokenFile := boxHome + "/.vault-token"
+	old := x.periodic("a token minted before the ledger")
+	b.login(tokenFile, x.periodic("box periodic"))
+	if r := b.install(""); !r.WalkStarted {
+		t.Fatalf("install did not start the walk unit: %+v", r)
+	}
+	line := b.walked(1)
+	t.Logf("the walk install started: %s", line)
+	wantIn(t, "the first walk's closing line", line, "the ledger is complete again")
+	if x.alive(old.Accessor) {
+		t.Errorf("the walk left the token minted before the ledger (%s) alive", old.Accessor)
+	}
+	host := filepath.Join(b.home, ".vault-token")
+	if l := b.ledger(host); l.Gap() != ledger.NoGap {
+		t.Fatalf("after the walk the ledger has gap %v, want whole", l.Gap())
+	}
+
+	if err := os.RemoveAll(filepath.Join(b.home, ".local", "state")); err != nil {
+		t.Fatal(err)
+	}
+	from := len(b.runs())
+	b.user("systemctl --user start vault-token-renew.service")
+	runs := b.runs()[from:]
+	if len(runs) != 1 || !strings.HasPrefix(runs[0], "OK: renewed periodic token") {
+		t.Fatalf("the run after the state was lost: %v", runs)
+	}
+	wantIn(t, "the OK line", runs[0], "gap=never-whole")
+	wantIn(t, "the OK line", runs[0], "the walk ("+install.WalkUnit+") finds and revokes them, started now")
+	line = b.walked(2)
+	wantIn(t, "the second walk's closing line", line, "the ledger is complete again")
+	if l := b.ledger(host); l.Gap() != ledger.NoGap || l.Walk != nil {
+		t.Fatalf("after the walk the run started, the ledger has gap %v (walk %+v), want whole", l.Gap(), l.Walk)
+	}
+
+	b.login(tokenFile, b.adminLogin("a login"))
+	from = len(b.runs())
+	b.user("systemctl --user start vault-token-renew.service")
+	runs = b.runs()[from:]
+	if len(runs) != 1 || !strings.HasPrefix(runs[0], "HEALED: re-minted from foreign dn=token-fake-oidc (revoked 1 stale, from the ledger)") || strings.Contains(runs[0], "gap=") {
+		t.Fatalf("the heal with a whole ledger: %v", runs)
+	}
+	time.Sleep(2 * time.Second)
+	if n := len(b.walkLines()); n != 2 {
+		t.Errorf("a heal with a whole ledger started the walk again (%d walks)", n)
+	}
+	journal := b.sh("journalctl --no-pager -o export")
+	x.learnFiles()
+	x.assertNoSecretIn(journal)
 }

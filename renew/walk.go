@@ -43,14 +43,19 @@ type WalkOptions struct {
 	Step int
 }
 
-// stepSize is about ten seconds of lookups at maxRPS, between 50 and 1000:
-// a kill loses at most one step, and a step's revokes hold the run lock
-// only for their own few requests.
-func stepSize(maxRPS float64) int {
+// stepSize is about ten seconds of lookups at maxRPS, between 20 and 1000,
+// and no more than a quarter of what fits before ctx's deadline (a
+// --timeout): a kill loses at most one step, and a short --timeout still
+// moves the place.
+func stepSize(ctx context.Context, maxRPS float64) int {
 	if maxRPS <= 0 {
 		return 1000
 	}
-	return min(max(int(maxRPS*10), 50), 1000)
+	n := min(max(int(maxRPS*10), 20), 1000)
+	if dl, ok := ctx.Deadline(); ok {
+		n = max(min(n, int(maxRPS*time.Until(dl).Seconds()/4)), 20)
+	}
+	return n
 }
 
 // Walk is `vault-token-renew sweep`: it lists every accessor and looks each
@@ -68,7 +73,7 @@ func stepSize(maxRPS float64) int {
 func Walk(ctx context.Context, v Vault, cfg Config, wo WalkOptions) (Result, error) {
 	w := &walker{v: v, cfg: cfg, wo: wo, b: openBook(cfg, wo.Apply), res: Result{Path: cfg.TokenFile, Walk: &WalkRun{}}}
 	if wo.Step <= 0 {
-		w.wo.Step = stepSize(cfg.MaxRPS)
+		w.wo.Step = stepSize(ctx, cfg.MaxRPS)
 	}
 	err := w.run(ctx)
 	w.res.Ledger, w.res.Gap = w.b.l, w.b.gap()
@@ -276,6 +281,9 @@ func (w *walker) cut(err error) error {
 	done := w.res.Walk.Resumed + w.res.Sweep.LookedUp
 	var ie *sweep.IncompleteError
 	if errors.As(err, &ie) {
+		if ie.Phase == sweep.OpLookup {
+			done += ie.Done // the step's own, which its next run does again
+		}
 		ie.Done, ie.Total = done, w.res.Walk.Listed
 		ie.Need = sweep.Budget(w.res.Walk.Listed-done, w.cfg.MaxRPS)
 	}

@@ -32,8 +32,8 @@ type Options struct {
 	Concurrency int   // lookups in flight, for the tool and the floor alike
 	HandSample  int   // CLI lookups timed before scaling to N
 	ScanConc    []int // concurrencies to try for the tool at the first size
-	// HealN is the accessor count the heal is measured at, from the ledger
-	// and by a walk; 0 skips it.
+	// HealN is the accessor count a new user's heals and the walk are
+	// measured at; 0 skips them.
 	HealN int
 	Out   io.Writer
 }
@@ -47,8 +47,8 @@ type Row struct {
 	Note    string
 	Samples int
 	// Requests and Lists are what Vault received in the median run of a
-	// heal (heal-ledger, heal-walk), and how many of them listed every
-	// accessor.
+	// heal (all of it) or in a run of the walk (its lookups), and how many
+	// of them listed every accessor.
 	Requests, Lists int
 }
 
@@ -178,7 +178,7 @@ func (e *env) measureAll() ([]Row, error) {
 	if o.HealN == 0 {
 		return rows, nil
 	}
-	heals, err := e.heals(o.HealN)
+	heals, err := e.newUser(o.HealN)
 	for _, r := range heals {
 		add(r, nil)
 	}
@@ -277,7 +277,7 @@ func (e *env) tool_(n, conc int, what string) (Row, error) {
 }
 
 func (e *env) toolOnce(conc int) (time.Duration, int64, error) {
-	d, p, out, err := e.run(e.toolEnv(), e.tool, "sweep", "--concurrency", fmt.Sprint(conc), "--log-format=plain")
+	d, p, out, err := e.run(e.toolEnv(), e.tool, "sweep", "--max-rps", "0", "--concurrency", fmt.Sprint(conc), "--log-format=plain")
 	if err == nil && !bytes.Contains(out, []byte(fmt.Sprintf("would revoke %d stale", min(e.o.Stale, e.seeded)))) {
 		err = fmt.Errorf("sweep did not find the %d stale tokens:\n%s", e.o.Stale, out)
 	}
