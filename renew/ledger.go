@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/devvm/vault-token-renew/internal/ledger"
+	"github.com/devvm/vault-token-renew/internal/safetext"
 	"github.com/devvm/vault-token-renew/sweep"
 )
 
@@ -192,7 +193,7 @@ func retire(ctx context.Context, v Vault, cfg Config, res *Result, b *book, r re
 // machine's periodic tokens: they leave the ledger and are never revoked.
 func warnStrangers(log zerolog.Logger, rep sweep.Report, held []string) {
 	for _, t := range rep.Other {
-		log.Warn().Str("accessor", t.Accessor).Str("host", t.Host).Str("user", t.User).
+		log.Warn().Str("accessor", t.Accessor).Str("host", safetext.Value(t.Host)).Str("user", safetext.Value(t.User)).
 			Msg("the ledger held another machine's token; it leaves the ledger and is not revoked")
 	}
 	if rep.LookedUp < rep.Listed {

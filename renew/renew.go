@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/devvm/vault-token-renew/internal/ledger"
+	"github.com/devvm/vault-token-renew/internal/safetext"
 	"github.com/devvm/vault-token-renew/sweep"
 	"github.com/devvm/vault-token-renew/tokenfile"
 )
@@ -238,7 +239,7 @@ func renewOurs(ctx context.Context, v Vault, cfg Config, tok string, res Result,
 // failure revokes the new token, so a failed heal strands nothing and
 // leaves the file byte-identical.
 func heal(ctx context.Context, v Vault, cfg Config, foreign string, res Result, b *book) (Result, error) {
-	log := cfg.Log.With().Str("foreign_accessor", res.Current.Accessor).Str("foreign_display_name", res.Current.DisplayName).Logger()
+	log := cfg.Log.With().Str("foreign_accessor", res.Current.Accessor).Str("foreign_display_name", safetext.Value(res.Current.DisplayName)).Logger()
 	res.Action = ActionHeal
 	if why := CannotMint(res.Current); why != "" {
 		res.Action, res.Refusal, res.Cause = ActionRefuse, why, CauseRefused

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/devvm/vault-token-renew/internal/ledger"
+	"github.com/devvm/vault-token-renew/internal/safetext"
 	"github.com/devvm/vault-token-renew/sweep"
 	"github.com/devvm/vault-token-renew/tokenfile"
 )
@@ -161,7 +162,7 @@ func (w *walker) actAs(ctx context.Context) error {
 	if w.wo.Apply && !IsOurs(cur, w.cfg.Spec) {
 		w.res.Cause = CauseForeign
 		return w.fail(StageForeign, false, fmt.Errorf("token in %s is dn=%s, not our periodic %s; nothing revoked",
-			w.cfg.TokenFile, cur.DisplayName, w.cfg.Spec.StoredDisplayName()))
+			w.cfg.TokenFile, safetext.Value(cur.DisplayName), w.cfg.Spec.StoredDisplayName()))
 	}
 	w.tok = tok
 	return nil

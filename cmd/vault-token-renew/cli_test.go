@@ -24,6 +24,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/devvm/vault-token-renew/internal/ledger"
+	"github.com/devvm/vault-token-renew/internal/runstate"
+	"github.com/devvm/vault-token-renew/internal/safetext"
 	"github.com/devvm/vault-token-renew/internal/vaultclient"
 	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/sweep"
@@ -464,5 +466,57 @@ func TestTheCLIIsTheOperators(t *testing.T) {
 				t.Fatalf("cli %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestForeignWordsForgeNoLine: a display name that holds a newline, a
+// syslog priority and an escape sequence, in a DRIFT written to the
+// journal stream (JOURNAL_STREAM names the output file, as systemd does):
+// one line comes out, at error priority, with the words escaped and
+// bounded; nothing reads as an OK entry of its own.
+func TestForeignWordsForgeNoLine(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "journal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	stream := fmt.Sprintf("%d:%d", st.Dev, st.Ino)
+	log, err := newLogger(f, "plain", func(k string) string { return map[string]string{"JOURNAL_STREAM": stream}[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	dn := "x\n<6>OK: renewed periodic token\n<7>\x1b[8m" + strings.Repeat("y", 140<<10)
+	res := renew.Result{Action: renew.ActionRefuse, Current: renew.TokenInfo{Accessor: "k8s-acc", DisplayName: dn}, Refusal: "no\nway"}
+	line := testReporter().report(res, fmt.Errorf("%w: %s", renew.ErrHealDenied, dn))
+	if strings.ContainsAny(line.msg, "\n\x1b") || len(line.msg) > safetext.MaxText {
+		t.Fatalf("the display name went into the closing line raw: %.200q", line.msg)
+	}
+	line.print(log)
+	log.Warn().Msg("a message of the tool's own\n<6>OK: renewed periodic token") // every message, whatever made it
+	log.Info().Str("field", "v\n<6>OK: x").Msg("fields too")
+	out, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[1], "<4>warn: a message of the tool's own\\n<6>OK") || !strings.Contains(lines[2], `field="v\n<6>OK: x"`) {
+		t.Fatalf("a message or a field of the tool's own forged a line: %q", lines[1:])
+	}
+	if !strings.HasPrefix(lines[0], "<3>DRIFT: foreign token dn=x\\n<6>OK: renewed periodic token\\n<7>\\x1b[8m") {
+		t.Fatalf("%d lines, want one DRIFT at error priority: %.300q", len(lines), out)
+	}
+	if strings.ContainsRune(lines[0], 0x1b) || len(lines[0]) > 4*safetext.MaxText {
+		t.Fatalf("the line holds an ESC or is %d bytes long", len(lines[0]))
+	}
+	c := &cli{now: time.Now}
+	run := c.runOf(options{host: "devvm-a"}, res, line)
+	s := runstate.Next(runstate.State{}, run)
+	env := strings.Join(runstate.NotifyEnv(s), "\n")
+	if strings.Count(env, "\n") != 4 || len(s.Summary) > safetext.MaxText || strings.Contains(s.Summary, "\n") {
+		t.Fatalf("the state's summary (%d bytes) or the notifier's environment forges lines: %.200q", len(s.Summary), env)
 	}
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
+
+	"github.com/devvm/vault-token-renew/internal/safetext"
 )
 
 // stablePrefixes start the lines an operator greps for in journalctl.
@@ -38,16 +40,20 @@ func newLogger(w io.Writer, format string, getenv func(string) string) (zerolog.
 	}
 	switch format {
 	case "console":
-		return zerolog.New(zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05"}).With().Timestamp().Logger(), nil
+		return zerolog.New(zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05", FormatPrepare: escapeMessage, FormatFieldValue: boundValue}).
+			With().Timestamp().Logger(), nil
 	case "json":
+		// zerolog's JSON escapes every control character in a string.
 		return zerolog.New(w).With().Timestamp().Logger(), nil
 	}
 	journal := toJournal(w, getenv("JOURNAL_STREAM"))
 	return zerolog.New(zerolog.ConsoleWriter{
-		Out:        w,
-		NoColor:    true,
-		PartsOrder: []string{zerolog.MessageFieldName},
+		Out:              w,
+		NoColor:          true,
+		PartsOrder:       []string{zerolog.MessageFieldName},
+		FormatFieldValue: boundValue,
 		FormatPrepare: func(evt map[string]interface{}) error {
+			escapeMessage(evt)
 			lvl, _ := evt[zerolog.LevelFieldName].(string)
 			msg, _ := evt[zerolog.MessageFieldName].(string)
 			if !hasStablePrefix(msg) && (lvl == "warn" || lvl == "error") {
@@ -60,6 +66,24 @@ func newLogger(w io.Writer, format string, getenv func(string) string) (zerolog.
 			return nil
 		},
 	}), nil
+}
+
+// escapeMessage makes a message one line of printable text, bounded,
+// whatever it holds: a newline in it would end the journal entry and let
+// the rest forge one of its own. Field values need no escaping (the
+// console writer quotes any that holds a control character), only a bound.
+func escapeMessage(evt map[string]interface{}) error {
+	if msg, ok := evt[zerolog.MessageFieldName].(string); ok {
+		evt[zerolog.MessageFieldName] = safetext.Text(msg)
+	}
+	return nil
+}
+
+func boundValue(v interface{}) string {
+	if b, ok := v.([]byte); ok { // a number or a bool, as JSON
+		return safetext.Cut(string(b), safetext.MaxText)
+	}
+	return safetext.Cut(fmt.Sprint(v), safetext.MaxText)
 }
 
 func hasStablePrefix(msg string) bool {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/devvm/vault-token-renew/internal/ledger"
 	"github.com/devvm/vault-token-renew/internal/runstate"
+	"github.com/devvm/vault-token-renew/internal/safetext"
 	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/sweep"
 )
@@ -31,7 +32,10 @@ type closing struct {
 	fields  []func(*zerolog.Event) *zerolog.Event
 }
 
+// str adds a field; its value is escaped and bounded whatever it holds
+// (values from elsewhere are bounded tighter where they are spliced in).
 func (c *closing) str(k, v string) *closing {
+	v = safetext.Text(v)
 	c.fields = append(c.fields, func(e *zerolog.Event) *zerolog.Event { return e.Str(k, v) })
 	return c
 }
@@ -46,18 +50,22 @@ func (c *closing) flag(k string, v bool) *closing {
 	return c
 }
 
+// err adds the error's text, escaped and bounded: it may hold Vault's
+// error body or a display name.
 func (c *closing) err(err error) *closing {
-	c.fields = append(c.fields, func(e *zerolog.Event) *zerolog.Event { return e.Err(err) })
-	return c
+	if err == nil {
+		return c
+	}
+	return c.str(zerolog.ErrorFieldName, err.Error())
 }
 
-// print writes the line.
+// print writes the line, escaped and bounded as a whole.
 func (c closing) print(log zerolog.Logger) {
 	ev := log.WithLevel(c.level)
 	for _, f := range c.fields {
 		ev = f(ev)
 	}
-	ev.Msg(c.msg)
+	ev.Msg(safetext.Text(c.msg))
 }
 
 // reporter builds closing lines. Its fields are what the hints need to
@@ -219,7 +227,7 @@ func (r reporter) healed(res renew.Result) closing {
 		}
 		return c
 	}
-	c.msg = fmt.Sprintf("HEALED: re-minted from foreign dn=%s (%s)", res.Current.DisplayName, sweptWords(res, "revoked"))
+	c.msg = fmt.Sprintf("HEALED: re-minted from foreign dn=%s (%s)", safetext.Value(res.Current.DisplayName), sweptWords(res, "revoked"))
 	var next []string
 	if res.Gap != ledger.NoGap {
 		found, n := r.walkWords(res.Gap)
@@ -274,7 +282,11 @@ func vaultWarnings(c *closing, ws []string) *closing {
 	if len(ws) == 0 {
 		return c
 	}
-	return c.str("vault_warnings", strings.Join(ws, "; "))
+	vs := make([]string, len(ws))
+	for i, w := range ws {
+		vs[i] = safetext.Value(w)
+	}
+	return c.str("vault_warnings", strings.Join(vs, "; "))
 }
 
 // sweepCommand resumes a walk that stopped early: it starts after the
@@ -302,15 +314,15 @@ func (r reporter) drift(res renew.Result) closing {
 	}
 	c := closing{end: endFailed, outcome: runstate.Drift, cause: renew.CauseRefused, level: zerolog.ErrorLevel,
 		reason: "heal denied — " + why,
-		msg:    fmt.Sprintf("DRIFT: foreign token dn=%s in the token file; heal denied — %s; investigate what wrote it%s", cur.DisplayName, why, dryWords(res))}
+		msg:    fmt.Sprintf("DRIFT: foreign token dn=%s in the token file; heal denied — %s; investigate what wrote it%s", safetext.Value(cur.DisplayName), why, dryWords(res))}
 	if cur.Accessor != "" {
 		c.str("accessor", cur.Accessor)
 	}
 	if cur.Type != "" {
 		c.str("token_type", cur.Type)
 	}
-	c.str("display_name", cur.DisplayName).str("cause", renew.CauseRefused.String()).str("path", res.Path).
-		str("vault_said", res.Refusal).str("next", next)
+	c.str("display_name", safetext.Value(cur.DisplayName)).str("cause", renew.CauseRefused.String()).str("path", res.Path).
+		str("vault_said", safetext.Value(res.Refusal)).str("next", next)
 	return c
 }
 
@@ -413,7 +425,7 @@ func (r reporter) hint(res renew.Result, cause renew.Cause, err error) string {
 	case renew.CauseIncomplete:
 		return "stale tokens may remain; the walk kept its place: resume it with " + r.sweepCommand(err)
 	case renew.CauseForeign:
-		return "the token file holds a foreign token (dn=" + res.Current.DisplayName + "); run vault-token-renew first: it heals the file, then sweeps"
+		return "the token file holds a foreign token (dn=" + safetext.Value(res.Current.DisplayName) + "); run vault-token-renew first: it heals the file, then sweeps"
 	case renew.CauseSettings:
 		return "fix the " + r.setting("*") + " variables in the environment file (~/.config/vault-token-renew/env), or the shell's"
 	case renew.CauseRefused:

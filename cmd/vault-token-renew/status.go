@@ -15,6 +15,7 @@ import (
 
 	"github.com/devvm/vault-token-renew/internal/ledger"
 	"github.com/devvm/vault-token-renew/internal/runstate"
+	"github.com/devvm/vault-token-renew/internal/safetext"
 	"github.com/devvm/vault-token-renew/internal/vaultclient"
 	"github.com/devvm/vault-token-renew/renew"
 )
@@ -86,10 +87,10 @@ func (c *cli) status(ctx context.Context, vc *vaultclient.Client, rep reporter, 
 	info := res.Current
 	r := statusReport{
 		TokenFile: cfg.TokenFile, Ours: renew.IsOurs(info, cfg.Spec), Want: cfg.Spec.StoredDisplayName(),
-		DisplayName: info.DisplayName, Type: info.Type, Accessor: info.Accessor,
+		DisplayName: safetext.Value(info.DisplayName), Type: safetext.Value(info.Type), Accessor: safetext.Value(info.Accessor),
 		TTLSeconds: int64(info.TTL / time.Second), PeriodSeconds: int64(info.Period / time.Second),
-		Orphan: info.Orphan, Policies: info.Policies, IdentityPolicies: info.IdentityPolicies,
-		Meta: info.Meta, Host: cfg.Spec.Host,
+		Orphan: info.Orphan, Policies: values(info.Policies), IdentityPolicies: values(info.IdentityPolicies),
+		Meta: valueMap(info.Meta), Host: cfg.Spec.Host,
 	}
 	if last != nil {
 		r.Ledger = ledgerOf(last.LedgerFor(cfg.TokenFile))
@@ -220,6 +221,30 @@ func printWalk(tw io.Writer, w *ledger.Walk, last *runstate.WalkEnd, now time.Ti
 	if last != nil {
 		fmt.Fprintf(tw, "last walk\t%s (%s): %s\n", stamp(last.Time), ago(now, last.Time), last.Summary)
 	}
+}
+
+// values and valueMap are what Vault said, escaped and bounded: a token's
+// policies and meta are chosen by whoever made it.
+func values(vs []string) []string {
+	if vs == nil {
+		return nil
+	}
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = safetext.Value(v)
+	}
+	return out
+}
+
+func valueMap(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[safetext.Value(k)] = safetext.Value(v)
+	}
+	return out
 }
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }

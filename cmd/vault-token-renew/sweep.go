@@ -12,6 +12,7 @@ import (
 
 	"github.com/devvm/vault-token-renew/internal/ledger"
 	"github.com/devvm/vault-token-renew/internal/runstate"
+	"github.com/devvm/vault-token-renew/internal/safetext"
 	"github.com/devvm/vault-token-renew/internal/vaultclient"
 	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/sweep"
@@ -215,7 +216,8 @@ func (c *cli) printSweep(rep sweep.Report, apply bool, current string) {
 		failed[f.Accessor] = true
 	}
 	row := func(t sweep.Token, action string) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Accessor, t.DisplayName, orDash(t.Host), orDash(t.User),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", safetext.Value(t.Accessor), safetext.Value(t.DisplayName),
+			orDash(safetext.Value(t.Host)), orDash(safetext.Value(t.User)),
 			t.CreationTime.Format(time.RFC3339), fmtDur(t.TTL), action)
 	}
 	for _, t := range rep.Kept {
@@ -226,7 +228,7 @@ func (c *cli) printSweep(rep sweep.Report, apply bool, current string) {
 		row(t, action)
 	}
 	for _, t := range rep.Other {
-		row(t, sweep.Other.String()+" (host="+t.Host+"): never revoked")
+		row(t, sweep.Other.String()+" (host="+safetext.Value(t.Host)+"): never revoked")
 	}
 	for _, t := range rep.Stale {
 		switch {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/devvm/vault-token-renew/internal/safetext"
 )
 
 // StaleAfter is how old the last successful run may be before the banner
@@ -66,9 +68,9 @@ func dateOf(t, now time.Time) string { return t.In(now.Location()).Format("2006-
 // reason is the run's recorded reason (the cause when an older run left
 // none), on one line and at most about a hundred characters.
 func reason(s State) string {
-	msg := oneLine(s.Reason)
+	msg := safetext.Escape(oneLine(s.Reason))
 	if msg == "" {
-		msg = s.Cause
+		msg = safetext.Value(s.Cause)
 	}
 	if msg == "" {
 		return "no details recorded"

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/devvm/vault-token-renew/internal/safetext"
 )
 
 // notifyKeys are the variables NotifyEnv sets; any inherited value of them
@@ -26,12 +28,15 @@ func NotifyEnv(s State) []string {
 	if !s.FailingSince.IsZero() {
 		since = s.FailingSince.Format(time.RFC3339)
 	}
+	// The state file is read back from disk: escape and bound again, so
+	// the exec never fails on its size and a command never sees a control
+	// character it did not expect.
 	return []string{
-		"VTR_OUTCOME=" + string(s.Outcome),
-		"VTR_SUMMARY=" + s.Summary,
+		"VTR_OUTCOME=" + safetext.Value(string(s.Outcome)),
+		"VTR_SUMMARY=" + safetext.Text(s.Summary),
 		"VTR_SINCE=" + since,
 		"VTR_RUNS=" + strconv.Itoa(s.FailingRuns),
-		"VTR_HOST=" + s.Host,
+		"VTR_HOST=" + safetext.Value(s.Host),
 	}
 }
 
@@ -41,7 +46,7 @@ func NotifyEnv(s State) []string {
 const notifyWaitDelay = 5 * time.Second
 
 // Notify runs the operator's command (VTR_NOTIFY_COMMAND) with `sh -c`, in
-// baseEnv plus NotifyEnv(s). VAULT_TOKEN is stripped from baseEnv: the
+// baseEnv plus NotifyEnv(s). VAULT_TOKEN and BAO_TOKEN are stripped from baseEnv: the
 // command is the operator's arbitrary script, and this tool never hands a
 // token to anything. The error does not repeat the command, which may hold
 // a webhook's secret URL.
@@ -59,9 +64,10 @@ func Notify(ctx context.Context, command string, s State, baseEnv []string, stdo
 	return nil
 }
 
-// notifyBase is env without VAULT_TOKEN and without the keys NotifyEnv sets.
+// notifyBase is env without the token variables of either CLI and without
+// the keys NotifyEnv sets.
 func notifyBase(env []string) []string {
-	drop := append([]string{"VAULT_TOKEN"}, notifyKeys...)
+	drop := append([]string{"VAULT_TOKEN", "BAO_TOKEN"}, notifyKeys...)
 	out := make([]string, 0, len(env))
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")

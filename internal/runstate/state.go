@@ -12,6 +12,7 @@ import (
 
 	"github.com/devvm/vault-token-renew/internal/atomicfile"
 	"github.com/devvm/vault-token-renew/internal/ledger"
+	"github.com/devvm/vault-token-renew/internal/safetext"
 )
 
 // Outcome is how a run ended; the words match the log lines' prefixes.
@@ -112,8 +113,8 @@ type Run struct {
 // expiry is the deadline the operator is racing.
 func Next(prev State, r Run) State {
 	s := State{
-		Time: r.Time, Outcome: r.Outcome, Cause: r.Cause, Summary: r.Summary, Reason: r.Reason,
-		Accessor: r.Accessor, TokenExpiry: r.TokenExpiry, Host: r.Host,
+		Time: r.Time, Outcome: r.Outcome, Cause: safetext.Value(r.Cause), Summary: safetext.Text(r.Summary), Reason: safetext.Text(r.Reason),
+		Accessor: safetext.Value(r.Accessor), TokenExpiry: r.TokenExpiry, Host: safetext.Value(r.Host),
 		LastSuccess: prev.LastSuccess, HealsTotal: prev.HealsTotal, Ledgers: prev.Ledgers, LastWalk: prev.LastWalk,
 	}
 	if s.Host == "" {
