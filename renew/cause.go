@@ -35,6 +35,7 @@ const (
 	StageSweep              // listing, looking up or revoking accessors
 	StageForeign            // sweep --apply refused: the file holds a foreign token
 	StageSettings           // building the client from the VAULT_*/BAO_* settings
+	StageEnvFile            // checking that the env file may be trusted
 	stageCount
 )
 
@@ -47,7 +48,7 @@ func Stages() []Stage {
 	return out
 }
 
-var stageNames = [stageCount]string{"", "lock", "read", "lookup", "renew", "create", "check", "cap", "write", "capabilities", "sweep", "foreign", "settings"}
+var stageNames = [stageCount]string{"", "lock", "read", "lookup", "renew", "create", "check", "cap", "write", "capabilities", "sweep", "foreign", "settings", "env-file"}
 
 var stageWords = [stageCount]string{
 	"",
@@ -63,6 +64,7 @@ var stageWords = [stageCount]string{
 	"the stale-token sweep did not finish",
 	"sweep --apply refused: the token file holds a foreign token",
 	"could not build the client from the VAULT_*/BAO_* settings",
+	"the env file is not safe to trust; nothing was done",
 }
 
 // String is the stage's stable name, the stage= field of a FAIL line.
@@ -104,13 +106,15 @@ const (
 	CauseForeign             // the file holds a foreign token where ours is required
 	CauseSettings            // the VAULT_*/BAO_* client settings are unusable
 	CauseNoToken             // the token file is missing or empty
-	CauseBadTokenFile        // the token file does not hold one token: two lines, odd bytes, far too long
+	CauseBadTokenFile        // the token file does not hold one token: two lines, odd bytes, far too long, not a regular file
+	CauseTooLarge            // an answer was larger than any Vault sends: a hostile or broken server, a proxy
+	CauseUnsafeEnvFile       // the env file is another user's, or others may write it: not trusted
 	causeCount
 )
 
 var causeNames = [causeCount]string{"unknown", "refused", "token-denied", "sealed", "server-error", "unreachable", "tls",
 	"timeout", "client-timeout", "canceled", "filesystem", "lock-held", "ttl-capped", "mint-rejected", "sweep-incomplete", "foreign-token", "settings", "no-token",
-	"bad-token-file"}
+	"bad-token-file", "answer-too-large", "unsafe-env-file"}
 
 func (c Cause) String() string {
 	if c < 0 || c >= causeCount {
@@ -127,6 +131,15 @@ func Causes() []Cause {
 	}
 	return out
 }
+
+// ErrAnswerTooLarge: an answer was larger than its limit (the Vault adapter
+// reads every answer through one); no Vault sends such an answer.
+var ErrAnswerTooLarge = errors.New("the answer is larger than any vault sends")
+
+// ErrUnsafeEnvFile: the env file is another user's, or group or others may
+// write it: whoever can write it chooses VAULT_ADDR (and so receives the
+// admin token) and the notify command (and so runs commands as the user).
+var ErrUnsafeEnvFile = errors.New("the env file is not safe to trust")
 
 // ErrClientTimeout: one request to Vault outlived the API client's own
 // timeout (VAULT_CLIENT_TIMEOUT), while the run still had time. The Vault
@@ -179,6 +192,10 @@ func Classify(err error, asked bool) Cause {
 		return CauseNoToken
 	case errors.Is(err, tokenfile.ErrNotAToken):
 		return CauseBadTokenFile
+	case errors.Is(err, ErrAnswerTooLarge):
+		return CauseTooLarge
+	case errors.Is(err, ErrUnsafeEnvFile):
+		return CauseUnsafeEnvFile
 	case errors.Is(err, sweep.ErrIncomplete):
 		return CauseIncomplete
 	case isTLS(err):

@@ -47,6 +47,9 @@ func open(ctx context.Context, v Vault, cfg Config, lock bool) (opened, Result, 
 		res, err := res.fail(StageRead, false, err)
 		return opened{}, res, err
 	}
+	if lock {
+		tighten(cfg)
+	}
 	cur, err := v.LookupSelf(ctx, tok)
 	if err != nil {
 		o.close()
@@ -55,6 +58,21 @@ func open(ctx context.Context, v Vault, cfg Config, lock bool) (opened, Result, 
 	}
 	res.Current, o.token = cur, tok
 	return o, res, nil
+}
+
+// tighten makes a token file others may read private, and says so.
+func tighten(cfg Config) {
+	was, changed, err := tokenfile.Tighten(cfg.TokenFile)
+	switch {
+	case err != nil:
+		cfg.Log.Warn().Err(err).Msg("the token file is readable by others and could not be made private")
+	case changed:
+		cfg.Log.Warn().Str("path", cfg.TokenFile).Str("was", fmt.Sprintf("%04o", was)).
+			Msg("the token file was readable by others; made it 0600")
+	case was != 0:
+		cfg.Log.Warn().Str("path", cfg.TokenFile).Str("mode", fmt.Sprintf("%04o", was)).
+			Msg("the token file is readable by others and belongs to another user; left as it is")
+	}
 }
 
 // Inspect reads the token file and looks its token up, without the lock

@@ -73,8 +73,12 @@ const MaxTokenLen = 4096
 // Read returns the token in path with surrounding whitespace and newlines
 // removed. A file that does not hold exactly one token is ErrNotAToken and
 // is never sent to Vault. The error never contains the file's content.
+//
+// The file is opened without blocking and must be a regular file: a named
+// pipe (FIFO) would otherwise hang the open, and a run holding the lock,
+// until somebody writes to it.
 func Read(path string) (string, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("%w: %s", ErrMissing, path)
 	}
@@ -82,6 +86,13 @@ func Read(path string) (string, error) {
 		return "", fmt.Errorf("read token file %s: %w", path, err)
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("read token file %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", &NotATokenError{Path: path, Why: "it is " + kind(fi.Mode()) + ", not a regular file"}
+	}
 	b, err := io.ReadAll(io.LimitReader(f, MaxTokenLen+1))
 	if err != nil {
 		return "", fmt.Errorf("read token file %s: %w", path, err)
@@ -97,6 +108,39 @@ func Read(path string) (string, error) {
 		return "", &NotATokenError{Path: path, Why: why}
 	}
 	return tok, nil
+}
+
+// kind names a file that is not a regular one.
+func kind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m.IsDir():
+		return "a directory"
+	}
+	return "not a regular file (" + m.Type().String() + ")"
+}
+
+// Tighten makes the token file (or its target) 0600 when group or others
+// may read it, and says what it was: a token left in a 0644 file stays
+// readable by every local user for as long as it lives, and only a heal
+// would ever rewrite it. A file of another user is left alone.
+func Tighten(path string) (was fs.FileMode, changed bool, err error) {
+	fi, err := os.Stat(path)
+	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 == 0 {
+		return 0, false, err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
+		return fi.Mode().Perm(), false, nil
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		return fi.Mode().Perm(), false, fmt.Errorf("make the token file %s private: %w", path, err)
+	}
+	return fi.Mode().Perm(), true, nil
 }
 
 // notOneToken says why s (trimmed) is not one token, or "": a token is one

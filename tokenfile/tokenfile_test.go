@@ -254,3 +254,40 @@ func TestSettleWaitsForTheWritesToStop(t *testing.T) {
 		t.Fatal("premise: the writer stopped by itself")
 	}
 }
+
+// TestReadRefusesAFIFOAtOnce: a named pipe as the token file is refused
+// without waiting for a writer (the open would block forever otherwise).
+func TestReadRefusesAFIFOAtOnce(t *testing.T) {
+	p := filepath.Join(t.TempDir(), ".vault-token")
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := Read(p); done <- err }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrNotAToken) || !strings.Contains(err.Error(), "named pipe (FIFO)") {
+			t.Fatalf("Read of a FIFO: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read of a FIFO hangs")
+	}
+}
+
+// TestTighten: a token file others may read becomes 0600; a private one
+// is left alone.
+func TestTighten(t *testing.T) {
+	p := filepath.Join(t.TempDir(), ".vault-token")
+	if err := os.WriteFile(p, []byte("tok"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(p, 0o644)
+	was, changed, err := Tighten(p)
+	fi, _ := os.Stat(p)
+	if err != nil || !changed || was != 0o644 || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("Tighten: was %o changed %v err %v, now %o", was, changed, err, fi.Mode().Perm())
+	}
+	if _, changed, err := Tighten(p); changed || err != nil {
+		t.Fatalf("a private file was changed again (%v, %v)", changed, err)
+	}
+}

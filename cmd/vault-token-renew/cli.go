@@ -253,20 +253,31 @@ func (c *cli) dispatch(ctx context.Context, args []string) ending {
 	case name == "status" && o.brief:
 		return c.brief() // the login banner: the state file only, no Vault
 	case name == "notify":
+		if err := c.trustEnvFile(); err != nil {
+			log.Error().Str("error", err.Error()).Str("cause", renew.CauseUnsafeEnvFile.String()).Str("next", unsafeEnvHint(err)).
+				Msg("notify: the env file is not safe to trust; the notify command was not run")
+			return endFailed
+		}
 		return c.notify(ctx, log, o.unit)
 	}
 	cfg := c.config(o, log)
 	settings := c.settings()
 	rps, _ := walkRate(c.getenv)
 	rep := reporter{cfg: cfg, timeout: o.timeout, cli: c.vaultCLI(settings), walkRPS: rps}
-	vc, err := vaultclient.FromSettings(settings)
-	if err != nil {
-		line := rep.report(renew.Result{Stage: renew.StageSettings, Cause: renew.CauseSettings, Path: cfg.TokenFile}, err)
+	refuse := func(stage renew.Stage, cause renew.Cause, err error) ending {
+		line := rep.report(renew.Result{Stage: stage, Cause: cause, Path: cfg.TokenFile}, err)
 		if name == "vault-token-renew" && !o.dryRun {
 			c.record(log, o, renew.Result{}, line)
 		}
 		line.print(log)
 		return line.end
+	}
+	if err := c.trustEnvFile(); err != nil {
+		return refuse(renew.StageEnvFile, renew.CauseUnsafeEnvFile, err)
+	}
+	vc, err := vaultclient.FromSettings(settings)
+	if err != nil {
+		return refuse(renew.StageSettings, renew.CauseSettings, err)
 	}
 	rep.addr, rep.cfg.CreateRetries = vc.Address(), vc.MaxRetries()
 	switch name {
@@ -278,6 +289,20 @@ func (c *cli) dispatch(ctx context.Context, args []string) ending {
 		return c.sweepTimed(ctx, vc, rep, log, o)
 	}
 	return c.oneRun(ctx, vc, rep, log, o)
+}
+
+// trustEnvFile checks the env file the units read, as OpenSSH checks its
+// own: under systemd its settings are in the environment already, so the
+// file is checked whatever a value came from.
+func (c *cli) trustEnvFile() error {
+	home := c.getenv("HOME")
+	if home == "" {
+		return nil
+	}
+	if err := envfile.Check(envfile.Path(home)); err != nil {
+		return fmt.Errorf("%w: %w", renew.ErrUnsafeEnvFile, err)
+	}
+	return nil
 }
 
 // config is a run's settings from the flags.

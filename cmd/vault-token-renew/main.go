@@ -16,9 +16,16 @@ var version = ""
 func main() { os.Exit(run()) }
 
 // run is the whole command, as main and the testscript scripts (TestMain)
-// both run it: Ctrl-C and SIGTERM cancel the run's context.
+// both run it: Ctrl-C and SIGTERM cancel the run's context, and every wait
+// (the lock, Vault, the settle, the unreachable wait) ends on it, so the run
+// ends within a moment with its closing line (cause=canceled). A second
+// signal is not caught: it ends the process at once.
 func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	return newCLI(os.Stdout, os.Stderr, os.LookupEnv).run(ctx, os.Args[1:])
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/devvm/vault-token-renew/internal/envfile"
 	"github.com/devvm/vault-token-renew/internal/ledger"
 	"github.com/devvm/vault-token-renew/internal/runstate"
 	"github.com/devvm/vault-token-renew/internal/safetext"
@@ -426,6 +427,10 @@ func (r reporter) hint(res renew.Result, cause renew.Cause, err error) string {
 		return "stale tokens may remain; the walk kept its place: resume it with " + r.sweepCommand(err)
 	case renew.CauseForeign:
 		return "the token file holds a foreign token (dn=" + safetext.Value(res.Current.DisplayName) + "); run vault-token-renew first: it heals the file, then sweeps"
+	case renew.CauseTooLarge:
+		return r.server() + " at " + r.addr + " answered with more than any vault sends, and the answer was not read; check that " + r.setting("ADDR") + " reaches the server and not a proxy's or a portal's page (curl -sS " + r.addr + "/v1/sys/health)"
+	case renew.CauseUnsafeEnvFile:
+		return unsafeEnvHint(err)
 	case renew.CauseSettings:
 		return "fix the " + r.setting("*") + " variables in the environment file (~/.config/vault-token-renew/env), or the shell's"
 	case renew.CauseRefused:
@@ -435,6 +440,23 @@ func (r reporter) hint(res renew.Result, cause renew.Cause, err error) string {
 		return r.server() + " refused the request; check the policies of the token in " + res.Path + " (" + r.cli + " token lookup)"
 	}
 	return "run again with --log-format=console for detail; see the runbook"
+}
+
+// unsafeEnvHint names the env file (or its directory) and the command that
+// makes it the user's own again.
+func unsafeEnvHint(err error) string {
+	var ue *envfile.UnsafeError
+	if !errors.As(err, &ue) {
+		return "make ~/.config/vault-token-renew/env yours and private: chmod 600 ~/.config/vault-token-renew/env"
+	}
+	fix := "chmod 600 " + ue.Path
+	if ue.Dir {
+		fix = "chmod 700 " + ue.Path
+	}
+	if strings.Contains(ue.Why, "belongs to uid") {
+		fix = "chown $USER " + ue.Path + " && " + fix
+	}
+	return "whoever can write " + ue.Path + " chooses where the admin token goes and what the notifier runs, so nothing was done; find out who changed it (ls -la " + ue.Path + "), then: " + fix
 }
 
 // setting names a client setting as the operator's CLI reads it: BAO_X

@@ -1,6 +1,7 @@
 // Package atomicfile replaces a file so that readers see the old content or
-// the new, never a mix, a truncation or a wider mode. Every writer in this
-// project (the token file, the installed binary, units, env file) uses it.
+// the new, never a mix, a truncation or a wider mode. Every writer of a
+// file the tool keeps (the token file, the run state, the metrics, the
+// installed binary, units, env file) uses it.
 package atomicfile
 
 import (
@@ -43,11 +44,23 @@ func Resolve(path string) (string, error) {
 // sync the directory after the rename is reported as *DirSyncError: the new
 // content is already in place, so callers must not treat it as "old file
 // kept".
-func Write(path string, data []byte, perm fs.FileMode) (err error) {
+func Write(path string, data []byte, perm fs.FileMode) error {
 	target, err := Resolve(path)
 	if err != nil {
 		return err
 	}
+	return write(target, data, perm)
+}
+
+// WriteNoFollow is Write for a file in a directory that others may write
+// (node_exporter's textfile directory): a symlink at path is replaced
+// itself, never followed, so nobody can point the write (or the mode) at
+// another file of the user's.
+func WriteNoFollow(path string, data []byte, perm fs.FileMode) error {
+	return write(path, data, perm)
+}
+
+func write(target string, data []byte, perm fs.FileMode) (err error) {
 	dir := filepath.Dir(target)
 	if err := step("create"); err != nil {
 		return fmt.Errorf("create temp file in %s: %w", dir, err)

@@ -7,16 +7,61 @@ package envfile
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // Path is the env file below home, where the units expect it (%h = home).
 func Path(home string) string {
 	return filepath.Join(home, ".config", "vault-token-renew", "env")
+}
+
+// UnsafeError says why the env file is not trusted: it belongs to another
+// user, or group or others may write it or its directory. Whoever can
+// write it chooses VAULT_ADDR (and so receives the admin token) and the
+// notify command (and so runs commands as the user); OpenSSH refuses such
+// a file for the same reason.
+type UnsafeError struct {
+	Path string // the file, or its directory
+	Why  string // "group and others may write it (mode 0666)", ...
+	Dir  bool   // Path is the directory
+}
+
+func (e *UnsafeError) Error() string { return e.Path + ": " + e.Why }
+
+// Check is nil when the env file at path may be trusted, or is missing:
+// it and its directory belong to this user (or root), and neither group
+// nor others may write them.
+func Check(path string) error {
+	for _, p := range []string{path, filepath.Dir(path)} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if why := loose(fi); why != "" {
+			return &UnsafeError{Path: p, Why: why, Dir: p != path}
+		}
+	}
+	return nil
+}
+
+func loose(fi fs.FileInfo) string {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if ok && int(st.Uid) != os.Getuid() && st.Uid != 0 {
+		return fmt.Sprintf("it belongs to uid %d, not to this user (uid %d)", st.Uid, os.Getuid())
+	}
+	if m := fi.Mode().Perm(); m&0o022 != 0 {
+		return fmt.Sprintf("group or others may write it (mode %04o)", m)
+	}
+	return ""
 }
 
 // Read parses the file at path as systemd's EnvironmentFile= does (KEY=value

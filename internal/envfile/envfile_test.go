@@ -1,9 +1,11 @@
 package envfile
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -31,5 +33,41 @@ func TestRead(t *testing.T) {
 	m, err := Read(p)
 	if err != nil || !reflect.DeepEqual(m, map[string]string{"BAO_ADDR": "http://b", "VTR_HOST": "devvm"}) {
 		t.Fatalf("read %v %v", m, err)
+	}
+}
+
+// TestCheck: a file (or directory) others may write is refused, naming
+// which and why; a private one, or none, passes.
+func TestCheck(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "vault-token-renew")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "env")
+	if err := Check(path); err != nil {
+		t.Fatalf("no env file: %v", err)
+	}
+	if err := os.WriteFile(path, []byte("VAULT_ADDR=http://127.0.0.1:8200\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(path); err != nil {
+		t.Fatalf("a private env file: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		p    string
+		mode os.FileMode
+	}{{"group-writable file", path, 0o620}, {"world-writable file", path, 0o606}, {"world-writable directory", dir, 0o777}} {
+		t.Run(tc.name, func(t *testing.T) {
+			fi, _ := os.Stat(tc.p)
+			defer os.Chmod(tc.p, fi.Mode().Perm())
+			if err := os.Chmod(tc.p, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			var ue *UnsafeError
+			if err := Check(path); !errors.As(err, &ue) || ue.Path != tc.p || !strings.Contains(ue.Why, "may write it") {
+				t.Fatalf("Check = %v, want it refused for %s", err, tc.p)
+			}
+		})
 	}
 }

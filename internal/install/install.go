@@ -304,12 +304,33 @@ func (r *Report) putEnv(path string, getenv func(string) string) error {
 	r.EnvNeedsAddr = !env.hasAddr
 	if env.data == nil {
 		r.Unchanged = append(r.Unchanged, path)
-		return nil
+		return r.privateEnv(path)
 	}
 	if err := r.put(path, env.data, 0o600); err != nil {
 		return err
 	}
 	r.EnvChanges = env.changes
+	return nil
+}
+
+// privateEnv makes an env file that group or others may write (or read:
+// it may hold a webhook's secret URL) private again, and its directory
+// unwritable by others: the tool refuses to trust it otherwise.
+func (r *Report) privateEnv(path string) error {
+	for _, f := range []struct {
+		path string
+		mode fs.FileMode
+		mask fs.FileMode
+	}{{path, 0o600, 0o077}, {filepath.Dir(path), 0o700, 0o022}} {
+		fi, err := os.Stat(f.path)
+		if err != nil || fi.Mode().Perm()&f.mask == 0 {
+			continue
+		}
+		if err := os.Chmod(f.path, f.mode); err != nil {
+			return fmt.Errorf("install: make %s private: %w", f.path, err)
+		}
+		r.EnvChanges = append(r.EnvChanges, fmt.Sprintf("mode of %s: %04o, made %04o", f.path, fi.Mode().Perm(), f.mode))
+	}
 	return nil
 }
 

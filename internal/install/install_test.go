@@ -295,3 +295,28 @@ func TestUninstallOfAnOlderInstall(t *testing.T) {
 		t.Fatalf("a second uninstall: %v, calls %v", err, sc.calls)
 	}
 }
+
+// TestInstallNeverLeavesTheEnvFileLoose: an env file others may write (a
+// loose one left by hand) is made private by the next install, even when
+// its content is already as wanted.
+func TestInstallNeverLeavesTheEnvFileLoose(t *testing.T) {
+	root := t.TempDir()
+	o := Options{Root: root, Binary: []byte("b"), Units: repoUnits(t), Getenv: getenv("VAULT_ADDR", "http://v")}
+	if _, err := Install(o); err != nil {
+		t.Fatal(err)
+	}
+	p := PathsUnder(root)
+	if err := os.Chmod(p.EnvFile, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Dir(p.EnvFile), 0o777)
+	r, err := Install(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(p.EnvFile)
+	di, _ := os.Stat(filepath.Dir(p.EnvFile))
+	if fi.Mode().Perm() != 0o600 || di.Mode().Perm()&0o022 != 0 || len(r.EnvChanges) != 2 {
+		t.Fatalf("after install the env file is %o in a %o directory (changes %v)", fi.Mode().Perm(), di.Mode().Perm(), r.EnvChanges)
+	}
+}

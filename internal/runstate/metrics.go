@@ -1,21 +1,23 @@
 package runstate
 
 import (
+	"bytes"
 	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 
+	"github.com/devvm/vault-token-renew/internal/atomicfile"
 	"github.com/devvm/vault-token-renew/internal/ledger"
 )
 
 // WriteMetrics writes s to path in node_exporter's textfile collector format
 // (path should end in .prom, in the collector's directory), so an alert can
-// fire on a machine nobody logs in to. client_golang writes a temp file in
-// the same directory, makes it 0644 (node_exporter often runs as another
-// user; nothing secret is in it) and renames it, so the collector never reads
-// half a file; its temp name does not end in .prom, so it is never collected.
-// The directory is not created: it belongs to the collector's configuration.
+// fire on a machine nobody logs in to. The atomic writer writes a temp file
+// in the same directory and renames it, so the collector never reads half a
+// file; its temp name does not end in .prom, so it is never collected. The
+// directory is not created: it belongs to the collector's configuration.
 //
 // Choices: last_success is 0 when no run has ever succeeded, so that
 // `time() - vault_token_renew_last_success_timestamp_seconds > 2*86400`
@@ -75,7 +77,27 @@ func WriteMetrics(path string, s State) error {
 	heals.Add(float64(max(s.HealsTotal, 0))) // Add panics on a negative; a hand-edited file may hold one
 	reg.MustRegister(heals)
 
-	if err := prometheus.WriteToTextfile(path, reg); err != nil {
+	return writeTextfile(path, reg)
+}
+
+// writeTextfile encodes reg in the text format and writes it with the
+// project's atomic writer, which sets the mode (0644: node_exporter often
+// runs as another user, and nothing secret is in it) on the open temp file.
+// client_golang's WriteToTextfile chmods its temp file by path after
+// closing it, which a directory others may write lets them redirect (to
+// ~/.vault-token, say); and a symlink at path is replaced, never followed.
+func writeTextfile(path string, reg *prometheus.Registry) error {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return fmt.Errorf("write metrics %s: %w", path, err)
+	}
+	var b bytes.Buffer
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
+			return fmt.Errorf("write metrics %s: %w", path, err)
+		}
+	}
+	if err := atomicfile.WriteNoFollow(path, b.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("write metrics %s: %w", path, err)
 	}
 	return nil

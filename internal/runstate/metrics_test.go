@@ -155,3 +155,29 @@ func TestWalkMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsNeverFollowALink: in a textfile directory others may write, a
+// symlink put where the metrics go is replaced, and the file it points at
+// (the token file, say) keeps its content and its mode.
+func TestMetricsNeverFollowALink(t *testing.T) {
+	dir := t.TempDir()
+	token := filepath.Join(dir, ".vault-token")
+	if err := os.WriteFile(token, []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "vault_token_renew.prom")
+	if err := os.Symlink(token, path); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteMetrics(path, State{Time: day(1), Outcome: OK}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(token)
+	fi, _ := os.Stat(token)
+	if string(b) != "secret" || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the link's target became %q, mode %o", b, fi.Mode().Perm())
+	}
+	if li, err := os.Lstat(path); err != nil || !li.Mode().IsRegular() || li.Mode().Perm() != 0o644 {
+		t.Fatalf("the metrics file is %v (%v), want a regular 0644 file", li, err)
+	}
+}

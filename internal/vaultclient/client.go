@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 
 	vault "github.com/hashicorp/vault/api"
 
+	"github.com/devvm/vault-token-renew/internal/safetext"
 	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/sweep"
 )
@@ -74,10 +76,14 @@ func (c *Client) setNamespace(cl *vault.Client) {
 // them when more lookups are in flight than that.
 const maxIdlePerHost = 64
 
-// New builds a client from an explicit configuration.
+// New builds a client from an explicit configuration. Every answer is
+// read through a size limit (limitTransport).
 func New(cfg *vault.Config) (*Client, error) {
 	if t, ok := cfg.HttpClient.Transport.(*http.Transport); ok {
 		t.MaxIdleConnsPerHost = maxIdlePerHost
+	}
+	if _, ok := cfg.HttpClient.Transport.(limitTransport); !ok && cfg.HttpClient.Transport != nil {
+		cfg.HttpClient.Transport = limitTransport{base: cfg.HttpClient.Transport}
 	}
 	c, err := vault.NewClient(cfg)
 	if err != nil {
@@ -87,8 +93,15 @@ func New(cfg *vault.Config) (*Client, error) {
 	return &Client{base: c, ns: c.Namespace()}, nil
 }
 
-// Address is the Vault address in use, for log lines.
-func (c *Client) Address() string { return c.base.Address() }
+// Address is the Vault address in use, for log lines: with any password in
+// it redacted (https://user:xxxxx@…).
+func (c *Client) Address() string {
+	u, err := url.Parse(c.base.Address())
+	if err != nil {
+		return "(an address that does not parse)"
+	}
+	return u.Redacted()
+}
 
 // MaxRetries is the API client's retry count (VAULT_MAX_RETRIES): it
 // retries every call but the create, whose retries renew owns.
@@ -286,13 +299,19 @@ type APIError struct {
 	err    *vault.ResponseError
 }
 
+// Error is one line, escaped and cut to a few hundred characters: the
+// body of an error may be a proxy's page that echoes headers, or anything
+// else whatever answers at the address chose to send.
 func (e *APIError) Error() string {
 	msg := strings.Join(e.Errors, "; ")
 	if msg == "" {
 		msg = "no error text"
 	}
-	return fmt.Sprintf("%s: vault answered %d: %s", e.Op, e.Status, msg)
+	return fmt.Sprintf("%s: vault answered %d: %s", e.Op, e.Status, safetext.Cut(safetext.Escape(msg), maxErrorText))
 }
+
+// maxErrorText bounds the text of Vault's error in a log line.
+const maxErrorText = 300
 
 var _ renew.StatusError = (*APIError)(nil)
 

@@ -350,3 +350,41 @@ func TestClientTimeoutIsToldFromTheRunsDeadline(t *testing.T) {
 		})
 	}
 }
+
+// TestAnswersAreBounded: an answer past its limit fails the request with
+// ErrAnswerTooLarge (answer-too-large), whether it says its length or
+// streams; a LIST may be larger; a huge non-JSON error body becomes a
+// short line of error text.
+func TestAnswersAreBounded(t *testing.T) {
+	huge := `{"data":{"accessor":"` + strings.Repeat("a", 2*MaxAnswer) + `"}}`
+	listOK := `{"data":{"keys":["` + strings.Repeat("b", 2*MaxAnswer) + `"]}}`
+	page := "<html>" + strings.Repeat("X-Forwarded-For: 10.0.0.1\n", 4000) + "</html>"
+	c, _ := newScripted(t, map[string]answer{
+		"GET /v1/auth/token/lookup-self": {200, huge},
+		"LIST /v1/auth/token/accessors":  {200, listOK},
+		"POST /v1/auth/token/renew-self": {502, page},
+	})
+	_, err := c.LookupSelf(context.Background(), "tok")
+	if !errors.Is(err, renew.ErrAnswerTooLarge) || renew.Classify(err, false) != renew.CauseTooLarge || len(err.Error()) > 300 {
+		t.Fatalf("a 2 MiB lookup-self answer: %v (cause %v)", err, renew.Classify(err, false))
+	}
+	if keys, err := c.Accessors("tok").List(context.Background()); err != nil || len(keys) != 1 {
+		t.Fatalf("a 2 MiB LIST: %v", err)
+	}
+	_, err = c.RenewSelf(context.Background(), "tok")
+	if err == nil || len(err.Error()) > 500 || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("a 100 KiB error page became %d bytes of error text: %.200q", len(err.Error()), err)
+	}
+}
+
+// TestAddressIsRedacted: a password in VAULT_ADDR never reaches a log line.
+func TestAddressIsRedacted(t *testing.T) {
+	t.Setenv("VAULT_ADDR", "https://wizard:hunter2@vault.example:8200")
+	c, err := FromSettings(ReadSettings(os.LookupEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Address(); strings.Contains(got, "hunter2") || !strings.Contains(got, "vault.example:8200") {
+		t.Fatalf("Address() = %q", got)
+	}
+}
