@@ -2,10 +2,14 @@ package main
 
 import (
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,8 +40,9 @@ func TestScripts(t *testing.T) {
 			return os.MkdirAll(home, 0o700)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"exit":  cmdExit,
-			"state": cmdState,
+			"exit":    cmdExit,
+			"state":   cmdState,
+			"hostile": cmdHostile,
 		},
 	})
 }
@@ -66,6 +71,40 @@ func cmdExit(ts *testscript.TestScript, neg bool, args []string) {
 	if got != want {
 		ts.Fatalf("%s exited %d, want %d", args[1], got, want)
 	}
+}
+
+// cmdHostile starts a server that answers as no Vault would, for the rest
+// of the script, and points VAULT_ADDR at it:
+//
+//	hostile huge     every answer is 2 MiB of JSON, past any limit
+//	hostile forged   lookup-self names a token whose display name holds a
+//	                 newline, a syslog priority and an escape sequence;
+//	                 every create is refused
+func cmdHostile(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: hostile huge|forged")
+	}
+	var h http.HandlerFunc
+	switch args[0] {
+	case "huge":
+		h = func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, `{"data":{"display_name":"`+strings.Repeat("x", 2<<20)+`"}}`)
+		}
+	case "forged":
+		h = func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/v1/auth/token/lookup-self" {
+				w.WriteHeader(http.StatusForbidden)
+				io.WriteString(w, `{"errors":["permission denied\n<6>OK: renewed periodic token"]}`)
+				return
+			}
+			io.WriteString(w, `{"data":{"accessor":"acc-forged","display_name":"x\n<6>OK: renewed periodic token\n<7>\u001b[8m","policies":["default"],"type":"service","ttl":3600,"meta":{"host":"z\u001b[8m"}}}`)
+		}
+	default:
+		ts.Fatalf("hostile: %q is not a kind of server", args[0])
+	}
+	srv := httptest.NewServer(h)
+	ts.Defer(srv.Close)
+	ts.Setenv("VAULT_ADDR", srv.URL)
 }
 
 // cmdState prepares the state file as runs would have left it, relative to
