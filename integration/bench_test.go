@@ -28,17 +28,18 @@ func TestBenchSmoke(t *testing.T) {
 	for _, r := range rows {
 		got[r.What] = r.Median > 0
 	}
-	for _, w := range []string{"happy-tool", "happy-cli", "scan-c2", "tool", "floor", "by-hand", "heal-ledger", "heal-walk"} {
+	for _, w := range []string{"happy-tool", "happy-cli", "scan-c2", "tool", "floor", "by-hand",
+		"heal-fresh", "heal-second", "heal-remint", "heal-lost-state", "heal-after-walk", "walk-capped", "walk-killed", "walk-resumed"} {
 		if !got[w] {
 			t.Errorf("no measurement %q", w)
 		}
 	}
 	for _, r := range rows {
-		if r.What == "heal-ledger" && (r.Lists != 0 || r.Requests == 0 || r.Requests > 16) {
-			t.Errorf("a heal from the ledger sent %d requests, %d lists: %s", r.Requests, r.Lists, r.Note)
+		if strings.HasPrefix(r.What, "heal-") && (r.Lists != 0 || r.Requests == 0 || r.Requests > 16) {
+			t.Errorf("%s sent %d requests, %d lists, want no list and at most 16: %s", r.What, r.Requests, r.Lists, r.Note)
 		}
-		if r.What == "heal-walk" && r.Lists != 1 {
-			t.Errorf("a heal without a ledger listed %d times, want one walk: %s", r.Lists, r.Note)
+		if r.What == "walk-capped" && (r.Lists != 1 || r.Requests == 0) {
+			t.Errorf("the capped walk listed %d times and looked up %d: %s", r.Lists, r.Requests, r.Note)
 		}
 	}
 	dir := t.TempDir()

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log"
 	"net"
@@ -17,7 +16,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,9 +75,10 @@ func isCreate(r *http.Request) bool {
 
 // TestLostCreateAnswerStrandsNothing: Vault mints, its answer is lost (a
 // 502 from a proxy, or a connection dropped after Vault answered), the
-// client retries and Vault mints again. The run still ends HEALED with
-// exactly one live periodic token for this machine: the heal's sweep
-// revokes the stranded first mint, which is tagged for this machine.
+// client retries and Vault mints again. The run still ends HEALED, and says
+// a token may remain (the lost create is in the ledger); the walk then
+// revokes the stranded first mint, tagged for this machine, and leaves
+// exactly one live periodic token for it.
 func TestLostCreateAnswerStrandsNothing(t *testing.T) {
 	for _, how := range []string{"502 after vault minted", "connection dropped after vault minted"} {
 		t.Run(how, func(t *testing.T) {
@@ -107,7 +109,8 @@ func TestLostCreateAnswerStrandsNothing(t *testing.T) {
 			x.put(x.login())
 			r := x.runEnv(x.env(p.addr), "--host", "devvm-lost")
 			wantExit(t, "heal", r, 0)
-			wantLine(t, "heal", r.stderr, "HEALED")
+			wantIn(t, "HEALED line", wantLine(t, "heal", r.stderr, "HEALED"), "gap=unrecorded-create")
+			wantExit(t, "the walk", x.run("sweep", "--apply", "--max-rps", "0", "--host", "devvm-lost"), 0)
 			if n := creates.Load(); n != 2 {
 				t.Fatalf("vault saw %d creates, want 2 (the lost one and the retry)", n)
 			}
@@ -130,15 +133,17 @@ func TestLostCreateAnswerStrandsNothing(t *testing.T) {
 	}
 }
 
-// TestHealSaysWhenItsSweepCannotRun: the list of accessors fails, so a
-// stranded or stale token may remain; the heal stands and says how to
-// finish.
+// TestHealSaysWhenItsSweepCannotRun: the lookups of the ledger's tokens
+// fail, so the previous token may remain; the heal stands, says so, and
+// the ledger keeps the token for the next run, which retires it.
 func TestHealSaysWhenItsSweepCannotRun(t *testing.T) {
 	x := newH(t)
 	stale := x.periodic("stale")
+	x.put(stale)
+	wantExit(t, "the OK run that records the token in the ledger", x.run(), 0)
 	p := newFaultProxy(t, x, func(p *faultProxy, w http.ResponseWriter, r *http.Request) bool {
-		if r.URL.Path == "/v1/auth/token/accessors" {
-			http.Error(w, `{"errors":["injected list failure"]}`, http.StatusInternalServerError)
+		if r.URL.Path == "/v1/auth/token/lookup-accessor" {
+			http.Error(w, `{"errors":["injected lookup failure"]}`, http.StatusInternalServerError)
 			return true
 		}
 		return false
@@ -147,17 +152,18 @@ func TestHealSaysWhenItsSweepCannotRun(t *testing.T) {
 	r := x.runEnv(x.env(p.addr, "VAULT_MAX_RETRIES=0"))
 	wantExit(t, "heal", r, 0)
 	healed := wantLine(t, "heal", r.stderr, "HEALED")
-	for _, want := range []string{"the stale sweep is incomplete", "may have stranded", "vault-token-renew sweep --apply"} {
+	for _, want := range []string{"the stale sweep is incomplete: 1 failed", "sweep_failed=1", "the ledger keeps the stale tokens it did not retire"} {
 		wantIn(t, "HEALED line", healed, want)
 	}
 	x.keep("healed", tokenOf(x))
 	if !x.alive(stale.Accessor) {
-		t.Fatal("premise: the stale token should have survived a sweep that could not list")
+		t.Fatal("premise: the stale token should have survived a sweep that could not look it up")
 	}
-	r = x.run("sweep", "--apply")
-	wantExit(t, "the suggested sweep", r, 0)
+	r = x.run()
+	wantExit(t, "the next run", r, 0)
+	wantIn(t, "the next run", r.closing, "(revoked 1 stale, from the ledger)")
 	if x.alive(stale.Accessor) {
-		t.Errorf("the suggested sweep left the stale token %s alive", stale.Accessor)
+		t.Errorf("the next run left the stale token %s alive", stale.Accessor)
 	}
 }
 
@@ -496,7 +502,12 @@ func TestWalkCutShortSaysSo(t *testing.T) {
 	}
 
 	r = x.walk()
-	wantIn(t, "the resumed walk", r.closing, fmt.Sprintf("resumed after %d an earlier run looked up", l.Walk.Done))
+	// The stale tokens the first run revoked are gone from the new list,
+	// so its place is at most as far into it as it had looked up.
+	wantIn(t, "the resumed walk", r.closing, "an earlier run looked up")
+	if m := regexp.MustCompile(`resumed_after=(\d+)`).FindStringSubmatch(r.closing); m == nil || m[1] == "0" || atoi(m[1]) > l.Walk.Done {
+		t.Errorf("the walk resumed after %v, want after its place (%d looked up)", m, l.Walk.Done)
+	}
 	for _, a := range stale {
 		if x.alive(a) {
 			t.Errorf("stale %s survived the walk", a)
@@ -544,3 +555,5 @@ func (x *h) seed(n int) {
 		x.t.Fatal(err)
 	}
 }
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }

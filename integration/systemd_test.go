@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -529,6 +530,8 @@ func TestWalkUnitUnderSystemd(t *testing.T) {
 		t.Fatalf("after the walk the run started, the ledger has gap %v (walk %+v), want whole", l.Gap(), l.Walk)
 	}
 
+	b.sandboxRated()
+
 	b.login(tokenFile, b.adminLogin("a login"))
 	from = len(b.runs())
 	b.user("systemctl --user start vault-token-renew.service")
@@ -543,4 +546,49 @@ func TestWalkUnitUnderSystemd(t *testing.T) {
 	journal := b.sh("journalctl --no-pager -o export")
 	x.learnFiles()
 	x.assertNoSecretIn(journal)
+}
+
+// exposure is systemd-analyze's overall exposure of a user unit (0 safest,
+// 10 least safe).
+func (b *box) exposure(unit string) float64 {
+	b.x.t.Helper()
+	out := b.user("systemd-analyze --user security --no-pager " + unit)
+	m := regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+)`).FindStringSubmatch(out)
+	if m == nil {
+		b.x.t.Fatalf("systemd-analyze --user security %s:\n%s", unit, out)
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	return v
+}
+
+// sandboxRated prints each unit's exposure with its sandbox and without
+// (the same unit, its sandbox lines dropped, installed under another
+// name), and holds the sandboxed ones at or below 6.5. Every run of the
+// systemd tests ran under this sandbox.
+func (b *box) sandboxRated() {
+	b.x.t.Helper()
+	for _, u := range []string{"vault-token-renew.service", install.WalkUnit, "vault-token-renew-notify@.service"} {
+		body, err := os.ReadFile(filepath.Join("..", "systemd", u))
+		if err != nil {
+			b.x.t.Fatal(err)
+		}
+		bare := regexp.MustCompile(`(?m)^(NoNewPrivileges|UMask|RestrictAddressFamilies|SystemCallArchitectures|SystemCallFilter|LockPersonality|MemoryDenyWriteExecute|RestrictRealtime|RestrictSUIDSGID|RestrictNamespaces|MemoryMax)=.*\n`).ReplaceAll(body, nil)
+		name := "vtr-unsandboxed-" + u
+		if err := os.WriteFile(filepath.Join(b.home, ".config", "systemd", "user", name), bare, 0o644); err != nil {
+			b.x.t.Fatal(err)
+		}
+		b.chown()
+		b.user("systemctl --user daemon-reload")
+		inst, bareInst := u, name
+		if strings.HasSuffix(u, "@.service") {
+			inst, bareInst = strings.Replace(u, "@", "@x", 1), strings.Replace(name, "@", "@x", 1)
+		}
+		before, after := b.exposure(bareInst), b.exposure(inst)
+		b.x.t.Logf("systemd-analyze --user security %s: %.1f without its sandbox, %.1f with it", u, before, after)
+		if after > 6.5 || after >= before {
+			b.x.t.Errorf("%s rates %.1f with its sandbox (%.1f without); want at most 6.5", u, after, before)
+		}
+		os.Remove(filepath.Join(b.home, ".config", "systemd", "user", name))
+	}
+	b.user("systemctl --user daemon-reload")
 }

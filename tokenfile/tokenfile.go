@@ -90,6 +90,9 @@ func Read(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read token file %s: %w", path, err)
 	}
+	if fi.IsDir() { // a filesystem matter, as it always was: move it aside
+		return "", fmt.Errorf("read token file %s: %w", path, &fs.PathError{Op: "read", Path: path, Err: syscall.EISDIR})
+	}
 	if !fi.Mode().IsRegular() {
 		return "", &NotATokenError{Path: path, Why: "it is " + kind(fi.Mode()) + ", not a regular file"}
 	}

@@ -398,7 +398,7 @@ func (r reporter) hint(res renew.Result, cause renew.Cause, err error) string {
 	case renew.CauseNoToken:
 		return "log in (" + r.login() + ") and run again to heal, or mint the periodic token by hand: " + r.remint()
 	case renew.CauseBadTokenFile:
-		return "the token file was left as it is and " + r.server() + " was not asked; look at it (wc -l " + res.Path + "), then log in (" + r.login() + ") to write one token there and run again, or re-mint by hand: " + r.remint()
+		return "the token file was left as it is and " + r.server() + " was not asked; look at it (ls -l " + res.Path + ": a regular file holding one token), then log in (" + r.login() + ") to write one token there and run again, or re-mint by hand: " + r.remint()
 	case renew.CauseTokenDenied:
 		return "the token in the file is dead or revoked and cannot heal itself; log in (" + r.login() + ") and run again, or re-mint by hand: " + r.remint()
 	case renew.CauseSealed:

@@ -194,7 +194,11 @@ func (u *user) secret() string {
 // walks: a window at the default rate cap, cut by --timeout; an uncapped
 // run killed past half; the run that resumes and ends it.
 func (u *user) walks() ([]Row, error) {
-	capped, err := u.walk("walk-capped", []string{"--timeout", walkWindow.String()}, 0)
+	// At the default cap the whole walk takes hours: a window of it shows
+	// the rate. A small Vault (the smoke test) gets a window of half its
+	// walk, so that it is still cut short.
+	window := min(walkWindow, max(time.Second, time.Duration(float64(u.n)/(2*defaultWalkRPS)*float64(time.Second))))
+	capped, err := u.walk("walk-capped", []string{"--timeout", window.String()}, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -203,6 +207,9 @@ func (u *user) walks() ([]Row, error) {
 		return []Row{capped}, err
 	}
 	resumed, err := u.walk("walk-resumed", []string{"--max-rps", "0"}, 0)
+	if killed.Note == endedBeforeKill {
+		resumed.Note = "nothing left: the run before it ended before its kill"
+	}
 	rows := []Row{capped, killed, resumed}
 	if err != nil {
 		return rows, err
@@ -244,24 +251,28 @@ func (u *user) walk(what string, args []string, killAt float64) (Row, error) {
 	}
 	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	last := string(lastLine(out.Bytes()))
+	complete := werr == nil && (strings.Contains(last, "the ledger is complete again") || strings.Contains(last, "nothing to walk"))
+	note := fmt.Sprintf("%.0f lookups/s", float64(seen[lookupKey])/d.Seconds())
 	switch {
+	case killAt > 0 && !ws.Signaled() && complete:
+		note = endedBeforeKill // a small Vault: one step, done before the poll saw it
 	case killAt > 0 && !ws.Signaled():
 		return Row{}, fmt.Errorf("bench: %s was to be killed past %.0f%%, and ended: %v\n%s", what, 100*killAt, werr, out.String())
-	case killAt == 0 && what == "walk-capped" && !strings.Contains(last, "stopped looking up after"):
+	case what == "walk-capped" && !strings.Contains(last, "stopped looking up after"):
 		return Row{}, fmt.Errorf("bench: %s was to be cut short by --timeout:\n%s", what, out.String())
-	case killAt == 0 && what != "walk-capped" && (werr != nil || !strings.Contains(last, "the ledger is complete again")):
+	case killAt == 0 && what != "walk-capped" && !complete:
 		return Row{}, fmt.Errorf("bench: %s did not complete (%v):\n%s", what, werr, out.String())
 	}
-	rate := float64(seen[lookupKey]) / d.Seconds()
-	return Row{Size: u.n, What: what, Median: d, PeakKB: peak, Samples: 1, Requests: seen[lookupKey], Lists: seen[listKey],
-		Note: fmt.Sprintf("%.0f lookups/s", rate)}, nil
+	return Row{Size: u.n, What: what, Median: d, PeakKB: peak, Samples: 1, Requests: seen[lookupKey], Lists: seen[listKey], Note: note}, nil
 }
+
+const endedBeforeKill = "ended before its kill"
 
 // killPast SIGKILLs p once the walk's saved place passes frac of the
 // accessors.
 func (u *user) killPast(p *os.Process, frac float64) {
 	for {
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 		st, err := runstate.Load(u.state())
 		if w := st.LedgerFor(u.file()).Walk; err == nil && w != nil && w.Runs >= 2 && w.Fraction() >= frac {
 			p.Signal(syscall.SIGKILL)

@@ -14,8 +14,8 @@ import (
 // (renew.ErrAnswerTooLarge): a hostile or broken server, or a proxy's error
 // page, can neither exhaust memory nor flood the journal.
 const (
-	MaxAnswer     = 1 << 20   // any answer but a LIST
-	MaxListAnswer = 128 << 20 // a LIST
+	MaxAnswer     = 1 << 20  // any answer but a LIST
+	MaxListAnswer = 64 << 20 // a LIST
 )
 
 // limitTransport bounds the body of every answer.
