@@ -32,7 +32,8 @@ func (x *h) mage(extraEnv []string, target string) result {
 
 func TestMageInstallLiveTestSweepStale(t *testing.T) {
 	x := newH(t)
-	x.put(x.periodic("periodic"))
+	first := x.periodic("periodic")
+	x.put(first)
 
 	// The mage runs' output is logged in full by x.mage; the messages here
 	// name the condition only.
@@ -89,21 +90,23 @@ func TestMageInstallLiveTestSweepStale(t *testing.T) {
 	}
 	x.assertNoFakes()
 
+	// The token the file held before liveTest's heal was never recorded
+	// (no run before it): only a walk finds it, with the two stale ones.
 	s1, s2 := x.periodic("stale1"), x.periodic("stale2")
 	r = x.mage(nil, "sweepStale")
 	wantExit(t, "sweepStale dry run", r, 0)
-	if n := strings.Count(r.stdout, "would revoke\n"); n != 2 {
-		t.Errorf("sweepStale dry run: %d \"would revoke\" lines, want 2", n)
+	if n := strings.Count(r.stdout, "would revoke\n"); n != 3 || !strings.Contains(r.stdout, first.Accessor) {
+		t.Errorf("sweepStale dry run: %d \"would revoke\" lines, want 3 (with the first token %s)", n, first.Accessor)
 	}
 	if !x.alive(s1.Accessor) {
 		t.Errorf("sweepStale dry run revoked stale %s", s1.Accessor)
 	}
 	r = x.mage([]string{"APPLY=1"}, "sweepStale")
 	wantExit(t, "sweepStale APPLY=1", r, 0)
-	if !strings.Contains(r.stdout, "revoked 2 stale") {
-		t.Errorf("sweepStale APPLY=1: output lacks %q", "revoked 2 stale")
+	if !strings.Contains(r.stdout, "revoked 3 stale") {
+		t.Errorf("sweepStale APPLY=1: output lacks %q", "revoked 3 stale")
 	}
-	for _, s := range []string{s1.Accessor, s2.Accessor} {
+	for _, s := range []string{s1.Accessor, s2.Accessor, first.Accessor} {
 		if x.alive(s) {
 			t.Errorf("sweepStale APPLY=1 left stale %s alive", s)
 		}

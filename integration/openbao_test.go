@@ -60,6 +60,7 @@ func TestOpenBaoMatrix(t *testing.T) {
 	t.Run("HEALED after a login, then from the ledger", func(t *testing.T) {
 		old := x.periodic("bao old periodic")
 		x.put(old)
+		wantExit(t, "the OK run that records the old token", x.run(), 0)
 		login := x.login() // the userpass login, as `bao login` does it
 		x.put(login)
 		r := x.run()
@@ -117,6 +118,9 @@ func TestOpenBaoMatrix(t *testing.T) {
 		x.put(x.login())
 		if r := x.run(); r.code != 0 {
 			t.Fatalf("heal: exit %d", r.code)
+		}
+		if r := x.run("sweep", "--apply", "--max-rps", "0"); r.code != 0 {
+			t.Fatalf("the walk: exit %d", r.code)
 		}
 		r := x.run("status", "--json")
 		wantExit(t, "status --json", r, 0)
@@ -190,8 +194,13 @@ func TestOpenBaoTokenPath(t *testing.T) {
 	if err != nil || info.DisplayName != "token-devvm-wizard" {
 		t.Fatalf("the moved file holds %+v (%v), want our periodic token", info, err)
 	}
+	if !x.alive(old.Accessor) {
+		t.Error("premise: a token no ledger knew was revoked without a walk")
+	}
+	r = x.runEnv(x.env(x.f.Server.Addr, "BAO_TOKEN_PATH="+moved), "sweep", "--apply", "--max-rps", "0")
+	wantExit(t, "the walk of the moved file", r, 0)
 	if x.alive(old.Accessor) {
-		t.Error("the previous periodic token is alive")
+		t.Error("the previous periodic token is alive after the walk")
 	}
 	r = x.runEnv(x.env(x.f.Server.Addr, "BAO_TOKEN_PATH="+moved), "status")
 	wantExit(t, "status", r, 0)

@@ -294,7 +294,8 @@ func TestSweepCommand(t *testing.T) {
 
 func TestConcurrentRunsHealOnce(t *testing.T) {
 	x := newH(t)
-	x.periodic("old periodic")
+	x.put(x.periodic("old periodic"))
+	wantExit(t, "the OK run that records the old token", x.run(), 0)
 	x.put(x.login())
 	var wg sync.WaitGroup
 	res := make([]result, 2)
@@ -355,6 +356,7 @@ func TestStatusAndDryRun(t *testing.T) {
 		t.Errorf("status --json period_seconds %d, want %d", st.Period, 768*3600)
 	}
 
+	wantExit(t, "the OK run that records the token in the ledger", x.run(), 0)
 	login := x.login()
 	x.put(login)
 	r = x.run("status")

@@ -477,7 +477,8 @@ func (b *box) walked(n int) string {
 	return b.walkLines()[n-1]
 }
 
-// ledger is wizard's ledger of the token file at path, as the runs left it.
+// ledger is wizard's ledger of the token file at path (as the box names
+// it: the ledger's key), as the runs left it.
 func (b *box) ledger(path string) ledger.Ledger {
 	b.x.t.Helper()
 	st, err := runstate.Load(filepath.Join(b.home, ".local", "state", "vault-token-renew", "state.json"))
@@ -508,8 +509,7 @@ func TestWalkUnitUnderSystemd(t *testing.T) {
 	if x.alive(old.Accessor) {
 		t.Errorf("the walk left the token minted before the ledger (%s) alive", old.Accessor)
 	}
-	host := filepath.Join(b.home, ".vault-token")
-	if l := b.ledger(host); l.Gap() != ledger.NoGap {
+	if l := b.ledger(tokenFile); l.Gap() != ledger.NoGap {
 		t.Fatalf("after the walk the ledger has gap %v, want whole", l.Gap())
 	}
 
@@ -526,7 +526,7 @@ func TestWalkUnitUnderSystemd(t *testing.T) {
 	wantIn(t, "the OK line", runs[0], "the walk ("+install.WalkUnit+") finds and revokes them, started now")
 	line = b.walked(2)
 	wantIn(t, "the second walk's closing line", line, "the ledger is complete again")
-	if l := b.ledger(host); l.Gap() != ledger.NoGap || l.Walk != nil {
+	if l := b.ledger(tokenFile); l.Gap() != ledger.NoGap || l.Walk != nil {
 		t.Fatalf("after the walk the run started, the ledger has gap %v (walk %+v), want whole", l.Gap(), l.Walk)
 	}
 
