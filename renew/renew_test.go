@@ -191,9 +191,12 @@ func (a fakeAccessors) List(context.Context) ([]string, error) {
 	return out, nil
 }
 
-func (a fakeAccessors) Lookup(_ context.Context, acc string) (sweep.Token, error) {
+func (a fakeAccessors) Lookup(ctx context.Context, acc string) (sweep.Token, error) {
 	if a.f.lookupHook != nil {
 		a.f.lookupHook(acc)
+	}
+	if err := ctx.Err(); err != nil {
+		return sweep.Token{}, err // as the real adapter: a request cut by its context
 	}
 	a.f.mu.Lock()
 	defer a.f.mu.Unlock()

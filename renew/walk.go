@@ -8,6 +8,8 @@ import (
 	"sort"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/devvm/vault-token-renew/internal/ledger"
 	"github.com/devvm/vault-token-renew/internal/safetext"
 	"github.com/devvm/vault-token-renew/sweep"
@@ -72,7 +74,8 @@ func stepSize(ctx context.Context, maxRPS float64) int {
 // manual re-mint made meanwhile is never revoked. A foreign token in the
 // file stops the walk (the heal it calls for comes first).
 func Walk(ctx context.Context, v Vault, cfg Config, wo WalkOptions) (Result, error) {
-	w := &walker{v: v, cfg: cfg, wo: wo, b: openBook(cfg, wo.Apply), res: Result{Path: cfg.TokenFile, Walk: &WalkRun{}}}
+	w := &walker{v: v, cfg: cfg, wo: wo, b: openBook(cfg, wo.Apply), res: Result{Path: cfg.TokenFile, Walk: &WalkRun{}},
+		limit: sweep.NewLimiter(cfg.MaxRPS)}
 	if wo.Step <= 0 {
 		w.wo.Step = stepSize(ctx, cfg.MaxRPS)
 	}
@@ -89,6 +92,16 @@ type walker struct {
 	b   *book
 	res Result
 	tok string // the token the lookups act as: the file's, while it is ours
+	// limit paces every step alike, so that together they keep to the cap.
+	limit *rate.Limiter
+}
+
+// options are a sweep's options for one piece of the walk: accs, judged
+// against the file's token, paced by the walk's one limiter.
+func (w *walker) options(apply bool, accs []string) sweep.Options {
+	opts := w.cfg.sweepOptions(apply, w.res.Current.Accessor)
+	opts.Only, opts.Limiter = accs, w.limit
+	return opts
 }
 
 func (w *walker) run(ctx context.Context) error {
@@ -175,8 +188,7 @@ func (w *walker) step(ctx context.Context, accs []string, last string) error {
 	if err := w.actAs(ctx); err != nil {
 		return err
 	}
-	opts := w.cfg.sweepOptions(false, w.res.Current.Accessor)
-	opts.Only = accs
+	opts := w.options(false, accs)
 	base := w.res.Sweep.LookedUp
 	if w.cfg.Progress != nil {
 		opts.Progress = func(done, _ int) { w.cfg.Progress(w.res.Walk.Resumed+base+done, w.res.Walk.Listed) }
@@ -220,9 +232,7 @@ func (w *walker) revoke(ctx context.Context, rep sweep.Report) (sweep.Report, er
 	for i, t := range rep.Stale {
 		stale[i] = t.Accessor
 	}
-	opts := w.cfg.sweepOptions(true, w.res.Current.Accessor)
-	opts.Only = stale
-	again, err := sweep.Run(ctx, w.v.Accessors(w.tok), opts)
+	again, err := sweep.Run(ctx, w.v.Accessors(w.tok), w.options(true, stale))
 	if err != nil {
 		return rep, w.cut(err)
 	}
@@ -258,9 +268,7 @@ func (w *walker) finish(ctx context.Context) error {
 		if err := w.actAs(ctx); err != nil {
 			return err
 		}
-		opts := w.cfg.sweepOptions(false, w.res.Current.Accessor)
-		opts.Only = slices.Clone(unknown)
-		rep, err := sweep.Run(ctx, w.v.Accessors(w.tok), opts)
+		rep, err := sweep.Run(ctx, w.v.Accessors(w.tok), w.options(false, slices.Clone(unknown)))
 		if err != nil {
 			return w.cut(err)
 		}

@@ -121,6 +121,18 @@ type Options struct {
 	// MaxRPS caps lookups and revokes per second, so a sweep can never swamp
 	// a shared Vault; 0 means no cap beyond Concurrency.
 	MaxRPS float64
+	// Limiter, when set, paces the sweep instead of one of its own at
+	// MaxRPS: a walk in steps shares one, so that its steps together keep
+	// to the cap.
+	Limiter *rate.Limiter
+}
+
+// NewLimiter paces requests at maxRPS; 0 means no cap.
+func NewLimiter(maxRPS float64) *rate.Limiter {
+	if maxRPS <= 0 {
+		return rate.NewLimiter(rate.Inf, 1)
+	}
+	return rate.NewLimiter(rate.Limit(maxRPS), 1)
 }
 
 // DefaultConcurrency keeps a sweep gentle on a shared Vault while hiding
@@ -238,9 +250,9 @@ func Run(ctx context.Context, v Accessors, opts Options) (Report, error) {
 	if n <= 0 {
 		n = DefaultConcurrency
 	}
-	limit := rate.NewLimiter(rate.Inf, 1)
-	if opts.MaxRPS > 0 {
-		limit = rate.NewLimiter(rate.Limit(opts.MaxRPS), 1)
+	limit := opts.Limiter
+	if limit == nil {
+		limit = NewLimiter(opts.MaxRPS)
 	}
 	stopped := lookupAll(ctx, v, accs, n, limit, opts, &rep)
 	if rep.LookedUp < rep.Listed {
