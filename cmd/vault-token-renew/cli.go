@@ -53,7 +53,8 @@ heals it when a %[1]s login overwrites the file.
 Usage:
   vault-token-renew [flags]           one run: renew, heal, or fail loudly
   vault-token-renew status [flags]    report the token in the file; changes nothing
-  vault-token-renew sweep [flags]     list stale periodic tokens; revoke them with --apply
+  vault-token-renew sweep [flags]     the walk: every accessor, gently (25/s); --apply revokes
+                                      this machine's stale tokens and resumes where it stopped
   vault-token-renew status --brief    one line if the last run failed or is old: a login banner
   vault-token-renew notify            run $VTR_NOTIFY_COMMAND about the last run (OnFailure=)
   vault-token-renew --version
@@ -79,10 +80,12 @@ holds a foreign token), 2 usage error.
 Every token this tool mints carries meta managed_by=vault-token-renew,
 host=<--host> and user=<$USER>, and is recorded in this machine's ledger, so
 that a heal retires its stale tokens without walking every token on the
-server. A sweep (%[1]s token lookups of every accessor) revokes only tokens
-with the exact display name that are tagged for this host and user, or
-untagged (manual re-mints); another machine's tokens are listed and never
-revoked.
+server; a heal never walks. Where the ledger has a gap (a new install, a
+lost state file), the walk finds the rest: the walk unit a run starts, or
+sweep --apply by hand. A walk (%[1]s token lookups of every accessor) revokes
+only tokens with the exact display name that are tagged for this host and
+user, or untagged (manual re-mints); another machine's tokens are listed and
+never revoked.
 
 Flags:
 `
