@@ -27,6 +27,7 @@ import (
 	vault "github.com/hashicorp/vault/api"
 
 	"github.com/devvm/vault-token-renew/internal/devvault"
+	"github.com/devvm/vault-token-renew/tokenfile"
 )
 
 // forged is what an attacker puts in a display name or meta: a newline, a
@@ -218,4 +219,49 @@ func (r repeatReader) Read(p []byte) (int, error) {
 		p[i] = byte(r)
 	}
 	return len(p), nil
+}
+
+// TestSignalEndsEveryWait: SIGTERM (systemctl stop) while the run waits for
+// another run's lock (a minute of --lock-wait) and while it waits for the
+// token file to settle: the run ends within a couple of seconds, with its
+// closing line last and cause=canceled.
+func TestSignalEndsEveryWait(t *testing.T) {
+	x := newH(t)
+	x.put(x.periodic("periodic"))
+	lock, err := tokenfile.Acquire(x.ctx, x.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Release()
+	for _, tc := range []struct{ name, setting string }{
+		{"the lock", "VTR_SETTLE=0s"},
+		{"the settle", "VTR_SETTLE=1m"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "the settle" {
+				lock.Release()
+				stop := make(chan struct{})
+				defer close(stop)
+				go func() { // a login that keeps writing: the file never settles
+					for {
+						select {
+						case <-stop:
+							return
+						case <-time.After(200 * time.Millisecond):
+							os.Chtimes(x.file, time.Now(), time.Now())
+						}
+					}
+				}()
+			}
+			start := time.Now()
+			r := x.runThenSignal(x.env(x.f.Server.Addr, tc.setting), time.Second, syscall.SIGTERM)
+			took := time.Since(start)
+			wantExit(t, "run", r, 1)
+			closingIsLast(t, r)
+			wantIn(t, "FAIL line", wantLine(t, "run", r.stderr, "FAIL:"), "cause=canceled")
+			if took > 4*time.Second {
+				t.Errorf("the run took %s after a SIGTERM at 1s", took.Round(100*time.Millisecond))
+			}
+		})
+	}
 }

@@ -784,3 +784,23 @@ func (b *budget) Err() error {
 		return nil
 	}
 }
+
+// TestRunMakesALooseTokenFilePrivate: our token in a file others may read
+// is made 0600 by the next run (a dry run changes nothing).
+func TestRunMakesALooseTokenFilePrivate(t *testing.T) {
+	for _, dry := range []bool{true, false} {
+		f := world()
+		cfg, p := setup(t, "ours-secret")
+		cfg.DryRun = dry
+		if err := os.Chmod(p, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Run(context.Background(), f, cfg); err != nil {
+			t.Fatal(err)
+		}
+		fi, _ := os.Stat(p)
+		if want := map[bool]os.FileMode{true: 0o644, false: 0o600}[dry]; fi.Mode().Perm() != want {
+			t.Errorf("dry run %v: the token file is %o, want %o", dry, fi.Mode().Perm(), want)
+		}
+	}
+}

@@ -33,9 +33,9 @@ func TestNotifyEnv(t *testing.T) {
 func TestNotifyRunsTheCommand(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
-	cmd := `printf '%s|%s|%s|%s|%s|%s|%s|%s\n' "$VTR_OUTCOME" "$VTR_SUMMARY" "$VTR_SINCE" "$VTR_RUNS" "$VTR_HOST" "${VAULT_TOKEN-unset}" "$VAULT_ADDR" "$KEEP" > "$OUT"; echo said-stdout; echo said-stderr >&2`
+	cmd := `printf '%s|%s|%s|%s|%s|%s|%s|%s\n' "$VTR_OUTCOME" "$VTR_SUMMARY" "$VTR_SINCE" "$VTR_RUNS" "$VTR_HOST" "${VAULT_TOKEN-unset}${BAO_TOKEN-unset}" "$VAULT_ADDR" "$KEEP" > "$OUT"; echo said-stdout; echo said-stderr >&2`
 	s := State{Outcome: Fail, Summary: "FAIL: vault unreachable cause=unreachable", FailingSince: day(1), FailingRuns: 2, Host: "vm1"}
-	base := []string{"PATH=" + os.Getenv("PATH"), "OUT=" + out, "VAULT_TOKEN=hvs.must-not-pass", "VAULT_ADDR=https://v:8200",
+	base := []string{"PATH=" + os.Getenv("PATH"), "OUT=" + out, "VAULT_TOKEN=hvs.must-not-pass", "BAO_TOKEN=s.must-not-pass-either", "VAULT_ADDR=https://v:8200",
 		"VTR_OUTCOME=forged", "VTR_RUNS=99", "KEEP=kept"}
 	var stdout, stderr bytes.Buffer
 	if err := Notify(context.Background(), cmd, s, base, &stdout, &stderr); err != nil {
@@ -45,7 +45,7 @@ func TestNotifyRunsTheCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "fail|FAIL: vault unreachable cause=unreachable|2026-06-19T06:00:00Z|2|vm1|unset|https://v:8200|kept\n"
+	want := "fail|FAIL: vault unreachable cause=unreachable|2026-06-19T06:00:00Z|2|vm1|unsetunset|https://v:8200|kept\n"
 	if string(got) != want {
 		t.Fatalf("command saw\n %q\nwant\n %q", got, want)
 	}
@@ -67,5 +67,23 @@ func TestNotifyErrors(t *testing.T) {
 	cancel()
 	if err := Notify(ctx, "true", State{}, nil, nil, nil); err == nil {
 		t.Fatal("cancelled context ran the command")
+	}
+}
+
+// TestNotifyEnvIsBounded: a state file edited by hand (or by an older
+// version) with a summary of 140 KiB and newlines gives the notifier a few
+// KiB on one line: the exec never fails on its size.
+func TestNotifyEnvIsBounded(t *testing.T) {
+	s := State{Outcome: Drift, Summary: "DRIFT: dn=" + strings.Repeat("x\n<6>OK: y", 14<<10), Host: "vm\x1b[8m"}
+	env := NotifyEnv(s)
+	total := 0
+	for _, kv := range env {
+		total += len(kv)
+		if strings.ContainsAny(kv, "\n\x1b") {
+			t.Fatalf("%.60q… holds a control character", kv)
+		}
+	}
+	if total > 5<<10 {
+		t.Fatalf("the notifier's environment is %d bytes", total)
 	}
 }
