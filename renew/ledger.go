@@ -44,13 +44,22 @@ func openBook(cfg Config, save bool) *book {
 // with a gap in the ledger (a heal that gets past its create walks), and
 // the create's write-ahead, which must not go unrecorded, refuses to send
 // on the error itself.
+//
+// The change is folded into the ledger as it is stored, not into this
+// run's copy: a walk of hours and the runs made meanwhile change one
+// ledger, and none may undo another's records.
 func (b *book) update(fn func(ledger.Ledger) ledger.Ledger) error {
-	b.l = fn(b.l)
 	if !b.save {
+		b.l = fn(b.l)
 		return nil
 	}
-	err := b.store.Save(b.l)
-	if err != nil && !b.unsaved {
+	l, err := b.store.Fold(fn)
+	if err == nil {
+		b.l = l
+		return nil
+	}
+	b.l = fn(b.l)
+	if !b.unsaved {
 		b.unsaved = true
 		b.log.Warn().Err(err).Msg("could not save the ledger of this machine's tokens; a heal sends no create until a save succeeds, and one that gets past its create walks every accessor")
 	}

@@ -30,15 +30,15 @@ func (m *memLedger) Load() (ledger.Ledger, error) {
 	return m.l, nil
 }
 
-func (m *memLedger) Save(l ledger.Ledger) error {
+func (m *memLedger) Fold(fn func(ledger.Ledger) ledger.Ledger) (ledger.Ledger, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.saves++
 	if m.saveErr != nil && m.saves >= m.failFrom {
-		return m.saveErr
+		return ledger.Ledger{}, m.saveErr
 	}
-	m.l = l
-	return nil
+	m.l = fn(m.l)
+	return m.l, nil
 }
 
 func (m *memLedger) stored() ledger.Ledger {

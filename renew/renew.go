@@ -50,7 +50,9 @@ type Vault interface {
 // (runstate.LedgerStore) in production, memory in tests.
 type LedgerStore interface {
 	Load() (ledger.Ledger, error)
-	Save(ledger.Ledger) error
+	// Fold applies a change to the stored ledger and saves it, atomically
+	// with respect to other processes, and returns the ledger saved.
+	Fold(func(ledger.Ledger) ledger.Ledger) (ledger.Ledger, error)
 }
 
 // Renewal is Vault's answer to renew-self.

@@ -210,8 +210,18 @@ func (w *walker) step(ctx context.Context, accs []string, last string) error {
 	w.add(rep)
 	if w.wo.Apply {
 		w.b.update(func(l ledger.Ledger) ledger.Ledger { return l.Step(last, rep, w.cfg.now()) })
+		if w.b.l.Walk == nil {
+			return w.abandoned()
+		}
 	}
 	return nil
+}
+
+// abandoned: a run started the ledger anew while the walk went on (it
+// found another cluster behind the address): this walk's place means
+// nothing there, and it stops.
+func (w *walker) abandoned() error {
+	return w.fail(StageSweep, false, errors.New("the ledger began anew while the walk ran (a run found another vault cluster); start the walk again"))
 }
 
 // revoke revokes a step's stale tokens under the run lock, judged again
@@ -264,6 +274,9 @@ func (w *walker) finish(ctx context.Context) error {
 		w.res.Walk.Complete = len(w.res.Sweep.Failed) == 0
 		return nil
 	}
+	if w.b.l.Walk == nil {
+		return w.abandoned()
+	}
 	if unknown := w.b.l.Walk.Unknown; len(unknown) > 0 {
 		if err := w.actAs(ctx); err != nil {
 			return err
@@ -279,8 +292,11 @@ func (w *walker) finish(ctx context.Context) error {
 		}
 		w.b.update(func(l ledger.Ledger) ledger.Ledger { return l.Recheck(rep, w.cfg.now()) })
 	}
+	if w.b.l.Walk == nil {
+		return w.abandoned()
+	}
 	w.b.update(func(l ledger.Ledger) ledger.Ledger { return l.Finish(w.cfg.now()) })
-	w.res.Walk.Complete = w.b.l.Walk == nil
+	w.res.Walk.Complete = w.b.l.Walk == nil && !w.b.l.WholeSince.IsZero()
 	return nil
 }
 

@@ -113,3 +113,34 @@ func TestWalkStopsAtAForeignToken(t *testing.T) {
 		t.Fatalf("err %v cause %v stage %v revoked %v listed %d", err, res.Cause, res.Stage, f.revoked, f.listed)
 	}
 }
+
+// TestHealDuringAWalkKeepsItsRecords: a login is healed while a walk is
+// half way; the heal's record of what it minted survives the walk's later
+// saves, the walk keeps the new token in the file, and the ledger ends
+// whole with it.
+func TestHealDuringAWalkKeepsItsRecords(t *testing.T) {
+	f := world()
+	crowd(f, 100)
+	store := &memLedger{}
+	cfg, p := setup(t, "ours-secret")
+	cfg.Ledger = store
+	var healed error
+	f.lookupHook = func(acc string) {
+		if acc != "crowd-050" {
+			return
+		}
+		if err := os.WriteFile(p, []byte("oidc-secret"), 0o600); err != nil {
+			t.Error(err)
+		}
+		_, healed = Run(context.Background(), f, cfg)
+	}
+	walkApply(t, f, cfg)
+	if healed != nil {
+		t.Fatalf("the heal during the walk: %v", healed)
+	}
+	fileIs(t, p, "minted-secret-1")
+	got := store.stored()
+	if !alive(f, "minted-acc-1") || !got.Has("minted-acc-1") || got.Gap() != ledger.NoGap {
+		t.Fatalf("after the walk the ledger is %v (gap %v), minted alive %v; want whole, holding the heal's token", got.Accessors(), got.Gap(), alive(f, "minted-acc-1"))
+	}
+}

@@ -191,15 +191,16 @@ type metricsOnSave struct {
 	last time.Time
 }
 
-func (m *metricsOnSave) Save(l ledger.Ledger) error {
-	if err := m.LedgerStore.Save(l); err != nil || m.file == "" || m.now().Sub(m.last) < 30*time.Second {
-		return err
+func (m *metricsOnSave) Fold(fn func(ledger.Ledger) ledger.Ledger) (ledger.Ledger, error) {
+	l, err := m.LedgerStore.Fold(fn)
+	if err != nil || m.file == "" || m.now().Sub(m.last) < 30*time.Second {
+		return l, err
 	}
 	m.last = m.now()
 	if st, err := runstate.Load(m.LedgerStore.Path); err == nil {
 		_ = runstate.WriteMetrics(m.file, st) // the walk's end writes them again, and says if it cannot
 	}
-	return nil
+	return l, nil
 }
 
 // printSweep is the table of every token with our display name, with the

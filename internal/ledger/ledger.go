@@ -275,7 +275,9 @@ func (l Ledger) WalkFrom(started time.Time, listed int) Ledger {
 // this machine's tokens left alive are kept for the end, and failed
 // lookups are looked up again then.
 func (l Ledger) Step(cursor string, rep sweep.Report, now time.Time) Ledger {
-	l = l.stepped(rep, now)
+	if l = l.stepped(rep, now); l.Walk == nil {
+		return l
+	}
 	l.Walk.Cursor = cursor
 	l.Walk.Unknown = append(l.Walk.Unknown, failedLookups(rep)...)
 	return l
@@ -284,14 +286,16 @@ func (l Ledger) Step(cursor string, rep sweep.Report, now time.Time) Ledger {
 // Recheck folds the end's second look at the accessors whose lookup had
 // failed: those that failed again stay unknown.
 func (l Ledger) Recheck(rep sweep.Report, now time.Time) Ledger {
-	l = l.stepped(rep, now)
+	if l = l.stepped(rep, now); l.Walk == nil {
+		return l
+	}
 	l.Walk.Unknown = failedLookups(rep)
 	return l
 }
 
 func (l Ledger) stepped(rep sweep.Report, now time.Time) Ledger {
 	if l.Walk == nil {
-		l = l.WalkFrom(now, rep.Listed)
+		return l // the walk was abandoned meanwhile (the ledger began anew): nothing of it counts
 	}
 	l = l.clone()
 	w := l.Walk

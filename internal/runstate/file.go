@@ -79,20 +79,25 @@ func (s LedgerStore) Load() (ledger.Ledger, error) {
 	return st.LedgerFor(s.File), err
 }
 
-// Save replaces this token file's ledger, under the state file's lock, and
-// leaves the rest of the state (other token files' ledgers included) as it
-// is stored.
-func (s LedgerStore) Save(l ledger.Ledger) error {
+// Fold applies fn to this token file's ledger as it is stored and saves
+// the result, under the state file's lock, leaving the rest of the state
+// (other token files' ledgers included) as it is; it returns the ledger
+// saved. Two processes that change one ledger at once (a heal, and a walk
+// of hours) each fold their change into what the other saved: neither's
+// record is lost.
+func (s LedgerStore) Fold(fn func(ledger.Ledger) ledger.Ledger) (ledger.Ledger, error) {
+	var out ledger.Ledger
 	_, err := Update(s.Path, func(st State) State {
+		out = fn(st.LedgerFor(s.File))
 		ledgers := make(map[string]ledger.Ledger, len(st.Ledgers)+1)
 		for k, v := range st.Ledgers {
 			ledgers[k] = v
 		}
-		ledgers[LedgerKey(s.File)] = l
+		ledgers[LedgerKey(s.File)] = out
 		st.Ledgers = ledgers
 		return st
 	})
-	return err
+	return out, err
 }
 
 // Save writes s to path with the project's atomic writer, so a crash or a

@@ -3,6 +3,7 @@ package runstate
 import (
 	"errors"
 	"github.com/devvm/vault-token-renew/internal/ledger"
+	"github.com/devvm/vault-token-renew/sweep"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -117,10 +118,10 @@ func TestLedgersArePerTokenFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	sa, sb := LedgerStore{Path: path, File: a}, LedgerStore{Path: path, File: b}
-	if err := sa.Save(ledger.Ledger{}.Found("acc-a", day(0))); err != nil {
+	if _, err := sa.Fold(func(l ledger.Ledger) ledger.Ledger { return l.Found("acc-a", day(0)) }); err != nil {
 		t.Fatal(err)
 	}
-	if err := sb.Save(ledger.Ledger{}.Found("acc-b", day(0))); err != nil {
+	if _, err := sb.Fold(func(l ledger.Ledger) ledger.Ledger { return l.Found("acc-b", day(0)) }); err != nil {
 		t.Fatal(err)
 	}
 	if la, _ := sa.Load(); !slices.Equal(la.Accessors(), []string{"acc-a"}) {
@@ -135,5 +136,24 @@ func TestLedgersArePerTokenFile(t *testing.T) {
 	st, err := Update(path, func(s State) State { return Next(s, Run{Time: day(1), Outcome: OK}) })
 	if err != nil || len(st.Ledgers) != 2 {
 		t.Fatalf("folding a run in kept %d ledgers (%v), want both", len(st.Ledgers), err)
+	}
+}
+
+// TestFoldsOfTwoProcessesKeepBoth: a walk and a heal change one ledger at
+// the same time, each from its own copy; each folds into what the other
+// saved, so the heal's minted token and the walk's place both stay.
+func TestFoldsOfTwoProcessesKeepBoth(t *testing.T) {
+	dir := t.TempDir()
+	store := LedgerStore{Path: filepath.Join(dir, "state.json"), File: filepath.Join(dir, ".vault-token")}
+	store.Fold(func(l ledger.Ledger) ledger.Ledger { return l.WalkFrom(day(0), 10) })
+	heal, _ := store.Fold(func(l ledger.Ledger) ledger.Ledger { return l.Sent(day(1)).Answered(day(1), "minted", day(1)) })
+	if heal.Walk == nil {
+		t.Fatal("the heal's fold dropped the walk under way")
+	}
+	got, _ := store.Fold(func(l ledger.Ledger) ledger.Ledger {
+		return l.Step("m", sweep.Report{Listed: 5, LookedUp: 5}, day(2))
+	})
+	if !got.Has("minted") || got.Walk == nil || got.Walk.Cursor != "m" {
+		t.Fatalf("after both folds the ledger is %+v (walk %+v), want the heal's token and the walk's place", got.Tokens, got.Walk)
 	}
 }
