@@ -61,7 +61,7 @@ func (b *book) update(fn func(ledger.Ledger) ledger.Ledger) error {
 	b.l = fn(b.l)
 	if !b.unsaved {
 		b.unsaved = true
-		b.log.Warn().Err(err).Msg("could not save the ledger of this machine's tokens; a heal sends no create until a save succeeds, and one that gets past its create walks every accessor")
+		b.log.Warn().Err(err).Msg("could not save the ledger of this machine's tokens; a heal sends no create until a save succeeds, and a token this run mints or finds may be unknown to the next run until the walk finds it")
 	}
 	return err
 }
@@ -69,7 +69,7 @@ func (b *book) update(fn func(ledger.Ledger) ledger.Ledger) error {
 // checkVault matches the ledger to the Vault answering, before a heal or a
 // walk decides what to trust: a ledger kept on another cluster (the same
 // address pointed at a new server, a switched VAULT_ADDR) says nothing of
-// this one's tokens, so a new ledger starts, and the heal walks. The first
+// this one's tokens, so a new ledger starts (a gap the walk closes). The first
 // heal names the cluster in the ledger. It costs one unauthenticated
 // request (sys/health), and only on a heal or a sweep.
 func (b *book) checkVault(ctx context.Context, v Vault) {
@@ -77,7 +77,7 @@ func (b *book) checkVault(ctx context.Context, v Vault) {
 	switch {
 	case err != nil:
 		b.unknown = true
-		b.log.Warn().Err(err).Msg("vault did not say which cluster it is; the ledger cannot be matched to it, so a heal walks and an OK run leaves the ledger as it is")
+		b.log.Warn().Err(err).Msg("vault did not say which cluster it is; the ledger cannot be matched to it, so this run trusts it for nothing new (other-vault) and an OK run leaves it as it is")
 	case b.l.Vault == id:
 	case b.l.Vault != "":
 		b.log.Warn().Str("ledger_vault", b.l.Vault).Str("vault", id).Msg("the ledger was kept on another vault cluster; a new one starts for this one")
@@ -187,7 +187,8 @@ func retire(ctx context.Context, v Vault, cfg Config, res *Result, b *book, r re
 	rep, err := sweep.Run(ctx, v.Accessors(r.as), opts)
 	res.Sweep, res.SweepErr = rep, err
 	for _, f := range rep.Failed {
-		log.Warn().Err(f.Err).Str("accessor", f.Accessor).Str("op", string(f.Op)).Msg("stale sweep: could not " + string(f.Op) + " accessor; the run stands")
+		log.Warn().Str("error", safetext.Text(f.Err.Error())).Str("accessor", safetext.Value(f.Accessor)).Str("op", string(f.Op)).
+			Msg("stale sweep: could not " + string(f.Op) + " accessor; the run stands")
 	}
 	for _, a := range rep.Revoked {
 		log.Info().Str("accessor", a).Msg("revoked stale periodic token")

@@ -53,6 +53,10 @@ type LedgerStore interface {
 	// Fold applies a change to the stored ledger and saves it, atomically
 	// with respect to other processes, and returns the ledger saved.
 	Fold(func(ledger.Ledger) ledger.Ledger) (ledger.Ledger, error)
+	// Spared are the accessors the ledgers of this machine's other token
+	// files hold (a shell's --token-file beside the unit's): their tokens
+	// look like ours to a walk, and are never this file's to revoke.
+	Spared() []string
 }
 
 // Renewal is Vault's answer to renew-self.
@@ -98,7 +102,7 @@ type Config struct {
 	LockWait    time.Duration // how long to wait for another run's lock
 	Log         zerolog.Logger
 	// Ledger keeps this machine's token accessors between runs; nil means
-	// none, and then every heal walks every accessor.
+	// none: a heal then retires nothing stale, and only the walk finds it.
 	Ledger LedgerStore
 	// CreateRetries is how often a create that may not have reached Vault
 	// (a 429, a 5xx, no answer) is tried again; the API client's own

@@ -80,7 +80,12 @@ func Walk(ctx context.Context, v Vault, cfg Config, wo WalkOptions) (Result, err
 		w.wo.Step = stepSize(ctx, cfg.MaxRPS)
 	}
 	err := w.run(ctx)
-	w.res.Ledger, w.res.Gap = w.b.l, w.b.gap()
+	// The walk's own gap is the ledger's as it left it: a cluster change
+	// it found at its start is what it has just walked.
+	w.res.Ledger, w.res.Gap = w.b.l, w.b.l.Gap()
+	if w.b.unsaved {
+		w.res.Gap = ledger.Unsaved
+	}
 	return w.res, err
 }
 
@@ -97,9 +102,14 @@ type walker struct {
 }
 
 // options are a sweep's options for one piece of the walk: accs, judged
-// against the file's token, paced by the walk's one limiter.
+// against the file's token (and kept: the other token files' tokens),
+// paced by the walk's one limiter.
 func (w *walker) options(apply bool, accs []string) sweep.Options {
-	opts := w.cfg.sweepOptions(apply, w.res.Current.Accessor)
+	keep := []string{w.res.Current.Accessor}
+	if w.cfg.Ledger != nil {
+		keep = append(keep, w.cfg.Ledger.Spared()...)
+	}
+	opts := w.cfg.sweepOptions(apply, keep...)
 	opts.Only, opts.Limiter = accs, w.limit
 	return opts
 }
@@ -195,7 +205,7 @@ func (w *walker) step(ctx context.Context, accs []string, last string) error {
 	}
 	rep, err := sweep.Run(ctx, w.v.Accessors(w.tok), opts)
 	if err != nil {
-		return w.cut(err)
+		return w.cut(err, rep.LookedUp)
 	}
 	if len(rep.Failed) == len(accs) && len(accs) > 1 {
 		// Every lookup failed: the token may no longer walk (a policy, a
@@ -232,6 +242,9 @@ func (w *walker) revoke(ctx context.Context, rep sweep.Report) (sweep.Report, er
 	lock, err := tokenfile.Acquire(lctx, w.cfg.TokenFile)
 	cancel()
 	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", err, ctx.Err())
+		}
 		return rep, w.fail(StageLock, false, err)
 	}
 	defer lock.Release()
@@ -244,7 +257,7 @@ func (w *walker) revoke(ctx context.Context, rep sweep.Report) (sweep.Report, er
 	}
 	again, err := sweep.Run(ctx, w.v.Accessors(w.tok), w.options(true, stale))
 	if err != nil {
-		return rep, w.cut(err)
+		return rep, w.cut(err, 0)
 	}
 	rep.Stale, rep.Revoked = again.Stale, again.Revoked
 	rep.Kept = append(rep.Kept, again.Kept...)
@@ -283,7 +296,7 @@ func (w *walker) finish(ctx context.Context) error {
 		}
 		rep, err := sweep.Run(ctx, w.v.Accessors(w.tok), w.options(false, slices.Clone(unknown)))
 		if err != nil {
-			return w.cut(err)
+			return w.cut(err, 0)
 		}
 		if len(rep.Stale) > 0 {
 			if rep, err = w.revoke(ctx, rep); err != nil {
@@ -291,6 +304,7 @@ func (w *walker) finish(ctx context.Context) error {
 			}
 		}
 		w.b.update(func(l ledger.Ledger) ledger.Ledger { return l.Recheck(rep, w.cfg.now()) })
+		w.rechecked(rep)
 	}
 	if w.b.l.Walk == nil {
 		return w.abandoned()
@@ -300,15 +314,26 @@ func (w *walker) finish(ctx context.Context) error {
 	return nil
 }
 
+// rechecked counts the end's second look into the run's report: what it
+// found and revoked, and, of the failures, only those that failed again
+// (with every revoke that failed).
+func (w *walker) rechecked(rep sweep.Report) {
+	s := &w.res.Sweep
+	s.Failed = slices.DeleteFunc(s.Failed, func(f sweep.Failure) bool { return f.Op == sweep.OpLookup })
+	s.Failed = append(s.Failed, rep.Failed...)
+	s.Stale, s.Kept = append(s.Stale, rep.Stale...), append(s.Kept, rep.Kept...)
+	s.Other, s.Revoked = append(s.Other, rep.Other...), append(s.Revoked, rep.Revoked...)
+	s.Vanished = append(s.Vanished, rep.Vanished...)
+}
+
 // cut is a walk stopped before its end (Ctrl-C, SIGTERM, --timeout, the
 // rate cap against the deadline): its place stays for the next run.
-func (w *walker) cut(err error) error {
-	done := w.res.Walk.Resumed + w.res.Sweep.LookedUp
+// partial is how many of the cut step's lookups were made (its next run
+// makes them again).
+func (w *walker) cut(err error, partial int) error {
+	done := min(w.res.Walk.Resumed+w.res.Sweep.LookedUp+partial, w.res.Walk.Listed)
 	var ie *sweep.IncompleteError
 	if errors.As(err, &ie) {
-		if ie.Phase == sweep.OpLookup {
-			done += ie.Done // the step's own, which its next run does again
-		}
 		ie.Done, ie.Total = done, w.res.Walk.Listed
 		ie.Need = sweep.Budget(w.res.Walk.Listed-done, w.cfg.MaxRPS)
 	}

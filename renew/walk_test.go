@@ -144,3 +144,16 @@ func TestHealDuringAWalkKeepsItsRecords(t *testing.T) {
 		t.Fatalf("after the walk the ledger is %v (gap %v), minted alive %v; want whole, holding the heal's token", got.Accessors(), got.Gap(), alive(f, "minted-acc-1"))
 	}
 }
+
+// TestWalkSparesOtherTokenFiles: a second token file of this machine (a
+// shell's --token-file) holds a token that looks stale to this file's
+// walk; its ledger holds it, and the walk never revokes it.
+func TestWalkSparesOtherTokenFiles(t *testing.T) {
+	f := world()
+	cfg, _ := setup(t, "ours-secret")
+	cfg.Ledger = &memLedger{spared: []string{"stale1-acc"}}
+	res := walkApply(t, f, cfg)
+	if !alive(f, "stale1-acc") || alive(f, "stale2-acc") {
+		t.Fatalf("revoked %v: want the other file's token kept and the stale one revoked", res.Sweep.Revoked)
+	}
+}

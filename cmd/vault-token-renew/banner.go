@@ -49,9 +49,18 @@ func (c *cli) notify(ctx context.Context, log zerolog.Logger, unit string) endin
 		st.Summary = fmt.Sprintf("FAIL: %s failed (result=%s, %s=%s) without recording a run; see journalctl --user -u %s",
 			unit, result, c.getenv("MONITOR_EXIT_CODE"), c.getenv("MONITOR_EXIT_STATUS"), unit)
 	}
-	// The walk unit keeps its own ending: the last run's says nothing of it.
-	if strings.Contains(unit, "sweep") && st.LastWalk != nil && st.LastWalk.Failed {
-		st.Outcome, st.Cause, st.Summary = runstate.Fail, "walk-failed", st.LastWalk.Summary
+	// The walk unit keeps its own ending: the last run's says nothing of
+	// it. A walk that ended with its closing line recorded it; one killed
+	// (MemoryMax, SIGKILL) did not, and systemd's result says so.
+	if strings.Contains(unit, "sweep") {
+		result := c.getenv("MONITOR_SERVICE_RESULT")
+		st.Outcome, st.Cause = runstate.Fail, "walk-failed"
+		switch {
+		case st.LastWalk != nil && st.LastWalk.Failed && (result == "" || result == "exit-code"):
+			st.Summary = st.LastWalk.Summary
+		default:
+			st.Summary = fmt.Sprintf("FAIL: %s failed (result=%s) without recording how the walk ended; it keeps its place; see journalctl --user -u %s", unit, result, unit)
+		}
 	}
 	// Heal on login's path unit fails when the token file changes more
 	// often than its trigger limit: the state says nothing of that.

@@ -269,7 +269,9 @@ func (c *cli) dispatch(ctx context.Context, args []string) ending {
 	rep := reporter{cfg: cfg, timeout: o.timeout, cli: c.vaultCLI(settings), walkRPS: rps}
 	refuse := func(stage renew.Stage, cause renew.Cause, err error) ending {
 		line := rep.report(renew.Result{Stage: stage, Cause: cause, Path: cfg.TokenFile}, err)
-		if name == "vault-token-renew" && !o.dryRun {
+		// An env file not to be trusted may have chosen where the state
+		// and the metrics go: nothing is written then, only said.
+		if name == "vault-token-renew" && !o.dryRun && cause != renew.CauseUnsafeEnvFile {
 			c.record(log, o, renew.Result{}, line)
 		}
 		line.print(log)

@@ -40,7 +40,7 @@ func newLogger(w io.Writer, format string, getenv func(string) string) (zerolog.
 	}
 	switch format {
 	case "console":
-		return zerolog.New(zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05", FormatPrepare: escapeMessage, FormatFieldValue: boundValue}).
+		return zerolog.New(zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05", FormatPrepare: escapeMessage, FormatFieldValue: boundValue, FormatErrFieldValue: boundValue}).
 			With().Timestamp().Logger(), nil
 	case "json":
 		// zerolog's JSON escapes every control character in a string.
@@ -48,10 +48,11 @@ func newLogger(w io.Writer, format string, getenv func(string) string) (zerolog.
 	}
 	journal := toJournal(w, getenv("JOURNAL_STREAM"))
 	return zerolog.New(zerolog.ConsoleWriter{
-		Out:              w,
-		NoColor:          true,
-		PartsOrder:       []string{zerolog.MessageFieldName},
-		FormatFieldValue: boundValue,
+		Out:                 w,
+		NoColor:             true,
+		PartsOrder:          []string{zerolog.MessageFieldName},
+		FormatFieldValue:    boundValue,
+		FormatErrFieldValue: boundValue,
 		FormatPrepare: func(evt map[string]interface{}) error {
 			escapeMessage(evt)
 			lvl, _ := evt[zerolog.LevelFieldName].(string)

@@ -207,7 +207,7 @@ func printLedger(tw io.Writer, l ledger.Ledger, inFile string, now time.Time) {
 		if e.Accessor == inFile {
 			note = ", the token in the file"
 		}
-		fmt.Fprintf(tw, "\t%s  %s, recorded %s (%s)%s\n", e.Accessor, what, stamp(e.Recorded), ago(now, e.Recorded), note)
+		fmt.Fprintf(tw, "\t%s  %s, recorded %s (%s)%s\n", safetext.Value(e.Accessor), what, stamp(e.Recorded), ago(now, e.Recorded), note)
 	}
 }
 
@@ -219,7 +219,7 @@ func printWalk(tw io.Writer, w *ledger.Walk, last *runstate.WalkEnd, now time.Ti
 			w.Done, w.Listed, 100*w.Fraction(), w.Revoked, stamp(w.Started), ago(now, w.Started), w.Runs, stamp(w.Updated), ago(now, w.Updated))
 	}
 	if last != nil {
-		fmt.Fprintf(tw, "last walk\t%s (%s): %s\n", stamp(last.Time), ago(now, last.Time), last.Summary)
+		fmt.Fprintf(tw, "last walk\t%s (%s): %s\n", stamp(last.Time), ago(now, last.Time), safetext.Text(last.Summary))
 	}
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os/exec"
 	"text/tabwriter"
@@ -99,7 +98,7 @@ func (c *cli) sweep(ctx context.Context, vc *vaultclient.Client, rep reporter, l
 	switch {
 	case err == nil:
 		line = sweepSummary(cfg, res, o.apply)
-	case o.ifGap && (res.Cause == renew.CauseForeign || errors.Is(err, context.Canceled)):
+	case o.ifGap && (res.Cause == renew.CauseForeign || res.Cause == renew.CauseCanceled || res.Cause == renew.CauseLockHeld):
 		line = walkPaused(res, err)
 	}
 	if o.apply {
@@ -116,8 +115,11 @@ func (c *cli) sweep(ctx context.Context, vc *vaultclient.Client, rep reporter, l
 func walkPaused(res renew.Result, err error) closing {
 	c := closing{end: endOK, level: zerolog.InfoLevel}
 	why := "stopped (SIGTERM or Ctrl-C)"
-	if res.Cause == renew.CauseForeign {
+	switch res.Cause {
+	case renew.CauseForeign:
 		why = "the token file holds a foreign token: the heal comes first"
+	case renew.CauseLockHeld:
+		why = "a run held the lock longer than --lock-wait: it comes first"
 	}
 	done := res.Walk.Resumed + res.Sweep.LookedUp
 	c.msg = fmt.Sprintf("sweep: walk paused after %d of %d accessors: %s; it resumes from there when a run next starts it", done, res.Walk.Listed, why)
@@ -133,7 +135,9 @@ func sweepSummary(cfg renew.Config, res renew.Result, apply bool) closing {
 		c.msg = "sweep: the ledger is complete since " + stamp(res.Ledger.WholeSince) + "; nothing to walk"
 		return c
 	}
-	if len(sw.Failed) > 0 {
+	// A lookup that failed and then passed at the end's second look is no
+	// failure of the walk: what failed is what is still failed.
+	if len(sw.Failed) > 0 || (apply && !res.Walk.Complete) {
 		c.end, c.level = endFailed, zerolog.ErrorLevel
 	}
 	verb, n := "would revoke", len(sw.Stale)
@@ -150,7 +154,7 @@ func sweepSummary(cfg renew.Config, res renew.Result, apply bool) closing {
 	case apply && res.Walk.Complete && res.Gap == ledger.NoGap:
 		c.msg += "; the ledger is complete again"
 	case apply && res.Walk.Complete:
-		c.msg += "; the ledger still has a gap: " + mayRemain(res.Gap) + " (a create sent while the walk ran); the next run starts another walk"
+		c.msg += "; the ledger still has a gap: " + mayRemain(res.Gap) + " (a create sent while the walk ran, or in the " + fmtDur(ledger.CreateGrace) + " before it, may have minted after its list); a run after that starts another walk"
 		c.level = zerolog.WarnLevel
 	case apply:
 		c.msg += "; some lookups failed: the walk keeps them and looks them up again when it next runs"
@@ -169,7 +173,7 @@ func (c *cli) recordWalk(log zerolog.Logger, res renew.Result, line closing) {
 	if err != nil {
 		return
 	}
-	w := runstate.WalkEnd{Time: c.now(), Summary: line.msg, Failed: line.end != endOK, Idle: res.Walk.Idle}
+	w := runstate.WalkEnd{Time: c.now(), Summary: safetext.Text(line.msg), Failed: line.end != endOK, Idle: res.Walk.Idle}
 	st, err := runstate.Update(path, func(prev runstate.State) runstate.State { prev.LastWalk = &w; return prev })
 	if err != nil {
 		log.Warn().Err(err).Str("state_file", path).Msg("could not record how the walk ended")

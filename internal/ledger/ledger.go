@@ -11,7 +11,8 @@
 // The ledger is plain data kept in the run state (never a secret: accessors
 // only), and every change to it is a pure method returning a new Ledger, so
 // the rules are table-tested without Vault or a disk. What it cannot know it
-// says (Gap): then a heal walks, as before the ledger.
+// says (Gap): a heal never walks, and the walk of its own (Walk) closes the
+// gap.
 package ledger
 
 import (
@@ -232,9 +233,9 @@ func (l Ledger) Forget(accessors ...string) Ledger {
 // exactly alive (this machine's tokens the walk left alive), and trusted
 // from now on. What the ledger recorded since the walk started stays as it
 // is, because the walk's LIST could not have seen it: a token a heal minted
-// meanwhile, and a create sent meanwhile whose answer was lost (still a
-// gap). Every older unrecorded create is accounted for: the walk saw
-// whatever it minted.
+// meanwhile, and a create sent meanwhile (or within CreateGrace before it)
+// whose answer was lost, still a gap. Every older unrecorded create is
+// accounted for: the walk saw whatever it minted.
 func (l Ledger) Whole(now, started time.Time, alive []string) Ledger {
 	out := Ledger{Vault: l.Vault, WholeSince: now.UTC()}
 	for _, a := range alive {
@@ -250,12 +251,17 @@ func (l Ledger) Whole(now, started time.Time, alive []string) Ledger {
 		}
 	}
 	for _, t := range l.Unrecorded {
-		if !t.Before(started) {
+		if !t.Before(started.Add(-CreateGrace)) {
 			out.Unrecorded = append(out.Unrecorded, t)
 		}
 	}
 	return out
 }
+
+// CreateGrace is how long before a walk's LIST a create may have been sent
+// and still be minted after it (a slow Vault, an answer given up on): such
+// an unrecorded create stays a gap, for the next walk to close.
+const CreateGrace = 5 * time.Minute
 
 // WalkFrom begins a walk whose first LIST is sent at started, or resumes
 // the one under way (another of its runs).

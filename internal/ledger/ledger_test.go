@@ -90,14 +90,19 @@ func TestFold(t *testing.T) {
 				return l.Swept(sweep.Report{Listed: 2, LookedUp: 1, Stale: []sweep.Token{tok("old")}}, held(l), at(2))
 			},
 			[]string{"old", "b"}, NoGap, 0},
-		{"a complete walk makes the ledger whole: the alive, no unrecorded create", Ledger{}.Sent(at(1)).Found("x", at(1)),
+		{"a complete walk makes the ledger whole: the alive, no unrecorded create", Ledger{}.Sent(at(-10)).Found("x", at(1)),
 			func(l Ledger) Ledger {
 				return l.WalkFrom(at(2), 900).Step("zz", sweep.Report{Listed: 900, LookedUp: 900, Kept: []sweep.Token{tok("new")},
 					Stale: []sweep.Token{tok("x"), tok("stranded"), tok("stuck")}, Revoked: []string{"x", "stranded"},
 					Failed: []sweep.Failure{{Accessor: "stuck", Op: sweep.OpRevoke}}}, at(9)).Finish(at(9))
 			},
 			[]string{"new", "stuck"}, NoGap, 0},
-		{"a walk in steps: what the ledger recorded since the walk began stays, a create sent meanwhile stays a gap", Ledger{}.Sent(at(1)).Found("x", at(1)),
+		{"a create sent just before the walk's LIST may mint after it: it stays a gap", Ledger{}.Sent(at(0)),
+			func(l Ledger) Ledger {
+				return l.WalkFrom(at(2), 9).Step("zz", sweep.Report{Listed: 9, LookedUp: 9}, at(3)).Finish(at(3))
+			},
+			[]string{}, Unrecorded, 1},
+		{"a walk in steps: what the ledger recorded since the walk began stays, a create sent meanwhile stays a gap", Ledger{}.Sent(at(-10)).Found("x", at(1)),
 			func(l Ledger) Ledger {
 				l = l.WalkFrom(at(2), 9).Step("m", sweep.Report{Listed: 5, LookedUp: 5, Stale: []sweep.Token{tok("x")}, Revoked: []string{"x"}}, at(3))
 				l = l.Sent(at(4)).Answered(at(4), "healed", at(4)).Sent(at(5))

@@ -79,6 +79,24 @@ func (s LedgerStore) Load() (ledger.Ledger, error) {
 	return st.LedgerFor(s.File), err
 }
 
+// Spared are the accessors held by the ledgers of the other token files
+// in the state: each file's own runs retire its stale tokens, never
+// another file's walk.
+func (s LedgerStore) Spared() []string {
+	st, err := Load(s.Path)
+	if err != nil {
+		return nil
+	}
+	key := LedgerKey(s.File)
+	var out []string
+	for k, l := range st.Ledgers {
+		if k != key {
+			out = append(out, l.Accessors()...)
+		}
+	}
+	return out
+}
+
 // Fold applies fn to this token file's ledger as it is stored and saves
 // the result, under the state file's lock, leaving the rest of the state
 // (other token files' ledgers included) as it is; it returns the ledger

@@ -82,7 +82,10 @@ func New(cfg *vault.Config) (*Client, error) {
 	if t, ok := cfg.HttpClient.Transport.(*http.Transport); ok {
 		t.MaxIdleConnsPerHost = maxIdlePerHost
 	}
-	if _, ok := cfg.HttpClient.Transport.(limitTransport); !ok && cfg.HttpClient.Transport != nil {
+	// The API client dials a unix:// address (a Vault Agent's socket) only
+	// through its own *http.Transport; such a local socket keeps it.
+	unix := strings.HasPrefix(cfg.Address, "unix://") || strings.HasPrefix(cfg.AgentAddress, "unix://")
+	if _, ok := cfg.HttpClient.Transport.(limitTransport); !ok && cfg.HttpClient.Transport != nil && !unix {
 		cfg.HttpClient.Transport = limitTransport{base: cfg.HttpClient.Transport}
 	}
 	c, err := vault.NewClient(cfg)
@@ -307,7 +310,7 @@ func (e *APIError) Error() string {
 	if msg == "" {
 		msg = "no error text"
 	}
-	return fmt.Sprintf("%s: vault answered %d: %s", e.Op, e.Status, safetext.Cut(safetext.Escape(msg), maxErrorText))
+	return fmt.Sprintf("%s: vault answered %d: %s", safetext.Value(e.Op), e.Status, safetext.Cut(safetext.Escape(msg), maxErrorText))
 }
 
 // maxErrorText bounds the text of Vault's error in a log line.

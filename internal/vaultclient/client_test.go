@@ -388,3 +388,17 @@ func TestAddressIsRedacted(t *testing.T) {
 		t.Fatalf("Address() = %q", got)
 	}
 }
+
+// TestUnixSocketAddressStillWorks: a Vault Agent's socket (unix://) is
+// dialled by the API client's own transport, which the size limit must not
+// replace there.
+func TestUnixSocketAddressStillWorks(t *testing.T) {
+	t.Setenv("VAULT_ADDR", "unix:///run/vault-agent.sock")
+	c, err := FromSettings(ReadSettings(os.LookupEnv))
+	if err != nil {
+		t.Fatalf("a unix:// address: %v", err)
+	}
+	if _, err := c.as("tok"); err != nil {
+		t.Fatalf("a clone for a unix:// address: %v", err)
+	}
+}
