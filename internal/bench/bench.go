@@ -248,23 +248,63 @@ func (e *env) measure(fn func() (time.Duration, int64, error)) (time.Duration, i
 	return median(ds), peak, nil
 }
 
-// run times a command and reads its peak RSS from the kernel.
+// run times a command and reads its peak RSS.
 func (e *env) run(env []string, name string, args ...string) (time.Duration, int64, []byte, error) {
 	cmd := exec.CommandContext(e.ctx, name, args...)
 	cmd.Env = env
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
-	err := cmd.Run()
-	d := time.Since(start)
+	err := cmd.Start()
 	var peak int64
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		peak = ru.Maxrss // KB on Linux
+	if err == nil {
+		hwm := make(chan int64, 1)
+		go func() { hwm <- PeakKB(cmd.Process.Pid) }()
+		err = cmd.Wait()
+		peak = Peak(<-hwm, cmd.ProcessState)
 	}
+	d := time.Since(start)
 	if err != nil {
 		return d, peak, out.Bytes(), fmt.Errorf("%s %s: %w\n%s", filepath.Base(name), strings.Join(args, " "), err, out.String())
 	}
 	return d, peak, out.Bytes(), nil
+}
+
+// PeakKB polls a process's own peak RSS (VmHWM, in kB) until it exits,
+// and returns the highest it read; 0 when it read none (a process too
+// short-lived to catch).
+func PeakKB(pid int) int64 {
+	var peak int64
+	for {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			return peak
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+				var kb int64
+				fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+				peak = max(peak, kb)
+			}
+		}
+		if strings.Contains(string(b), "State:\tZ") {
+			return peak
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Peak is a process's peak RSS in kB: VmHWM as polled (its own), else
+// wait4's maxrss, an upper bound only: for a child Go starts with vfork it
+// counts the parent's memory at the exec too.
+func Peak(polled int64, ps *os.ProcessState) int64 {
+	if polled > 0 {
+		return polled
+	}
+	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+		return ru.Maxrss
+	}
+	return 0
 }
 
 func (e *env) toolEnv() []string {

@@ -242,13 +242,12 @@ func (u *user) walk(what string, args []string, killAt float64) (Row, error) {
 	if killAt > 0 {
 		go u.killPast(cmd.Process, killAt)
 	}
+	hwm := make(chan int64, 1)
+	go func() { hwm <- PeakKB(cmd.Process.Pid) }()
 	werr := cmd.Wait()
 	d := time.Since(start)
 	seen, _ := u.c.Take()
-	var peak int64
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		peak = ru.Maxrss
-	}
+	peak := Peak(<-hwm, cmd.ProcessState)
 	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	last := string(lastLine(out.Bytes()))
 	complete := werr == nil && (strings.Contains(last, "the ledger is complete again") || strings.Contains(last, "nothing to walk"))
