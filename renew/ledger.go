@@ -104,7 +104,7 @@ func (b *book) gap() ledger.Gap {
 // the ledger: each attempt is recorded as sent before it goes out, and
 // cleared once Vault's answer is in. A lost answer, a crash or a kill in
 // between leaves the ledger knowing that a token may exist which nobody
-// holds, so the next heal walks. This stage owns the create's retries (the
+// holds, so the walk looks for it. This stage owns the create's retries (the
 // adapter turns the API client's off for it): a retry made below us would
 // mint again with no record of the first attempt.
 func create(ctx context.Context, v Vault, cfg Config, foreign string, b *book, log zerolog.Logger) (Created, error) {

@@ -70,7 +70,7 @@ func Update(path string, fn func(State) State) (State, error) {
 type LedgerStore struct{ Path, File string }
 
 // Load returns the stored ledger; a missing or unreadable state is a zero
-// Ledger, which is never whole, so the next heal walks.
+// Ledger, which is never whole: a gap the walk closes.
 func (s LedgerStore) Load() (ledger.Ledger, error) {
 	st, err := Load(s.Path)
 	if errors.Is(err, ErrNoState) {

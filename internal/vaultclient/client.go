@@ -178,7 +178,7 @@ func (c *Client) CreateOrphan(ctx context.Context, token string, spec renew.Spec
 	}
 	if s == nil || s.Auth == nil || s.Auth.ClientToken == "" || s.Auth.Accessor == "" {
 		// Without an accessor the ledger could not hold what was minted:
-		// an error keeps the create unrecorded, so the next heal walks.
+		// an error keeps the create unrecorded, a gap the walk closes.
 		return renew.Created{}, errors.New("token create answered without a token or its accessor")
 	}
 	return renew.Created{Secret: s.Auth.ClientToken, Accessor: s.Auth.Accessor, Warnings: s.Warnings}, nil
