@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/devvm/vault-token-renew/failure"
+
 	"github.com/rs/zerolog"
 
 	"github.com/devvm/vault-token-renew/internal/ledger"
@@ -124,7 +126,7 @@ func create(ctx context.Context, v Vault, cfg Config, foreign string, b *book, l
 			b.update(func(l ledger.Ledger) ledger.Ledger { return l.Answered(sent, c.Accessor, cfg.now()) })
 			return c, nil
 		}
-		if status, answered := vaultStatus(err); answered && (status == 400 || status == 403 || status == 429) {
+		if status, answered := failure.Status(err); answered && (status == 400 || status == 403 || status == 429) {
 			// Vault refused (or was too busy to start): nothing was minted.
 			// Any other status, a proxy's 408 or 502 among them, may have
 			// come after Vault minted, and stays unrecorded.
@@ -145,8 +147,8 @@ func create(ctx context.Context, v Vault, cfg Config, foreign string, b *book, l
 // mayRetryCreate says whether a failed create is worth another attempt:
 // Vault too busy (429), failing (5xx but a sealed 503), or no answer at all.
 func mayRetryCreate(err error) bool {
-	switch Classify(err, true) {
-	case CauseServer, CauseUnreachable, CauseClientTimeout:
+	switch failure.Classify(err, failure.AskMore) {
+	case failure.CauseServer, failure.CauseUnreachable, failure.CauseClientTimeout:
 		return true
 	}
 	return false

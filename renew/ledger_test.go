@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/devvm/vault-token-renew/failure"
+
 	"github.com/devvm/vault-token-renew/internal/ledger"
 )
 
@@ -189,7 +191,7 @@ func TestUnrecordableCreateIsNotSent(t *testing.T) {
 	cfg, p := setup(t, "oidc-secret")
 	cfg.Ledger = store
 	res, err := Run(context.Background(), f, cfg)
-	if err == nil || res.Stage != StageCreate || res.Cause != CauseFilesystem {
+	if err == nil || res.Stage != failure.StageCreate || res.Cause != failure.CauseFilesystem {
 		t.Fatalf("err %v stage %v cause %v, want a filesystem failure at the create", err, res.Stage, res.Cause)
 	}
 	if len(f.created) != 0 {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/devvm/vault-token-renew/failure"
+
 	"github.com/devvm/vault-token-renew/tokenfile"
 )
 
@@ -36,7 +38,7 @@ func open(ctx context.Context, v Vault, cfg Config, lock bool) (opened, Result, 
 			if ctx.Err() != nil {
 				err = fmt.Errorf("%w (%w)", err, ctx.Err())
 			}
-			res, err := res.fail(StageLock, false, err)
+			res, err := res.fail(failure.StageLock, failure.AskToken, err)
 			return o, res, err
 		}
 		o.lock = l
@@ -44,7 +46,7 @@ func open(ctx context.Context, v Vault, cfg Config, lock bool) (opened, Result, 
 	tok, err := tokenfile.Read(cfg.TokenFile)
 	if err != nil {
 		o.close()
-		res, err := res.fail(StageRead, false, err)
+		res, err := res.fail(failure.StageRead, failure.AskToken, err)
 		return opened{}, res, err
 	}
 	if lock {
@@ -53,7 +55,7 @@ func open(ctx context.Context, v Vault, cfg Config, lock bool) (opened, Result, 
 	cur, err := v.LookupSelf(ctx, tok)
 	if err != nil {
 		o.close()
-		res, err := res.fail(StageLookup, false, fmt.Errorf("token in %s: %w", cfg.TokenFile, err))
+		res, err := res.fail(failure.StageLookup, failure.AskToken, fmt.Errorf("token in %s: %w", cfg.TokenFile, err))
 		return opened{}, res, err
 	}
 	res.Current, o.token = cur, tok

@@ -2,7 +2,7 @@
 // periodic token, heal a foreign clobber by re-minting with the foreign
 // token's own authority, or fail without touching the token file.
 //
-// The decisions (IsOurs, JudgeMinted, JudgeTTL, Classify, sweep.Judge and the
+// The decisions (IsOurs, JudgeMinted, JudgeTTL, failure.Classify, sweep.Judge and the
 // ledger's fold) are pure; Vault is reached only through the Vault interface
 // and the ledger only through LedgerStore, so that the whole behaviour
 // matrix runs against fakes in unit tests and a real dev server in
@@ -16,6 +16,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/devvm/vault-token-renew/decide"
+	"github.com/devvm/vault-token-renew/failure"
+
 	"github.com/rs/zerolog"
 
 	"github.com/devvm/vault-token-renew/internal/ledger"
@@ -28,13 +31,13 @@ import (
 // as, because a heal acts as three: the foreign token, the new one, and
 // never the environment's VAULT_TOKEN.
 type Vault interface {
-	LookupSelf(ctx context.Context, token string) (TokenInfo, error)
+	LookupSelf(ctx context.Context, token string) (decide.TokenInfo, error)
 	// RenewSelf renews token and returns its TTL after the renewal.
 	RenewSelf(ctx context.Context, token string) (Renewal, error)
 	// CreateOrphan is one auth/token/create with no_parent and s's meta, as
 	// token: one attempt, never retried below this interface, because
 	// every attempt must be written ahead in the ledger (create).
-	CreateOrphan(ctx context.Context, token string, s Spec) (Created, error)
+	CreateOrphan(ctx context.Context, token string, s decide.Spec) (Created, error)
 	RevokeSelf(ctx context.Context, token string) error
 	// CanCreateOrphan asks Vault (capabilities-self) whether token may mint
 	// a periodic orphan; used only by dry runs, which must not mint.
@@ -78,9 +81,6 @@ var (
 	// it mint (or it is a kind of token that never can). This is DRIFT: the
 	// file is untouched and a human must look.
 	ErrHealDenied = errors.New("heal denied — foreign token lacks create authority; investigate what wrote it")
-	// ErrMintRejected: Vault minted a token that failed the sanity check; it
-	// was revoked and the file is untouched.
-	ErrMintRejected = errors.New("minted token failed the sanity check")
 )
 
 // Action is what a run did, or would do in a dry run.
@@ -95,7 +95,7 @@ const (
 // Config is one run's settings.
 type Config struct {
 	TokenFile   string
-	Spec        Spec
+	Spec        decide.Spec
 	DryRun      bool
 	Concurrency int           // sweep lookups in flight
 	MaxRPS      float64       // sweep requests per second; 0 for no cap
@@ -151,12 +151,12 @@ type Result struct {
 	Action  Action
 	DryRun  bool
 	Path    string
-	Current TokenInfo // the token found in the file
+	Current decide.TokenInfo // the token found in the file
 	TTL     time.Duration
 	// New is the token a heal minted: its accessor once Vault answered the
 	// create, all of it once its check looked it up. NewRevoked says
 	// whether a failed heal managed to revoke it.
-	New        TokenInfo
+	New        decide.TokenInfo
 	NewRevoked bool
 	Sweep      sweep.Report
 	// SweepErr is why the sweep did not finish; a heal stands, but a
@@ -170,21 +170,21 @@ type Result struct {
 	Walk *WalkRun
 	// Ledger is the ledger as the run left it.
 	Ledger ledger.Ledger
-	Stage  Stage // the step a failure happened in
-	Cause  Cause
+	Stage  failure.Stage // the step a failure happened in
+	Cause  failure.Cause
 	// Refusal is why the heal was denied: Vault's answer to the create, or
 	// why this kind of token can never mint (CannotMint).
 	Refusal string
 	// Cap is what Vault's TTL caps mean for the token the file now holds.
-	Cap TTLVerdict
+	Cap decide.TTLVerdict
 	// VaultWarnings are the warnings Vault attached to the renew or create.
 	VaultWarnings []string
 }
 
-func (r *Result) fail(stage Stage, asked bool, err error) (Result, error) {
+func (r *Result) fail(stage failure.Stage, ask failure.Ask, err error) (Result, error) {
 	r.Stage = stage
-	if r.Cause == CauseUnknown {
-		r.Cause = Classify(err, asked)
+	if r.Cause == failure.CauseUnknown {
+		r.Cause = failure.Classify(err, ask)
 	}
 	return *r, err
 }
@@ -198,7 +198,7 @@ func Run(ctx context.Context, v Vault, cfg Config) (Result, error) {
 	defer o.close()
 	b := openBook(cfg, !cfg.DryRun)
 	switch {
-	case IsOurs(res.Current, cfg.Spec):
+	case decide.IsOurs(res.Current, cfg.Spec):
 		res, err = renewOurs(ctx, v, cfg, o.token, res, b)
 	case cfg.DryRun:
 		res, err = dryHeal(ctx, v, cfg, o.token, res, b)
@@ -224,13 +224,13 @@ func renewOurs(ctx context.Context, v Vault, cfg Config, tok string, res Result,
 	}
 	r, err := v.RenewSelf(ctx, tok)
 	if err != nil {
-		return res.fail(StageRenew, false, fmt.Errorf("accessor %s: %w", res.Current.Accessor, err))
+		return res.fail(failure.StageRenew, failure.AskToken, fmt.Errorf("accessor %s: %w", res.Current.Accessor, err))
 	}
 	res.TTL, res.VaultWarnings = r.TTL, r.Warnings
-	res.Cap = JudgeTTL(res.Current, r.TTL, cfg.now())
+	res.Cap = decide.JudgeTTL(res.Current, r.TTL, cfg.now())
 	if res.Cap.Fatal {
-		res.Cause = CauseCapped
-		return res.fail(StageCap, false, fmt.Errorf("%w: accessor %s has %s left", ErrCapped, res.Current.Accessor, r.TTL))
+		res.Cause = failure.CauseCapped
+		return res.fail(failure.StageCap, failure.AskToken, fmt.Errorf("%w: accessor %s has %s left", failure.ErrCapped, res.Current.Accessor, r.TTL))
 	}
 	if !b.l.Has(res.Current.Accessor) {
 		b.update(func(l ledger.Ledger) ledger.Ledger { return l.Found(res.Current.Accessor, cfg.now()) })
@@ -247,31 +247,29 @@ func renewOurs(ctx context.Context, v Vault, cfg Config, tok string, res Result,
 func heal(ctx context.Context, v Vault, cfg Config, foreign string, res Result, b *book) (Result, error) {
 	log := cfg.Log.With().Str("foreign_accessor", res.Current.Accessor).Str("foreign_display_name", safetext.Value(res.Current.DisplayName)).Logger()
 	res.Action = ActionHeal
-	if why := CannotMint(res.Current); why != "" {
-		res.Action, res.Refusal, res.Cause = ActionRefuse, why, CauseRefused
-		return res.fail(StageCreate, true, fmt.Errorf("%w: %s", ErrHealDenied, why))
+	if why := decide.CannotMint(res.Current); why != "" {
+		res.Action, res.Refusal, res.Cause = ActionRefuse, why, failure.CauseRefused
+		return res.fail(failure.StageCreate, failure.AskMore, fmt.Errorf("%w: %s", ErrHealDenied, why))
 	}
 	c, err := create(ctx, v, cfg, foreign, b, log)
 	if err != nil {
-		if Classify(err, true) == CauseRefused {
+		if failure.Classify(err, failure.AskMore) == failure.CauseRefused {
 			res.Action, res.Refusal = ActionRefuse, err.Error()
-			return res.fail(StageCreate, true, fmt.Errorf("%w: %w", ErrHealDenied, err))
+			return res.fail(failure.StageCreate, failure.AskMore, fmt.Errorf("%w: %w", ErrHealDenied, err))
 		}
-		return res.fail(StageCreate, true, fmt.Errorf("as foreign accessor %s: %w", res.Current.Accessor, err))
+		return res.fail(failure.StageCreate, failure.AskMore, fmt.Errorf("as foreign accessor %s: %w", res.Current.Accessor, err))
 	}
 	res.VaultWarnings, res.New.Accessor = c.Warnings, c.Accessor
 	log.Info().Str("accessor", c.Accessor).Msg("minted periodic token with the foreign token's authority")
 
 	if stage, err := checkNew(ctx, v, cfg, c, &res); err != nil {
 		res.NewRevoked = discard(ctx, v, log, c, b)
-		// A just-minted token that Vault will not look up is Vault refusing
-		// the check, not a dead token in the file.
-		return res.fail(stage, stage == StageCheck, err)
+		return res.fail(stage, checkAsk(stage), err)
 	}
 	if err := writeToken(cfg, c.Secret); err != nil {
 		if !errors.Is(err, tokenfile.ErrNotDurable) {
 			res.NewRevoked = discard(ctx, v, log, c, b)
-			return res.fail(StageWrite, false, err)
+			return res.fail(failure.StageWrite, failure.AskToken, err)
 		}
 		// The rename happened: the file holds the new token. Revoking it now
 		// would leave a dead token in the file, so carry on and say so.
@@ -285,23 +283,32 @@ func heal(ctx context.Context, v Vault, cfg Config, foreign string, res Result, 
 	return res, nil
 }
 
+// checkAsk: a just-minted token that Vault will not look up is Vault
+// refusing the check, not a dead token in the file.
+func checkAsk(stage failure.Stage) failure.Ask {
+	if stage == failure.StageCheck {
+		return failure.AskMore
+	}
+	return failure.AskToken
+}
+
 // checkNew looks the new token up as itself and judges it: the sanity
 // predicate, then Vault's TTL caps.
-func checkNew(ctx context.Context, v Vault, cfg Config, c Created, res *Result) (Stage, error) {
+func checkNew(ctx context.Context, v Vault, cfg Config, c Created, res *Result) (failure.Stage, error) {
 	info, err := v.LookupSelf(ctx, c.Secret)
 	if err != nil {
-		return StageCheck, fmt.Errorf("minted accessor %s: %w", c.Accessor, err)
+		return failure.StageCheck, fmt.Errorf("minted accessor %s: %w", c.Accessor, err)
 	}
 	res.New = info
-	if j := JudgeMinted(info, cfg.Spec); !j.OK() {
-		return StageCheck, fmt.Errorf("%w: accessor %s: %s", ErrMintRejected, c.Accessor, strings.Join(j.Problems, "; "))
+	if j := decide.JudgeMinted(info, cfg.Spec); !j.OK() {
+		return failure.StageCheck, fmt.Errorf("%w: accessor %s: %s", failure.ErrMintRejected, c.Accessor, strings.Join(j.Problems, "; "))
 	}
-	res.Cap = JudgeTTL(info, info.TTL, cfg.now())
+	res.Cap = decide.JudgeTTL(info, info.TTL, cfg.now())
 	if res.Cap.Fatal {
-		res.Cause = CauseCapped
-		return StageCap, fmt.Errorf("%w: minted accessor %s has %s", ErrCapped, c.Accessor, info.TTL)
+		res.Cause = failure.CauseCapped
+		return failure.StageCap, fmt.Errorf("%w: minted accessor %s has %s", failure.ErrCapped, c.Accessor, info.TTL)
 	}
-	return StageNone, nil
+	return failure.StageNone, nil
 }
 
 // discard revokes a new token the file will not hold and says whether it
@@ -332,17 +339,17 @@ func writeToken(cfg Config, secret string) error {
 // included), and the periodic tokens a heal would revoke from the ledger,
 // as the heal itself would find them.
 func dryHeal(ctx context.Context, v Vault, cfg Config, foreign string, res Result, b *book) (Result, error) {
-	if why := CannotMint(res.Current); why != "" {
-		res.Action, res.Refusal, res.Cause = ActionRefuse, why, CauseRefused
-		return res.fail(StageCreate, true, fmt.Errorf("%w: %s", ErrHealDenied, why))
+	if why := decide.CannotMint(res.Current); why != "" {
+		res.Action, res.Refusal, res.Cause = ActionRefuse, why, failure.CauseRefused
+		return res.fail(failure.StageCreate, failure.AskMore, fmt.Errorf("%w: %s", ErrHealDenied, why))
 	}
 	ok, err := v.CanCreateOrphan(ctx, foreign)
 	if err != nil {
-		return res.fail(StageCapabilities, false, fmt.Errorf("foreign accessor %s: %w", res.Current.Accessor, err))
+		return res.fail(failure.StageCapabilities, failure.AskToken, fmt.Errorf("foreign accessor %s: %w", res.Current.Accessor, err))
 	}
 	if !ok {
-		res.Action, res.Cause = ActionRefuse, CauseRefused
-		return res.fail(StageCreate, true, ErrHealDenied)
+		res.Action, res.Cause = ActionRefuse, failure.CauseRefused
+		return res.fail(failure.StageCreate, failure.AskMore, ErrHealDenied)
 	}
 	res.Action = ActionHeal
 	b.checkVault(ctx, v)

@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/devvm/vault-token-renew/decide"
+	"github.com/devvm/vault-token-renew/failure"
+
 	"github.com/rs/zerolog"
 
 	"github.com/devvm/vault-token-renew/internal/ledger"
@@ -25,14 +28,14 @@ import (
 )
 
 // fakeVault is a token store in memory, keyed by secret. It answers with
-// StatusError values, as the real adapter does.
+// failure.StatusError values, as the real adapter does.
 type fakeVault struct {
 	mu        sync.Mutex
-	bySecret  map[string]*TokenInfo
-	createErr map[string]error // by secret: how Vault answers that token's create
-	mintAs    func(*TokenInfo) // lets a test make Vault mint something odd
-	lookupErr error            // every lookup-self fails with this
-	lookupN   int              // ... only after this many successful lookups
+	bySecret  map[string]*decide.TokenInfo
+	createErr map[string]error        // by secret: how Vault answers that token's create
+	mintAs    func(*decide.TokenInfo) // lets a test make Vault mint something odd
+	lookupErr error                   // every lookup-self fails with this
+	lookupN   int                     // ... only after this many successful lookups
 	renewErr  error
 	revokeErr map[string]error // by accessor
 	renewed   []string
@@ -86,25 +89,25 @@ func (f *fakeVault) capped(d time.Duration) (time.Duration, []string) {
 }
 
 func newFake() *fakeVault {
-	return &fakeVault{bySecret: map[string]*TokenInfo{}, createErr: map[string]error{}, revokeErr: map[string]error{}}
+	return &fakeVault{bySecret: map[string]*decide.TokenInfo{}, createErr: map[string]error{}, revokeErr: map[string]error{}}
 }
 
-func (f *fakeVault) add(secret string, info TokenInfo) {
+func (f *fakeVault) add(secret string, info decide.TokenInfo) {
 	f.bySecret[secret] = &info
 }
 
-func (f *fakeVault) LookupSelf(_ context.Context, tok string) (TokenInfo, error) {
+func (f *fakeVault) LookupSelf(_ context.Context, tok string) (decide.TokenInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.lookupErr != nil {
 		if f.lookupN == 0 {
-			return TokenInfo{}, f.lookupErr
+			return decide.TokenInfo{}, f.lookupErr
 		}
 		f.lookupN--
 	}
 	i, ok := f.bySecret[tok]
 	if !ok {
-		return TokenInfo{}, respErr(403, "permission denied", "invalid token")
+		return decide.TokenInfo{}, respErr(403, "permission denied", "invalid token")
 	}
 	return *i, nil
 }
@@ -125,7 +128,7 @@ func (f *fakeVault) RenewSelf(_ context.Context, tok string) (Renewal, error) {
 	return Renewal{TTL: i.TTL, Warnings: warn}, nil
 }
 
-func (f *fakeVault) CreateOrphan(_ context.Context, tok string, s Spec) (Created, error) {
+func (f *fakeVault) CreateOrphan(_ context.Context, tok string, s decide.Spec) (Created, error) {
 	if f.beforeCreate != nil {
 		f.beforeCreate()
 	}
@@ -137,7 +140,7 @@ func (f *fakeVault) CreateOrphan(_ context.Context, tok string, s Spec) (Created
 	f.n++
 	secret, acc := fmt.Sprintf("minted-secret-%d", f.n), fmt.Sprintf("minted-acc-%d", f.n)
 	ttl, warn := f.capped(s.Period)
-	info := &TokenInfo{Accessor: acc, DisplayName: "token-" + s.DisplayName, Period: s.Period, TTL: ttl,
+	info := &decide.TokenInfo{Accessor: acc, DisplayName: "token-" + s.DisplayName, Period: s.Period, TTL: ttl,
 		Orphan: true, Policies: append([]string{"default"}, s.Policies...), Meta: s.Meta()}
 	if f.mintAs != nil {
 		f.mintAs(info)
@@ -203,7 +206,7 @@ func (a fakeAccessors) Lookup(ctx context.Context, acc string) (sweep.Token, err
 	a.f.lookedUp++
 	for _, i := range a.f.bySecret {
 		if i.Accessor == acc {
-			return sweep.Token{Accessor: acc, DisplayName: i.DisplayName, Period: i.Period, Host: i.Meta[MetaHost], User: i.Meta[MetaUser]}, nil
+			return sweep.Token{Accessor: acc, DisplayName: i.DisplayName, Period: i.Period, Host: i.Meta[decide.MetaHost], User: i.Meta[decide.MetaUser]}, nil
 		}
 	}
 	return sweep.Token{}, sweep.ErrVanished
@@ -228,14 +231,14 @@ func (a fakeAccessors) Revoke(_ context.Context, acc string) error {
 // from earlier re-mints, an OIDC login token, a weak k8s token, a near miss.
 func world() *fakeVault {
 	f := newFake()
-	f.add("ours-secret", TokenInfo{Accessor: "ours-acc", DisplayName: "token-devvm-wizard", Period: 768 * time.Hour, TTL: time.Hour, Orphan: true, Policies: []string{"default", "sops-admin", "vault-admin"}})
-	f.add("stale1-secret", TokenInfo{Accessor: "stale1-acc", DisplayName: "token-devvm-wizard", Period: 768 * time.Hour, Meta: spec.Meta()})
-	f.add("stale2-secret", TokenInfo{Accessor: "stale2-acc", DisplayName: "token-devvm-wizard", Period: 768 * time.Hour})
-	f.add("otherhost-secret", TokenInfo{Accessor: "otherhost-acc", DisplayName: "token-devvm-wizard", Period: 768 * time.Hour,
-		Meta: map[string]string{MetaManagedBy: ManagedBy, MetaHost: "devvm-b", MetaUser: "wizard"}})
-	f.add("oidc-secret", TokenInfo{Accessor: "oidc-acc", DisplayName: "oidc-wizard", TTL: 168 * time.Hour, IdentityPolicies: []string{"vault-admin", "sops-admin"}})
-	f.add("weak-secret", TokenInfo{Accessor: "weak-acc", DisplayName: "kubernetes-woodpecker-default", Policies: []string{"default"}})
-	f.add("near-secret", TokenInfo{Accessor: "near-acc", DisplayName: "token-devvm-wizard2"})
+	f.add("ours-secret", decide.TokenInfo{Accessor: "ours-acc", DisplayName: "token-devvm-wizard", Period: 768 * time.Hour, TTL: time.Hour, Orphan: true, Policies: []string{"default", "sops-admin", "vault-admin"}})
+	f.add("stale1-secret", decide.TokenInfo{Accessor: "stale1-acc", DisplayName: "token-devvm-wizard", Period: 768 * time.Hour, Meta: spec.Meta()})
+	f.add("stale2-secret", decide.TokenInfo{Accessor: "stale2-acc", DisplayName: "token-devvm-wizard", Period: 768 * time.Hour})
+	f.add("otherhost-secret", decide.TokenInfo{Accessor: "otherhost-acc", DisplayName: "token-devvm-wizard", Period: 768 * time.Hour,
+		Meta: map[string]string{decide.MetaManagedBy: decide.ManagedBy, decide.MetaHost: "devvm-b", decide.MetaUser: "wizard"}})
+	f.add("oidc-secret", decide.TokenInfo{Accessor: "oidc-acc", DisplayName: "oidc-wizard", TTL: 168 * time.Hour, IdentityPolicies: []string{"vault-admin", "sops-admin"}})
+	f.add("weak-secret", decide.TokenInfo{Accessor: "weak-acc", DisplayName: "kubernetes-woodpecker-default", Policies: []string{"default"}})
+	f.add("near-secret", decide.TokenInfo{Accessor: "near-acc", DisplayName: "token-devvm-wizard2"})
 	f.createErr["weak-secret"] = respErr(403, "permission denied")
 	f.createErr["ours-secret"] = nil
 	return f
@@ -314,7 +317,7 @@ func TestAdminClobberHeals(t *testing.T) {
 	if _, alive := f.bySecret["otherhost-secret"]; !alive {
 		t.Fatal("another machine's periodic token was revoked")
 	}
-	if got := f.bySecret["minted-secret-1"].Meta; got[MetaHost] != "devvm-a" || got[MetaUser] != "wizard" || got[MetaManagedBy] != ManagedBy {
+	if got := f.bySecret["minted-secret-1"].Meta; got[decide.MetaHost] != "devvm-a" || got[decide.MetaUser] != "wizard" || got[decide.MetaManagedBy] != decide.ManagedBy {
 		t.Fatalf("minted token's meta %v", got)
 	}
 }
@@ -352,7 +355,7 @@ func TestCreateServerErrorIsFailNotDrift(t *testing.T) {
 	if err == nil || errors.Is(err, ErrHealDenied) {
 		t.Fatalf("err = %v, want a plain failure", err)
 	}
-	if res.Stage != StageCreate || res.Cause != CauseServer {
+	if res.Stage != failure.StageCreate || res.Cause != failure.CauseServer {
 		t.Fatalf("stage %q cause %v", res.Stage, res.Cause)
 	}
 	fileIs(t, p, "oidc-secret")
@@ -363,12 +366,12 @@ func TestLookupFailuresAreFailAndFileUntouched(t *testing.T) {
 		name  string
 		err   error
 		file  string
-		cause Cause
+		cause failure.Cause
 	}{
 		{"unreachable", fmt.Errorf("lookup-self: %w", &url.Error{Op: "Get", URL: "http://127.0.0.1:1/v1/auth/token/lookup-self",
-			Err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}), "ours-secret", CauseUnreachable},
-		{"sealed", respErr(503, "Vault is sealed"), "ours-secret", CauseSealed},
-		{"dead token", nil, "revoked-secret", CauseTokenDenied},
+			Err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}), "ours-secret", failure.CauseUnreachable},
+		{"sealed", respErr(503, "Vault is sealed"), "ours-secret", failure.CauseSealed},
+		{"dead token", nil, "revoked-secret", failure.CauseTokenDenied},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := world()
@@ -378,7 +381,7 @@ func TestLookupFailuresAreFailAndFileUntouched(t *testing.T) {
 			if err == nil || errors.Is(err, ErrHealDenied) {
 				t.Fatalf("err = %v", err)
 			}
-			if res.Stage != StageLookup || res.Cause != tc.cause {
+			if res.Stage != failure.StageLookup || res.Cause != tc.cause {
 				t.Fatalf("stage %q cause %v", res.Stage, res.Cause)
 			}
 			fileIs(t, p, tc.file)
@@ -394,7 +397,7 @@ func TestRenewFailureIsFail(t *testing.T) {
 	f.renewErr = respErr(503, "Vault is sealed")
 	cfg, p := setup(t, "ours-secret")
 	res, err := Run(context.Background(), f, cfg)
-	if err == nil || res.Stage != StageRenew || res.Cause != CauseSealed {
+	if err == nil || res.Stage != failure.StageRenew || res.Cause != failure.CauseSealed {
 		t.Fatalf("err %v stage %q cause %v", err, res.Stage, res.Cause)
 	}
 	fileIs(t, p, "ours-secret")
@@ -403,18 +406,18 @@ func TestRenewFailureIsFail(t *testing.T) {
 func TestMintedTokenFailingCheckIsRevoked(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		mintAs func(*TokenInfo)
+		mintAs func(*decide.TokenInfo)
 	}{
-		{"not periodic", func(i *TokenInfo) { i.Period = 0 }},
-		{"missing policy", func(i *TokenInfo) { i.Policies = []string{"default"} }},
-		{"not orphan", func(i *TokenInfo) { i.Orphan = false }},
+		{"not periodic", func(i *decide.TokenInfo) { i.Period = 0 }},
+		{"missing policy", func(i *decide.TokenInfo) { i.Policies = []string{"default"} }},
+		{"not orphan", func(i *decide.TokenInfo) { i.Orphan = false }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := world()
 			f.mintAs = tc.mintAs
 			cfg, p := setup(t, "oidc-secret")
 			res, err := Run(context.Background(), f, cfg)
-			if !errors.Is(err, ErrMintRejected) || res.Stage != StageCheck {
+			if !errors.Is(err, failure.ErrMintRejected) || res.Stage != failure.StageCheck {
 				t.Fatalf("err %v stage %q", err, res.Stage)
 			}
 			fileIs(t, p, "oidc-secret")
@@ -430,7 +433,7 @@ func TestMintedLookupFailureRevokesMinted(t *testing.T) {
 	f.lookupErr, f.lookupN = respErr(500, "boom"), 1 // the foreign lookup works, the minted one fails
 	cfg, p := setup(t, "oidc-secret")
 	res, err := Run(context.Background(), f, cfg)
-	if err == nil || res.Stage != StageCheck {
+	if err == nil || res.Stage != failure.StageCheck {
 		t.Fatalf("err %v stage %q", err, res.Stage)
 	}
 	fileIs(t, p, "oidc-secret")
@@ -444,7 +447,7 @@ func TestWriteFailureRevokesMintedAndKeepsFile(t *testing.T) {
 	cfg, p := setup(t, "oidc-secret")
 	cfg.WriteToken = func(string, string) error { return errors.New("injected: no space left on device") }
 	res, err := Run(context.Background(), f, cfg)
-	if err == nil || res.Stage != StageWrite {
+	if err == nil || res.Stage != failure.StageWrite {
 		t.Fatalf("err %v stage %q", err, res.Stage)
 	}
 	fileIs(t, p, "oidc-secret")
@@ -506,7 +509,7 @@ func TestMissingTokenFileIsFail(t *testing.T) {
 	cfg, p := setup(t, "x")
 	os.Remove(p)
 	res, err := Run(context.Background(), f, cfg)
-	if err == nil || res.Stage != StageRead {
+	if err == nil || res.Stage != failure.StageRead {
 		t.Fatalf("err %v stage %q", err, res.Stage)
 	}
 	if _, err := os.Stat(p); !os.IsNotExist(err) {
@@ -545,7 +548,7 @@ func TestConcurrentRunsHealOnce(t *testing.T) {
 	fileIs(t, p, "minted-secret-1")
 	live := 0
 	for _, i := range f.bySecret {
-		if i.DisplayName == "token-devvm-wizard" && i.Meta[MetaHost] != "devvm-b" {
+		if i.DisplayName == "token-devvm-wizard" && i.Meta[decide.MetaHost] != "devvm-b" {
 			live++
 		}
 	}
@@ -580,7 +583,7 @@ func TestSymlinkedTokenFileKeepsLink(t *testing.T) {
 
 func TestNonPeriodicTokenWithOurNameIsHealed(t *testing.T) {
 	f := world()
-	f.add("ttl-only-secret", TokenInfo{Accessor: "ttl-only-acc", DisplayName: "token-devvm-wizard", TTL: 24 * time.Hour,
+	f.add("ttl-only-secret", decide.TokenInfo{Accessor: "ttl-only-acc", DisplayName: "token-devvm-wizard", TTL: 24 * time.Hour,
 		Orphan: true, Policies: []string{"vault-admin", "sops-admin"}})
 	cfg, p := setup(t, "ttl-only-secret")
 	res, err := Run(context.Background(), f, cfg)
@@ -596,10 +599,10 @@ func TestNonPeriodicTokenWithOurNameIsHealed(t *testing.T) {
 func TestTokensThatCanNeverMintAreDriftWithoutACreate(t *testing.T) {
 	for _, tc := range []struct {
 		name, words string
-		info        TokenInfo
+		info        decide.TokenInfo
 	}{
-		{"batch", "a batch token cannot heal", TokenInfo{DisplayName: "oidc-wizard", Type: "batch", IdentityPolicies: []string{"vault-admin"}}},
-		{"use-limited", "a use-limited token cannot heal", TokenInfo{Accessor: "uses-acc", DisplayName: "oidc-wizard", Type: "service", NumUses: 5}},
+		{"batch", "a batch token cannot heal", decide.TokenInfo{DisplayName: "oidc-wizard", Type: "batch", IdentityPolicies: []string{"vault-admin"}}},
+		{"use-limited", "a use-limited token cannot heal", decide.TokenInfo{Accessor: "uses-acc", DisplayName: "oidc-wizard", Type: "service", NumUses: 5}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := world()
@@ -637,7 +640,7 @@ func TestRenewalCappedByVault(t *testing.T) {
 			if res.Cap.Explicit || res.Cap.Period != 768*time.Hour {
 				t.Fatalf("cap %+v: a mount cap, below the period, is what the report turns into how to lift it", res.Cap)
 			}
-			if tc.fatal != (err != nil) || (tc.fatal && (!errors.Is(err, ErrCapped) || res.Stage != StageCap || res.Cause != CauseCapped)) {
+			if tc.fatal != (err != nil) || (tc.fatal && (!errors.Is(err, failure.ErrCapped) || res.Stage != failure.StageCap || res.Cause != failure.CauseCapped)) {
 				t.Fatalf("err %v stage %v cause %v", err, res.Stage, res.Cause)
 			}
 			fileIs(t, p, "ours-secret")
@@ -661,7 +664,7 @@ func TestHealCappedByVault(t *testing.T) {
 		f.maxTTL = 12 * time.Hour
 		cfg, p := setup(t, "oidc-secret")
 		res, err := Run(context.Background(), f, cfg)
-		if !errors.Is(err, ErrCapped) || res.Stage != StageCap || res.Cause != CauseCapped {
+		if !errors.Is(err, failure.ErrCapped) || res.Stage != failure.StageCap || res.Cause != failure.CauseCapped {
 			t.Fatalf("err %v stage %v cause %v", err, res.Stage, res.Cause)
 		}
 		fileIs(t, p, "oidc-secret")
@@ -676,7 +679,9 @@ func TestHealCappedByVault(t *testing.T) {
 		f := world()
 		created := time.Now().Truncate(time.Second)
 		die := created.Add(72 * time.Hour).UTC().Format(time.RFC3339)
-		f.mintAs = func(i *TokenInfo) { i.ExplicitMaxTTL, i.TTL, i.CreationTime = 72*time.Hour, 72*time.Hour, created }
+		f.mintAs = func(i *decide.TokenInfo) {
+			i.ExplicitMaxTTL, i.TTL, i.CreationTime = 72*time.Hour, 72*time.Hour, created
+		}
 		cfg, _ := setup(t, "oidc-secret")
 		res, err := Run(context.Background(), f, cfg)
 		if err != nil || !res.Cap.Explicit || res.Cap.Dies.Format(time.RFC3339) != die {
@@ -704,7 +709,7 @@ func TestLostCreateAnswerStrandsNothing(t *testing.T) {
 	}
 	var live []string
 	for _, i := range f.bySecret {
-		if i.DisplayName == "token-devvm-wizard" && i.Meta[MetaHost] == "devvm-a" {
+		if i.DisplayName == "token-devvm-wizard" && i.Meta[decide.MetaHost] == "devvm-a" {
 			live = append(live, i.Accessor)
 		}
 	}
@@ -744,7 +749,7 @@ func TestLockFileThatCannotBeCreatedIsFilesystem(t *testing.T) {
 	}
 	cfg := Config{TokenFile: filepath.Join(notDir, ".vault-token"), Spec: spec, LockWait: time.Second, Log: zerolog.Nop()}
 	res, err := Run(context.Background(), world(), cfg)
-	if res.Stage != StageLock || res.Cause != CauseFilesystem {
+	if res.Stage != failure.StageLock || res.Cause != failure.CauseFilesystem {
 		t.Fatalf("err %v stage %v cause %v, want a filesystem cause, not a held lock", err, res.Stage, res.Cause)
 	}
 }
@@ -758,7 +763,7 @@ func TestHeldLockIsLockHeld(t *testing.T) {
 	}
 	defer held.Release()
 	res, err := Run(context.Background(), world(), cfg)
-	if res.Stage != StageLock || res.Cause != CauseLockHeld {
+	if res.Stage != failure.StageLock || res.Cause != failure.CauseLockHeld {
 		t.Fatalf("err %v stage %v cause %v", err, res.Stage, res.Cause)
 	}
 }
@@ -804,3 +809,20 @@ func TestRunMakesALooseTokenFilePrivate(t *testing.T) {
 		}
 	}
 }
+
+// statusErr is an answer of Vault's with a status, as the adapter's
+// errors carry one (failure.StatusError).
+type statusErr struct {
+	code int
+	msgs []string
+}
+
+func (e *statusErr) Error() string {
+	return fmt.Sprintf("vault answered %d: %s", e.code, strings.Join(e.msgs, "; "))
+}
+func (e *statusErr) HTTPStatus() int    { return e.code }
+func (e *statusErr) Messages() []string { return e.msgs }
+
+func respErr(code int, msgs ...string) error { return &statusErr{code: code, msgs: msgs} }
+
+var spec = decide.Spec{DisplayName: "devvm-wizard", Policies: []string{"vault-admin", "sops-admin"}, Period: 768 * time.Hour, Host: "devvm-a", User: "wizard"}

@@ -8,6 +8,9 @@ import (
 	"sort"
 	"time"
 
+	"github.com/devvm/vault-token-renew/decide"
+	"github.com/devvm/vault-token-renew/failure"
+
 	"golang.org/x/time/rate"
 
 	"github.com/devvm/vault-token-renew/internal/ledger"
@@ -124,13 +127,13 @@ func (w *walker) run(ctx context.Context) error {
 	}
 	if w.wo.Apply {
 		if w.b.checkVault(ctx, w.v); w.b.unknown {
-			return w.fail(StageSweep, true, errors.New("vault did not say which cluster it is (sys/health): a walk's place cannot be kept for it"))
+			return w.fail(failure.StageSweep, failure.AskMore, errors.New("vault did not say which cluster it is (sys/health): a walk's place cannot be kept for it"))
 		}
 	}
 	started := w.cfg.now()
 	accs, err := w.v.Accessors(w.tok).List(ctx)
 	if err != nil {
-		return w.fail(StageSweep, true, err)
+		return w.fail(failure.StageSweep, failure.AskMore, err)
 	}
 	slices.Sort(accs) // Vault's are; the place relies on it
 	rest := w.begin(started, accs)
@@ -172,19 +175,19 @@ func (w *walker) begin(started time.Time, accs []string) []string {
 func (w *walker) actAs(ctx context.Context) error {
 	tok, err := tokenfile.Read(w.cfg.TokenFile)
 	if err != nil {
-		return w.fail(StageRead, false, err)
+		return w.fail(failure.StageRead, failure.AskToken, err)
 	}
 	if tok == w.tok {
 		return nil
 	}
 	cur, err := w.v.LookupSelf(ctx, tok)
 	if err != nil {
-		return w.fail(StageLookup, false, fmt.Errorf("token in %s: %w", w.cfg.TokenFile, err))
+		return w.fail(failure.StageLookup, failure.AskToken, fmt.Errorf("token in %s: %w", w.cfg.TokenFile, err))
 	}
 	w.res.Current = cur
-	if w.wo.Apply && !IsOurs(cur, w.cfg.Spec) {
-		w.res.Cause = CauseForeign
-		return w.fail(StageForeign, false, fmt.Errorf("token in %s is dn=%s, not our periodic %s; nothing revoked",
+	if w.wo.Apply && !decide.IsOurs(cur, w.cfg.Spec) {
+		w.res.Cause = failure.CauseForeign
+		return w.fail(failure.StageForeign, failure.AskToken, fmt.Errorf("token in %s is dn=%s, not our periodic %s; nothing revoked",
 			w.cfg.TokenFile, safetext.Value(cur.DisplayName), w.cfg.Spec.StoredDisplayName()))
 	}
 	w.tok = tok
@@ -210,7 +213,7 @@ func (w *walker) step(ctx context.Context, accs []string, last string) error {
 	if len(rep.Failed) == len(accs) && len(accs) > 1 {
 		// Every lookup failed: the token may no longer walk (a policy, a
 		// revoked token), or Vault is failing. Stop where the place is.
-		return w.fail(StageSweep, true, fmt.Errorf("every lookup of a step failed: %w", rep.Failed[0].Err))
+		return w.fail(failure.StageSweep, failure.AskMore, fmt.Errorf("every lookup of a step failed: %w", rep.Failed[0].Err))
 	}
 	if w.wo.Apply && len(rep.Stale) > 0 {
 		if rep, err = w.revoke(ctx, rep); err != nil {
@@ -231,7 +234,7 @@ func (w *walker) step(ctx context.Context, accs []string, last string) error {
 // found another cluster behind the address): this walk's place means
 // nothing there, and it stops.
 func (w *walker) abandoned() error {
-	return w.fail(StageSweep, false, errors.New("the ledger began anew while the walk ran (a run found another vault cluster); start the walk again"))
+	return w.fail(failure.StageSweep, failure.AskToken, errors.New("the ledger began anew while the walk ran (a run found another vault cluster); start the walk again"))
 }
 
 // revoke revokes a step's stale tokens under the run lock, judged again
@@ -245,7 +248,7 @@ func (w *walker) revoke(ctx context.Context, rep sweep.Report) (sweep.Report, er
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%w)", err, ctx.Err())
 		}
-		return rep, w.fail(StageLock, false, err)
+		return rep, w.fail(failure.StageLock, failure.AskToken, err)
 	}
 	defer lock.Release()
 	if err := w.actAs(ctx); err != nil {
@@ -337,10 +340,10 @@ func (w *walker) cut(err error, partial int) error {
 		ie.Done, ie.Total = done, w.res.Walk.Listed
 		ie.Need = sweep.Budget(w.res.Walk.Listed-done, w.cfg.MaxRPS)
 	}
-	return w.fail(StageSweep, true, err)
+	return w.fail(failure.StageSweep, failure.AskMore, err)
 }
 
-func (w *walker) fail(stage Stage, asked bool, err error) error {
-	_, err = w.res.fail(stage, asked, err)
+func (w *walker) fail(stage failure.Stage, ask failure.Ask, err error) error {
+	_, err = w.res.fail(stage, ask, err)
 	return err
 }

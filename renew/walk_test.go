@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/devvm/vault-token-renew/decide"
+	"github.com/devvm/vault-token-renew/failure"
+
 	"github.com/devvm/vault-token-renew/internal/ledger"
 	"github.com/devvm/vault-token-renew/sweep"
 )
@@ -16,7 +19,7 @@ import (
 // crowd adds n tokens of other people to f, so that a walk has steps.
 func crowd(f *fakeVault, n int) {
 	for i := range n {
-		f.add(fmt.Sprintf("crowd-%03d-secret", i), TokenInfo{Accessor: fmt.Sprintf("crowd-%03d", i), DisplayName: "oidc-someone"})
+		f.add(fmt.Sprintf("crowd-%03d-secret", i), decide.TokenInfo{Accessor: fmt.Sprintf("crowd-%03d", i), DisplayName: "oidc-someone"})
 	}
 }
 
@@ -69,7 +72,7 @@ func TestWalkResumesWhereItWasCut(t *testing.T) {
 // lock, before any revoke: it is kept.
 func TestWalkNeverRevokesWhatTheFileNowHolds(t *testing.T) {
 	f := world()
-	f.add("remint-secret", TokenInfo{Accessor: "remint-acc", DisplayName: "token-devvm-wizard", Period: 768 * time.Hour, TTL: time.Hour,
+	f.add("remint-secret", decide.TokenInfo{Accessor: "remint-acc", DisplayName: "token-devvm-wizard", Period: 768 * time.Hour, TTL: time.Hour,
 		Orphan: true, Policies: []string{"default", "sops-admin", "vault-admin"}})
 	cfg, p := setup(t, "ours-secret")
 	cfg.Ledger = &memLedger{}
@@ -109,7 +112,7 @@ func TestWalkStopsAtAForeignToken(t *testing.T) {
 	cfg, _ := setup(t, "oidc-secret")
 	cfg.Ledger = &memLedger{}
 	res, err := Walk(context.Background(), f, cfg, WalkOptions{Apply: true})
-	if err == nil || res.Cause != CauseForeign || res.Stage != StageForeign || len(f.revoked)+f.listed != 0 {
+	if err == nil || res.Cause != failure.CauseForeign || res.Stage != failure.StageForeign || len(f.revoked)+f.listed != 0 {
 		t.Fatalf("err %v cause %v stage %v revoked %v listed %d", err, res.Cause, res.Stage, f.revoked, f.listed)
 	}
 }

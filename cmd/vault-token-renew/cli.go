@@ -17,6 +17,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/devvm/vault-token-renew/decide"
+	"github.com/devvm/vault-token-renew/failure"
 	"github.com/devvm/vault-token-renew/internal/envfile"
 	"github.com/devvm/vault-token-renew/internal/vaultclient"
 	"github.com/devvm/vault-token-renew/renew"
@@ -257,7 +259,7 @@ func (c *cli) dispatch(ctx context.Context, args []string) ending {
 		return c.brief() // the login banner: the state file only, no Vault
 	case name == "notify":
 		if err := c.trustEnvFile(); err != nil {
-			log.Error().Str("error", err.Error()).Str("cause", renew.CauseUnsafeEnvFile.String()).Str("next", unsafeEnvHint(err)).
+			log.Error().Str("error", err.Error()).Str("cause", failure.CauseUnsafeEnvFile.String()).Str("next", unsafeEnvHint(err)).
 				Msg("notify: the env file is not safe to trust; the notify command was not run")
 			return endFailed
 		}
@@ -267,22 +269,22 @@ func (c *cli) dispatch(ctx context.Context, args []string) ending {
 	settings := c.settings()
 	rps, _ := walkRate(c.getenv)
 	rep := reporter{cfg: cfg, timeout: o.timeout, cli: c.vaultCLI(settings), walkRPS: rps}
-	refuse := func(stage renew.Stage, cause renew.Cause, err error) ending {
+	refuse := func(stage failure.Stage, cause failure.Cause, err error) ending {
 		line := rep.report(renew.Result{Stage: stage, Cause: cause, Path: cfg.TokenFile}, err)
 		// An env file not to be trusted may have chosen where the state
 		// and the metrics go: nothing is written then, only said.
-		if name == "vault-token-renew" && !o.dryRun && cause != renew.CauseUnsafeEnvFile {
+		if name == "vault-token-renew" && !o.dryRun && cause != failure.CauseUnsafeEnvFile {
 			c.record(log, o, renew.Result{}, line)
 		}
 		line.print(log)
 		return line.end
 	}
 	if err := c.trustEnvFile(); err != nil {
-		return refuse(renew.StageEnvFile, renew.CauseUnsafeEnvFile, err)
+		return refuse(failure.StageEnvFile, failure.CauseUnsafeEnvFile, err)
 	}
 	vc, err := vaultclient.FromSettings(settings)
 	if err != nil {
-		return refuse(renew.StageSettings, renew.CauseSettings, err)
+		return refuse(failure.StageSettings, failure.CauseSettings, err)
 	}
 	rep.addr, rep.cfg.CreateRetries = vc.Address(), vc.MaxRetries()
 	switch name {
@@ -305,7 +307,7 @@ func (c *cli) trustEnvFile() error {
 		return nil
 	}
 	if err := envfile.Check(envfile.Path(home)); err != nil {
-		return fmt.Errorf("%w: %w", renew.ErrUnsafeEnvFile, err)
+		return fmt.Errorf("%w: %w", failure.ErrUnsafeEnvFile, err)
 	}
 	return nil
 }
@@ -314,7 +316,7 @@ func (c *cli) trustEnvFile() error {
 func (c *cli) config(o options, log zerolog.Logger) renew.Config {
 	return renew.Config{
 		TokenFile:   o.tokenFile,
-		Spec:        renew.Spec{DisplayName: o.displayName, Policies: o.policies.vals, Period: o.period, Host: o.host, User: c.username()},
+		Spec:        decide.Spec{DisplayName: o.displayName, Policies: o.policies.vals, Period: o.period, Host: o.host, User: c.username()},
 		DryRun:      o.dryRun,
 		Concurrency: o.concurrency,
 		MaxRPS:      o.maxRPS,
@@ -401,8 +403,8 @@ func (o *options) check(fs *flag.FlagSet) error {
 		return errors.New("--display-name must not be empty")
 	case len(o.policies.vals) == 0:
 		return errors.New("--policy: at least one policy is needed")
-	case o.period < renew.MinTTL:
-		return fmt.Errorf("--period %s is too short: the daily timer needs at least %s (a day plus its randomized delay)", o.period, renew.MinTTL)
+	case o.period < decide.MinTTL:
+		return fmt.Errorf("--period %s is too short: the daily timer needs at least %s (a day plus its randomized delay)", o.period, decide.MinTTL)
 	case o.timeout <= 0 || o.lockWait <= 0:
 		return errors.New("--timeout and --lock-wait must be positive")
 	case o.concurrency < 1:

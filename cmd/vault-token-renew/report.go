@@ -12,6 +12,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/devvm/vault-token-renew/decide"
+	"github.com/devvm/vault-token-renew/failure"
 	"github.com/devvm/vault-token-renew/internal/envfile"
 	"github.com/devvm/vault-token-renew/internal/ledger"
 	"github.com/devvm/vault-token-renew/internal/runstate"
@@ -26,7 +28,7 @@ import (
 type closing struct {
 	end     ending
 	outcome runstate.Outcome // ok, healed, drift or fail; "" for status and sweep
-	cause   renew.Cause      // CauseUnknown on success
+	cause   failure.Cause    // CauseUnknown on success
 	reason  string           // on DRIFT/FAIL, what went wrong in a few words: the banner's text
 	level   zerolog.Level
 	msg     string
@@ -261,8 +263,8 @@ func (r reporter) healed(res renew.Result) closing {
 	return c
 }
 
-// capWhy says what caps a token's TTL (renew.JudgeTTL's verdict).
-func (r reporter) capWhy(v renew.TTLVerdict) string {
+// capWhy says what caps a token's TTL (decide.JudgeTTL's verdict).
+func (r reporter) capWhy(v decide.TTLVerdict) string {
 	if v.Explicit {
 		return fmt.Sprintf("the token's explicit_max_ttl (%s) caps it: it dies on %s whatever the renewals", v.ExplicitMaxTTL, v.Dies.Format(time.RFC3339))
 	}
@@ -270,7 +272,7 @@ func (r reporter) capWhy(v renew.TTLVerdict) string {
 }
 
 // capNext is how to lift the cap, in the operator's CLI.
-func (r reporter) capNext(v renew.TTLVerdict) string {
+func (r reporter) capNext(v decide.TTLVerdict) string {
 	if v.Explicit {
 		return "re-mint it without -explicit-max-ttl: log in (" + r.login() + ") and run vault-token-renew"
 	}
@@ -309,11 +311,11 @@ func (r reporter) drift(res renew.Result) closing {
 	cur := res.Current
 	why := "foreign token lacks create authority"
 	next := "find what wrote the token (" + r.cli + " token lookup -accessor " + cur.Accessor + "), then restore the periodic token; see the runbook's manual re-mint"
-	if blocker := renew.CannotMint(cur); blocker != "" {
+	if blocker := decide.CannotMint(cur); blocker != "" {
 		why = blocker
 		next = "find what wrote the token (" + r.cli + " token lookup, which reads the token file); then log in with a method that issues service tokens (" + r.login() + ") and run vault-token-renew, or re-mint by hand as an admin; see the runbook"
 	}
-	c := closing{end: endFailed, outcome: runstate.Drift, cause: renew.CauseRefused, level: zerolog.ErrorLevel,
+	c := closing{end: endFailed, outcome: runstate.Drift, cause: failure.CauseRefused, level: zerolog.ErrorLevel,
 		reason: "heal denied — " + why,
 		msg:    fmt.Sprintf("DRIFT: foreign token dn=%s in the token file; heal denied — %s; investigate what wrote it%s", safetext.Value(cur.DisplayName), why, dryWords(res))}
 	if cur.Accessor != "" {
@@ -322,15 +324,15 @@ func (r reporter) drift(res renew.Result) closing {
 	if cur.Type != "" {
 		c.str("token_type", cur.Type)
 	}
-	c.str("display_name", safetext.Value(cur.DisplayName)).str("cause", renew.CauseRefused.String()).str("path", res.Path).
+	c.str("display_name", safetext.Value(cur.DisplayName)).str("cause", failure.CauseRefused.String()).str("path", res.Path).
 		str("vault_said", safetext.Value(res.Refusal)).str("next", next)
 	return c
 }
 
 func (r reporter) fail(res renew.Result, err error) closing {
 	cause := res.Cause
-	if cause == renew.CauseUnknown {
-		cause = renew.Classify(err, false)
+	if cause == failure.CauseUnknown {
+		cause = failure.Classify(err, failure.AskToken)
 	}
 	c := closing{end: endFailed, outcome: runstate.Fail, cause: cause, level: zerolog.ErrorLevel,
 		reason: res.Stage.Words() + " (" + cause.String() + ")", msg: "FAIL: " + res.Stage.Words() + dryWords(res)}
@@ -354,13 +356,13 @@ func (r reporter) fail(res renew.Result, err error) closing {
 // The ledger holds the first and knows of the second, so the next heal
 // retires or walks to it; `sweep --apply` refuses while the file holds the
 // foreign token, so the heal is the way.
-func (r reporter) strandNote(res renew.Result, cause renew.Cause) string {
+func (r reporter) strandNote(res renew.Result, cause failure.Cause) string {
 	if res.New.Accessor != "" && !res.NewRevoked {
 		return "the minted token could not be revoked: " + r.cli + " token revoke -accessor " + res.New.Accessor + ", or the next heal retires it"
 	}
-	lost := map[renew.Cause]bool{renew.CauseServer: true, renew.CauseClientTimeout: true, renew.CauseTimeout: true,
-		renew.CauseCanceled: true, renew.CauseUnreachable: true, renew.CauseSealed: true}
-	if res.Stage == renew.StageCreate && lost[cause] {
+	lost := map[failure.Cause]bool{failure.CauseServer: true, failure.CauseClientTimeout: true, failure.CauseTimeout: true,
+		failure.CauseCanceled: true, failure.CauseUnreachable: true, failure.CauseSealed: true}
+	if res.Stage == failure.StageCreate && lost[cause] {
 		return r.server() + " may have minted a token before the answer was lost: the ledger knows, and the walk (" + r.walkCommand() + ", or the walk unit a run starts) finds and revokes it"
 	}
 	return ""
@@ -388,53 +390,53 @@ func (r reporter) remint() string {
 	}
 	s := r.cfg.Spec
 	return fmt.Sprintf("(umask 077; %s token create -orphan -period=%s %s -display-name=%s -metadata=managed_by=%s -metadata=host=%s -metadata=user=%s -field=token > %s) && vault-token-renew",
-		r.cli, fmtDur(s.Period), strings.Join(p, " "), s.DisplayName, renew.ManagedBy, s.Host, s.User, r.cfg.TokenFile)
+		r.cli, fmtDur(s.Period), strings.Join(p, " "), s.DisplayName, decide.ManagedBy, s.Host, s.User, r.cfg.TokenFile)
 }
 
 // hint says what to do next about a failure, by cause: every cause has
 // words of its own (TestEveryCauseHasItsOwnHint).
-func (r reporter) hint(res renew.Result, cause renew.Cause, err error) string {
+func (r reporter) hint(res renew.Result, cause failure.Cause, err error) string {
 	switch cause {
-	case renew.CauseNoToken:
+	case failure.CauseNoToken:
 		return "log in (" + r.login() + ") and run again to heal, or mint the periodic token by hand: " + r.remint()
-	case renew.CauseBadTokenFile:
+	case failure.CauseBadTokenFile:
 		return "the token file was left as it is and " + r.server() + " was not asked; look at it (ls -l " + res.Path + ": a regular file holding one token), then log in (" + r.login() + ") to write one token there and run again, or re-mint by hand: " + r.remint()
-	case renew.CauseTokenDenied:
+	case failure.CauseTokenDenied:
 		return "the token in the file is dead or revoked and cannot heal itself; log in (" + r.login() + ") and run again, or re-mint by hand: " + r.remint()
-	case renew.CauseSealed:
+	case failure.CauseSealed:
 		return r.server() + " at " + r.addr + " is sealed or has no active node; unseal it (" + r.cli + " operator unseal) and run again"
-	case renew.CauseUnreachable:
+	case failure.CauseUnreachable:
 		return "cannot reach " + r.server() + " at " + r.addr + "; check " + r.setting("ADDR") + " in the environment file and " + r.cli + " status"
-	case renew.CauseServer:
+	case failure.CauseServer:
 		return r.server() + " at " + r.addr + " answered with a server error; check its logs and run again"
-	case renew.CauseTLS:
+	case failure.CauseTLS:
 		return r.tlsHint(err)
-	case renew.CauseTimeout:
+	case failure.CauseTimeout:
 		return fmt.Sprintf("the run's --timeout (%s) passed; check %s status, or raise --timeout", fmtDur(r.timeout), r.cli)
-	case renew.CauseClientTimeout:
+	case failure.CauseClientTimeout:
 		return "a request to " + r.server() + " at " + r.addr + " outlived the client's own timeout (" + r.setting("CLIENT_TIMEOUT") + ", default 60s); check its load, or raise " + r.setting("CLIENT_TIMEOUT") + " in the environment file"
-	case renew.CauseCanceled:
+	case failure.CauseCanceled:
 		return "the run was interrupted (Ctrl-C or SIGTERM) before it finished; run it again"
-	case renew.CauseFilesystem:
+	case failure.CauseFilesystem:
 		return fsHint(err, r.login())
-	case renew.CauseLockHeld:
+	case failure.CauseLockHeld:
 		return "another vault-token-renew run holds the lock; wait for it (pgrep -a vault-token-renew) and run again, or raise --lock-wait"
-	case renew.CauseCapped:
+	case failure.CauseCapped:
 		return r.capNext(res.Cap)
-	case renew.CauseMintRejected:
+	case failure.CauseMintRejected:
 		return r.server() + " minted a token unlike the one asked for (name, period, orphan, policies, meta tags); check the token store's limits, the policies and any role or plugin that rewrites creates, then run again"
-	case renew.CauseIncomplete:
+	case failure.CauseIncomplete:
 		return "stale tokens may remain; the walk kept its place: resume it with " + r.sweepCommand(err)
-	case renew.CauseForeign:
+	case failure.CauseForeign:
 		return "the token file holds a foreign token (dn=" + safetext.Value(res.Current.DisplayName) + "); run vault-token-renew first: it heals the file, then sweeps"
-	case renew.CauseTooLarge:
+	case failure.CauseTooLarge:
 		return r.server() + " at " + r.addr + " answered with more than any vault sends, and the answer was not read; check that " + r.setting("ADDR") + " reaches the server and not a proxy's or a portal's page (curl -sS " + r.addr + "/v1/sys/health)"
-	case renew.CauseUnsafeEnvFile:
+	case failure.CauseUnsafeEnvFile:
 		return unsafeEnvHint(err)
-	case renew.CauseSettings:
+	case failure.CauseSettings:
 		return "fix the " + r.setting("*") + " variables in the environment file (~/.config/vault-token-renew/env), or the shell's"
-	case renew.CauseRefused:
-		if res.Stage == renew.StageSweep {
+	case failure.CauseRefused:
+		if res.Stage == failure.StageSweep {
 			return "the token in " + res.Path + " may not walk the accessors: a walk needs list and sudo on auth/token/accessors, and update on auth/token/lookup-accessor and revoke-accessor (vault-admin has them)"
 		}
 		return r.server() + " refused the request; check the policies of the token in " + res.Path + " (" + r.cli + " token lookup)"
@@ -471,14 +473,14 @@ func (r reporter) setting(name string) string {
 // tlsHint names the setting that fixes a failed TLS handshake.
 func (r reporter) tlsHint(err error) string {
 	addr, s := r.addr, r.setting
-	switch renew.TLSKind(err) {
-	case renew.TLSUnknownCA:
+	switch failure.TLSKind(err) {
+	case failure.TLSUnknownCA:
 		return r.server() + "'s certificate at " + addr + " is signed by a CA this machine does not trust; set " + s("CACERT") + " (a CA file) or " + s("CAPATH") + " (a directory) in the environment file"
-	case renew.TLSHostname:
+	case failure.TLSHostname:
 		return r.server() + "'s certificate does not name the host in " + s("ADDR") + " (" + addr + "); use a name the certificate carries in " + s("ADDR") + ", or set " + s("TLS_SERVER_NAME") + " in the environment file"
-	case renew.TLSExpired:
+	case failure.TLSExpired:
 		return r.server() + "'s certificate at " + addr + " has expired or is not yet valid; check this machine's clock (date), then have the certificate renewed"
-	case renew.TLSNotTLS:
+	case failure.TLSNotTLS:
 		return r.server() + " at " + addr + " did not answer in TLS; check the scheme (https:// or http://) in " + s("ADDR")
 	}
 	return "the TLS handshake with " + r.server() + " at " + addr + " failed; check " + s("CACERT") + ", " + s("CAPATH") + ", " + s("CLIENT_CERT") + ", " + s("CLIENT_KEY") + " and " + s("TLS_SERVER_NAME") + " in the environment file"

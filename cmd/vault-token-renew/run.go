@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/devvm/vault-token-renew/failure"
 	"github.com/devvm/vault-token-renew/internal/ledger"
 	"github.com/devvm/vault-token-renew/internal/runstate"
 	"github.com/devvm/vault-token-renew/internal/vaultclient"
@@ -66,13 +67,13 @@ func (c *cli) runWaiting(ctx context.Context, o options, log zerolog.Logger, try
 		rctx, cancel := context.WithTimeout(ctx, o.timeout)
 		res, err := try(rctx)
 		cancel()
-		if res.Stage != renew.StageLookup || res.Cause != renew.CauseUnreachable || !c.now().Add(pause).Before(giveUp) {
+		if res.Stage != failure.StageLookup || res.Cause != failure.CauseUnreachable || !c.now().Add(pause).Before(giveUp) {
 			return res, err
 		}
 		log.Info().Err(err).Str("retry_in", fmtDur(pause)).Str("until", giveUp.Format(time.RFC3339)).
 			Msg("vault unreachable; waiting for it (--wait-unreachable) before failing")
 		if werr := c.sleep(ctx, pause); werr != nil {
-			res.Cause = renew.CauseCanceled
+			res.Cause = failure.CauseCanceled
 			return res, fmt.Errorf("while waiting for vault: %w (%w)", werr, err)
 		}
 		pause = min(2*pause, 15*time.Second)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/devvm/vault-token-renew/failure"
 	"github.com/devvm/vault-token-renew/renew"
 )
 
@@ -34,10 +35,10 @@ func TestUnreachableWaitHasOneWorstCase(t *testing.T) {
 			res, err := c.runWaiting(context.Background(), o, zerolog.Nop(), func(context.Context) (renew.Result, error) {
 				tries++
 				clock = clock.Add(attempt)
-				return renew.Result{Stage: renew.StageLookup, Cause: renew.CauseUnreachable}, errors.New("dial tcp: connection refused")
+				return renew.Result{Stage: failure.StageLookup, Cause: failure.CauseUnreachable}, errors.New("dial tcp: connection refused")
 			})
 			took := clock.Sub(start)
-			if err == nil || res.Cause != renew.CauseUnreachable {
+			if err == nil || res.Cause != failure.CauseUnreachable {
 				t.Fatalf("err %v cause %v, want the last attempt's unreachable", err, res.Cause)
 			}
 			if took > worstWait(o) {

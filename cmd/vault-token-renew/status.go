@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/devvm/vault-token-renew/decide"
 	"github.com/devvm/vault-token-renew/internal/ledger"
 	"github.com/devvm/vault-token-renew/internal/runstate"
 	"github.com/devvm/vault-token-renew/internal/safetext"
@@ -86,7 +87,7 @@ func (c *cli) status(ctx context.Context, vc *vaultclient.Client, rep reporter, 
 	}
 	info := res.Current
 	r := statusReport{
-		TokenFile: cfg.TokenFile, Ours: renew.IsOurs(info, cfg.Spec), Want: cfg.Spec.StoredDisplayName(),
+		TokenFile: cfg.TokenFile, Ours: decide.IsOurs(info, cfg.Spec), Want: cfg.Spec.StoredDisplayName(),
 		DisplayName: safetext.Value(info.DisplayName), Type: safetext.Value(info.Type), Accessor: safetext.Value(info.Accessor),
 		TTLSeconds: int64(info.TTL / time.Second), PeriodSeconds: int64(info.Period / time.Second),
 		Orphan: info.Orphan, Policies: values(info.Policies), IdentityPolicies: values(info.IdentityPolicies),
@@ -116,12 +117,12 @@ func (c *cli) status(ctx context.Context, vc *vaultclient.Client, rep reporter, 
 	return endOK
 }
 
-func (c *cli) printStatus(r statusReport, info renew.TokenInfo, last *runstate.State, lerr error) {
+func (c *cli) printStatus(r statusReport, info decide.TokenInfo, last *runstate.State, lerr error) {
 	state := "ours: the periodic token this tool renews"
 	switch {
 	case r.Ours:
-	case renew.CannotMint(info) != "":
-		state = "foreign: not " + r.Want + "; " + renew.CannotMint(info) + ", so the next run will report DRIFT"
+	case decide.CannotMint(info) != "":
+		state = "foreign: not " + r.Want + "; " + decide.CannotMint(info) + ", so the next run will report DRIFT"
 	case info.DisplayName == r.Want:
 		state = "foreign: " + r.Want + " but not periodic; the next run will try to heal it"
 	default:

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/devvm/vault-token-renew/failure"
 	"github.com/devvm/vault-token-renew/internal/ledger"
 	"github.com/devvm/vault-token-renew/internal/runstate"
 	"github.com/devvm/vault-token-renew/internal/safetext"
@@ -98,7 +99,7 @@ func (c *cli) sweep(ctx context.Context, vc *vaultclient.Client, rep reporter, l
 	switch {
 	case err == nil:
 		line = sweepSummary(cfg, res, o.apply)
-	case o.ifGap && (res.Cause == renew.CauseForeign || res.Cause == renew.CauseCanceled || res.Cause == renew.CauseLockHeld):
+	case o.ifGap && (res.Cause == failure.CauseForeign || res.Cause == failure.CauseCanceled || res.Cause == failure.CauseLockHeld):
 		line = walkPaused(res, err)
 	}
 	if o.apply {
@@ -116,9 +117,9 @@ func walkPaused(res renew.Result, err error) closing {
 	c := closing{end: endOK, level: zerolog.InfoLevel}
 	why := "stopped (SIGTERM or Ctrl-C)"
 	switch res.Cause {
-	case renew.CauseForeign:
+	case failure.CauseForeign:
 		why = "the token file holds a foreign token: the heal comes first"
-	case renew.CauseLockHeld:
+	case failure.CauseLockHeld:
 		why = "a run held the lock longer than --lock-wait: it comes first"
 	}
 	done := res.Walk.Resumed + res.Sweep.LookedUp

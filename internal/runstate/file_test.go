@@ -2,8 +2,6 @@ package runstate
 
 import (
 	"errors"
-	"github.com/devvm/vault-token-renew/internal/ledger"
-	"github.com/devvm/vault-token-renew/sweep"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/devvm/vault-token-renew/internal/ledger"
+	"github.com/devvm/vault-token-renew/sweep"
 )
 
 func TestSaveLoadRoundTrip(t *testing.T) {

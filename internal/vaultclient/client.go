@@ -1,7 +1,7 @@
 // Package vaultclient is the one place in the tool that speaks Vault's HTTP
 // API, through github.com/hashicorp/vault/api. It turns Vault's answers into
 // the plain data the renew and sweep packages decide on, and its errors
-// into renew.StatusError, so that renew sorts a failure by what Vault
+// into failure.StatusError, so that renew sorts a failure by what Vault
 // answered without importing the API client. (The test harness,
 // internal/devvault, drives its dev server with the API client too.)
 package vaultclient
@@ -20,6 +20,8 @@ import (
 
 	vault "github.com/hashicorp/vault/api"
 
+	"github.com/devvm/vault-token-renew/decide"
+	"github.com/devvm/vault-token-renew/failure"
 	"github.com/devvm/vault-token-renew/internal/safetext"
 	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/sweep"
@@ -121,17 +123,17 @@ func (c *Client) as(token string) (*vault.Client, error) {
 }
 
 // LookupSelf implements renew.Vault.
-func (c *Client) LookupSelf(ctx context.Context, token string) (renew.TokenInfo, error) {
+func (c *Client) LookupSelf(ctx context.Context, token string) (decide.TokenInfo, error) {
 	cl, err := c.as(token)
 	if err != nil {
-		return renew.TokenInfo{}, err
+		return decide.TokenInfo{}, err
 	}
 	s, err := cl.Auth().Token().LookupSelfWithContext(ctx)
 	if err != nil {
-		return renew.TokenInfo{}, wrap(ctx, "lookup-self", err)
+		return decide.TokenInfo{}, wrap(ctx, "lookup-self", err)
 	}
 	if s == nil || s.Data == nil {
-		return renew.TokenInfo{}, errors.New("lookup-self returned no data")
+		return decide.TokenInfo{}, errors.New("lookup-self returned no data")
 	}
 	return TokenInfo(s.Data), nil
 }
@@ -160,7 +162,7 @@ func (c *Client) RenewSelf(ctx context.Context, token string) (renew.Renewal, er
 // the API client's retries are off for it, because a retry below renew
 // would mint again with no record of the first attempt in the ledger;
 // renew retries, writing each attempt ahead.
-func (c *Client) CreateOrphan(ctx context.Context, token string, spec renew.Spec) (renew.Created, error) {
+func (c *Client) CreateOrphan(ctx context.Context, token string, spec decide.Spec) (renew.Created, error) {
 	cl, err := c.as(token)
 	if err != nil {
 		return renew.Created{}, err
@@ -283,7 +285,7 @@ func (a accessors) Lookup(ctx context.Context, accessor string) (sweep.Token, er
 	}
 	info := TokenInfo(s.Data)
 	return sweep.Token{Accessor: accessor, DisplayName: info.DisplayName, CreationTime: info.CreationTime, TTL: info.TTL,
-		Period: info.Period, Host: info.Meta[renew.MetaHost], User: info.Meta[renew.MetaUser]}, nil
+		Period: info.Period, Host: info.Meta[decide.MetaHost], User: info.Meta[decide.MetaUser]}, nil
 }
 
 func (a accessors) Revoke(ctx context.Context, accessor string) error {
@@ -316,12 +318,12 @@ func (e *APIError) Error() string {
 // maxErrorText bounds the text of Vault's error in a log line.
 const maxErrorText = 300
 
-var _ renew.StatusError = (*APIError)(nil)
+var _ failure.StatusError = (*APIError)(nil)
 
 // Unwrap keeps the *vault.ResponseError reachable.
 func (e *APIError) Unwrap() error { return e.err }
 
-// HTTPStatus and Messages make APIError a renew.StatusError: renew sorts
+// HTTPStatus and Messages make APIError a failure.StatusError: renew sorts
 // failures by what Vault answered without speaking its API.
 func (e *APIError) HTTPStatus() int    { return e.Status }
 func (e *APIError) Messages() []string { return e.Errors }
@@ -351,7 +353,7 @@ func wrap(ctx context.Context, op string, err error) error {
 		return nil
 	}
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-		return fmt.Errorf("%s: %w: %w", op, renew.ErrClientTimeout, err)
+		return fmt.Errorf("%s: %w: %w", op, failure.ErrClientTimeout, err)
 	}
 	var re *vault.ResponseError
 	if !errors.As(err, &re) {
@@ -371,9 +373,9 @@ func wrap(ctx context.Context, op string, err error) error {
 	return &APIError{Op: op, Status: re.StatusCode, Errors: items, err: re}
 }
 
-// TokenInfo converts a token lookup's data into renew.TokenInfo.
-func TokenInfo(d map[string]interface{}) renew.TokenInfo {
-	info := renew.TokenInfo{
+// TokenInfo converts a token lookup's data into decide.TokenInfo.
+func TokenInfo(d map[string]interface{}) decide.TokenInfo {
+	info := decide.TokenInfo{
 		Accessor:         str(d["accessor"]),
 		DisplayName:      str(d["display_name"]),
 		Policies:         strs(d["policies"]),

@@ -15,7 +15,8 @@ import (
 
 	vault "github.com/hashicorp/vault/api"
 
-	"github.com/devvm/vault-token-renew/renew"
+	"github.com/devvm/vault-token-renew/decide"
+	"github.com/devvm/vault-token-renew/failure"
 	"github.com/devvm/vault-token-renew/sweep"
 )
 
@@ -82,7 +83,7 @@ func TestLookupSelfParsesAndUsesFileToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := renew.TokenInfo{Accessor: "acc-1", DisplayName: "token-devvm-wizard", Policies: []string{"default", "sops-admin", "vault-admin"},
+	want := decide.TokenInfo{Accessor: "acc-1", DisplayName: "token-devvm-wizard", Policies: []string{"default", "sops-admin", "vault-admin"},
 		IdentityPolicies: []string{"x"}, TTL: time.Hour, Period: 768 * time.Hour, Orphan: true, CreationTime: time.Unix(1751500000, 0).UTC(),
 		Type: "service", ExpireTime: time.Date(2026, 12, 30, 10, 0, 0, 123456789, time.UTC),
 		Meta: map[string]string{"managed_by": "vault-token-renew", "host": "devvm-a", "user": "wizard"}}
@@ -114,26 +115,26 @@ func TestStatusCodesReachClassify(t *testing.T) {
 		route  string
 		status int
 		body   string
-		asked  bool
-		want   renew.Cause
+		ask    failure.Ask
+		want   failure.Cause
 	}{
-		{"create 403 permission denied", "POST /v1/auth/token/create", 403, `{"errors":["1 error occurred:\n\t* permission denied\n\n"]}`, true, renew.CauseRefused},
-		{"create 400 needs sudo", "POST /v1/auth/token/create", 400, `{"errors":["root or sudo privileges required to create periodic token"]}`, true, renew.CauseRefused},
-		{"create 500", "POST /v1/auth/token/create", 500, `{"errors":["internal error"]}`, true, renew.CauseServer},
-		{"create 503 sealed", "POST /v1/auth/token/create", 503, `{"errors":["Vault is sealed"]}`, true, renew.CauseSealed},
-		{"lookup 403 invalid token", "GET /v1/auth/token/lookup-self", 403, `{"errors":["2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"]}`, false, renew.CauseTokenDenied},
-		{"lookup 500", "GET /v1/auth/token/lookup-self", 500, `{"errors":["internal error"]}`, false, renew.CauseServer},
-		{"lookup 503 sealed", "GET /v1/auth/token/lookup-self", 503, `{"errors":["Vault is sealed"]}`, false, renew.CauseSealed},
+		{"create 403 permission denied", "POST /v1/auth/token/create", 403, `{"errors":["1 error occurred:\n\t* permission denied\n\n"]}`, failure.AskMore, failure.CauseRefused},
+		{"create 400 needs sudo", "POST /v1/auth/token/create", 400, `{"errors":["root or sudo privileges required to create periodic token"]}`, failure.AskMore, failure.CauseRefused},
+		{"create 500", "POST /v1/auth/token/create", 500, `{"errors":["internal error"]}`, failure.AskMore, failure.CauseServer},
+		{"create 503 sealed", "POST /v1/auth/token/create", 503, `{"errors":["Vault is sealed"]}`, failure.AskMore, failure.CauseSealed},
+		{"lookup 403 invalid token", "GET /v1/auth/token/lookup-self", 403, `{"errors":["2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"]}`, failure.AskToken, failure.CauseTokenDenied},
+		{"lookup 500", "GET /v1/auth/token/lookup-self", 500, `{"errors":["internal error"]}`, failure.AskToken, failure.CauseServer},
+		{"lookup 503 sealed", "GET /v1/auth/token/lookup-self", 503, `{"errors":["Vault is sealed"]}`, failure.AskToken, failure.CauseSealed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, _ := newScripted(t, map[string]answer{tc.route: {tc.status, tc.body}})
 			var err error
-			if tc.asked {
-				_, err = c.CreateOrphan(context.Background(), "foreign", renew.Spec{DisplayName: "devvm-wizard", Policies: []string{"vault-admin"}, Period: time.Hour})
+			if tc.ask == failure.AskMore {
+				_, err = c.CreateOrphan(context.Background(), "foreign", decide.Spec{DisplayName: "devvm-wizard", Policies: []string{"vault-admin"}, Period: time.Hour})
 			} else {
 				_, err = c.LookupSelf(context.Background(), "t")
 			}
-			if got := renew.Classify(err, tc.asked); got != tc.want {
+			if got := failure.Classify(err, tc.ask); got != tc.want {
 				t.Fatalf("Classify(%v) = %v, want %v", err, got, tc.want)
 			}
 		})
@@ -148,7 +149,7 @@ func TestUnreachableIsClassified(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.LookupSelf(context.Background(), "t")
-	if got := renew.Classify(err, false); got != renew.CauseUnreachable {
+	if got := failure.Classify(err, failure.AskToken); got != failure.CauseUnreachable {
 		t.Fatalf("Classify(%v) = %v", err, got)
 	}
 }
@@ -156,7 +157,7 @@ func TestUnreachableIsClassified(t *testing.T) {
 func TestCreateOrphanSendsTheManualRecoveryRequest(t *testing.T) {
 	c, s := newScripted(t, map[string]answer{"POST /v1/auth/token/create": {200,
 		`{"warnings":["TTL capped"],"auth":{"client_token":"new-secret","accessor":"new-acc","policies":["default","vault-admin"],"lease_duration":2764800,"renewable":true}}`}})
-	m, err := c.CreateOrphan(context.Background(), "foreign", renew.Spec{DisplayName: "devvm-wizard", Policies: []string{"vault-admin", "sops-admin"},
+	m, err := c.CreateOrphan(context.Background(), "foreign", decide.Spec{DisplayName: "devvm-wizard", Policies: []string{"vault-admin", "sops-admin"},
 		Period: 768 * time.Hour, Host: "devvm-a", User: "wizard"})
 	if err != nil {
 		t.Fatal(err)
@@ -309,7 +310,7 @@ func TestErrorsAreOneLine(t *testing.T) {
 	if err == nil || err.Error() != "revoke accessor acc-9: vault answered 403: permission denied" {
 		t.Fatalf("err = %q", err)
 	}
-	if renew.Classify(err, false) != renew.CauseTokenDenied {
+	if failure.Classify(err, failure.AskToken) != failure.CauseTokenDenied {
 		t.Fatal("the flattened error lost its status for Classify")
 	}
 }
@@ -328,11 +329,11 @@ func TestClientTimeoutIsToldFromTheRunsDeadline(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
 		client, run   time.Duration
-		want          renew.Cause
+		want          failure.Cause
 		clientTimeout bool
 	}{
-		{"the client's timeout", 200 * time.Millisecond, time.Minute, renew.CauseClientTimeout, true},
-		{"the run's deadline", time.Minute, 200 * time.Millisecond, renew.CauseTimeout, false},
+		{"the client's timeout", 200 * time.Millisecond, time.Minute, failure.CauseClientTimeout, true},
+		{"the run's deadline", time.Minute, 200 * time.Millisecond, failure.CauseTimeout, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := vault.DefaultConfig()
@@ -344,8 +345,8 @@ func TestClientTimeoutIsToldFromTheRunsDeadline(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), tc.run)
 			defer cancel()
 			_, err = c.LookupSelf(ctx, "t")
-			if got := renew.Classify(err, false); got != tc.want || errors.Is(err, renew.ErrClientTimeout) != tc.clientTimeout {
-				t.Fatalf("cause %v (ErrClientTimeout: %v), want %v; err %v", got, errors.Is(err, renew.ErrClientTimeout), tc.want, err)
+			if got := failure.Classify(err, failure.AskToken); got != tc.want || errors.Is(err, failure.ErrClientTimeout) != tc.clientTimeout {
+				t.Fatalf("cause %v (ErrClientTimeout: %v), want %v; err %v", got, errors.Is(err, failure.ErrClientTimeout), tc.want, err)
 			}
 		})
 	}
@@ -365,8 +366,8 @@ func TestAnswersAreBounded(t *testing.T) {
 		"POST /v1/auth/token/renew-self": {502, page},
 	})
 	_, err := c.LookupSelf(context.Background(), "tok")
-	if !errors.Is(err, renew.ErrAnswerTooLarge) || renew.Classify(err, false) != renew.CauseTooLarge || len(err.Error()) > 300 {
-		t.Fatalf("a 2 MiB lookup-self answer: %v (cause %v)", err, renew.Classify(err, false))
+	if !errors.Is(err, failure.ErrAnswerTooLarge) || failure.Classify(err, failure.AskToken) != failure.CauseTooLarge || len(err.Error()) > 300 {
+		t.Fatalf("a 2 MiB lookup-self answer: %v (cause %v)", err, failure.Classify(err, failure.AskToken))
 	}
 	if keys, err := c.Accessors("tok").List(context.Background()); err != nil || len(keys) != 1 {
 		t.Fatalf("a 2 MiB LIST: %v", err)

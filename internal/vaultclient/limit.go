@@ -5,13 +5,13 @@ import (
 	"io"
 	"net/http"
 
-	"github.com/devvm/vault-token-renew/renew"
+	"github.com/devvm/vault-token-renew/failure"
 )
 
 // The limits every answer is read through. A LIST of accessors at a million
 // tokens is about 30 MiB of JSON; no other answer the tool reads is more
 // than a few KiB. Past its limit an answer fails the request
-// (renew.ErrAnswerTooLarge): a hostile or broken server, or a proxy's error
+// (failure.ErrAnswerTooLarge): a hostile or broken server, or a proxy's error
 // page, can neither exhaust memory nor flood the journal.
 const (
 	MaxAnswer     = 1 << 20  // any answer but a LIST
@@ -39,7 +39,7 @@ func (t limitTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func tooLarge(r *http.Request, limit int64) error {
-	return fmt.Errorf("%w: %s %s answered with more than %d bytes", renew.ErrAnswerTooLarge, r.Method, r.URL.Path, limit)
+	return fmt.Errorf("%w: %s %s answered with more than %d bytes", failure.ErrAnswerTooLarge, r.Method, r.URL.Path, limit)
 }
 
 // limitedBody reads at most left bytes, and fails if the answer goes on.

@@ -1,4 +1,9 @@
-package renew
+// Package failure sorts what went wrong in a run into a stage (the step it
+// happened in) and a cause (what the operator should do about it): the one
+// place that reads Vault's status codes, TLS and network errors, and local
+// file errors. Both are closed sets with stable names, the stage= and
+// cause= fields alerts match on.
+package failure
 
 import (
 	"context"
@@ -132,6 +137,14 @@ func Causes() []Cause {
 	return out
 }
 
+// ErrMintRejected: Vault minted a token that failed the sanity check; it
+// was revoked and the file is untouched.
+var ErrMintRejected = errors.New("minted token failed the sanity check")
+
+// ErrCapped: Vault caps the token's TTL below what a daily timer can
+// outrun (decide.MinTTL), so the timer cannot keep it alive.
+var ErrCapped = errors.New("vault caps the token's TTL below what a daily timer can outrun")
+
 // ErrAnswerTooLarge: an answer was larger than its limit (the Vault adapter
 // reads every answer through one); no Vault sends such an answer.
 var ErrAnswerTooLarge = errors.New("the answer is larger than any vault sends")
@@ -155,9 +168,9 @@ type StatusError interface {
 	Messages() []string // Vault's error texts, one item each
 }
 
-// vaultStatus is the status Vault answered with; ok is false when err
+// Status is the status Vault answered with; ok is false when err
 // carries no HTTP answer (nothing reached Vault, or nothing came back).
-func vaultStatus(err error) (status int, ok bool) {
+func Status(err error) (status int, ok bool) {
 	var se StatusError
 	if errors.As(err, &se) {
 		return se.HTTPStatus(), true
@@ -165,19 +178,31 @@ func vaultStatus(err error) (status int, ok bool) {
 	return 0, false
 }
 
+// Ask is what a failed call asked of Vault, which decides what a 400 or a
+// 403 means.
+type Ask int
+
+const (
+	// AskToken: the call asked whether the token is accepted at all
+	// (lookup-self, renew-self), or asked nothing of Vault (a local file):
+	// a 403 means the token itself is dead, revoked or unknown.
+	AskToken Ask = iota
+	// AskMore: Vault had just accepted the token in hand and the call asked
+	// for something more (the heal's create, a walk's list, the minted
+	// token's check): a 400 or 403 is Vault refusing that request.
+	AskMore
+)
+
 // Classify maps any error a run can meet to a Cause: this is the one place
 // that sorts Vault's status codes, TLS and network errors, and local file
-// errors. asked says Vault had just accepted the token in hand and this
-// call asked it for something more (the heal's create, a sweep's list), so
-// a 400 or 403 is Vault refusing that request; otherwise a 403 means the
-// token itself is not accepted at all.
-func Classify(err error, asked bool) Cause {
+// errors; ask says what the failed call asked of Vault.
+func Classify(err error, ask Ask) Cause {
 	if err == nil {
 		return CauseUnknown
 	}
 	var se StatusError
 	if errors.As(err, &se) {
-		return classifyStatus(se.HTTPStatus(), se.Messages(), asked)
+		return classifyStatus(se.HTTPStatus(), se.Messages(), ask == AskMore)
 	}
 	switch {
 	case errors.Is(err, context.Canceled):

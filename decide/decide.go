@@ -1,7 +1,6 @@
-package renew
+package decide
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -117,10 +116,6 @@ const MinTTL = 25 * time.Hour
 
 // capSlack absorbs the seconds between Vault setting the TTL and our read.
 const capSlack = time.Minute
-
-// ErrCapped: Vault caps the token's TTL below MinTTL, so the daily timer
-// cannot keep it alive.
-var ErrCapped = errors.New("vault caps the token's TTL below what a daily timer can outrun")
 
 // TTLVerdict is what Vault's caps mean for a periodic token: data, which
 // the reporter puts into words (and commands) for the operator's CLI.
