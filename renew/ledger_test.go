@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/devvm/vault-token-renew/failure"
+	"github.com/devvm/vault-token-renew/sweep"
 
 	"github.com/devvm/vault-token-renew/internal/ledger"
 )
@@ -83,7 +84,7 @@ func TestHealFromAWholeLedgerMakesNoList(t *testing.T) {
 	store := wholeLedger("ours-acc")
 	cfg, _ := setup(t, "oidc-secret")
 	cfg.Ledger = store
-	res, err := Run(context.Background(), f, cfg)
+	res, err := runOnce(context.Background(), f, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,9 +103,9 @@ func TestHealFromAWholeLedgerMakesNoList(t *testing.T) {
 }
 
 // walkApply is the walk unit's run, unhurried.
-func walkApply(t *testing.T, f *fakeVault, cfg Config) Result {
+func walkApply(t *testing.T, f *fakeVault, cfg Config) Outcome {
 	t.Helper()
-	res, err := Walk(context.Background(), f, cfg, WalkOptions{Apply: true})
+	res, err := walkOnce(context.Background(), f, cfg, WalkOptions{Apply: true})
 	if err != nil {
 		t.Fatalf("walk: %v", err)
 	}
@@ -141,22 +142,22 @@ func TestHealNeverWalks(t *testing.T) {
 			f := world()
 			cfg, _ := setup(t, "oidc-secret")
 			cfg.Ledger = tc.store
-			res, err := Run(context.Background(), f, cfg)
+			res, err := runOnce(context.Background(), f, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if f.listed != 0 || res.Gap != tc.gap {
 				t.Fatalf("listed %d, gap %v; want no list and gap %v", f.listed, res.Gap, tc.gap)
 			}
-			if !slices.Equal(res.Sweep.Revoked, tc.retired) || !alive(f, "stale1-acc") {
-				t.Fatalf("the heal revoked %v, want %v and nothing the ledger does not know", res.Sweep.Revoked, tc.retired)
+			if !slices.Equal(revokedBy(res), tc.retired) || !alive(f, "stale1-acc") {
+				t.Fatalf("the heal revoked %v, want %v and nothing the ledger does not know", revokedBy(res), tc.retired)
 			}
 			if tc.gap == ledger.Unsaved {
 				return
 			}
 			w := walkApply(t, f, cfg)
 			if f.listed != 1 || alive(f, "stale1-acc") || alive(f, "stale2-acc") || !alive(f, "otherhost-acc") {
-				t.Fatalf("the walk listed %d times and revoked %v; want one list and both stale tokens, never another machine's", f.listed, w.Sweep.Revoked)
+				t.Fatalf("the walk listed %d times and revoked %v; want one list and both stale tokens, never another machine's", f.listed, revokedBy(w))
 			}
 			got := tc.store.stored()
 			if got.Gap() != ledger.NoGap || !slices.Equal(got.Accessors(), []string{"minted-acc-1"}) || got.Vault != "fake-cluster" || got.Walk != nil {
@@ -174,7 +175,7 @@ func TestHealWhenVaultWillNotSayWhichClusterItIs(t *testing.T) {
 	f.clusterErr = respErr(500, "boom")
 	cfg, _ := setup(t, "oidc-secret")
 	cfg.Ledger = wholeLedger("ours-acc")
-	res, err := Run(context.Background(), f, cfg)
+	res, err := runOnce(context.Background(), f, cfg)
 	if err != nil || f.listed != 0 || res.Gap != ledger.OtherVault {
 		t.Fatalf("err %v listed %d (%v), want no walk and gap other-vault", err, f.listed, res.Gap)
 	}
@@ -190,7 +191,7 @@ func TestUnrecordableCreateIsNotSent(t *testing.T) {
 	store.saveErr = &fs.PathError{Op: "rename", Path: "/home/w/.local/state/vault-token-renew/state.json", Err: syscall.EROFS}
 	cfg, p := setup(t, "oidc-secret")
 	cfg.Ledger = store
-	res, err := Run(context.Background(), f, cfg)
+	res, err := runOnce(context.Background(), f, cfg)
 	if err == nil || res.Stage != failure.StageCreate || res.Cause != failure.CauseFilesystem {
 		t.Fatalf("err %v stage %v cause %v, want a filesystem failure at the create", err, res.Stage, res.Cause)
 	}
@@ -211,7 +212,7 @@ func TestOKRunOnAnotherClusterLeavesTheLedger(t *testing.T) {
 	store.l.Vault = "cluster-a"
 	cfg, _ := setup(t, "ours-secret")
 	cfg.Ledger = store
-	if _, err := Run(context.Background(), f, cfg); err != nil {
+	if _, err := runOnce(context.Background(), f, cfg); err != nil {
 		t.Fatal(err)
 	}
 	if f.lookedUp != 0 {
@@ -229,7 +230,7 @@ func TestHealWithAGapStillRetiresTheLedgers(t *testing.T) {
 	store := &memLedger{l: ledger.Ledger{}.Found("ours-acc", tWhole)}
 	cfg, _ := setup(t, "oidc-secret")
 	cfg.Ledger = store
-	res, err := Run(context.Background(), f, cfg)
+	res, err := runOnce(context.Background(), f, cfg)
 	if err != nil || res.SweepErr != nil || res.Gap != ledger.NeverWhole || f.listed != 0 {
 		t.Fatalf("err %v sweep err %v gap %v listed %d", err, res.SweepErr, res.Gap, f.listed)
 	}
@@ -247,7 +248,7 @@ func TestCreateIsWrittenAhead(t *testing.T) {
 	f.beforeCreate = func() { atCreate = append(atCreate, store.stored()) }
 	cfg, _ := setup(t, "oidc-secret")
 	cfg.Ledger = store
-	if _, err := Run(context.Background(), f, cfg); err != nil {
+	if _, err := runOnce(context.Background(), f, cfg); err != nil {
 		t.Fatal(err)
 	}
 	if len(atCreate) != 1 || atCreate[0].Gap() != ledger.Unrecorded {
@@ -268,17 +269,17 @@ func TestLostCreateAnswerIsLeftToTheWalk(t *testing.T) {
 	store := wholeLedger("ours-acc")
 	cfg, _ := setup(t, "oidc-secret")
 	cfg.Ledger = store
-	res, err := Run(context.Background(), f, cfg)
+	res, err := runOnce(context.Background(), f, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if f.listed != 0 || res.Gap != ledger.Unrecorded || !alive(f, "minted-acc-1") {
-		t.Fatalf("listed %d (gap %v), revoked %v; want no walk in the heal, and the gap said", f.listed, res.Gap, res.Sweep.Revoked)
+		t.Fatalf("listed %d (gap %v), revoked %v; want no walk in the heal, and the gap said", f.listed, res.Gap, revokedBy(res))
 	}
 	// A walk right after may have listed before that create minted: the
 	// gap stays (CreateGrace). One a while later closes it.
-	if w := walkApply(t, f, cfg); !slices.Contains(w.Sweep.Revoked, "minted-acc-1") || w.Gap != ledger.Unrecorded {
-		t.Fatalf("the walk revoked %v (gap %v), want the stranded first mint, the gap kept", w.Sweep.Revoked, w.Gap)
+	if w := walkApply(t, f, cfg); !slices.Contains(revokedBy(w), "minted-acc-1") || w.Gap != ledger.Unrecorded {
+		t.Fatalf("the walk revoked %v (gap %v), want the stranded first mint, the gap kept", revokedBy(w), w.Gap)
 	}
 	cfg.Now = func() time.Time { return time.Now().Add(ledger.CreateGrace + time.Minute) }
 	walkApply(t, f, cfg)
@@ -296,7 +297,7 @@ func TestCreatesThatFailLeaveTheirMark(t *testing.T) {
 		store := wholeLedger("ours-acc")
 		cfg, _ := setup(t, "weak-secret")
 		cfg.Ledger = store
-		if _, err := Run(context.Background(), f, cfg); !errors.Is(err, ErrHealDenied) {
+		if _, err := runOnce(context.Background(), f, cfg); !errors.Is(err, ErrHealDenied) {
 			t.Fatalf("err = %v", err)
 		}
 		if got := store.stored(); got.Gap() != ledger.NoGap {
@@ -309,7 +310,7 @@ func TestCreatesThatFailLeaveTheirMark(t *testing.T) {
 		store := wholeLedger("ours-acc")
 		cfg, _ := setup(t, "oidc-secret")
 		cfg.Ledger = store
-		if _, err := Run(context.Background(), f, cfg); err == nil {
+		if _, err := runOnce(context.Background(), f, cfg); err == nil {
 			t.Fatal("want a failure")
 		}
 		if got := store.stored(); len(got.Unrecorded) != 3 || got.Gap() != ledger.Unrecorded {
@@ -328,7 +329,7 @@ func TestOKRunKeepsTheLedger(t *testing.T) {
 		store := wholeLedger()
 		cfg, _ := setup(t, "ours-secret")
 		cfg.Ledger = store
-		res, err := Run(context.Background(), f, cfg)
+		res, err := runOnce(context.Background(), f, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -340,7 +341,7 @@ func TestOKRunKeepsTheLedger(t *testing.T) {
 			t.Fatalf("ledger %+v, want ours-acc found in the file", got.Tokens)
 		}
 		saves := store.saves
-		if _, err := Run(context.Background(), f, cfg); err != nil || store.saves != saves || f.lookedUp != 0 {
+		if _, err := runOnce(context.Background(), f, cfg); err != nil || store.saves != saves || f.lookedUp != 0 {
 			t.Fatalf("a second OK run saved the ledger again (%d → %d) or looked up %d: err %v", saves, store.saves, f.lookedUp, err)
 		}
 	})
@@ -349,12 +350,12 @@ func TestOKRunKeepsTheLedger(t *testing.T) {
 		store := wholeLedger("stale1-acc")
 		cfg, _ := setup(t, "ours-secret")
 		cfg.Ledger = store
-		res, err := Run(context.Background(), f, cfg)
+		res, err := runOnce(context.Background(), f, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if f.listed != 0 || !slices.Equal(res.Sweep.Revoked, []string{"stale1-acc"}) {
-			t.Fatalf("listed %d, revoked %v", f.listed, res.Sweep.Revoked)
+		if f.listed != 0 || !slices.Equal(revokedBy(res), []string{"stale1-acc"}) {
+			t.Fatalf("listed %d, revoked %v", f.listed, revokedBy(res))
 		}
 		if got := store.stored(); !slices.Equal(got.Accessors(), []string{"ours-acc"}) {
 			t.Fatalf("ledger %v", got.Accessors())
@@ -365,7 +366,7 @@ func TestOKRunKeepsTheLedger(t *testing.T) {
 		store := wholeLedger("ours-acc", "otherhost-acc", "gone-acc")
 		cfg, _ := setup(t, "ours-secret")
 		cfg.Ledger = store
-		if _, err := Run(context.Background(), f, cfg); err != nil {
+		if _, err := runOnce(context.Background(), f, cfg); err != nil {
 			t.Fatal(err)
 		}
 		if !alive(f, "otherhost-acc") || len(f.revoked) != 0 {
@@ -384,11 +385,11 @@ func TestDryRunFromTheLedgerSavesNothing(t *testing.T) {
 	store := wholeLedger("ours-acc")
 	cfg, _ := setup(t, "oidc-secret")
 	cfg.Ledger, cfg.DryRun = store, true
-	res, err := Run(context.Background(), f, cfg)
+	res, err := runOnce(context.Background(), f, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.listed != 0 || len(res.Sweep.Stale) != 1 || store.saves != 0 {
-		t.Fatalf("listed %d stale %v saves %d", f.listed, res.Sweep.Stale, store.saves)
+	if f.listed != 0 || res.Sweep.Count(sweep.Is(sweep.Stale)) != 1 || store.saves != 0 {
+		t.Fatalf("listed %d stale %v saves %d", f.listed, res.Sweep.Where(sweep.Is(sweep.Stale)), store.saves)
 	}
 }

@@ -4,82 +4,79 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/devvm/vault-token-renew/decide"
 	"github.com/devvm/vault-token-renew/failure"
-
 	"github.com/devvm/vault-token-renew/tokenfile"
 )
 
-// opened is a run's start: the token in the file, and the run lock while
-// the run holds it.
-type opened struct {
-	token string
-	lock  *tokenfile.Lock
-}
-
-func (o opened) close() {
-	if o.lock != nil {
-		o.lock.Release()
-	}
-}
-
-// open is the start of every run, status and sweep: take the run lock
-// (when lock), read the token file, and look its token up. The file is
-// read only after the lock is taken: a run that waited must see the token
-// the previous run wrote. A failure comes back as the Result a report
-// needs, with its stage and cause.
-func open(ctx context.Context, v Vault, cfg Config, lock bool) (opened, Result, error) {
-	res := Result{Path: cfg.TokenFile, DryRun: cfg.DryRun}
-	var o opened
-	if lock {
-		lctx, cancel := context.WithTimeout(ctx, cfg.LockWait)
-		l, err := tokenfile.Acquire(lctx, cfg.TokenFile)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				err = fmt.Errorf("%w (%w)", err, ctx.Err())
-			}
-			res, err := res.fail(failure.StageLock, failure.AskToken, err)
-			return o, res, err
+// lock takes the run lock beside the token file, waiting up to LockWait.
+// The file is read only after it: a run that waited must see the token the
+// previous run wrote.
+func (r *run) lock(ctx context.Context) (*tokenfile.Lock, error) {
+	lctx, cancel := context.WithTimeout(ctx, r.cfg.LockWait)
+	l, err := tokenfile.Acquire(lctx, r.cfg.TokenFile)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", err, ctx.Err())
 		}
-		o.lock = l
+		r.out.fail(failure.StageLock, failure.AskToken, err)
 	}
-	tok, err := tokenfile.Read(cfg.TokenFile)
+	return l, err
+}
+
+// read reads the token file; false when it could not (the outcome says
+// why).
+func (r *run) read() bool {
+	tok, err := tokenfile.Read(r.cfg.TokenFile)
 	if err != nil {
-		o.close()
-		res, err := res.fail(failure.StageRead, failure.AskToken, err)
-		return opened{}, res, err
+		r.out.fail(failure.StageRead, failure.AskToken, err)
+		return false
 	}
-	if lock {
-		tighten(cfg)
-	}
-	cur, err := v.LookupSelf(ctx, tok)
+	r.tok = tok
+	return true
+}
+
+// lookUp looks the file's token up; false when Vault would not (the
+// outcome says why).
+func (r *run) lookUp(ctx context.Context) bool {
+	cur, err := r.v.LookupSelf(ctx, r.tok)
 	if err != nil {
-		o.close()
-		res, err := res.fail(failure.StageLookup, failure.AskToken, fmt.Errorf("token in %s: %w", cfg.TokenFile, err))
-		return opened{}, res, err
+		r.out.fail(failure.StageLookup, failure.AskToken, fmt.Errorf("token in %s: %w", r.cfg.TokenFile, err))
+		return false
 	}
-	res.Current, o.token = cur, tok
-	return o, res, nil
+	r.out.Current = cur
+	return true
 }
 
 // tighten makes a token file others may read private, and says so.
-func tighten(cfg Config) {
-	was, changed, err := tokenfile.Tighten(cfg.TokenFile)
+func (r *run) tighten() {
+	log := r.cfg.Log
+	was, changed, err := tokenfile.Tighten(r.cfg.TokenFile)
 	switch {
 	case err != nil:
-		cfg.Log.Warn().Err(err).Msg("the token file is readable by others and could not be made private")
+		log.Warn().Err(err).Msg("the token file is readable by others and could not be made private")
 	case changed:
-		cfg.Log.Warn().Str("path", cfg.TokenFile).Str("was", fmt.Sprintf("%04o", was)).
+		log.Warn().Str("path", r.cfg.TokenFile).Str("was", fmt.Sprintf("%04o", was)).
 			Msg("the token file was readable by others; made it 0600")
 	case was != 0:
-		cfg.Log.Warn().Str("path", cfg.TokenFile).Str("mode", fmt.Sprintf("%04o", was)).
+		log.Warn().Str("path", r.cfg.TokenFile).Str("mode", fmt.Sprintf("%04o", was)).
 			Msg("the token file is readable by others and belongs to another user; left as it is")
 	}
 }
 
-// Inspect reads the token file and looks its token up, without the lock
-// and changing nothing: what status reports.
-func Inspect(ctx context.Context, v Vault, cfg Config) (Result, error) {
-	_, res, err := open(ctx, v, cfg, false)
-	return res, err
+// Inspect reads the token file, looks its token up and plans, without the
+// lock and changing nothing: what status reports. It ends OK when the file
+// holds our periodic token, Fail otherwise.
+func Inspect(ctx context.Context, v Vault, cfg Config) Outcome {
+	r := newRun(v, cfg)
+	if r.read() {
+		r.lookUp(ctx)
+	}
+	r.out.Plan = decide.Decide(r.found())
+	o := r.end()
+	if o.Plan.Action != decide.Renew {
+		o.Kind = Fail
+	}
+	return o
 }

@@ -1,19 +1,21 @@
-// Package renew decides and carries out one run of the renewer: renew our
+// Package renew carries out one run of the renewer, and the walk: it finds
+// the token in the file, has decide.Decide plan what to do (renew our
 // periodic token, heal a foreign clobber by re-minting with the foreign
-// token's own authority, or fail without touching the token file.
+// token's own authority, refuse one that cannot, or fail without touching
+// the token file), carries the plan out, and returns one Outcome that
+// every reader (the closing line, status, the state file, the metrics)
+// reads.
 //
-// The decisions (IsOurs, JudgeMinted, JudgeTTL, failure.Classify, sweep.Judge and the
-// ledger's fold) are pure; Vault is reached only through the Vault interface
-// and the ledger only through LedgerStore, so that the whole behaviour
-// matrix runs against fakes in unit tests and a real dev server in
-// integration tests.
+// The decisions (decide's, failure.Classify, sweep.Judge and the ledger's
+// fold) are pure; Vault is reached only through the Vault interface and the
+// ledger only through LedgerStore, so that the whole behaviour matrix runs
+// against fakes in unit tests and a real dev server in integration tests.
 package renew
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/devvm/vault-token-renew/decide"
@@ -22,9 +24,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/devvm/vault-token-renew/internal/ledger"
-	"github.com/devvm/vault-token-renew/internal/safetext"
 	"github.com/devvm/vault-token-renew/sweep"
-	"github.com/devvm/vault-token-renew/tokenfile"
 )
 
 // Vault is the Vault I/O one run needs. Every call names the token it acts
@@ -83,15 +83,6 @@ var (
 	ErrHealDenied = errors.New("heal denied — foreign token lacks create authority; investigate what wrote it")
 )
 
-// Action is what a run did, or would do in a dry run.
-type Action string
-
-const (
-	ActionRenew  Action = "renew"
-	ActionHeal   Action = "heal"
-	ActionRefuse Action = "refuse"
-)
-
 // Config is one run's settings.
 type Config struct {
 	TokenFile   string
@@ -102,7 +93,8 @@ type Config struct {
 	LockWait    time.Duration // how long to wait for another run's lock
 	Log         zerolog.Logger
 	// Ledger keeps this machine's token accessors between runs; nil means
-	// none: a heal then retires nothing stale, and only the walk finds it.
+	// none (kept in memory for the run): a heal then retires nothing stale,
+	// and only the walk finds it.
 	Ledger LedgerStore
 	// CreateRetries is how often a create that may not have reached Vault
 	// (a 429, a 5xx, no answer) is tried again; the API client's own
@@ -145,216 +137,130 @@ func (c Config) sweepOptions(apply bool, keep ...string) sweep.Options {
 	}
 }
 
-// Result is what happened, for the caller to report. It is filled as far as
-// the run got, also when Run returns an error.
-type Result struct {
-	Action  Action
-	DryRun  bool
-	Path    string
-	Current decide.TokenInfo // the token found in the file
-	TTL     time.Duration
-	// New is the token a heal minted: its accessor once Vault answered the
-	// create, all of it once its check looked it up. NewRevoked says
-	// whether a failed heal managed to revoke it.
-	New        decide.TokenInfo
-	NewRevoked bool
-	Sweep      sweep.Report
-	// SweepErr is why the sweep did not finish; a heal stands, but a
-	// stale token (or one stranded by a lost create) may be left.
-	SweepErr error
-	// Gap is what the ledger cannot vouch for after the run: tokens of
-	// this machine it cannot know may remain, and only a walk (Walk) finds
-	// them; ledger.NoGap when the ledger knows every one.
-	Gap ledger.Gap
-	// Walk is what a walk (`sweep`) did; nil for a run.
-	Walk *WalkRun
-	// Ledger is the ledger as the run left it.
-	Ledger ledger.Ledger
-	Stage  failure.Stage // the step a failure happened in
-	Cause  failure.Cause
-	// Refusal is why the heal was denied: Vault's answer to the create, or
-	// why this kind of token can never mint (CannotMint).
-	Refusal string
-	// Cap is what Vault's TTL caps mean for the token the file now holds.
-	Cap decide.TTLVerdict
-	// VaultWarnings are the warnings Vault attached to the renew or create.
-	VaultWarnings []string
+// Run performs one run under the lock beside the token file: it finds the
+// token, plans (decide.Decide), and carries the plan out. The Outcome holds
+// the plan and what came of it, also when the run failed.
+func Run(ctx context.Context, v Vault, cfg Config) Outcome {
+	r := newRun(v, cfg)
+	if !cfg.DryRun { // a dry run changes nothing: no lock file, no chmod
+		lock, err := r.lock(ctx)
+		if err != nil {
+			r.plan(ctx)
+			return r.end()
+		}
+		defer lock.Release()
+	}
+	if r.read() {
+		if !cfg.DryRun {
+			r.tighten()
+		}
+		r.lookUp(ctx)
+	}
+	r.plan(ctx)
+	r.carryOut(ctx)
+	return r.end()
 }
 
-func (r *Result) fail(stage failure.Stage, ask failure.Ask, err error) (Result, error) {
-	r.Stage = stage
-	if r.Cause == failure.CauseUnknown {
-		r.Cause = failure.Classify(err, ask)
-	}
-	return *r, err
+// run is one run's state: what it acts with, its view of the ledger, the
+// token in the file, and the outcome it fills in as it goes.
+type run struct {
+	v   Vault
+	cfg Config
+	led *runLedger
+	tok string // the token in the file
+	out Outcome
 }
 
-// Run performs one run under the lock beside the token file.
-func Run(ctx context.Context, v Vault, cfg Config) (Result, error) {
-	o, res, err := open(ctx, v, cfg, !cfg.DryRun)
-	if err != nil {
-		return res, err
+func newRun(v Vault, cfg Config) *run {
+	store := cfg.Ledger
+	if store == nil {
+		store = &memStore{}
 	}
-	defer o.close()
-	b := openBook(cfg, !cfg.DryRun)
+	if cfg.DryRun {
+		store = &dryStore{LedgerStore: store}
+	}
+	return &run{v: v, cfg: cfg, led: loadLedger(store, cfg.Log), out: Outcome{Path: cfg.TokenFile, DryRun: cfg.DryRun}}
+}
+
+// found is what the run found, for the plan.
+func (r *run) found() decide.Found {
+	return decide.Found{Spec: r.cfg.Spec, Token: r.out.Current, Err: r.out.Err, Stage: r.out.Stage, Cause: r.out.Cause, Ledger: r.led.l}
+}
+
+// plan decides what to do from what the run found. A dry run first asks
+// Vault whether a foreign token may mint (it must not mint to find out).
+func (r *run) plan(ctx context.Context) {
+	f := r.found()
+	if r.cfg.DryRun && f.Err == nil && !decide.IsOurs(f.Token, f.Spec) && decide.CannotMint(f.Token) == "" {
+		f.Capability = r.askCapability(ctx)
+		f.Err, f.Stage, f.Cause = r.out.Err, r.out.Stage, r.out.Cause
+	}
+	r.out.Plan = decide.Decide(f)
+}
+
+// askCapability asks Vault (capabilities-self) whether the foreign token
+// may mint a periodic orphan.
+func (r *run) askCapability(ctx context.Context) decide.Capability {
+	ok, err := r.v.CanCreateOrphan(ctx, r.tok)
 	switch {
-	case decide.IsOurs(res.Current, cfg.Spec):
-		res, err = renewOurs(ctx, v, cfg, o.token, res, b)
-	case cfg.DryRun:
-		res, err = dryHeal(ctx, v, cfg, o.token, res, b)
-	default:
-		res, err = heal(ctx, v, cfg, o.token, res, b)
+	case err != nil:
+		r.out.fail(failure.StageCapabilities, failure.AskToken, fmt.Errorf("foreign accessor %s: %w", r.out.Current.Accessor, err))
+		return decide.Unasked
+	case ok:
+		return decide.MayMint
 	}
-	res.Ledger = b.l
-	return res, err
+	return decide.MayNotMint
 }
 
-// renewOurs renews our periodic token and judges what Vault's caps left of
+// carryOut does what the plan says.
+func (r *run) carryOut(ctx context.Context) {
+	p := r.out.Plan
+	switch p.Action {
+	case decide.Renew:
+		r.renew(ctx)
+	case decide.Heal:
+		r.heal(ctx)
+	case decide.Refuse:
+		r.out.Refusal = p.Reason
+		r.out.Cause = p.Cause
+		r.out.fail(p.Stage, failure.AskMore, fmt.Errorf("%w: %s", ErrHealDenied, p.Reason))
+	}
+	r.out.Gap = r.led.gap()
+}
+
+// end is the outcome as the run left it.
+func (r *run) end() Outcome {
+	r.out.Ledger = r.led.l
+	r.out.Kind = r.out.kind()
+	return r.out
+}
+
+// renew renews our periodic token and judges what Vault's caps left of
 // its TTL: below the period is a warning, below a day is a failure, so the
 // unit fails while there is still time to act. The token enters the ledger
-// if it is not there yet (a manual re-mint), and the ledger's other tokens,
+// if the plan says so (a manual re-mint), and the ledger's other tokens,
 // stale now, are retired; with nothing stale that costs no request.
-func renewOurs(ctx context.Context, v Vault, cfg Config, tok string, res Result, b *book) (Result, error) {
-	res.Action = ActionRenew
-	if cfg.DryRun {
-		res.TTL = res.Current.TTL
-		retire(ctx, v, cfg, &res, b, retirement{as: tok, keep: []string{res.Current.Accessor}})
-		res.Gap = b.gap()
-		return res, nil
+func (r *run) renew(ctx context.Context) {
+	cur := r.out.Current
+	if r.cfg.DryRun {
+		r.out.TTL = cur.TTL
+		r.retire(ctx, r.tok, checkCluster)
+		return
 	}
-	r, err := v.RenewSelf(ctx, tok)
+	rn, err := r.v.RenewSelf(ctx, r.tok)
 	if err != nil {
-		return res.fail(failure.StageRenew, failure.AskToken, fmt.Errorf("accessor %s: %w", res.Current.Accessor, err))
+		r.out.fail(failure.StageRenew, failure.AskToken, fmt.Errorf("accessor %s: %w", cur.Accessor, err))
+		return
 	}
-	res.TTL, res.VaultWarnings = r.TTL, r.Warnings
-	res.Cap = decide.JudgeTTL(res.Current, r.TTL, cfg.now())
-	if res.Cap.Fatal {
-		res.Cause = failure.CauseCapped
-		return res.fail(failure.StageCap, failure.AskToken, fmt.Errorf("%w: accessor %s has %s left", failure.ErrCapped, res.Current.Accessor, r.TTL))
+	r.out.TTL, r.out.VaultWarnings = rn.TTL, rn.Warnings
+	r.out.Cap = decide.JudgeTTL(cur, rn.TTL, r.cfg.now())
+	if r.out.Cap.Fatal {
+		r.out.Cause = failure.CauseCapped
+		r.out.fail(failure.StageCap, failure.AskToken, fmt.Errorf("%w: accessor %s has %s left", failure.ErrCapped, cur.Accessor, rn.TTL))
+		return
 	}
-	if !b.l.Has(res.Current.Accessor) {
-		b.update(func(l ledger.Ledger) ledger.Ledger { return l.Found(res.Current.Accessor, cfg.now()) })
+	if r.out.Plan.Record {
+		r.led.update(func(l ledger.Ledger) ledger.Ledger { return l.Found(cur.Accessor, r.cfg.now()) })
 	}
-	retire(ctx, v, cfg, &res, b, retirement{as: tok, keep: []string{res.Current.Accessor}})
-	res.Gap = b.gap()
-	return res, nil
-}
-
-// heal re-mints our periodic token with the foreign token's authority:
-// mint, check, write, then retire the stale ones. Until the write, any
-// failure revokes the new token, so a failed heal strands nothing and
-// leaves the file byte-identical.
-func heal(ctx context.Context, v Vault, cfg Config, foreign string, res Result, b *book) (Result, error) {
-	log := cfg.Log.With().Str("foreign_accessor", res.Current.Accessor).Str("foreign_display_name", safetext.Value(res.Current.DisplayName)).Logger()
-	res.Action = ActionHeal
-	if why := decide.CannotMint(res.Current); why != "" {
-		res.Action, res.Refusal, res.Cause = ActionRefuse, why, failure.CauseRefused
-		return res.fail(failure.StageCreate, failure.AskMore, fmt.Errorf("%w: %s", ErrHealDenied, why))
-	}
-	c, err := create(ctx, v, cfg, foreign, b, log)
-	if err != nil {
-		if failure.Classify(err, failure.AskMore) == failure.CauseRefused {
-			res.Action, res.Refusal = ActionRefuse, err.Error()
-			return res.fail(failure.StageCreate, failure.AskMore, fmt.Errorf("%w: %w", ErrHealDenied, err))
-		}
-		return res.fail(failure.StageCreate, failure.AskMore, fmt.Errorf("as foreign accessor %s: %w", res.Current.Accessor, err))
-	}
-	res.VaultWarnings, res.New.Accessor = c.Warnings, c.Accessor
-	log.Info().Str("accessor", c.Accessor).Msg("minted periodic token with the foreign token's authority")
-
-	if stage, err := checkNew(ctx, v, cfg, c, &res); err != nil {
-		res.NewRevoked = discard(ctx, v, log, c, b)
-		return res.fail(stage, checkAsk(stage), err)
-	}
-	if err := writeToken(cfg, c.Secret); err != nil {
-		if !errors.Is(err, tokenfile.ErrNotDurable) {
-			res.NewRevoked = discard(ctx, v, log, c, b)
-			return res.fail(failure.StageWrite, failure.AskToken, err)
-		}
-		// The rename happened: the file holds the new token. Revoking it now
-		// would leave a dead token in the file, so carry on and say so.
-		log.Warn().Err(err).Msg("token file replaced but its directory was not synced; a crash now could restore the old file")
-	}
-	res.TTL = res.New.TTL
-	b.checkVault(ctx, v)
-	retire(ctx, v, cfg, &res, b, retirement{as: c.Secret, keep: []string{c.Accessor, res.Current.Accessor},
-		notOurs: []string{res.Current.Accessor}, heal: true, log: &log})
-	res.Gap = b.gap()
-	return res, nil
-}
-
-// checkAsk: a just-minted token that Vault will not look up is Vault
-// refusing the check, not a dead token in the file.
-func checkAsk(stage failure.Stage) failure.Ask {
-	if stage == failure.StageCheck {
-		return failure.AskMore
-	}
-	return failure.AskToken
-}
-
-// checkNew looks the new token up as itself and judges it: the sanity
-// predicate, then Vault's TTL caps.
-func checkNew(ctx context.Context, v Vault, cfg Config, c Created, res *Result) (failure.Stage, error) {
-	info, err := v.LookupSelf(ctx, c.Secret)
-	if err != nil {
-		return failure.StageCheck, fmt.Errorf("minted accessor %s: %w", c.Accessor, err)
-	}
-	res.New = info
-	if j := decide.JudgeMinted(info, cfg.Spec); !j.OK() {
-		return failure.StageCheck, fmt.Errorf("%w: accessor %s: %s", failure.ErrMintRejected, c.Accessor, strings.Join(j.Problems, "; "))
-	}
-	res.Cap = decide.JudgeTTL(info, info.TTL, cfg.now())
-	if res.Cap.Fatal {
-		res.Cause = failure.CauseCapped
-		return failure.StageCap, fmt.Errorf("%w: minted accessor %s has %s", failure.ErrCapped, c.Accessor, info.TTL)
-	}
-	return failure.StageNone, nil
-}
-
-// discard revokes a new token the file will not hold and says whether it
-// could; a revoked token leaves the ledger, one that survived stays for
-// the next run to retire. The run's deadline may be what failed, so the
-// revoke gets its own.
-func discard(ctx context.Context, v Vault, log zerolog.Logger, c Created, b *book) bool {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	if err := v.RevokeSelf(rctx, c.Secret); err != nil {
-		log.Error().Err(err).Str("accessor", c.Accessor).Msg("could not revoke the minted token; revoke it by accessor, or let the next run retire it (it stays in the ledger)")
-		return false
-	}
-	b.update(func(l ledger.Ledger) ledger.Ledger { return l.Forget(c.Accessor) })
-	log.Info().Str("accessor", c.Accessor).Msg("revoked the minted token")
-	return true
-}
-
-func writeToken(cfg Config, secret string) error {
-	if cfg.WriteToken != nil {
-		return cfg.WriteToken(cfg.TokenFile, secret)
-	}
-	return tokenfile.Write(cfg.TokenFile, secret)
-}
-
-// dryHeal says whether a heal would be allowed, without minting: Vault's
-// own capabilities-self answer for auth/token/create (identity policies
-// included), and the periodic tokens a heal would revoke from the ledger,
-// as the heal itself would find them.
-func dryHeal(ctx context.Context, v Vault, cfg Config, foreign string, res Result, b *book) (Result, error) {
-	if why := decide.CannotMint(res.Current); why != "" {
-		res.Action, res.Refusal, res.Cause = ActionRefuse, why, failure.CauseRefused
-		return res.fail(failure.StageCreate, failure.AskMore, fmt.Errorf("%w: %s", ErrHealDenied, why))
-	}
-	ok, err := v.CanCreateOrphan(ctx, foreign)
-	if err != nil {
-		return res.fail(failure.StageCapabilities, failure.AskToken, fmt.Errorf("foreign accessor %s: %w", res.Current.Accessor, err))
-	}
-	if !ok {
-		res.Action, res.Cause = ActionRefuse, failure.CauseRefused
-		return res.fail(failure.StageCreate, failure.AskMore, ErrHealDenied)
-	}
-	res.Action = ActionHeal
-	b.checkVault(ctx, v)
-	retire(ctx, v, cfg, &res, b, retirement{as: foreign, keep: []string{res.Current.Accessor},
-		notOurs: []string{res.Current.Accessor}, heal: true})
-	res.Gap = b.gap()
-	return res, nil
+	r.retire(ctx, r.tok, checkCluster)
 }

@@ -268,11 +268,11 @@ func fileIs(t *testing.T, p, want string) {
 func TestOursIsRenewedAndFileUntouched(t *testing.T) {
 	f := world()
 	cfg, p := setup(t, "ours-secret\n")
-	res, err := Run(context.Background(), f, cfg)
+	res, err := runOnce(context.Background(), f, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Action != ActionRenew || res.TTL != 768*time.Hour || res.Current.Accessor != "ours-acc" {
+	if res.Plan.Action != decide.Renew || res.TTL != 768*time.Hour || res.Current.Accessor != "ours-acc" {
 		t.Fatalf("result %+v", res)
 	}
 	if len(f.renewed) != 1 || len(f.created) != 0 || len(f.revoked) != 0 {
@@ -291,11 +291,11 @@ func TestAdminClobberHeals(t *testing.T) {
 	f := world()
 	cfg, p := setup(t, "oidc-secret")
 	cfg.Ledger = staleKnown()
-	res, err := Run(context.Background(), f, cfg)
+	res, err := runOnce(context.Background(), f, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Action != ActionHeal || res.New.Accessor != "minted-acc-1" || res.Current.DisplayName != "oidc-wizard" {
+	if res.Plan.Action != decide.Heal || res.Minted.Accessor != "minted-acc-1" || res.Current.DisplayName != "oidc-wizard" {
 		t.Fatalf("result %+v", res)
 	}
 	fileIs(t, p, "minted-secret-1")
@@ -305,8 +305,8 @@ func TestAdminClobberHeals(t *testing.T) {
 	}
 	sort.Strings(f.revoked)
 	want := []string{"ours-acc", "stale1-acc", "stale2-acc"}
-	if fmt.Sprint(f.revoked) != fmt.Sprint(want) || fmt.Sprint(res.Sweep.Revoked) != fmt.Sprint(want) {
-		t.Fatalf("revoked %v (report %v), want %v", f.revoked, res.Sweep.Revoked, want)
+	if fmt.Sprint(f.revoked) != fmt.Sprint(want) || fmt.Sprint(revokedBy(res)) != fmt.Sprint(want) {
+		t.Fatalf("revoked %v (report %v), want %v", f.revoked, revokedBy(res), want)
 	}
 	if _, alive := f.bySecret["oidc-secret"]; !alive {
 		t.Fatal("the foreign token was revoked")
@@ -332,11 +332,11 @@ func TestWeakClobberIsDriftAndFileByteIdentical(t *testing.T) {
 			f := world()
 			f.createErr["weak-secret"] = refusal
 			cfg, p := setup(t, "weak-secret\n")
-			res, err := Run(context.Background(), f, cfg)
+			res, err := runOnce(context.Background(), f, cfg)
 			if !errors.Is(err, ErrHealDenied) {
 				t.Fatalf("err = %v, want ErrHealDenied", err)
 			}
-			if res.Action != ActionRefuse || res.Current.Accessor != "weak-acc" || res.Current.DisplayName != "kubernetes-woodpecker-default" || res.Refusal == "" {
+			if res.Kind != Drift || res.Current.Accessor != "weak-acc" || res.Current.DisplayName != "kubernetes-woodpecker-default" || res.Refusal == "" {
 				t.Fatalf("result %+v", res)
 			}
 			fileIs(t, p, "weak-secret\n")
@@ -351,7 +351,7 @@ func TestCreateServerErrorIsFailNotDrift(t *testing.T) {
 	f := world()
 	f.createErr["oidc-secret"] = respErr(500, "internal error")
 	cfg, p := setup(t, "oidc-secret")
-	res, err := Run(context.Background(), f, cfg)
+	res, err := runOnce(context.Background(), f, cfg)
 	if err == nil || errors.Is(err, ErrHealDenied) {
 		t.Fatalf("err = %v, want a plain failure", err)
 	}
@@ -377,7 +377,7 @@ func TestLookupFailuresAreFailAndFileUntouched(t *testing.T) {
 			f := world()
 			f.lookupErr = tc.err
 			cfg, p := setup(t, tc.file)
-			res, err := Run(context.Background(), f, cfg)
+			res, err := runOnce(context.Background(), f, cfg)
 			if err == nil || errors.Is(err, ErrHealDenied) {
 				t.Fatalf("err = %v", err)
 			}
@@ -396,7 +396,7 @@ func TestRenewFailureIsFail(t *testing.T) {
 	f := world()
 	f.renewErr = respErr(503, "Vault is sealed")
 	cfg, p := setup(t, "ours-secret")
-	res, err := Run(context.Background(), f, cfg)
+	res, err := runOnce(context.Background(), f, cfg)
 	if err == nil || res.Stage != failure.StageRenew || res.Cause != failure.CauseSealed {
 		t.Fatalf("err %v stage %q cause %v", err, res.Stage, res.Cause)
 	}
@@ -416,7 +416,7 @@ func TestMintedTokenFailingCheckIsRevoked(t *testing.T) {
 			f := world()
 			f.mintAs = tc.mintAs
 			cfg, p := setup(t, "oidc-secret")
-			res, err := Run(context.Background(), f, cfg)
+			res, err := runOnce(context.Background(), f, cfg)
 			if !errors.Is(err, failure.ErrMintRejected) || res.Stage != failure.StageCheck {
 				t.Fatalf("err %v stage %q", err, res.Stage)
 			}
@@ -432,7 +432,7 @@ func TestMintedLookupFailureRevokesMinted(t *testing.T) {
 	f := world()
 	f.lookupErr, f.lookupN = respErr(500, "boom"), 1 // the foreign lookup works, the minted one fails
 	cfg, p := setup(t, "oidc-secret")
-	res, err := Run(context.Background(), f, cfg)
+	res, err := runOnce(context.Background(), f, cfg)
 	if err == nil || res.Stage != failure.StageCheck {
 		t.Fatalf("err %v stage %q", err, res.Stage)
 	}
@@ -446,7 +446,7 @@ func TestWriteFailureRevokesMintedAndKeepsFile(t *testing.T) {
 	f := world()
 	cfg, p := setup(t, "oidc-secret")
 	cfg.WriteToken = func(string, string) error { return errors.New("injected: no space left on device") }
-	res, err := Run(context.Background(), f, cfg)
+	res, err := runOnce(context.Background(), f, cfg)
 	if err == nil || res.Stage != failure.StageWrite {
 		t.Fatalf("err %v stage %q", err, res.Stage)
 	}
@@ -461,12 +461,12 @@ func TestSweepFailuresDoNotUndoTheHeal(t *testing.T) {
 	f.revokeErr["stale1-acc"] = respErr(500, "boom")
 	cfg, p := setup(t, "oidc-secret")
 	cfg.Ledger = staleKnown()
-	res, err := Run(context.Background(), f, cfg)
+	res, err := runOnce(context.Background(), f, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fileIs(t, p, "minted-secret-1")
-	if len(res.Sweep.Failed) != 1 || res.Sweep.Failed[0].Accessor != "stale1-acc" || len(res.Sweep.Revoked) != 2 {
+	if len(res.Sweep.Where(sweep.Record.Failed)) != 1 || res.Sweep.Where(sweep.Record.Failed)[0].Accessor != "stale1-acc" || len(revokedBy(res)) != 2 {
 		t.Fatalf("sweep %+v", res.Sweep)
 	}
 }
@@ -474,24 +474,24 @@ func TestSweepFailuresDoNotUndoTheHeal(t *testing.T) {
 func TestDryRunChangesNothing(t *testing.T) {
 	for _, tc := range []struct {
 		file    string
-		action  Action
+		action  decide.Action
 		denied  bool
 		matched int
 	}{
-		{file: "ours-secret", action: ActionRenew, matched: 2}, // the ledger's stale, which an OK run retires
-		{file: "oidc-secret", action: ActionHeal, matched: 3},  // not the other host's
-		{file: "weak-secret", action: ActionRefuse, denied: true},
+		{file: "ours-secret", action: decide.Renew, matched: 2}, // the ledger's stale, which an OK run retires
+		{file: "oidc-secret", action: decide.Heal, matched: 3},  // not the other host's
+		{file: "weak-secret", action: decide.Refuse, denied: true},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			f := world()
 			cfg, p := setup(t, tc.file)
 			cfg.DryRun, cfg.Ledger = true, staleKnown()
-			res, err := Run(context.Background(), f, cfg)
+			res, err := runOnce(context.Background(), f, cfg)
 			if errors.Is(err, ErrHealDenied) != tc.denied || (!tc.denied && err != nil) {
 				t.Fatalf("err = %v", err)
 			}
-			if res.Action != tc.action || len(res.Sweep.Stale) != tc.matched {
-				t.Fatalf("action %q matched %d", res.Action, len(res.Sweep.Stale))
+			if res.Plan.Action != tc.action || res.Sweep.Count(sweep.Is(sweep.Stale)) != tc.matched {
+				t.Fatalf("action %q matched %d", res.Plan.Action, res.Sweep.Count(sweep.Is(sweep.Stale)))
 			}
 			fileIs(t, p, tc.file)
 			if len(f.created)+len(f.revoked)+len(f.renewed) != 0 {
@@ -508,7 +508,7 @@ func TestMissingTokenFileIsFail(t *testing.T) {
 	f := world()
 	cfg, p := setup(t, "x")
 	os.Remove(p)
-	res, err := Run(context.Background(), f, cfg)
+	res, err := runOnce(context.Background(), f, cfg)
 	if err == nil || res.Stage != failure.StageRead {
 		t.Fatalf("err %v stage %q", err, res.Stage)
 	}
@@ -522,13 +522,13 @@ func TestConcurrentRunsHealOnce(t *testing.T) {
 	cfg, p := setup(t, "oidc-secret")
 	cfg.Ledger = staleKnown()
 	var wg sync.WaitGroup
-	results := make([]Result, 2)
+	results := make([]Outcome, 2)
 	errs := make([]error, 2)
 	for i := range results {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i], errs[i] = Run(context.Background(), f, cfg)
+			results[i], errs[i] = runOnce(context.Background(), f, cfg)
 		}()
 	}
 	wg.Wait()
@@ -540,9 +540,8 @@ func TestConcurrentRunsHealOnce(t *testing.T) {
 	if len(f.created) != 1 {
 		t.Fatalf("minted %d tokens, want exactly one heal", len(f.created))
 	}
-	actions := []Action{results[0].Action, results[1].Action}
-	sort.Slice(actions, func(i, j int) bool { return actions[i] < actions[j] })
-	if actions[0] != ActionHeal || actions[1] != ActionRenew {
+	actions := []decide.Action{results[0].Plan.Action, results[1].Plan.Action}
+	if !slices.Contains(actions, decide.Heal) || !slices.Contains(actions, decide.Renew) {
 		t.Fatalf("actions %v, want one heal and one renew", actions)
 	}
 	fileIs(t, p, "minted-secret-1")
@@ -569,7 +568,7 @@ func TestSymlinkedTokenFileKeepsLink(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := Config{TokenFile: link, Spec: spec, Concurrency: 2, LockWait: time.Second, Log: zerolog.Nop()}
-	if _, err := Run(context.Background(), f, cfg); err != nil {
+	if _, err := runOnce(context.Background(), f, cfg); err != nil {
 		t.Fatal(err)
 	}
 	if fi, _ := os.Lstat(link); fi.Mode()&os.ModeSymlink == 0 {
@@ -586,12 +585,12 @@ func TestNonPeriodicTokenWithOurNameIsHealed(t *testing.T) {
 	f.add("ttl-only-secret", decide.TokenInfo{Accessor: "ttl-only-acc", DisplayName: "token-devvm-wizard", TTL: 24 * time.Hour,
 		Orphan: true, Policies: []string{"vault-admin", "sops-admin"}})
 	cfg, p := setup(t, "ttl-only-secret")
-	res, err := Run(context.Background(), f, cfg)
+	res, err := runOnce(context.Background(), f, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Action != ActionHeal || len(f.renewed) != 0 {
-		t.Fatalf("action %q, renewed %v: a non-periodic token must be healed, not renewed until it dies", res.Action, f.renewed)
+	if res.Plan.Action != decide.Heal || len(f.renewed) != 0 {
+		t.Fatalf("action %q, renewed %v: a non-periodic token must be healed, not renewed until it dies", res.Plan.Action, f.renewed)
 	}
 	fileIs(t, p, "minted-secret-1")
 }
@@ -608,9 +607,9 @@ func TestTokensThatCanNeverMintAreDriftWithoutACreate(t *testing.T) {
 			f := world()
 			f.add("odd-secret", tc.info)
 			cfg, p := setup(t, "odd-secret")
-			res, err := Run(context.Background(), f, cfg)
-			if !errors.Is(err, ErrHealDenied) || res.Action != ActionRefuse || !strings.Contains(res.Refusal, tc.words) {
-				t.Fatalf("err %v action %q refusal %q", err, res.Action, res.Refusal)
+			res, err := runOnce(context.Background(), f, cfg)
+			if !errors.Is(err, ErrHealDenied) || res.Plan.Action != decide.Refuse || !strings.Contains(res.Refusal, tc.words) {
+				t.Fatalf("err %v action %q refusal %q", err, res.Plan.Action, res.Refusal)
 			}
 			if len(f.created) != 0 {
 				t.Fatal("asked vault to mint with a token that never can")
@@ -633,7 +632,7 @@ func TestRenewalCappedByVault(t *testing.T) {
 			f := world()
 			f.maxTTL = tc.maxTTL
 			cfg, p := setup(t, "ours-secret")
-			res, err := Run(context.Background(), f, cfg)
+			res, err := runOnce(context.Background(), f, cfg)
 			if !res.Cap.Capped || res.TTL != tc.maxTTL || len(res.VaultWarnings) != 1 {
 				t.Fatalf("cap %+v ttl %s warnings %v", res.Cap, res.TTL, res.VaultWarnings)
 			}
@@ -653,7 +652,7 @@ func TestHealCappedByVault(t *testing.T) {
 		f := world()
 		f.maxTTL = 48 * time.Hour
 		cfg, p := setup(t, "oidc-secret")
-		res, err := Run(context.Background(), f, cfg)
+		res, err := runOnce(context.Background(), f, cfg)
 		if err != nil || !res.Cap.Capped || res.Cap.Fatal || len(res.VaultWarnings) != 1 {
 			t.Fatalf("err %v cap %+v warnings %v", err, res.Cap, res.VaultWarnings)
 		}
@@ -663,7 +662,7 @@ func TestHealCappedByVault(t *testing.T) {
 		f := world()
 		f.maxTTL = 12 * time.Hour
 		cfg, p := setup(t, "oidc-secret")
-		res, err := Run(context.Background(), f, cfg)
+		res, err := runOnce(context.Background(), f, cfg)
 		if !errors.Is(err, failure.ErrCapped) || res.Stage != failure.StageCap || res.Cause != failure.CauseCapped {
 			t.Fatalf("err %v stage %v cause %v", err, res.Stage, res.Cause)
 		}
@@ -671,8 +670,8 @@ func TestHealCappedByVault(t *testing.T) {
 		if fmt.Sprint(f.revoked) != "[minted-acc-1]" {
 			t.Fatalf("revoked %v, want only the minted token", f.revoked)
 		}
-		if res.New.Accessor != "minted-acc-1" || !res.NewRevoked {
-			t.Fatalf("minted %q revoked %v: the report must know what happened to the mint", res.New.Accessor, res.NewRevoked)
+		if res.Minted.Accessor != "minted-acc-1" || !res.Minted.Revoked {
+			t.Fatalf("minted %q revoked %v: the report must know what happened to the mint", res.Minted.Accessor, res.Minted.Revoked)
 		}
 	})
 	t.Run("explicit max TTL names the day the token dies", func(t *testing.T) {
@@ -683,7 +682,7 @@ func TestHealCappedByVault(t *testing.T) {
 			i.ExplicitMaxTTL, i.TTL, i.CreationTime = 72*time.Hour, 72*time.Hour, created
 		}
 		cfg, _ := setup(t, "oidc-secret")
-		res, err := Run(context.Background(), f, cfg)
+		res, err := runOnce(context.Background(), f, cfg)
 		if err != nil || !res.Cap.Explicit || res.Cap.Dies.Format(time.RFC3339) != die {
 			t.Fatalf("err %v cap %+v", err, res.Cap)
 		}
@@ -699,13 +698,13 @@ func TestLostCreateAnswerStrandsNothing(t *testing.T) {
 	f.loseCreates = 1
 	cfg, p := setup(t, "oidc-secret")
 	cfg.Ledger = staleKnown()
-	res, err := Run(context.Background(), f, cfg)
+	res, err := runOnce(context.Background(), f, cfg)
 	if err != nil || res.Gap != ledger.Unrecorded {
 		t.Fatalf("err %v gap %v, want a heal that says a create is unrecorded", err, res.Gap)
 	}
 	fileIs(t, p, "minted-secret-2")
-	if w := walkApply(t, f, cfg); !slices.Contains(w.Sweep.Revoked, "minted-acc-1") {
-		t.Fatalf("the stranded first mint was not swept: revoked %v", w.Sweep.Revoked)
+	if w := walkApply(t, f, cfg); !slices.Contains(revokedBy(w), "minted-acc-1") {
+		t.Fatalf("the stranded first mint was not swept: revoked %v", revokedBy(w))
 	}
 	var live []string
 	for _, i := range f.bySecret {
@@ -728,7 +727,7 @@ func TestHealStandsWhenTheSweepCannotRun(t *testing.T) {
 	cfg.Ledger = staleKnown()
 	ctx := newBudget()
 	f.clusterHook = ctx.runOut
-	res, err := Run(ctx, f, cfg)
+	res, err := runOnce(ctx, f, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -748,7 +747,7 @@ func TestLockFileThatCannotBeCreatedIsFilesystem(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := Config{TokenFile: filepath.Join(notDir, ".vault-token"), Spec: spec, LockWait: time.Second, Log: zerolog.Nop()}
-	res, err := Run(context.Background(), world(), cfg)
+	res, err := runOnce(context.Background(), world(), cfg)
 	if res.Stage != failure.StageLock || res.Cause != failure.CauseFilesystem {
 		t.Fatalf("err %v stage %v cause %v, want a filesystem cause, not a held lock", err, res.Stage, res.Cause)
 	}
@@ -762,7 +761,7 @@ func TestHeldLockIsLockHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer held.Release()
-	res, err := Run(context.Background(), world(), cfg)
+	res, err := runOnce(context.Background(), world(), cfg)
 	if res.Stage != failure.StageLock || res.Cause != failure.CauseLockHeld {
 		t.Fatalf("err %v stage %v cause %v", err, res.Stage, res.Cause)
 	}
@@ -800,7 +799,7 @@ func TestRunMakesALooseTokenFilePrivate(t *testing.T) {
 		if err := os.Chmod(p, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Run(context.Background(), f, cfg); err != nil {
+		if _, err := runOnce(context.Background(), f, cfg); err != nil {
 			t.Fatal(err)
 		}
 		fi, _ := os.Stat(p)
@@ -826,3 +825,21 @@ func (e *statusErr) Messages() []string { return e.msgs }
 func respErr(code int, msgs ...string) error { return &statusErr{code: code, msgs: msgs} }
 
 var spec = decide.Spec{DisplayName: "devvm-wizard", Policies: []string{"vault-admin", "sops-admin"}, Period: 768 * time.Hour, Host: "devvm-a", User: "wizard"}
+
+// runOnce and walkOnce are Run and Walk with the outcome's error beside it.
+func runOnce(ctx context.Context, v Vault, cfg Config) (Outcome, error) {
+	o := Run(ctx, v, cfg)
+	return o, o.Err
+}
+
+func walkOnce(ctx context.Context, v Vault, cfg Config, wo WalkOptions) (Outcome, error) {
+	o := Walk(ctx, v, cfg, wo)
+	return o, o.Err
+}
+
+// revokedBy are the accessors o's sweep revoked, sorted.
+func revokedBy(o Outcome) []string {
+	out := sweep.AccessorsOf(o.Sweep.Where(sweep.DidThis(sweep.Revoked)))
+	sort.Strings(out)
+	return out
+}

@@ -28,11 +28,30 @@ type WalkRun struct {
 	Listed int
 	// Complete says the walk reached its end: every accessor looked up
 	// and, with apply, the ledger whole (but for a create sent meanwhile
-	// whose answer was lost: Result.Gap says so).
+	// whose answer was lost: Outcome.Gap says so).
 	Complete bool
 	// Idle says IfGap found the ledger whole with no walk under way:
 	// nothing was walked and Vault was not asked.
 	Idle bool
+	// Paused says an IfGap walk stopped for a reason that is no failure
+	// (a SIGTERM, a login in the file, a run holding the lock): its place
+	// is kept, and it ends OK.
+	Paused bool
+}
+
+// WalkPlan is what a walk will do, said before it acts (restic's forget):
+// what it walks, where it resumes, what it revokes and what it keeps.
+type WalkPlan struct {
+	Apply       bool
+	Listed      int // accessors the LIST returned
+	Resume      int // of them, looked up by an earlier run of this walk: skipped
+	Step        int // accessors looked up between two saves of the place
+	MaxRPS      float64
+	DisplayName string
+	Owner       sweep.Owner
+	// Keep are never revoked: the file's token, and the tokens the other
+	// token files' ledgers hold.
+	Keep []string
 }
 
 // WalkOptions say what a walk may do.
@@ -47,6 +66,9 @@ type WalkOptions struct {
 	// Step is how many accessors are looked up between two saves of the
 	// place; 0 picks one from Config.MaxRPS (about ten seconds' worth).
 	Step int
+	// Planned, when set, is told the walk's plan once it has listed, before
+	// its first lookup.
+	Planned func(WalkPlan)
 }
 
 // stepSize is about ten seconds of lookups at maxRPS, between 20 and 1000,
@@ -76,20 +98,47 @@ func stepSize(ctx context.Context, maxRPS float64) int {
 // lock and judge again against the file as it is then, so that a heal or a
 // manual re-mint made meanwhile is never revoked. A foreign token in the
 // file stops the walk (the heal it calls for comes first).
-func Walk(ctx context.Context, v Vault, cfg Config, wo WalkOptions) (Result, error) {
-	w := &walker{v: v, cfg: cfg, wo: wo, b: openBook(cfg, wo.Apply), res: Result{Path: cfg.TokenFile, Walk: &WalkRun{}},
+func Walk(ctx context.Context, v Vault, cfg Config, wo WalkOptions) Outcome {
+	store := cfg.Ledger
+	if store == nil {
+		store = &memStore{}
+	}
+	if !wo.Apply {
+		store = &dryStore{LedgerStore: store}
+	}
+	w := &walker{v: v, cfg: cfg, wo: wo, b: loadLedger(store, cfg.Log), out: Outcome{Path: cfg.TokenFile, Walk: &WalkRun{}},
 		limit: sweep.NewLimiter(cfg.MaxRPS)}
 	if wo.Step <= 0 {
 		w.wo.Step = stepSize(ctx, cfg.MaxRPS)
 	}
-	err := w.run(ctx)
+	w.run(ctx)
 	// The walk's own gap is the ledger's as it left it: a cluster change
 	// it found at its start is what it has just walked.
-	w.res.Ledger, w.res.Gap = w.b.l, w.b.l.Gap()
+	w.out.Ledger, w.out.Gap = w.b.l, w.b.l.Gap()
 	if w.b.unsaved {
-		w.res.Gap = ledger.Unsaved
+		w.out.Gap = ledger.Unsaved
 	}
-	return w.res, err
+	w.out.Kind = w.kind()
+	return w.out
+}
+
+// kind is how the walk ended: OK when it reached its end with every
+// lookup made (a lookup that failed and then passed at the end's second
+// look is no failure), or when an IfGap walk paused; Fail otherwise.
+func (w *walker) kind() Kind {
+	o := &w.out
+	if o.Err != nil && w.wo.IfGap {
+		switch o.Cause {
+		case failure.CauseForeign, failure.CauseCanceled, failure.CauseLockHeld:
+			o.Walk.Paused = true
+			return OK
+		}
+	}
+	switch {
+	case o.Err != nil, o.Sweep.Count(sweep.Record.Failed) > 0, w.wo.Apply && !o.Walk.Complete && !o.Walk.Idle:
+		return Fail
+	}
+	return OK
 }
 
 // walker is one run of a walk.
@@ -97,8 +146,8 @@ type walker struct {
 	v   Vault
 	cfg Config
 	wo  WalkOptions
-	b   *book
-	res Result
+	b   *runLedger
+	out Outcome
 	tok string // the token the lookups act as: the file's, while it is ours
 	// limit paces every step alike, so that together they keep to the cap.
 	limit *rate.Limiter
@@ -107,19 +156,21 @@ type walker struct {
 // options are a sweep's options for one piece of the walk: accs, judged
 // against the file's token (and kept: the other token files' tokens),
 // paced by the walk's one limiter.
-func (w *walker) options(apply bool, accs []string) sweep.Options {
-	keep := []string{w.res.Current.Accessor}
-	if w.cfg.Ledger != nil {
-		keep = append(keep, w.cfg.Ledger.Spared()...)
-	}
-	opts := w.cfg.sweepOptions(apply, keep...)
-	opts.Only, opts.Limiter = accs, w.limit
+func (w *walker) options(apply bool) sweep.Options {
+	opts := w.cfg.sweepOptions(apply, w.keep()...)
+	opts.Limiter = w.limit
 	return opts
+}
+
+// keep are the accessors a walk never revokes: the file's token, and the
+// tokens the other token files' ledgers hold.
+func (w *walker) keep() []string {
+	return append([]string{w.out.Current.Accessor}, w.b.store.Spared()...)
 }
 
 func (w *walker) run(ctx context.Context) error {
 	if w.wo.IfGap && w.b.l.Gap() == ledger.NoGap && w.b.l.Walk == nil {
-		w.res.Walk.Idle = true
+		w.out.Walk.Idle = true
 		return nil
 	}
 	if err := w.actAs(ctx); err != nil {
@@ -137,6 +188,10 @@ func (w *walker) run(ctx context.Context) error {
 	}
 	slices.Sort(accs) // Vault's are; the place relies on it
 	rest := w.begin(started, accs)
+	if w.wo.Planned != nil {
+		w.wo.Planned(WalkPlan{Apply: w.wo.Apply, Listed: len(accs), Resume: w.out.Walk.Resumed, Step: w.wo.Step, MaxRPS: w.cfg.MaxRPS,
+			DisplayName: w.cfg.Spec.StoredDisplayName(), Owner: w.cfg.Owner(), Keep: w.keep()})
+	}
 	for len(rest) > 0 {
 		n := min(w.wo.Step, len(rest))
 		if err := w.step(ctx, rest[:n], rest[n-1]); err != nil {
@@ -150,8 +205,8 @@ func (w *walker) run(ctx context.Context) error {
 // begin starts the walk, or resumes the one under way after its place,
 // and returns the accessors still to look up.
 func (w *walker) begin(started time.Time, accs []string) []string {
-	w.res.Walk.Listed = len(accs)
-	w.res.Sweep.Listed = len(accs)
+	w.out.Walk.Listed = len(accs)
+	w.out.Sweep.Listed = len(accs)
 	if !w.wo.Apply {
 		return accs
 	}
@@ -164,7 +219,7 @@ func (w *walker) begin(started time.Time, accs []string) []string {
 	if i < len(accs) && accs[i] == cursor {
 		i++
 	}
-	w.res.Walk.Resumed = i
+	w.out.Walk.Resumed = i
 	w.cfg.Log.Info().Int("done", w.b.l.Walk.Done).Int("listed", len(accs)).Int("skipped", i).
 		Msg("resuming the walk after the place an earlier run reached")
 	return accs[i:]
@@ -184,9 +239,9 @@ func (w *walker) actAs(ctx context.Context) error {
 	if err != nil {
 		return w.fail(failure.StageLookup, failure.AskToken, fmt.Errorf("token in %s: %w", w.cfg.TokenFile, err))
 	}
-	w.res.Current = cur
+	w.out.Current = cur
 	if w.wo.Apply && !decide.IsOurs(cur, w.cfg.Spec) {
-		w.res.Cause = failure.CauseForeign
+		w.out.Cause = failure.CauseForeign
 		return w.fail(failure.StageForeign, failure.AskToken, fmt.Errorf("token in %s is dn=%s, not our periodic %s; nothing revoked",
 			w.cfg.TokenFile, safetext.Value(cur.DisplayName), w.cfg.Spec.StoredDisplayName()))
 	}
@@ -201,21 +256,21 @@ func (w *walker) step(ctx context.Context, accs []string, last string) error {
 	if err := w.actAs(ctx); err != nil {
 		return err
 	}
-	opts := w.options(false, accs)
-	base := w.res.Sweep.LookedUp
+	opts := w.options(false)
+	base := w.out.Sweep.LookedUp
 	if w.cfg.Progress != nil {
-		opts.Progress = func(done, _ int) { w.cfg.Progress(w.res.Walk.Resumed+base+done, w.res.Walk.Listed) }
+		opts.Progress = func(done, _ int) { w.cfg.Progress(w.out.Walk.Resumed+base+done, w.out.Walk.Listed) }
 	}
-	rep, err := sweep.Run(ctx, w.v.Accessors(w.tok), opts)
+	rep, err := sweep.Run(ctx, w.v.Accessors(w.tok), accs, opts)
 	if err != nil {
 		return w.cut(err, rep.LookedUp)
 	}
-	if len(rep.Failed) == len(accs) && len(accs) > 1 {
+	if failed := rep.Where(sweep.DidThis(sweep.LookupFailed)); len(failed) == len(accs) && len(accs) > 1 {
 		// Every lookup failed: the token may no longer walk (a policy, a
 		// revoked token), or Vault is failing. Stop where the place is.
-		return w.fail(failure.StageSweep, failure.AskMore, fmt.Errorf("every lookup of a step failed: %w", rep.Failed[0].Err))
+		return w.fail(failure.StageSweep, failure.AskMore, fmt.Errorf("every lookup of a step failed: %w", failed[0].Err))
 	}
-	if w.wo.Apply && len(rep.Stale) > 0 {
+	if w.wo.Apply && rep.Count(sweep.Is(sweep.Stale)) > 0 {
 		if rep, err = w.revoke(ctx, rep); err != nil {
 			return err
 		}
@@ -254,40 +309,51 @@ func (w *walker) revoke(ctx context.Context, rep sweep.Report) (sweep.Report, er
 	if err := w.actAs(ctx); err != nil {
 		return rep, err
 	}
-	stale := make([]string, len(rep.Stale))
-	for i, t := range rep.Stale {
-		stale[i] = t.Accessor
-	}
-	again, err := sweep.Run(ctx, w.v.Accessors(w.tok), w.options(true, stale))
+	stale := sweep.AccessorsOf(rep.Where(sweep.Is(sweep.Stale)))
+	again, err := sweep.Run(ctx, w.v.Accessors(w.tok), stale, w.options(true))
 	if err != nil {
 		return rep, w.cut(err, 0)
 	}
-	rep.Stale, rep.Revoked = again.Stale, again.Revoked
-	rep.Kept = append(rep.Kept, again.Kept...)
-	rep.Other = append(rep.Other, again.Other...)
-	rep.Vanished = append(rep.Vanished, again.Vanished...)
-	rep.Failed = append(rep.Failed, again.Failed...)
-	return rep, nil
+	return merged(rep, again), nil
 }
 
-// add counts a step into the run's report.
-func (w *walker) add(rep sweep.Report) {
-	s := &w.res.Sweep
-	s.LookedUp += rep.LookedUp
-	s.Stale = append(s.Stale, rep.Stale...)
-	s.Kept = append(s.Kept, rep.Kept...)
-	s.Other = append(s.Other, rep.Other...)
-	s.Revoked = append(s.Revoked, rep.Revoked...)
-	s.Vanished = append(s.Vanished, rep.Vanished...)
-	s.Failed = append(s.Failed, rep.Failed...)
+// merged is rep with a later look's records (again) in place of its own
+// for the same accessors, and again's others added: the later look says
+// what they are now.
+func merged(rep, again sweep.Report) sweep.Report {
+	out := rep
+	out.Records = make([]sweep.Record, 0, len(rep.Records))
+	for _, r := range rep.Records {
+		if a, ok := again.Record(r.Accessor); ok {
+			r = a
+		}
+		out.Records = append(out.Records, r)
+	}
+	for _, a := range again.Where(worthKeeping) {
+		if _, ok := rep.Record(a.Accessor); !ok {
+			out.Records = append(out.Records, a)
+		}
+	}
+	return out
 }
+
+// add counts a step into the walk's report: its lookups, and the records of
+// this machine's tokens, the other machines', the failed and the vanished
+// (the ignored are many on a big Vault, and say nothing).
+func (w *walker) add(rep sweep.Report) {
+	s := &w.out.Sweep
+	s.LookedUp += rep.LookedUp
+	s.Records = append(s.Records, rep.Where(worthKeeping)...)
+}
+
+func worthKeeping(r sweep.Record) bool { return r.Verdict != sweep.Ignore || r.Did != sweep.LookedUp }
 
 // finish looks up again what failed earlier in this walk (all its runs),
 // then ends it: the ledger whole, or the walk still under way with what is
 // left unknown.
 func (w *walker) finish(ctx context.Context) error {
 	if !w.wo.Apply {
-		w.res.Walk.Complete = len(w.res.Sweep.Failed) == 0
+		w.out.Walk.Complete = w.out.Sweep.Count(sweep.Record.Failed) == 0
 		return nil
 	}
 	if w.b.l.Walk == nil {
@@ -297,11 +363,11 @@ func (w *walker) finish(ctx context.Context) error {
 		if err := w.actAs(ctx); err != nil {
 			return err
 		}
-		rep, err := sweep.Run(ctx, w.v.Accessors(w.tok), w.options(false, slices.Clone(unknown)))
+		rep, err := sweep.Run(ctx, w.v.Accessors(w.tok), slices.Clone(unknown), w.options(false))
 		if err != nil {
 			return w.cut(err, 0)
 		}
-		if len(rep.Stale) > 0 {
+		if rep.Count(sweep.Is(sweep.Stale)) > 0 {
 			if rep, err = w.revoke(ctx, rep); err != nil {
 				return err
 			}
@@ -313,20 +379,15 @@ func (w *walker) finish(ctx context.Context) error {
 		return w.abandoned()
 	}
 	w.b.update(func(l ledger.Ledger) ledger.Ledger { return l.Finish(w.cfg.now()) })
-	w.res.Walk.Complete = w.b.l.Walk == nil && !w.b.l.WholeSince.IsZero()
+	w.out.Walk.Complete = w.b.l.Walk == nil && !w.b.l.WholeSince.IsZero()
 	return nil
 }
 
-// rechecked counts the end's second look into the run's report: what it
-// found and revoked, and, of the failures, only those that failed again
-// (with every revoke that failed).
+// rechecked puts the end's second look into the walk's report: each
+// accessor's record is the second look's (a lookup that failed and then
+// passed is no failure of the walk).
 func (w *walker) rechecked(rep sweep.Report) {
-	s := &w.res.Sweep
-	s.Failed = slices.DeleteFunc(s.Failed, func(f sweep.Failure) bool { return f.Op == sweep.OpLookup })
-	s.Failed = append(s.Failed, rep.Failed...)
-	s.Stale, s.Kept = append(s.Stale, rep.Stale...), append(s.Kept, rep.Kept...)
-	s.Other, s.Revoked = append(s.Other, rep.Other...), append(s.Revoked, rep.Revoked...)
-	s.Vanished = append(s.Vanished, rep.Vanished...)
+	w.out.Sweep.Records = merged(w.out.Sweep, rep).Records
 }
 
 // cut is a walk stopped before its end (Ctrl-C, SIGTERM, --timeout, the
@@ -334,16 +395,16 @@ func (w *walker) rechecked(rep sweep.Report) {
 // partial is how many of the cut step's lookups were made (its next run
 // makes them again).
 func (w *walker) cut(err error, partial int) error {
-	done := min(w.res.Walk.Resumed+w.res.Sweep.LookedUp+partial, w.res.Walk.Listed)
+	done := min(w.out.Walk.Resumed+w.out.Sweep.LookedUp+partial, w.out.Walk.Listed)
 	var ie *sweep.IncompleteError
 	if errors.As(err, &ie) {
-		ie.Done, ie.Total = done, w.res.Walk.Listed
-		ie.Need = sweep.Budget(w.res.Walk.Listed-done, w.cfg.MaxRPS)
+		ie.Done, ie.Total = done, w.out.Walk.Listed
+		ie.Need = sweep.Budget(w.out.Walk.Listed-done, w.cfg.MaxRPS)
 	}
 	return w.fail(failure.StageSweep, failure.AskMore, err)
 }
 
 func (w *walker) fail(stage failure.Stage, ask failure.Ask, err error) error {
-	_, err = w.res.fail(stage, ask, err)
+	w.out.fail(stage, ask, err)
 	return err
 }

@@ -4,9 +4,10 @@
 // one would stay alive server-side for up to a full period. Vault offers no
 // "list tokens by display name" and no paging, so finding tokens nobody
 // recorded takes one list of all accessors and one lookup per accessor: a
-// walk. Where the accessors are known (the ledger's), Run looks up only
-// those. The decision of what is stale is a pure function (Judge); Run does
-// the I/O around it.
+// walk (renew.Walk). Run looks up the accessors it is given (the ledger's,
+// or a walk's step) and records, per accessor, what Judge said of it and
+// what was done. The decision of what is stale is a pure function (Judge);
+// Run does the I/O around it.
 package sweep
 
 import (
@@ -108,9 +109,6 @@ type Options struct {
 	Owner Owner
 	// Keep lists accessors never to revoke (the current token, the foreign one).
 	Keep []string
-	// Only, when not nil, are the accessors to look up instead of listing
-	// every accessor in Vault: the ledger's. No list is made.
-	Only []string
 	// Apply revokes; without it Run only reports what it would revoke.
 	Apply bool
 	// Concurrency bounds lookups and revokes in flight; 0 means DefaultConcurrency.
@@ -143,32 +141,112 @@ const DefaultConcurrency = 8
 // Vault: beyond it the walk gets no faster and other clients get slower.
 const MaxConcurrency = 64
 
-// Op is what a sweep does to an accessor.
-type Op string
+// Op is a sweep's phase: looking accessors up, or revoking the stale.
+type Op int
 
 const (
-	OpLookup Op = "lookup"
-	OpRevoke Op = "revoke"
+	OpLookup Op = iota
+	OpRevoke
 )
 
-// Failure is one accessor that could not be looked up or revoked.
-type Failure struct {
-	Accessor string
-	Op       Op
-	Err      error
+func (o Op) String() string {
+	if o == OpRevoke {
+		return "revoke"
+	}
+	return "lookup"
 }
 
-// Report is the outcome of one sweep, in Judge's words. Only tokens with
-// our display name are kept in memory, never every lookup's response.
+// Did is what a sweep did to one accessor.
+type Did int
+
+const (
+	LookedUp     Did = iota // looked up and judged; nothing more (kept, other, ignored, or stale but not revoked: a dry run)
+	Revoked                 // stale, and revoked
+	RevokeFailed            // stale, and the revoke failed: still alive
+	LookupFailed            // the lookup failed: unknown
+	Vanished                // gone by the lookup: expired or revoked meanwhile
+)
+
+var didNames = [...]string{"looked up", "revoked", "revoke failed", "lookup failed", "vanished"}
+
+func (d Did) String() string {
+	if d < 0 || int(d) >= len(didNames) {
+		return "unknown"
+	}
+	return didNames[d]
+}
+
+// Record is one accessor a sweep touched: what Judge said of it and what
+// was done. Every reader (the printed table, the ledger's fold, the run's
+// warnings) reads these, and none works them out again.
+type Record struct {
+	Accessor string
+	Token    Token   // the lookup's answer; zero when it failed or vanished
+	Verdict  Verdict // Judge's word; Ignore when the lookup failed or vanished
+	Did      Did
+	Err      error // why the lookup or the revoke failed
+}
+
+// Ours says the token is this machine's periodic token (kept or stale).
+func (r Record) Ours() bool {
+	return r.Did != LookupFailed && (r.Verdict == Keep || r.Verdict == Stale)
+}
+
+// Alive says the token is this machine's and still alive after the sweep:
+// kept, or stale and not revoked.
+func (r Record) Alive() bool { return r.Ours() && r.Did != Revoked }
+
+// Gone says the token no longer lives: revoked, or vanished.
+func (r Record) Gone() bool { return r.Did == Revoked || r.Did == Vanished }
+
+// Failed says the lookup or the revoke failed.
+func (r Record) Failed() bool { return r.Did == LookupFailed || r.Did == RevokeFailed }
+
+// Report is the outcome of one sweep: a record per accessor looked up.
 type Report struct {
-	Listed   int      // accessors to look up: the list's, or Options.Only's
-	LookedUp int      // accessors looked up (all of Listed unless stopped early)
-	Stale    []Token  // this machine's stale tokens, oldest first
-	Kept     []Token  // this machine's tokens in Keep
-	Other    []Token  // other machines' tokens with our display name: never revoked
-	Revoked  []string // stale accessors revoked
-	Vanished []string // accessors whose token was gone by the lookup
-	Failed   []Failure
+	Listed   int // accessors to look up
+	LookedUp int // accessors looked up, failures included (all of Listed unless stopped early)
+	Records  []Record
+}
+
+// Where are the records f holds for, in the report's order.
+func (r Report) Where(f func(Record) bool) []Record {
+	var out []Record
+	for _, rec := range r.Records {
+		if f(rec) {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// Count is how many records f holds for.
+func (r Report) Count(f func(Record) bool) int { return len(r.Where(f)) }
+
+// Record is the record of accessor, if the sweep reached it.
+func (r Report) Record(accessor string) (Record, bool) {
+	for _, rec := range r.Records {
+		if rec.Accessor == accessor {
+			return rec, true
+		}
+	}
+	return Record{}, false
+}
+
+// Is and DidThis are record predicates for Where and Count.
+func Is(v Verdict) func(Record) bool {
+	return func(r Record) bool { return r.Verdict == v && r.Did != LookupFailed }
+}
+
+func DidThis(d Did) func(Record) bool { return func(r Record) bool { return r.Did == d } }
+
+// AccessorsOf are the accessors of recs.
+func AccessorsOf(recs []Record) []string {
+	out := make([]string, len(recs))
+	for i, r := range recs {
+		out[i] = r.Accessor
+	}
+	return out
 }
 
 // ErrIncomplete: the walk stopped before it looked up (or revoked) every
@@ -208,13 +286,13 @@ func Budget(n int, maxRPS float64) time.Duration {
 	return need.Round(time.Second)
 }
 
-// walk runs fn for every item with at most n in flight, each first waiting
-// for limit. It stops handing out items at the first wait that fails (ctx
-// done, or the limiter refusing to wait past the deadline) and returns that
-// error; nil means every item was handed out. fn records its own outcome:
-// one accessor's failure never stops the others, so the group carries no
-// error.
-func walk(ctx context.Context, items []string, n int, limit *rate.Limiter, fn func(string)) error {
+// forEach runs fn for every item with at most n in flight, each first
+// waiting for limit. It stops handing out items at the first wait that
+// fails (ctx done, or the limiter refusing to wait past the deadline) and
+// returns that error; nil means every item was handed out. fn records its
+// own outcome: one accessor's failure never stops the others, so the group
+// carries no error.
+func forEach(ctx context.Context, items []string, n int, limit *rate.Limiter, fn func(string)) error {
 	var g errgroup.Group
 	g.SetLimit(n)
 	var stopped error
@@ -231,21 +309,13 @@ func walk(ctx context.Context, items []string, n int, limit *rate.Limiter, fn fu
 	return stopped
 }
 
-// Run lists all accessors (or takes opts.Only), looks each up with bounded
-// concurrency, and revokes the stale ones when opts.Apply is set. A failing
-// lookup or revoke is recorded in the report and never stops the sweep; a
-// failing list is an error, and so is a walk that stopped early (an
-// *IncompleteError).
-func Run(ctx context.Context, v Accessors, opts Options) (Report, error) {
-	var rep Report
-	accs := opts.Only
-	if accs == nil {
-		var err error
-		if accs, err = v.List(ctx); err != nil {
-			return rep, err // the adapter names the call
-		}
-	}
-	rep.Listed = len(accs)
+// Run looks up each of accs (a walk's step, or the ledger's accessors) with
+// bounded concurrency, judges each, and revokes the stale ones when
+// opts.Apply is set. A failing lookup or revoke is recorded and never stops
+// the sweep; one that stopped early is an *IncompleteError. Listing every
+// accessor is the walk's (renew.Walk), never a sweep's.
+func Run(ctx context.Context, v Accessors, accs []string, opts Options) (Report, error) {
+	rep := Report{Listed: len(accs), Records: make([]Record, 0, len(accs))}
 	n := opts.Concurrency
 	if n <= 0 {
 		n = DefaultConcurrency
@@ -261,22 +331,19 @@ func Run(ctx context.Context, v Accessors, opts Options) (Report, error) {
 	if !opts.Apply {
 		return rep, nil
 	}
-	stale := make([]string, len(rep.Stale))
-	for i, t := range rep.Stale {
-		stale[i] = t.Accessor
-	}
-	stopped = revokeAll(ctx, v, stale, n, limit, &rep)
-	if done := len(rep.Revoked) + countOp(rep.Failed, OpRevoke); done < len(stale) {
-		return rep, incomplete(OpRevoke, len(rep.Revoked), len(stale), stopped, opts.MaxRPS, rep.Listed)
+	stale := AccessorsOf(rep.Where(Is(Stale)))
+	stopped = revokeAll(ctx, v, n, limit, &rep)
+	if done := rep.Count(DidThis(Revoked)) + rep.Count(DidThis(RevokeFailed)); done < len(stale) {
+		return rep, incomplete(OpRevoke, rep.Count(DidThis(Revoked)), len(stale), stopped, opts.MaxRPS, rep.Listed)
 	}
 	return rep, nil
 }
 
-// lookupAll looks up every accessor and sorts each token by Judge into rep.
+// lookupAll looks up every accessor and records Judge's verdict on each.
 func lookupAll(ctx context.Context, v Accessors, accs []string, n int, limit *rate.Limiter, opts Options, rep *Report) error {
 	kept := keepSet(opts.Keep)
 	var mu sync.Mutex
-	stopped := walk(ctx, accs, n, limit, func(acc string) {
+	stopped := forEach(ctx, accs, n, limit, func(acc string) {
 		tok, err := v.Lookup(ctx, acc)
 		mu.Lock()
 		defer mu.Unlock()
@@ -287,55 +354,53 @@ func lookupAll(ctx context.Context, v Accessors, accs []string, n int, limit *ra
 		if opts.Progress != nil {
 			opts.Progress(rep.LookedUp, len(accs))
 		}
+		rec := Record{Accessor: acc, Token: tok, Did: LookedUp}
 		switch {
 		case errors.Is(err, ErrVanished):
-			rep.Vanished = append(rep.Vanished, acc)
+			rec.Token, rec.Did = Token{}, Vanished
 		case err != nil:
-			rep.Failed = append(rep.Failed, Failure{Accessor: acc, Op: OpLookup, Err: err})
+			rec.Token, rec.Did, rec.Err = Token{}, LookupFailed, err
 		default:
-			switch Judge(tok, opts.DisplayName, opts.Owner, kept) {
-			case Keep:
-				rep.Kept = append(rep.Kept, tok)
-			case Stale:
-				rep.Stale = append(rep.Stale, tok)
-			case Other:
-				rep.Other = append(rep.Other, tok)
-			}
+			rec.Verdict = Judge(tok, opts.DisplayName, opts.Owner, kept)
 		}
+		rep.Records = append(rep.Records, rec)
 	})
-	for _, ts := range [][]Token{rep.Stale, rep.Other} {
-		sort.Slice(ts, func(i, j int) bool { return ts[i].CreationTime.Before(ts[j].CreationTime) })
-	}
+	// Oldest first, as the table prints them; failures by accessor.
+	sort.SliceStable(rep.Records, func(i, j int) bool {
+		a, b := rep.Records[i], rep.Records[j]
+		if !a.Token.CreationTime.Equal(b.Token.CreationTime) {
+			return a.Token.CreationTime.Before(b.Token.CreationTime)
+		}
+		return a.Accessor < b.Accessor
+	})
 	return stopped
 }
 
-func revokeAll(ctx context.Context, v Accessors, stale []string, n int, limit *rate.Limiter, rep *Report) error {
+// revokeAll revokes the stale tokens rep holds, and records each revoke.
+func revokeAll(ctx context.Context, v Accessors, n int, limit *rate.Limiter, rep *Report) error {
+	index := map[string]int{}
+	var stale []string
+	for i, r := range rep.Records {
+		if r.Verdict == Stale && r.Did == LookedUp {
+			index[r.Accessor] = i
+			stale = append(stale, r.Accessor)
+		}
+	}
 	var mu sync.Mutex
-	stopped := walk(ctx, stale, n, limit, func(acc string) {
+	return forEach(ctx, stale, n, limit, func(acc string) {
 		err := v.Revoke(ctx, acc)
 		mu.Lock()
 		defer mu.Unlock()
 		if ctx.Err() != nil && err != nil {
 			return // cancelled mid-request: the walk is incomplete, not this accessor failed
 		}
+		rec := &rep.Records[index[acc]]
 		if err != nil {
-			rep.Failed = append(rep.Failed, Failure{Accessor: acc, Op: OpRevoke, Err: err})
+			rec.Did, rec.Err = RevokeFailed, err
 			return
 		}
-		rep.Revoked = append(rep.Revoked, acc)
+		rec.Did = Revoked
 	})
-	sort.Strings(rep.Revoked)
-	return stopped
-}
-
-func countOp(fs []Failure, op Op) int {
-	n := 0
-	for _, f := range fs {
-		if f.Op == op {
-			n++
-		}
-	}
-	return n
 }
 
 // incomplete names why a walk stopped: the rate limiter refuses to wait

@@ -3,87 +3,86 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/devvm/vault-token-renew/failure"
 	"github.com/devvm/vault-token-renew/internal/runstate"
+	"github.com/devvm/vault-token-renew/renew"
 )
 
 // brief is `status --brief`, the login banner: one line from the state
 // file when something needs a look, nothing when all is well. It never
-// calls Vault, so it is instant and works while Vault is down, and it
-// always ends OK: a banner must not break a login shell.
-func (c *cli) brief() ending {
+// calls Vault, so it is instant and works while Vault is down, and it ends
+// OK whenever it got to read the state: a banner must not break a login
+// shell. (Bad flags are a usage error, exit 2, as everywhere.)
+func (c *cli) brief() int {
 	path, st, err := c.loadState()
 	if path == "" {
 		fmt.Fprintf(c.stdout, "vault-token-renew: %v\n", err)
-		return endOK
+		return exitStatus(renew.OK)
 	}
 	if line := runstate.Banner(st, err, c.now()); line != "" {
 		fmt.Fprintln(c.stdout, line)
 	}
-	return endOK
+	return exitStatus(renew.OK)
 }
 
-// notify is what the OnFailure= unit runs: the operator's command, told
-// what failed, since when and how often. With no command configured it
-// says at warning level that nobody was notified, and succeeds: a notifier
-// that fails would only add a second failed unit nobody reads either.
-func (c *cli) notify(ctx context.Context, log zerolog.Logger, unit string) ending {
+// notifyCmd is what the OnFailure= unit runs: the operator's command, told
+// what failed, since when and how often (runstate.ForNotify). With no
+// command configured it says at warning level that nobody was notified, and
+// succeeds: a notifier that fails would only add a second failed unit
+// nobody reads either.
+func (c *cli) notifyCmd(ctx context.Context, args []string) int {
+	fs := c.newFlags("notify")
+	var logFormat, unit string
+	fs.StringVar(&logFormat, "log-format", "auto", "log format: auto, console, plain or json")
+	fs.StringVar(&unit, "unit", "vault-token-renew", "the unit that failed (OnFailure= passes it)")
+	if exit, ok := c.parse(fs, args); !ok {
+		return exit
+	}
+	if exit, ok := c.check(fs, nil); !ok {
+		return exit
+	}
+	log := c.logger(logFormat)
+	if log == nil {
+		return exitUsage
+	}
+	return exitStatus(c.notify(ctx, *log, unit))
+}
+
+func (c *cli) notify(ctx context.Context, log zerolog.Logger, unit string) renew.Kind {
+	if err := c.trustEnvFile(); err != nil {
+		log.Error().Str("error", err.Error()).Str("cause", failure.CauseUnsafeEnvFile.String()).Str("next", unsafeEnvHint(err)).
+			Msg("notify: the env file is not safe to trust; the notify command was not run")
+		return renew.Fail
+	}
 	path, st, err := c.loadState()
 	if path == "" {
 		log.Error().Err(err).Msg("notify: no state to report")
-		return endFailed
+		return renew.Fail
 	}
 	if err != nil {
 		log.Warn().Err(err).Str("state_file", path).Msg("notify: the run state is unreadable; notifying with what is known")
-		st.Summary = fmt.Sprintf("%s failed; its run state is unreadable (%v)", unit, err)
 	}
-	// systemd tells an OnFailure= unit how the service ended. A run killed,
-	// or one that never started, records nothing: the state then still
-	// shows the last success, which must not be what the operator is told.
-	if result := c.getenv("MONITOR_SERVICE_RESULT"); result != "" && (st.Outcome.Success() || st.Time.IsZero()) {
-		st.Outcome, st.Cause = runstate.Fail, "unrecorded"
-		st.Summary = fmt.Sprintf("FAIL: %s failed (result=%s, %s=%s) without recording a run; see journalctl --user -u %s",
-			unit, result, c.getenv("MONITOR_EXIT_CODE"), c.getenv("MONITOR_EXIT_STATUS"), unit)
-	}
-	// The walk unit keeps its own ending: the last run's says nothing of
-	// it. A walk that ended with its closing line recorded it; one killed
-	// (MemoryMax, SIGKILL) did not, and systemd's result says so.
-	if strings.Contains(unit, "sweep") {
-		result := c.getenv("MONITOR_SERVICE_RESULT")
-		st.Outcome, st.Cause = runstate.Fail, "walk-failed"
-		switch {
-		case st.LastWalk != nil && st.LastWalk.Failed && (result == "" || result == "exit-code"):
-			st.Summary = st.LastWalk.Summary
-		default:
-			st.Summary = fmt.Sprintf("FAIL: %s failed (result=%s) without recording how the walk ended; it keeps its place; see journalctl --user -u %s", unit, result, unit)
-		}
-	}
-	// Heal on login's path unit fails when the token file changes more
-	// often than its trigger limit: the state says nothing of that.
-	if strings.HasSuffix(unit, ".path") {
-		st.Outcome, st.Cause = runstate.Fail, "path-unit-failed"
-		st.Summary = fmt.Sprintf("FAIL: %s stopped watching the token file (too many changes in a minute: does something rewrite it in a loop?); see systemctl --user status %s, then systemctl --user reset-failed %s && systemctl --user start %s",
-			unit, unit, unit, unit)
-	}
+	st = runstate.ForNotify(st, err, unit, runstate.Monitor{Result: c.getenv("MONITOR_SERVICE_RESULT"),
+		ExitCode: c.getenv("MONITOR_EXIT_CODE"), ExitStatus: c.getenv("MONITOR_EXIT_STATUS")})
 	command := c.getenv("VTR_NOTIFY_COMMAND")
 	if command == "" {
 		log.Warn().Str("unit", unit).Str("outcome", string(st.Outcome)).
 			Str("next", "set VTR_NOTIFY_COMMAND in ~/.config/vault-token-renew/env; see the runbook").
 			Msg("notify: no VTR_NOTIFY_COMMAND configured; nobody was notified")
-		return endOK
+		return renew.OK
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if err := runstate.Notify(ctx, command, st, c.environ(), c.stdout, c.stderr); err != nil {
 		log.Error().Err(err).Str("unit", unit).Msg("notify: the notify command failed")
-		return endFailed
+		return renew.Fail
 	}
 	log.Info().Str("unit", unit).Str("outcome", string(st.Outcome)).Int("runs", st.FailingRuns).Msg("notify: sent")
-	return endOK
+	return renew.OK
 }
 
 // loadState finds and reads the run state. path is empty when there is no

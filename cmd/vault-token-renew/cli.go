@@ -26,23 +26,17 @@ import (
 	"github.com/devvm/vault-token-renew/tokenfile"
 )
 
-// ending is how a command ended; exitStatus is the one place where an
-// ending becomes an exit status, the whole contract with systemd and
-// scripts.
-type ending int
+// exitUsage is the exit status of a usage error: bad flags, arguments or
+// settings. Every other ending is a renew.Kind (exitStatus).
+const exitUsage = 2
 
-const (
-	endOK     ending = iota // OK, HEALED, a dry run that would succeed, status on our token, a clean sweep
-	endFailed               // DRIFT or FAIL: the unit fails and an operator must look
-	endUsage                // bad flags, arguments or settings
-)
-
-func exitStatus(e ending) int {
-	switch e {
-	case endOK:
+// exitStatus is the one place where how a command ended becomes an exit
+// status, the whole contract with systemd and scripts: 0 for OK and
+// HEALED (a dry run that would succeed, status on our token, a clean
+// walk), 1 for DRIFT and FAIL (the unit fails and an operator must look).
+func exitStatus(k renew.Kind) int {
+	if k.Success() {
 		return 0
-	case endUsage:
-		return 2
 	}
 	return 1
 }
@@ -137,31 +131,26 @@ func withEnvFile(getenv func(string) string) func(string) string {
 	return envfile.Overlay(func() string { return getenv("HOME") }, getenv)
 }
 
-// options are the flags every subcommand shares.
-type options struct {
+// tokenFlags are the flags of every subcommand that acts on the token:
+// which file, which token is ours, how to log, how long to take.
+type tokenFlags struct {
 	tokenFile   string
 	displayName string
 	policies    policyList
 	period      time.Duration
+	host        string
 	logFormat   string
 	timeout     time.Duration
+	timeoutSet  bool  // --timeout was given (a walk has no deadline otherwise)
+	envErr      error // a setting from the env file that does not parse
+}
+
+// paceFlags are the flags of the subcommands that take the run lock and
+// look accessors up: the run and the walk.
+type paceFlags struct {
 	lockWait    time.Duration
 	concurrency int
 	maxRPS      float64
-	host        string
-	timeoutSet  bool // --timeout was given (sweep has no deadline otherwise)
-	metricsFile string
-	envErr      error // a setting from the env file that does not parse
-	// per subcommand
-	dryRun          bool
-	waitUnreachable time.Duration
-	settle          time.Duration
-	json            bool
-	brief           bool
-	apply           bool
-	ifGap           bool
-	unit            string
-	version         bool
 }
 
 type policyList struct {
@@ -182,47 +171,10 @@ func (p *policyList) Set(v string) error {
 	return nil
 }
 
-func (c *cli) flags(name string, o *options) *flag.FlagSet {
+// newFlags is a subcommand's flag set, with the help text.
+func (c *cli) newFlags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
-	def := tokenfile.DefaultPath(c.getenv("HOME"), c.getenv)
-	o.policies = policyList{vals: []string{"vault-admin", "sops-admin"}}
-	fs.StringVar(&o.tokenFile, "token-file", def, "the token file to manage (default: $VTR_TOKEN_FILE, else $BAO_TOKEN_PATH, else ~/.vault-token)")
-	fs.StringVar(&o.host, "host", c.hostname(), "this machine's name, tagged on the tokens it mints (default: $VTR_HOST, else the hostname)")
-	fs.StringVar(&o.displayName, "display-name", "devvm-wizard", "display name of the periodic token (Vault stores it as token-<name>)")
-	fs.Var(&o.policies, "policy", "policy of the periodic token; repeat for several")
-	fs.DurationVar(&o.period, "period", 768*time.Hour, "period of the periodic token")
-	fs.StringVar(&o.logFormat, "log-format", "auto", "log format: auto, console, plain or json")
-	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up on the run after this long (sweep: no limit unless given)")
-	fs.DurationVar(&o.lockWait, "lock-wait", time.Minute, "how long to wait for another run's lock")
-	fs.IntVar(&o.concurrency, "concurrency", sweep.DefaultConcurrency, fmt.Sprintf("accessor lookups in flight during a sweep (at most %d)", sweep.MaxConcurrency))
-	if name != "sweep" {
-		fs.Float64Var(&o.maxRPS, "max-rps", 0, "cap the requests per second of a sweep of the ledger's tokens (0: no cap)")
-	}
-	switch name {
-	case "vault-token-renew":
-		fs.BoolVar(&o.dryRun, "dry-run", false, "say what this run would do; change nothing in Vault or on disk")
-		fs.BoolVar(&o.version, "version", false, "print the version and exit")
-		fs.StringVar(&o.metricsFile, "metrics-file", c.getenv("VTR_METRICS_FILE"), "write node_exporter textfile metrics here after each run (default $VTR_METRICS_FILE; empty: none)")
-		wait, werr := envDuration("VTR_WAIT_UNREACHABLE", c.getenv)
-		settle, serr := envDuration("VTR_SETTLE", c.getenv)
-		o.envErr = errors.Join(werr, serr)
-		fs.DurationVar(&o.waitUnreachable, "wait-unreachable", wait,
-			"keep retrying this long while vault cannot be reached at all, before failing (default $VTR_WAIT_UNREACHABLE; the unit sets 10m)")
-		fs.DurationVar(&o.settle, "settle", settle,
-			"first wait until the token file has not changed for this long, at most 5 times as long (default $VTR_SETTLE; the unit sets 2s, for heal on login)")
-	case "status":
-		fs.BoolVar(&o.json, "json", false, "print the report as JSON")
-		fs.BoolVar(&o.brief, "brief", false, "one line from the state file only, nothing when all is well: a login banner")
-	case "notify":
-		fs.StringVar(&o.unit, "unit", "vault-token-renew", "the unit that failed (OnFailure= passes it)")
-	case "sweep":
-		fs.BoolVar(&o.apply, "apply", false, "revoke the stale tokens, keep the walk's place (a walk cut short resumes) and make the ledger whole (default: only list them)")
-		fs.BoolVar(&o.ifGap, "if-gap", false, "walk only when the ledger has a gap or a walk is under way; a stop or a login pauses it without failing (the walk unit's run)")
-		rps, err := walkRate(c.getenv)
-		o.envErr = err
-		fs.Float64Var(&o.maxRPS, "max-rps", rps, "cap the walk's requests per second, gentle on a shared Vault (default $VTR_SWEEP_MAX_RPS, else 25; 0: no cap)")
-	}
 	fs.Usage = func() {
 		cliName := c.vaultCLI(c.settings())
 		prefix := "VAULT_"
@@ -235,67 +187,117 @@ func (c *cli) flags(name string, o *options) *flag.FlagSet {
 	return fs
 }
 
+// addTokenFlags registers the flags of every subcommand that acts on the token.
+func (c *cli) addTokenFlags(fs *flag.FlagSet, t *tokenFlags) {
+	def := tokenfile.DefaultPath(c.getenv("HOME"), c.getenv)
+	t.policies = policyList{vals: []string{"vault-admin", "sops-admin"}}
+	fs.StringVar(&t.tokenFile, "token-file", def, "the token file to manage (default: $VTR_TOKEN_FILE, else $BAO_TOKEN_PATH, else ~/.vault-token)")
+	fs.StringVar(&t.host, "host", c.hostname(), "this machine's name, tagged on the tokens it mints (default: $VTR_HOST, else the hostname)")
+	fs.StringVar(&t.displayName, "display-name", "devvm-wizard", "display name of the periodic token (Vault stores it as token-<name>)")
+	fs.Var(&t.policies, "policy", "policy of the periodic token; repeat for several")
+	fs.DurationVar(&t.period, "period", 768*time.Hour, "period of the periodic token")
+	fs.StringVar(&t.logFormat, "log-format", "auto", "log format: auto, console, plain or json")
+	fs.DurationVar(&t.timeout, "timeout", 2*time.Minute, "give up on the run after this long (sweep: no limit unless given)")
+}
+
+// addPaceFlags registers the run lock's wait and a sweep's pace; maxRPS is
+// --max-rps's default (none for a run's retiring, the walk's cap for a walk).
+func (c *cli) addPaceFlags(fs *flag.FlagSet, p *paceFlags, maxRPS float64, rpsHelp string) {
+	fs.DurationVar(&p.lockWait, "lock-wait", time.Minute, "how long to wait for another run's lock")
+	fs.IntVar(&p.concurrency, "concurrency", sweep.DefaultConcurrency, fmt.Sprintf("accessor lookups in flight during a sweep (at most %d)", sweep.MaxConcurrency))
+	fs.Float64Var(&p.maxRPS, "max-rps", maxRPS, rpsHelp)
+}
+
+// parse parses args into fs; ok is false when the process ends now, with
+// exit (help: 0; a usage error: 2, said by the flag set).
+func (c *cli) parse(fs *flag.FlagSet, args []string) (exit int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return exitUsage, false
+	}
+	return 0, true
+}
+
+// check runs the flag checks of a parsed fs (t's first, when it has the
+// token flags); ok is false after a usage error, said.
+func (c *cli) check(fs *flag.FlagSet, t *tokenFlags, checks ...func() error) (exit int, ok bool) {
+	all := []func() error{func() error {
+		if fs.NArg() > 0 {
+			return fmt.Errorf("unexpected argument %q; see --help", fs.Arg(0))
+		}
+		return nil
+	}}
+	if t != nil {
+		fs.Visit(func(f *flag.Flag) { t.timeoutSet = t.timeoutSet || f.Name == "timeout" })
+		all = append(all, t.check)
+	}
+	for _, check := range append(all, checks...) {
+		if err := check(); err != nil {
+			c.usageError(err)
+			return exitUsage, false
+		}
+	}
+	return 0, true
+}
+
+// printVersion is --version.
+func (c *cli) printVersion() { fmt.Fprintln(c.stdout, "vault-token-renew", versionString()) }
+
 // subcommands besides the one run.
 var subcommands = []string{"status", "sweep", "notify"}
 
 // run parses the command line, runs one subcommand and returns its exit
 // status.
 func (c *cli) run(ctx context.Context, args []string) int {
-	return exitStatus(c.dispatch(ctx, args))
-}
-
-func (c *cli) dispatch(ctx context.Context, args []string) ending {
-	name, o, end, ok := c.parse(args)
-	if !ok {
-		return end
+	name := "vault-token-renew"
+	if len(args) > 0 && slices.Contains(subcommands, args[0]) {
+		name, args = args[0], args[1:]
 	}
-	log, err := newLogger(c.stderr, o.logFormat, c.getenv)
-	if err != nil {
-		c.usageError(err)
-		return endUsage
-	}
-	switch {
-	case name == "status" && o.brief:
-		return c.brief() // the login banner: the state file only, no Vault
-	case name == "notify":
-		if err := c.trustEnvFile(); err != nil {
-			log.Error().Str("error", err.Error()).Str("cause", failure.CauseUnsafeEnvFile.String()).Str("next", unsafeEnvHint(err)).
-				Msg("notify: the env file is not safe to trust; the notify command was not run")
-			return endFailed
-		}
-		return c.notify(ctx, log, o.unit)
-	}
-	cfg := c.config(o, log)
-	settings := c.settings()
-	rps, _ := walkRate(c.getenv)
-	rep := reporter{cfg: cfg, timeout: o.timeout, cli: c.vaultCLI(settings), walkRPS: rps}
-	refuse := func(stage failure.Stage, cause failure.Cause, err error) ending {
-		line := rep.report(renew.Result{Stage: stage, Cause: cause, Path: cfg.TokenFile}, err)
-		// An env file not to be trusted may have chosen where the state
-		// and the metrics go: nothing is written then, only said.
-		if name == "vault-token-renew" && !o.dryRun && cause != failure.CauseUnsafeEnvFile {
-			c.record(log, o, renew.Result{}, line)
-		}
-		line.print(log)
-		return line.end
-	}
-	if err := c.trustEnvFile(); err != nil {
-		return refuse(failure.StageEnvFile, failure.CauseUnsafeEnvFile, err)
-	}
-	vc, err := vaultclient.FromSettings(settings)
-	if err != nil {
-		return refuse(failure.StageSettings, failure.CauseSettings, err)
-	}
-	rep.addr, rep.cfg.CreateRetries = vc.Address(), vc.MaxRetries()
 	switch name {
 	case "status":
-		ctx, cancel := context.WithTimeout(ctx, o.timeout)
-		defer cancel()
-		return c.status(ctx, vc, rep, log, o.json)
+		return c.statusCmd(ctx, args)
 	case "sweep":
-		return c.sweepTimed(ctx, vc, rep, log, o)
+		return c.sweepCmd(ctx, args)
+	case "notify":
+		return c.notifyCmd(ctx, args)
 	}
-	return c.oneRun(ctx, vc, rep, log, o)
+	return c.runCmd(ctx, args)
+}
+
+// logger is the one logger of a command; nil after a usage error, said.
+func (c *cli) logger(format string) *zerolog.Logger {
+	log, err := newLogger(c.stderr, format, c.getenv)
+	if err != nil {
+		c.usageError(err)
+		return nil
+	}
+	return &log
+}
+
+// client checks the env file and builds the API client from the settings;
+// when either cannot be trusted or used, it returns the closing line that
+// says so instead.
+func (c *cli) client(rep reporter) (*vaultclient.Client, *closing) {
+	refuse := func(stage failure.Stage, cause failure.Cause, err error) *closing {
+		line := rep.report(renew.Outcome{Stage: stage, Cause: cause, Err: err, Kind: renew.Fail, Path: rep.path})
+		return &line
+	}
+	if err := c.trustEnvFile(); err != nil {
+		return nil, refuse(failure.StageEnvFile, failure.CauseUnsafeEnvFile, err)
+	}
+	vc, err := vaultclient.FromSettings(c.settings())
+	if err != nil {
+		return nil, refuse(failure.StageSettings, failure.CauseSettings, err)
+	}
+	return vc, nil
+}
+
+// reporter is the closing lines' words for the token flags t.
+func (c *cli) reporter(t tokenFlags) reporter {
+	rps, _ := walkRate(c.getenv)
+	return reporter{spec: c.spec(t), path: t.tokenFile, timeout: t.timeout, cli: c.vaultCLI(c.settings()), walkRPS: rps}
 }
 
 // trustEnvFile checks the env file the units read, as OpenSSH checks its
@@ -312,44 +314,24 @@ func (c *cli) trustEnvFile() error {
 	return nil
 }
 
-// config is a run's settings from the flags.
-func (c *cli) config(o options, log zerolog.Logger) renew.Config {
-	return renew.Config{
-		TokenFile:   o.tokenFile,
-		Spec:        decide.Spec{DisplayName: o.displayName, Policies: o.policies.vals, Period: o.period, Host: o.host, User: c.username()},
-		DryRun:      o.dryRun,
-		Concurrency: o.concurrency,
-		MaxRPS:      o.maxRPS,
-		LockWait:    o.lockWait,
-		Log:         log,
-		Now:         c.now,
-	}
+// spec is the periodic token the flags describe, and this machine.
+func (c *cli) spec(t tokenFlags) decide.Spec {
+	return decide.Spec{DisplayName: t.displayName, Policies: t.policies.vals, Period: t.period, Host: t.host, User: c.username()}
 }
 
-// parse reads the subcommand and its flags; ok is false when the process
-// should end right away (help, version, a usage error).
-func (c *cli) parse(args []string) (name string, o options, end ending, ok bool) {
-	name = "vault-token-renew"
-	if len(args) > 0 && slices.Contains(subcommands, args[0]) {
-		name, args = args[0], args[1:]
+// config is a run's (or a walk's) settings: the flags, and the create's
+// retries from the API client's own (VAULT_MAX_RETRIES).
+func (c *cli) config(t tokenFlags, p paceFlags, vc *vaultclient.Client, log zerolog.Logger) renew.Config {
+	return renew.Config{
+		TokenFile:     t.tokenFile,
+		Spec:          c.spec(t),
+		Concurrency:   p.concurrency,
+		MaxRPS:        p.maxRPS,
+		LockWait:      p.lockWait,
+		Log:           log,
+		Now:           c.now,
+		CreateRetries: vc.MaxRetries(),
 	}
-	fs := c.flags(name, &o)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return name, o, endOK, false
-		}
-		return name, o, endUsage, false
-	}
-	fs.Visit(func(f *flag.Flag) { o.timeoutSet = o.timeoutSet || f.Name == "timeout" })
-	if o.version {
-		fmt.Fprintln(c.stdout, "vault-token-renew", versionString())
-		return name, o, endOK, false
-	}
-	if err := o.check(fs); err != nil {
-		c.usageError(err)
-		return name, o, endUsage, false
-	}
-	return name, o, endOK, true
 }
 
 // usageError says what is wrong with the command line or the env file. A
@@ -391,31 +373,37 @@ func envDuration(name string, getenv func(string) string) (time.Duration, error)
 	return d, nil
 }
 
-func (o *options) check(fs *flag.FlagSet) error {
+// check is what every token-acting subcommand requires of its flags.
+func (t *tokenFlags) check() error {
 	switch {
-	case fs.NArg() > 0:
-		return fmt.Errorf("unexpected argument %q; see --help", fs.Arg(0))
-	case o.envErr != nil:
-		return o.envErr
-	case o.tokenFile == "":
+	case t.envErr != nil:
+		return t.envErr
+	case t.tokenFile == "":
 		return errors.New("HOME is not set: pass --token-file (or set BAO_TOKEN_PATH)")
-	case o.displayName == "":
+	case t.displayName == "":
 		return errors.New("--display-name must not be empty")
-	case len(o.policies.vals) == 0:
+	case len(t.policies.vals) == 0:
 		return errors.New("--policy: at least one policy is needed")
-	case o.period < decide.MinTTL:
-		return fmt.Errorf("--period %s is too short: the daily timer needs at least %s (a day plus its randomized delay)", o.period, decide.MinTTL)
-	case o.timeout <= 0 || o.lockWait <= 0:
-		return errors.New("--timeout and --lock-wait must be positive")
-	case o.concurrency < 1:
-		return errors.New("--concurrency must be at least 1")
-	case o.concurrency > sweep.MaxConcurrency:
-		return fmt.Errorf("--concurrency %d is above %d: more lookups in flight do not make a sweep faster, they only slow a shared Vault for everyone else", o.concurrency, sweep.MaxConcurrency)
-	case o.waitUnreachable < 0 || o.settle < 0:
-		return errors.New("--wait-unreachable and --settle must not be negative")
-	case o.host == "":
+	case t.period < decide.MinTTL:
+		return fmt.Errorf("--period %s is too short: the daily timer needs at least %s (a day plus its randomized delay)", t.period, decide.MinTTL)
+	case t.timeout <= 0:
+		return errors.New("--timeout must be positive")
+	case t.host == "":
 		return errors.New("--host must not be empty: it tags the tokens this machine mints")
-	case o.maxRPS < 0:
+	}
+	return nil
+}
+
+// check is what the run and the walk require of their pace.
+func (p *paceFlags) check() error {
+	switch {
+	case p.lockWait <= 0:
+		return errors.New("--lock-wait must be positive")
+	case p.concurrency < 1:
+		return errors.New("--concurrency must be at least 1")
+	case p.concurrency > sweep.MaxConcurrency:
+		return fmt.Errorf("--concurrency %d is above %d: more lookups in flight do not make a sweep faster, they only slow a shared Vault for everyone else", p.concurrency, sweep.MaxConcurrency)
+	case p.maxRPS < 0:
 		return errors.New("--max-rps must not be negative")
 	}
 	return nil

@@ -48,101 +48,127 @@ func getenvOf(lookup func(string) (string, bool)) func(string) string {
 	return func(k string) string { v, _ := lookup(k); return v }
 }
 
-var testCfg = renew.Config{TokenFile: "/home/w/.vault-token", Spec: decide.Spec{DisplayName: "devvm-wizard", Policies: []string{"vault-admin", "sops-admin"},
-	Period: 768 * time.Hour, Host: "devvm-a", User: "wizard"}}
+var testSpec = decide.Spec{DisplayName: "devvm-wizard", Policies: []string{"vault-admin", "sops-admin"},
+	Period: 768 * time.Hour, Host: "devvm-a", User: "wizard"}
 
 func testReporter() reporter {
-	return reporter{addr: "http://127.0.0.1:8200", cfg: testCfg, timeout: 2 * time.Minute, cli: "vault", walkRPS: defaultWalkRPS}
+	return reporter{addr: "http://127.0.0.1:8200", spec: testSpec, path: "/home/w/.vault-token", timeout: 2 * time.Minute, cli: "vault", walkRPS: defaultWalkRPS}
 }
 
-// report prints the closing line of (res, err) to log and returns the
-// exit status it maps to.
-func report(log zerolog.Logger, res renew.Result, err error) int {
-	line := testReporter().report(res, err)
+// ended is o with err, and how a run that got there ends (as renew.Run
+// says): the reporter reads both.
+func ended(o renew.Outcome, err error) renew.Outcome {
+	o.Err = err
+	switch {
+	case err == nil && o.Plan.Action == decide.Heal && !o.DryRun:
+		o.Kind = renew.Healed
+	case err == nil:
+		o.Kind = renew.OK
+	case errors.Is(err, renew.ErrHealDenied):
+		o.Kind = renew.Drift
+	default:
+		o.Kind = renew.Fail
+	}
+	return o
+}
+
+// report prints the closing line of o ended with err to log and returns
+// the exit status it maps to.
+func report(log zerolog.Logger, o renew.Outcome, err error) int {
+	line := testReporter().report(ended(o, err))
 	line.print(log)
-	return exitStatus(line.end)
+	return exitStatus(line.kind)
+}
+
+// records are sweep records of accs, each judged v and done d.
+func records(v sweep.Verdict, d sweep.Did, accs ...string) []sweep.Record {
+	out := make([]sweep.Record, len(accs))
+	for i, a := range accs {
+		out[i] = sweep.Record{Accessor: a, Verdict: v, Did: d}
+	}
+	return out
 }
 
 func TestReportMapsOutcomesToExitCodesAndPrefixes(t *testing.T) {
 	oidc := decide.TokenInfo{Accessor: "oidc-acc", DisplayName: "oidc-wizard"}
 	for _, tc := range []struct {
 		name   string
-		res    renew.Result
+		res    renew.Outcome
 		err    error
 		code   int
 		prefix string
 		has    []string
 	}{
-		{"renewed", renew.Result{Action: renew.ActionRenew, Current: decide.TokenInfo{Accessor: "a1", Period: 768 * time.Hour}, TTL: 768 * time.Hour}, nil,
+		{"renewed", renew.Outcome{Plan: decide.Plan{Action: decide.Renew}, Current: decide.TokenInfo{Accessor: "a1", Period: 768 * time.Hour}, TTL: 768 * time.Hour}, nil,
 			0, "OK: renewed periodic token", []string{"accessor=a1", "ttl=768h"}},
-		{"healed", renew.Result{Action: renew.ActionHeal, Current: oidc, New: decide.TokenInfo{Accessor: "m1"}, Sweep: sweep.Report{Revoked: []string{"s1", "s2"}}}, nil,
+		{"healed", renew.Outcome{Plan: decide.Plan{Action: decide.Heal}, Current: oidc, Minted: renew.Minted{TokenInfo: decide.TokenInfo{Accessor: "m1"}}, Sweep: sweep.Report{Records: records(sweep.Stale, sweep.Revoked, "s1", "s2")}}, nil,
 			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 2 stale, from the ledger)", []string{"accessor=m1", "foreign_accessor=oidc-acc"}},
-		{"healed with sweep failures", renew.Result{Action: renew.ActionHeal, Current: oidc, New: decide.TokenInfo{Accessor: "m1"}, Sweep: sweep.Report{Failed: []sweep.Failure{{Accessor: "s1"}}}}, nil,
+		{"healed with sweep failures", renew.Outcome{Plan: decide.Plan{Action: decide.Heal}, Current: oidc, Minted: renew.Minted{TokenInfo: decide.TokenInfo{Accessor: "m1"}}, Sweep: sweep.Report{Records: records(sweep.Stale, sweep.RevokeFailed, "s1")}}, nil,
 			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger)", []string{"sweep_failed=1", "the ledger keeps the stale tokens it did not retire"}},
-		{"healed with a gap, by hand: what may remain and the command that finds it", renew.Result{Action: renew.ActionHeal, Current: oidc, New: decide.TokenInfo{Accessor: "m1"}, Gap: ledger.NeverWhole}, nil,
+		{"healed with a gap, by hand: what may remain and the command that finds it", renew.Outcome{Plan: decide.Plan{Action: decide.Heal}, Current: oidc, Minted: renew.Minted{TokenInfo: decide.TokenInfo{Accessor: "m1"}}, Gap: ledger.NeverWhole}, nil,
 			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger); tokens minted before the ledger began (a new install, an upgrade, a lost or unreadable state file) may remain: a walk finds and revokes them: vault-token-renew sweep --apply (at --max-rps 25; it resumes if stopped)", []string{"gap=never-whole", "next=\"find them: vault-token-renew sweep --apply\""}},
-		{"healed, the sweep of the ledger cut short", renew.Result{Action: renew.ActionHeal, Current: oidc, New: decide.TokenInfo{Accessor: "m1"}, SweepErr: &sweep.IncompleteError{Phase: sweep.OpLookup, Done: 1, Total: 2, Why: "interrupted"}}, nil,
+		{"healed, the sweep of the ledger cut short", renew.Outcome{Plan: decide.Plan{Action: decide.Heal}, Current: oidc, Minted: renew.Minted{TokenInfo: decide.TokenInfo{Accessor: "m1"}}, SweepErr: &sweep.IncompleteError{Phase: sweep.OpLookup, Done: 1, Total: 2, Why: "interrupted"}}, nil,
 			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger); the stale sweep is incomplete: stopped after 1 of 2 of the ledger's tokens: interrupted", []string{"the next run tries again"}},
-		{"healed but capped", renew.Result{Action: renew.ActionHeal, Current: oidc, New: decide.TokenInfo{Accessor: "m1"}, TTL: 48 * time.Hour,
+		{"healed but capped", renew.Outcome{Plan: decide.Plan{Action: decide.Heal}, Current: oidc, Minted: renew.Minted{TokenInfo: decide.TokenInfo{Accessor: "m1"}}, TTL: 48 * time.Hour,
 			Cap: decide.TTLVerdict{Capped: true, TTL: 48 * time.Hour, Period: 768 * time.Hour}, VaultWarnings: []string{"TTL capped"}}, nil,
 			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger)", []string{"warning=\"vault caps the TTL at 48h0m0s, below the period 768h0m0s", "vault auth tune", "ttl=48h", "vault_warnings="}},
-		{"healed, capped and the sweep incomplete: both said", renew.Result{Action: renew.ActionHeal, Current: oidc, New: decide.TokenInfo{Accessor: "m1"}, TTL: 48 * time.Hour,
+		{"healed, capped and the sweep incomplete: both said", renew.Outcome{Plan: decide.Plan{Action: decide.Heal}, Current: oidc, Minted: renew.Minted{TokenInfo: decide.TokenInfo{Accessor: "m1"}}, TTL: 48 * time.Hour,
 			Cap: decide.TTLVerdict{Capped: true, TTL: 48 * time.Hour, Period: 768 * time.Hour}, SweepErr: errors.New("lookup-accessor: 500"), Gap: ledger.Unrecorded}, nil,
 			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger); a token minted by a create whose answer was lost (a crash, a kill, a dropped connection) may remain: a walk finds and revokes them: vault-token-renew sweep --apply (at --max-rps 25; it resumes if stopped); the stale sweep is incomplete: lookup-accessor: 500", []string{"warning=\"vault caps the TTL at 48h0m0s, below the period 768h0m0s", "vault auth tune", "gap=unrecorded-create"}},
-		{"renewed but capped", renew.Result{Action: renew.ActionRenew, Current: decide.TokenInfo{Accessor: "a1", Period: 768 * time.Hour}, TTL: 48 * time.Hour,
+		{"renewed but capped", renew.Outcome{Plan: decide.Plan{Action: decide.Renew}, Current: decide.TokenInfo{Accessor: "a1", Period: 768 * time.Hour}, TTL: 48 * time.Hour,
 			Cap: decide.TTLVerdict{Capped: true, TTL: 48 * time.Hour, Period: 768 * time.Hour}}, nil,
 			0, "OK: renewed periodic token; vault capped its TTL below the period", []string{"warning=", "vault auth tune"}},
-		{"drift", renew.Result{Action: renew.ActionRefuse, Current: decide.TokenInfo{Accessor: "k8s-acc", DisplayName: "kubernetes-woodpecker-default"}},
+		{"drift", renew.Outcome{Plan: decide.Plan{Action: decide.Refuse}, Current: decide.TokenInfo{Accessor: "k8s-acc", DisplayName: "kubernetes-woodpecker-default"}},
 			fmt.Errorf("%w (vault said: 403)", renew.ErrHealDenied),
 			1, "DRIFT: foreign token dn=kubernetes-woodpecker-default in the token file; heal denied — foreign token lacks create authority; investigate what wrote it", []string{"accessor=k8s-acc"}},
-		{"drift by a batch token", renew.Result{Action: renew.ActionRefuse, Current: decide.TokenInfo{DisplayName: "oidc-wizard", Type: "batch"}, Refusal: "a batch token cannot heal: batch tokens cannot create tokens"},
+		{"drift by a batch token", renew.Outcome{Plan: decide.Plan{Action: decide.Refuse, Blocker: "a batch token cannot heal: batch tokens cannot create tokens"}, Current: decide.TokenInfo{DisplayName: "oidc-wizard", Type: "batch"}, Refusal: "a batch token cannot heal: batch tokens cannot create tokens"},
 			fmt.Errorf("%w: a batch token cannot heal", renew.ErrHealDenied),
 			1, "DRIFT: foreign token dn=oidc-wizard in the token file; heal denied — a batch token cannot heal", []string{"token_type=batch", "vault token lookup, which reads the token file"}},
-		{"dead token", renew.Result{Stage: failure.StageLookup, Cause: failure.CauseTokenDenied}, errors.New("403"),
+		{"dead token", renew.Outcome{Stage: failure.StageLookup, Cause: failure.CauseTokenDenied}, errors.New("403"),
 			1, "FAIL: could not look up the token in the file", []string{"vault login -method=oidc", "vault token create -orphan -period=768h -policy=vault-admin -policy=sops-admin -display-name=devvm-wizard -metadata=managed_by=vault-token-renew -metadata=host=devvm-a"}},
-		{"unreachable", renew.Result{Stage: failure.StageLookup, Cause: failure.CauseUnreachable}, errors.New("dial"),
+		{"unreachable", renew.Outcome{Stage: failure.StageLookup, Cause: failure.CauseUnreachable}, errors.New("dial"),
 			1, "FAIL: could not look up", []string{"cause=unreachable", "cannot reach vault at http://127.0.0.1:8200"}},
-		{"sealed", renew.Result{Stage: failure.StageRenew, Cause: failure.CauseSealed}, errors.New("503"),
+		{"sealed", renew.Outcome{Stage: failure.StageRenew, Cause: failure.CauseSealed}, errors.New("503"),
 			1, "FAIL: could not renew", []string{"vault operator unseal"}},
-		{"lock held", renew.Result{Stage: failure.StageLock}, tokenfile.ErrLockTimeout,
+		{"lock held", renew.Outcome{Stage: failure.StageLock}, tokenfile.ErrLockTimeout,
 			1, "FAIL: could not take the run lock", []string{"cause=lock-held", "another vault-token-renew run holds the lock"}},
-		{"lock file cannot be created", renew.Result{Stage: failure.StageLock}, &fs.PathError{Op: "open", Path: "/home/w/.vault-token.lock", Err: syscall.EACCES},
+		{"lock file cannot be created", renew.Outcome{Stage: failure.StageLock}, &fs.PathError{Op: "open", Path: "/home/w/.vault-token.lock", Err: syscall.EACCES},
 			1, "FAIL: could not take the run lock", []string{"cause=filesystem", "permission denied on /home/w/.vault-token.lock"}},
-		{"no space", renew.Result{Stage: failure.StageWrite}, &fs.PathError{Op: "write", Path: "/home/w/.vault-token.tmp-1", Err: syscall.ENOSPC},
+		{"no space", renew.Outcome{Stage: failure.StageWrite}, &fs.PathError{Op: "write", Path: "/home/w/.vault-token.tmp-1", Err: syscall.ENOSPC},
 			1, "FAIL: could not write the token file; the old file is unchanged", []string{"cause=filesystem", "no space left for /home/w/.vault-token.tmp-1", "df -h /home/w"}},
-		{"read-only home", renew.Result{Stage: failure.StageLock}, &fs.PathError{Op: "open", Path: "/home/w/.vault-token.lock", Err: syscall.EROFS},
+		{"read-only home", renew.Outcome{Stage: failure.StageLock}, &fs.PathError{Op: "open", Path: "/home/w/.vault-token.lock", Err: syscall.EROFS},
 			1, "FAIL: could not take the run lock", []string{"cause=filesystem", "/home/w/.vault-token.lock is on a read-only file system"}},
-		{"token path is a directory", renew.Result{Stage: failure.StageRead}, &fs.PathError{Op: "read", Path: "/home/w/.vault-token", Err: syscall.EISDIR},
+		{"token path is a directory", renew.Outcome{Stage: failure.StageRead}, &fs.PathError{Op: "read", Path: "/home/w/.vault-token", Err: syscall.EISDIR},
 			1, "FAIL: could not read the token file", []string{"cause=filesystem", "/home/w/.vault-token is a directory"}},
-		{"missing file", renew.Result{Stage: failure.StageRead}, fmt.Errorf("%w: /x", tokenfile.ErrMissing),
+		{"missing file", renew.Outcome{Stage: failure.StageRead}, fmt.Errorf("%w: /x", tokenfile.ErrMissing),
 			1, "FAIL: could not read the token file", []string{"cause=no-token", "vault login -method=oidc"}},
-		{"unknown CA", renew.Result{Stage: failure.StageLookup}, &url.Error{Op: "Get", URL: "https://127.0.0.1:8200", Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}},
+		{"unknown CA", renew.Outcome{Stage: failure.StageLookup}, &url.Error{Op: "Get", URL: "https://127.0.0.1:8200", Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}},
 			1, "FAIL: could not look up", []string{"cause=tls", "VAULT_CACERT", "VAULT_CAPATH"}},
-		{"hostname mismatch", renew.Result{Stage: failure.StageLookup}, &url.Error{Op: "Get", URL: "x", Err: x509.HostnameError{Host: "vault"}},
+		{"hostname mismatch", renew.Outcome{Stage: failure.StageLookup}, &url.Error{Op: "Get", URL: "x", Err: x509.HostnameError{Host: "vault"}},
 			1, "FAIL: could not look up", []string{"cause=tls", "VAULT_TLS_SERVER_NAME"}},
-		{"run timeout", renew.Result{Stage: failure.StageRenew}, fmt.Errorf("x: %w", context.DeadlineExceeded),
+		{"run timeout", renew.Outcome{Stage: failure.StageRenew}, fmt.Errorf("x: %w", context.DeadlineExceeded),
 			1, "FAIL: could not renew", []string{"cause=timeout", "--timeout (2m)"}},
-		{"client timeout", renew.Result{Stage: failure.StageLookup}, &url.Error{Op: "Get", URL: "x", Err: errors.New("net/http: request canceled (Client.Timeout exceeded while awaiting headers)")},
+		{"client timeout", renew.Outcome{Stage: failure.StageLookup}, &url.Error{Op: "Get", URL: "x", Err: errors.New("net/http: request canceled (Client.Timeout exceeded while awaiting headers)")},
 			1, "FAIL: could not look up", []string{"cause=client-timeout", "VAULT_CLIENT_TIMEOUT"}},
-		{"interrupted", renew.Result{Stage: failure.StageCreate}, fmt.Errorf("x: %w", context.Canceled),
+		{"interrupted", renew.Outcome{Stage: failure.StageCreate}, fmt.Errorf("x: %w", context.Canceled),
 			1, "FAIL: could not mint", []string{"cause=canceled", "interrupted"}},
-		{"create lost mid-flight", renew.Result{Stage: failure.StageCreate, Cause: failure.CauseServer}, errors.New("502"),
+		{"create lost mid-flight", renew.Outcome{Stage: failure.StageCreate, Cause: failure.CauseServer}, errors.New("502"),
 			1, "FAIL: could not mint a periodic token", []string{"cause=server-error", "vault may have minted a token before the answer was lost"}},
-		{"write failed, mint revoked", renew.Result{Stage: failure.StageWrite, New: decide.TokenInfo{Accessor: "m9"}, NewRevoked: true}, &fs.PathError{Op: "write", Path: "/home/w/.vault-token.tmp-1", Err: syscall.ENOSPC},
+		{"write failed, mint revoked", renew.Outcome{Stage: failure.StageWrite, Minted: renew.Minted{TokenInfo: decide.TokenInfo{Accessor: "m9"}, Revoked: true}}, &fs.PathError{Op: "write", Path: "/home/w/.vault-token.tmp-1", Err: syscall.ENOSPC},
 			1, "FAIL: could not write the token file", []string{"minted_accessor=m9", "minted_revoked=true"}},
-		{"write failed, mint not revoked", renew.Result{Stage: failure.StageWrite, New: decide.TokenInfo{Accessor: "m9"}}, &fs.PathError{Op: "write", Path: "/home/w/.vault-token.tmp-1", Err: syscall.ENOSPC},
+		{"write failed, mint not revoked", renew.Outcome{Stage: failure.StageWrite, Minted: renew.Minted{TokenInfo: decide.TokenInfo{Accessor: "m9"}}}, &fs.PathError{Op: "write", Path: "/home/w/.vault-token.tmp-1", Err: syscall.ENOSPC},
 			1, "FAIL: could not write the token file", []string{"minted_revoked=false", "vault token revoke -accessor m9"}},
-		{"capped renewal", renew.Result{Stage: failure.StageCap, Cause: failure.CauseCapped, Cap: decide.TTLVerdict{Capped: true, Fatal: true, TTL: 12 * time.Hour, Period: 768 * time.Hour}}, failure.ErrCapped,
+		{"capped renewal", renew.Outcome{Stage: failure.StageCap, Cause: failure.CauseCapped, Cap: decide.TTLVerdict{Capped: true, Fatal: true, TTL: 12 * time.Hour, Period: 768 * time.Hour}}, failure.ErrCapped,
 			1, "FAIL: vault caps the token's TTL below what a daily timer can outrun", []string{"cause=ttl-capped", "warning=\"vault caps the TTL at 12h0m0s", "vault auth tune -max-lease-ttl=768h token/"}},
-		{"sweep stopped by the rate limit", renew.Result{Stage: failure.StageSweep}, &sweep.IncompleteError{Phase: "lookup", Done: 80, Total: 405, Why: "at --max-rps 20 ...", Need: 55 * time.Second, Err: context.DeadlineExceeded},
+		{"sweep stopped by the rate limit", renew.Outcome{Stage: failure.StageSweep}, &sweep.IncompleteError{Phase: sweep.OpLookup, Done: 80, Total: 405, Why: "at --max-rps 20 ...", Need: 55 * time.Second, Err: context.DeadlineExceeded},
 			1, "FAIL: the stale-token sweep did not finish", []string{"cause=sweep-incomplete", "looking up after 80 of 405", "vault-token-renew sweep --apply --timeout 55s"}},
-		{"sweep --apply on a foreign token", renew.Result{Stage: failure.StageForeign, Cause: failure.CauseForeign, Current: decide.TokenInfo{DisplayName: "oidc-wizard"}}, errors.New("foreign"),
+		{"sweep --apply on a foreign token", renew.Outcome{Stage: failure.StageForeign, Cause: failure.CauseForeign, Current: decide.TokenInfo{DisplayName: "oidc-wizard"}}, errors.New("foreign"),
 			1, "FAIL: sweep --apply refused", []string{"cause=foreign-token", "run vault-token-renew first"}},
-		{"dry run renew", renew.Result{DryRun: true, Action: renew.ActionRenew}, nil,
+		{"dry run renew", renew.Outcome{DryRun: true, Plan: decide.Plan{Action: decide.Renew}}, nil,
 			0, "OK: would renew periodic token (dry run: nothing changed)", nil},
-		{"dry run heal", renew.Result{DryRun: true, Action: renew.ActionHeal, Current: oidc, Sweep: sweep.Report{Listed: 1, LookedUp: 1, Stale: []sweep.Token{{}}}}, nil,
+		{"dry run heal", renew.Outcome{DryRun: true, Plan: decide.Plan{Action: decide.Heal}, Current: oidc, Sweep: sweep.Report{Listed: 1, LookedUp: 1, Records: records(sweep.Stale, sweep.LookedUp, "s1")}}, nil,
 			0, "OK: would heal: re-mint token-devvm-wizard from foreign dn=oidc-wizard and revoke 1 stale, from the ledger (dry run: nothing changed)", nil},
-		{"dry run drift", renew.Result{DryRun: true, Action: renew.ActionRefuse, Current: oidc}, renew.ErrHealDenied,
+		{"dry run drift", renew.Outcome{DryRun: true, Plan: decide.Plan{Action: decide.Refuse}, Current: oidc}, renew.ErrHealDenied,
 			1, "DRIFT: foreign token dn=oidc-wizard", []string{"(dry run: nothing changed)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -196,13 +222,13 @@ func written(t *testing.T, f *os.File) string {
 func TestJournaldPriorities(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		res  renew.Result
+		res  renew.Outcome
 		err  error
 		want string
 	}{
-		{"ok is info", renew.Result{Action: renew.ActionRenew}, nil, "<6>OK:"},
-		{"drift is err", renew.Result{Action: renew.ActionRefuse}, renew.ErrHealDenied, "<3>DRIFT:"},
-		{"fail is err", renew.Result{Stage: failure.StageLookup}, errors.New("x"), "<3>FAIL:"},
+		{"ok is info", renew.Outcome{Plan: decide.Plan{Action: decide.Renew}}, nil, "<6>OK:"},
+		{"drift is err", renew.Outcome{Plan: decide.Plan{Action: decide.Refuse}}, renew.ErrHealDenied, "<3>DRIFT:"},
+		{"fail is err", renew.Outcome{Stage: failure.StageLookup}, errors.New("x"), "<3>FAIL:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, stream := journalFile(t)
@@ -227,13 +253,13 @@ func TestInheritedJournalStreamIsNotTheJournal(t *testing.T) {
 	_, stream := journalFile(t)
 	other, _ := journalFile(t)
 	log, _ := newLogger(other, "plain", getenvOf(env("JOURNAL_STREAM", stream)))
-	report(log, renew.Result{Action: renew.ActionRenew}, nil)
+	report(log, renew.Outcome{Plan: decide.Plan{Action: decide.Renew}}, nil)
 	if got := written(t, other); !strings.HasPrefix(got, "OK:") {
 		t.Fatalf("line %q: the journal's priority prefix on a stream that is not the journal", got)
 	}
 	var buf bytes.Buffer
 	log, _ = newLogger(&buf, "plain", getenvOf(env("JOURNAL_STREAM", stream)))
-	report(log, renew.Result{Action: renew.ActionRenew}, nil)
+	report(log, renew.Outcome{Plan: decide.Plan{Action: decide.Renew}}, nil)
 	if !strings.HasPrefix(buf.String(), "OK:") {
 		t.Fatalf("line %q", buf.String())
 	}
@@ -242,7 +268,7 @@ func TestInheritedJournalStreamIsNotTheJournal(t *testing.T) {
 func TestJSONLogFormat(t *testing.T) {
 	var buf bytes.Buffer
 	log, _ := newLogger(&buf, "json", getenvOf(env()))
-	report(log, renew.Result{Action: renew.ActionRenew, Current: decide.TokenInfo{Accessor: "a1"}}, nil)
+	report(log, renew.Outcome{Plan: decide.Plan{Action: decide.Renew}, Current: decide.TokenInfo{Accessor: "a1"}}, nil)
 	var evt map[string]interface{}
 	if err := json.Unmarshal(buf.Bytes(), &evt); err != nil {
 		t.Fatalf("not JSON: %q", buf.String())
@@ -278,7 +304,7 @@ func TestFailLineCarriesVaultErrorButNoTokenHeader(t *testing.T) {
 	}
 	var buf bytes.Buffer
 	log, _ := newLogger(&buf, "plain", getenvOf(env()))
-	report(log, renew.Result{Stage: failure.StageLookup, Cause: failure.Classify(err, failure.AskToken), Path: "/x"}, fmt.Errorf("token in /x: %w", err))
+	report(log, renew.Outcome{Stage: failure.StageLookup, Cause: failure.Classify(err, failure.AskToken), Path: "/x"}, fmt.Errorf("token in /x: %w", err))
 	line := buf.String()
 	if !strings.Contains(line, "lookup-self: vault answered 403: permission denied; invalid token") {
 		t.Errorf("line lacks vault's answer, flattened: %q", line)
@@ -318,13 +344,13 @@ func TestFmtDur(t *testing.T) {
 // of its stages (the heal's create, a sweep's walk).
 func TestEveryCauseHasItsOwnHint(t *testing.T) {
 	r := testReporter()
-	generic := r.hint(renew.Result{}, failure.CauseUnknown, errors.New("x"))
+	generic := r.hint(renew.Outcome{}, failure.CauseUnknown, errors.New("x"))
 	now := time.Now()
 	mountCap := decide.JudgeTTL(decide.TokenInfo{Period: 768 * time.Hour}, 12*time.Hour, now)
 	explicit := decide.JudgeTTL(decide.TokenInfo{Period: 768 * time.Hour, ExplicitMaxTTL: 20 * time.Hour, CreationTime: now}, 20*time.Hour, now)
 	type row struct {
 		cause failure.Cause
-		res   renew.Result
+		res   renew.Outcome
 		want  string
 	}
 	var rows []row
@@ -332,13 +358,13 @@ func TestEveryCauseHasItsOwnHint(t *testing.T) {
 		switch c {
 		case failure.CauseUnknown:
 		case failure.CauseCapped:
-			rows = append(rows, row{c, renew.Result{Stage: failure.StageCap, Cap: mountCap}, "vault auth tune -max-lease-ttl=768h token/"},
-				row{c, renew.Result{Stage: failure.StageCap, Cap: explicit}, "re-mint it without -explicit-max-ttl"})
+			rows = append(rows, row{c, renew.Outcome{Stage: failure.StageCap, Cap: mountCap}, "vault auth tune -max-lease-ttl=768h token/"},
+				row{c, renew.Outcome{Stage: failure.StageCap, Cap: explicit}, "re-mint it without -explicit-max-ttl"})
 		case failure.CauseRefused:
-			rows = append(rows, row{c, renew.Result{Stage: failure.StageCreate, Path: "/h/.vault-token"}, "vault token lookup"},
-				row{c, renew.Result{Stage: failure.StageSweep, Path: "/h/.vault-token"}, "list and sudo on auth/token/accessors"})
+			rows = append(rows, row{c, renew.Outcome{Stage: failure.StageCreate, Path: "/h/.vault-token"}, "vault token lookup"},
+				row{c, renew.Outcome{Stage: failure.StageSweep, Path: "/h/.vault-token"}, "list and sudo on auth/token/accessors"})
 		default:
-			rows = append(rows, row{c, renew.Result{Stage: failure.StageLookup}, ""})
+			rows = append(rows, row{c, renew.Outcome{Stage: failure.StageLookup}, ""})
 		}
 	}
 	seen := map[string]string{}
@@ -388,7 +414,7 @@ func TestHandRunSeesTheEnvFilesHost(t *testing.T) {
 func TestUsageErrorUnderSystemdIsAnError(t *testing.T) {
 	f, stream := journalFile(t)
 	code := newCLI(io.Discard, f, env("HOME", t.TempDir(), "JOURNAL_STREAM", stream, "VTR_WAIT_UNREACHABLE", "soon")).run(context.Background(), nil)
-	if code != exitStatus(endUsage) {
+	if code != exitUsage {
 		t.Fatalf("exit %d, want 2", code)
 	}
 	if got := written(t, f); !strings.HasPrefix(got, "<3>vault-token-renew: VTR_WAIT_UNREACHABLE=\"soon\"") {
@@ -400,8 +426,8 @@ func TestUsageErrorUnderSystemdIsAnError(t *testing.T) {
 // DRIFT hint, the manual re-mint, the no-token hint) name the command the
 // operator has, in both worlds, and never the other one.
 func TestHintsNameTheCLIOfTheOperator(t *testing.T) {
-	drift := renew.Result{Action: renew.ActionRefuse, Current: decide.TokenInfo{Accessor: "k8s-acc", DisplayName: "kubernetes-woodpecker-default"}}
-	noToken := renew.Result{Stage: failure.StageRead, Path: "/home/w/.vault-token"}
+	drift := renew.Outcome{Plan: decide.Plan{Action: decide.Refuse}, Current: decide.TokenInfo{Accessor: "k8s-acc", DisplayName: "kubernetes-woodpecker-default"}}
+	noToken := renew.Outcome{Stage: failure.StageRead, Path: "/home/w/.vault-token"}
 	for _, tc := range []struct{ cli, other string }{{"vault", "bao "}, {"bao", "vault "}} {
 		t.Run(tc.cli, func(t *testing.T) {
 			r := testReporter()
@@ -411,10 +437,10 @@ func TestHintsNameTheCLIOfTheOperator(t *testing.T) {
 				line closing
 				want []string
 			}{
-				{"DRIFT", r.report(drift, renew.ErrHealDenied), []string{tc.cli + " token lookup -accessor k8s-acc"}},
-				{"no-token", r.report(noToken, fmt.Errorf("%w: /home/w/.vault-token", tokenfile.ErrMissing)),
+				{"DRIFT", r.report(ended(drift, renew.ErrHealDenied)), []string{tc.cli + " token lookup -accessor k8s-acc"}},
+				{"no-token", r.report(ended(noToken, fmt.Errorf("%w: /home/w/.vault-token", tokenfile.ErrMissing))),
 					[]string{tc.cli + " login -method=oidc", "(umask 077; " + tc.cli + " token create -orphan -period=768h -policy=vault-admin -policy=sops-admin -display-name=devvm-wizard"}},
-				{"sealed", r.report(renew.Result{Stage: failure.StageLookup, Cause: failure.CauseSealed}, errors.New("503")), []string{tc.cli + " operator unseal"}},
+				{"sealed", r.report(ended(renew.Outcome{Stage: failure.StageLookup, Cause: failure.CauseSealed}, errors.New("503"))), []string{tc.cli + " operator unseal"}},
 			} {
 				var buf bytes.Buffer
 				log, _ := newLogger(&buf, "plain", getenvOf(env()))
@@ -492,8 +518,8 @@ func TestForeignWordsForgeNoLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	dn := "x\n<6>OK: renewed periodic token\n<7>\x1b[8m" + strings.Repeat("y", 140<<10)
-	res := renew.Result{Action: renew.ActionRefuse, Current: decide.TokenInfo{Accessor: "k8s-acc", DisplayName: dn}, Refusal: "no\nway"}
-	line := testReporter().report(res, fmt.Errorf("%w: %s", renew.ErrHealDenied, dn))
+	res := renew.Outcome{Plan: decide.Plan{Action: decide.Refuse}, Current: decide.TokenInfo{Accessor: "k8s-acc", DisplayName: dn}, Refusal: "no\nway"}
+	line := testReporter().report(ended(res, fmt.Errorf("%w: %s", renew.ErrHealDenied, dn)))
 	if strings.ContainsAny(line.msg, "\n\x1b") || len(line.msg) > safetext.MaxText {
 		t.Fatalf("the display name went into the closing line raw: %.200q", line.msg)
 	}
@@ -514,8 +540,7 @@ func TestForeignWordsForgeNoLine(t *testing.T) {
 	if strings.ContainsRune(lines[0], 0x1b) || len(lines[0]) > 4*safetext.MaxText {
 		t.Fatalf("the line holds an ESC or is %d bytes long", len(lines[0]))
 	}
-	c := &cli{now: time.Now}
-	run := c.runOf(options{host: "devvm-a"}, res, line)
+	run := runstate.RunOf(ended(res, renew.ErrHealDenied), line.msg, line.reason, "devvm-a", time.Now())
 	s := runstate.Next(runstate.State{}, run)
 	env := strings.Join(runstate.NotifyEnv(s), "\n")
 	if strings.Count(env, "\n") != 4 || len(s.Summary) > safetext.MaxText || strings.Contains(s.Summary, "\n") {

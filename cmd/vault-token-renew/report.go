@@ -16,23 +16,21 @@ import (
 	"github.com/devvm/vault-token-renew/failure"
 	"github.com/devvm/vault-token-renew/internal/envfile"
 	"github.com/devvm/vault-token-renew/internal/ledger"
-	"github.com/devvm/vault-token-renew/internal/runstate"
 	"github.com/devvm/vault-token-renew/internal/safetext"
 	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/sweep"
 )
 
 // closing is a command's closing line. It is built from what happened,
-// handed to the run state as data (outcome, cause, reason), and printed
+// handed to the run state as data (kind, cause, reason), and printed
 // last, so that journalctl ends on it.
 type closing struct {
-	end     ending
-	outcome runstate.Outcome // ok, healed, drift or fail; "" for status and sweep
-	cause   failure.Cause    // CauseUnknown on success
-	reason  string           // on DRIFT/FAIL, what went wrong in a few words: the banner's text
-	level   zerolog.Level
-	msg     string
-	fields  []func(*zerolog.Event) *zerolog.Event
+	kind   renew.Kind    // how the command ended: its prefix, its exit status
+	cause  failure.Cause // CauseUnknown on success
+	reason string        // on DRIFT/FAIL, what went wrong in a few words: the banner's text
+	level  zerolog.Level
+	msg    string
+	fields []func(*zerolog.Event) *zerolog.Event
 }
 
 // str adds a field; its value is escaped and bounded whatever it holds
@@ -76,7 +74,9 @@ func (c closing) print(log zerolog.Logger) {
 // the operator has.
 type reporter struct {
 	addr    string
-	cfg     renew.Config
+	spec    decide.Spec   // the periodic token, and this machine
+	path    string        // the token file
+	maxRPS  float64       // the walk's --max-rps
 	timeout time.Duration // the run's --timeout; 0 for none
 	cli     string        // "vault" or "bao": the command the hints name
 	walk    walkStart     // whether this run started the walk unit
@@ -85,56 +85,56 @@ type reporter struct {
 
 // report is the closing line of a run (or of status's and sweep's start):
 // which of OK, HEALED, DRIFT and FAIL it was, with its fields and hint.
-func (r reporter) report(res renew.Result, err error) closing {
+func (r reporter) report(o renew.Outcome) closing {
 	switch {
-	case err == nil && res.Action == renew.ActionRenew:
-		return r.renewed(res)
-	case err == nil && res.Action == renew.ActionHeal:
-		return r.healed(res)
-	case errors.Is(err, renew.ErrHealDenied):
-		return r.drift(res)
+	case o.Kind == renew.Drift:
+		return r.drift(o)
+	case !o.Kind.Success():
+		return r.fail(o)
+	case o.Plan.Action == decide.Heal:
+		return r.healed(o)
 	}
-	return r.fail(res, err)
+	return r.renewed(o)
 }
 
-func dryWords(res renew.Result) string {
-	if res.DryRun {
+func dryWords(o renew.Outcome) string {
+	if o.DryRun {
 		return " (dry run: nothing changed)"
 	}
 	return ""
 }
 
-func (r reporter) renewed(res renew.Result) closing {
-	c := closing{end: endOK, outcome: runstate.OK, level: zerolog.InfoLevel}
-	if res.DryRun {
-		c.msg = "OK: would renew periodic token" + retired(res, "would revoke") + dryWords(res)
-		c.str("accessor", res.Current.Accessor).str("ttl", fmtDur(res.TTL))
+func (r reporter) renewed(o renew.Outcome) closing {
+	c := closing{kind: renew.OK, level: zerolog.InfoLevel}
+	if o.DryRun {
+		c.msg = "OK: would renew periodic token" + retired(o, "would revoke") + dryWords(o)
+		c.str("accessor", o.Current.Accessor).str("ttl", fmtDur(o.TTL))
 		return c
 	}
-	c.msg = "OK: renewed periodic token" + retired(res, "revoked")
+	c.msg = "OK: renewed periodic token" + retired(o, "revoked")
 	var warn, next []string
-	if res.Cap.Capped {
+	if o.Cap.Capped {
 		c.msg += "; " + r.server() + " capped its TTL below the period"
-		warn, next = append(warn, r.capWhy(res.Cap)), append(next, r.capNext(res.Cap))
+		warn, next = append(warn, r.capWhy(o.Cap)), append(next, r.capNext(o.Cap))
 	}
-	if res.Gap != ledger.NoGap {
-		found, n := r.walkWords(res.Gap)
-		c.str("gap", res.Gap.String()).str("walk", found)
+	if o.Gap != ledger.NoGap {
+		found, n := r.walkWords(o.Gap)
+		c.str("gap", o.Gap.String()).str("walk", found)
 		if n != "" {
 			next = append(next, n)
 		}
-		if g := res.Gap; g == ledger.Unrecorded || g == ledger.Overflow || g == ledger.Unsaved {
+		if g := o.Gap; g == ledger.Unrecorded || g == ledger.Overflow || g == ledger.Unsaved {
 			warn = append(warn, mayRemain(g))
 		}
 	}
-	if w, n := r.sweepTrouble(res); w != "" {
+	if w, n := r.sweepTrouble(o); w != "" {
 		warn, next = append(warn, w), append(next, n)
 	}
 	if len(warn) > 0 {
 		c.level = zerolog.WarnLevel
 		c.str("warning", strings.Join(warn, "; "))
 	}
-	vaultWarnings(&c, res.VaultWarnings).str("accessor", res.Current.Accessor).str("ttl", fmtDur(res.TTL)).str("period", fmtDur(res.Current.Period))
+	vaultWarnings(&c, o.VaultWarnings).str("accessor", o.Current.Accessor).str("ttl", fmtDur(o.TTL)).str("period", fmtDur(o.Current.Period))
 	if len(next) > 0 {
 		c.str("next", strings.Join(next, "; "))
 	}
@@ -143,19 +143,19 @@ func (r reporter) renewed(res renew.Result) closing {
 
 // retired says what a run's sweep of the ledger did, when it had anything
 // to look at: " (revoked 1 stale, from the ledger)".
-func retired(res renew.Result, verb string) string {
-	if res.Sweep.Listed == 0 {
+func retired(o renew.Outcome, verb string) string {
+	if o.Sweep.Listed == 0 {
 		return ""
 	}
-	return " (" + sweptWords(res, verb) + ")"
+	return " (" + sweptWords(o, verb) + ")"
 }
 
 // sweptWords is how many stale tokens the ledger's sweep revoked (or, in a
 // dry run, would revoke).
-func sweptWords(res renew.Result, verb string) string {
-	n := len(res.Sweep.Revoked)
-	if res.DryRun {
-		n = len(res.Sweep.Stale)
+func sweptWords(o renew.Outcome, verb string) string {
+	n := o.Sweep.Count(sweep.DidThis(sweep.Revoked))
+	if o.DryRun {
+		n = o.Sweep.Count(sweep.Is(sweep.Stale))
 	}
 	return fmt.Sprintf("%s %d stale, from the ledger", verb, n)
 }
@@ -199,43 +199,44 @@ func (r reporter) walkCommand() string { return "vault-token-renew sweep --apply
 // sweepTrouble is the warning and the next step when the ledger's sweep did
 // not finish or could not revoke everything: the ledger keeps what it did
 // not retire, and the next run tries again.
-func (r reporter) sweepTrouble(res renew.Result) (warning, next string) {
-	if res.SweepErr == nil && len(res.Sweep.Failed) == 0 {
+func (r reporter) sweepTrouble(o renew.Outcome) (warning, next string) {
+	failed := o.Sweep.Count(sweep.Record.Failed)
+	if o.SweepErr == nil && failed == 0 {
 		return "", ""
 	}
-	warning = fmt.Sprintf("the stale sweep is incomplete: %d failed", len(res.Sweep.Failed))
+	warning = fmt.Sprintf("the stale sweep is incomplete: %d failed", failed)
 	var ie *sweep.IncompleteError
 	switch {
-	case errors.As(res.SweepErr, &ie):
+	case errors.As(o.SweepErr, &ie):
 		warning = fmt.Sprintf("the stale sweep is incomplete: stopped after %d of %d of the ledger's tokens: %s", ie.Done, ie.Total, ie.Why)
-	case res.SweepErr != nil:
-		warning = "the stale sweep is incomplete: " + res.SweepErr.Error()
+	case o.SweepErr != nil:
+		warning = "the stale sweep is incomplete: " + o.SweepErr.Error()
 	}
 	return warning, "the ledger keeps the stale tokens it did not retire, and the next run tries again (or now: vault-token-renew)"
 }
 
-func (r reporter) healed(res renew.Result) closing {
-	c := closing{end: endOK, outcome: runstate.Healed, level: zerolog.InfoLevel}
-	if res.DryRun {
+func (r reporter) healed(o renew.Outcome) closing {
+	c := closing{kind: renew.Healed, level: zerolog.InfoLevel}
+	if o.DryRun {
 		c.msg = fmt.Sprintf("OK: would heal: re-mint %s from foreign dn=%s and %s%s",
-			r.cfg.Spec.StoredDisplayName(), res.Current.DisplayName, sweptWords(res, "revoke"), dryWords(res))
-		c.outcome = runstate.OK
-		if res.SweepErr != nil {
+			r.spec.StoredDisplayName(), o.Current.DisplayName, sweptWords(o, "revoke"), dryWords(o))
+		c.kind = renew.OK
+		if o.SweepErr != nil {
 			c.level = zerolog.WarnLevel
-			c.err(res.SweepErr)
+			c.err(o.SweepErr)
 		}
-		c.str("foreign_accessor", res.Current.Accessor).num("would_revoke", len(res.Sweep.Stale)).num("other_machines", len(res.Sweep.Other))
-		if res.Gap != ledger.NoGap {
-			c.str("gap", res.Gap.String()).str("may_remain", mayRemain(res.Gap))
+		c.str("foreign_accessor", o.Current.Accessor).num("would_revoke", o.Sweep.Count(sweep.Is(sweep.Stale))).num("other_machines", o.Sweep.Count(sweep.Is(sweep.Other)))
+		if o.Gap != ledger.NoGap {
+			c.str("gap", o.Gap.String()).str("may_remain", mayRemain(o.Gap))
 		}
 		return c
 	}
-	c.msg = fmt.Sprintf("HEALED: re-minted from foreign dn=%s (%s)", safetext.Value(res.Current.DisplayName), sweptWords(res, "revoked"))
+	c.msg = fmt.Sprintf("HEALED: re-minted from foreign dn=%s (%s)", safetext.Value(o.Current.DisplayName), sweptWords(o, "revoked"))
 	var next []string
-	if res.Gap != ledger.NoGap {
-		found, n := r.walkWords(res.Gap)
-		c.msg += "; " + mayRemain(res.Gap) + ": " + found
-		c.str("gap", res.Gap.String())
+	if o.Gap != ledger.NoGap {
+		found, n := r.walkWords(o.Gap)
+		c.msg += "; " + mayRemain(o.Gap) + ": " + found
+		c.str("gap", o.Gap.String())
 		if n != "" {
 			next = append(next, n)
 		}
@@ -243,20 +244,20 @@ func (r reporter) healed(res renew.Result) closing {
 			c.level = zerolog.WarnLevel
 		}
 	}
-	if res.Cap.Capped {
-		next = append(next, r.capNext(res.Cap))
+	if o.Cap.Capped {
+		next = append(next, r.capNext(o.Cap))
 		c.level = zerolog.WarnLevel
-		c.str("warning", r.capWhy(res.Cap))
+		c.str("warning", r.capWhy(o.Cap))
 	}
-	if w, n := r.sweepTrouble(res); w != "" {
+	if w, n := r.sweepTrouble(o); w != "" {
 		c.msg += "; " + w
 		next = append(next, n)
 		c.level = zerolog.WarnLevel
-		c.num("sweep_failed", len(res.Sweep.Failed))
+		c.num("sweep_failed", o.Sweep.Count(sweep.Record.Failed))
 	}
-	c.str("accessor", res.New.Accessor).str("foreign_accessor", res.Current.Accessor).
-		str("ttl", fmtDur(res.TTL)).str("host", r.cfg.Spec.Host).str("path", res.Path)
-	vaultWarnings(&c, res.VaultWarnings)
+	c.str("accessor", o.Minted.Accessor).str("foreign_accessor", o.Current.Accessor).
+		str("ttl", fmtDur(o.TTL)).str("host", r.spec.Host).str("path", o.Path)
+	vaultWarnings(&c, o.VaultWarnings)
 	if len(next) > 0 {
 		c.str("next", strings.Join(next, "; "))
 	}
@@ -297,8 +298,8 @@ func vaultWarnings(c *closing, ws []string) *closing {
 // rate cap against a --timeout was what stopped it.
 func (r reporter) sweepCommand(err error) string {
 	cmd := r.walkCommand()
-	if r.cfg.MaxRPS > 0 && r.cfg.MaxRPS != r.walkRPS {
-		cmd += fmt.Sprintf(" --max-rps %g", r.cfg.MaxRPS)
+	if r.maxRPS > 0 && r.maxRPS != r.walkRPS {
+		cmd += fmt.Sprintf(" --max-rps %g", r.maxRPS)
 	}
 	var ie *sweep.IncompleteError
 	if errors.As(err, &ie) && ie.Need > 0 && r.timeout > 0 {
@@ -307,44 +308,44 @@ func (r reporter) sweepCommand(err error) string {
 	return cmd
 }
 
-func (r reporter) drift(res renew.Result) closing {
-	cur := res.Current
+func (r reporter) drift(o renew.Outcome) closing {
+	cur := o.Current
 	why := "foreign token lacks create authority"
 	next := "find what wrote the token (" + r.cli + " token lookup -accessor " + cur.Accessor + "), then restore the periodic token; see the runbook's manual re-mint"
-	if blocker := decide.CannotMint(cur); blocker != "" {
+	if blocker := o.Plan.Blocker; blocker != "" {
 		why = blocker
 		next = "find what wrote the token (" + r.cli + " token lookup, which reads the token file); then log in with a method that issues service tokens (" + r.login() + ") and run vault-token-renew, or re-mint by hand as an admin; see the runbook"
 	}
-	c := closing{end: endFailed, outcome: runstate.Drift, cause: failure.CauseRefused, level: zerolog.ErrorLevel,
+	c := closing{kind: renew.Drift, cause: failure.CauseRefused, level: zerolog.ErrorLevel,
 		reason: "heal denied — " + why,
-		msg:    fmt.Sprintf("DRIFT: foreign token dn=%s in the token file; heal denied — %s; investigate what wrote it%s", safetext.Value(cur.DisplayName), why, dryWords(res))}
+		msg:    fmt.Sprintf("DRIFT: foreign token dn=%s in the token file; heal denied — %s; investigate what wrote it%s", safetext.Value(cur.DisplayName), why, dryWords(o))}
 	if cur.Accessor != "" {
 		c.str("accessor", cur.Accessor)
 	}
 	if cur.Type != "" {
 		c.str("token_type", cur.Type)
 	}
-	c.str("display_name", safetext.Value(cur.DisplayName)).str("cause", failure.CauseRefused.String()).str("path", res.Path).
-		str("vault_said", safetext.Value(res.Refusal)).str("next", next)
+	c.str("display_name", safetext.Value(cur.DisplayName)).str("cause", failure.CauseRefused.String()).str("path", o.Path).
+		str("vault_said", safetext.Value(o.Refusal)).str("next", next)
 	return c
 }
 
-func (r reporter) fail(res renew.Result, err error) closing {
-	cause := res.Cause
+func (r reporter) fail(o renew.Outcome) closing {
+	err, cause := o.Err, o.Cause
 	if cause == failure.CauseUnknown {
 		cause = failure.Classify(err, failure.AskToken)
 	}
-	c := closing{end: endFailed, outcome: runstate.Fail, cause: cause, level: zerolog.ErrorLevel,
-		reason: res.Stage.Words() + " (" + cause.String() + ")", msg: "FAIL: " + res.Stage.Words() + dryWords(res)}
-	c.err(err).str("stage", res.Stage.String()).str("cause", cause.String()).str("path", res.Path)
-	if res.Cap.Capped {
-		c.str("warning", r.capWhy(res.Cap))
+	c := closing{kind: renew.Fail, cause: cause, level: zerolog.ErrorLevel,
+		reason: o.Stage.Words() + " (" + cause.String() + ")", msg: "FAIL: " + o.Stage.Words() + dryWords(o)}
+	c.err(err).str("stage", o.Stage.String()).str("cause", cause.String()).str("path", o.Path)
+	if o.Cap.Capped {
+		c.str("warning", r.capWhy(o.Cap))
 	}
-	if res.New.Accessor != "" {
-		c.str("minted_accessor", res.New.Accessor).flag("minted_revoked", res.NewRevoked)
+	if o.Minted.Accessor != "" {
+		c.str("minted_accessor", o.Minted.Accessor).flag("minted_revoked", o.Minted.Revoked)
 	}
-	next := r.hint(res, cause, err)
-	if s := r.strandNote(res, cause); s != "" {
+	next := r.hint(o, cause, err)
+	if s := r.strandNote(o, cause); s != "" {
 		next += "; " + s
 	}
 	c.str("next", next)
@@ -356,13 +357,13 @@ func (r reporter) fail(res renew.Result, err error) closing {
 // The ledger holds the first and knows of the second, so the next heal
 // retires or walks to it; `sweep --apply` refuses while the file holds the
 // foreign token, so the heal is the way.
-func (r reporter) strandNote(res renew.Result, cause failure.Cause) string {
-	if res.New.Accessor != "" && !res.NewRevoked {
-		return "the minted token could not be revoked: " + r.cli + " token revoke -accessor " + res.New.Accessor + ", or the next heal retires it"
+func (r reporter) strandNote(o renew.Outcome, cause failure.Cause) string {
+	if o.Minted.Accessor != "" && !o.Minted.Revoked {
+		return "the minted token could not be revoked: " + r.cli + " token revoke -accessor " + o.Minted.Accessor + ", or the next heal retires it"
 	}
 	lost := map[failure.Cause]bool{failure.CauseServer: true, failure.CauseClientTimeout: true, failure.CauseTimeout: true,
 		failure.CauseCanceled: true, failure.CauseUnreachable: true, failure.CauseSealed: true}
-	if res.Stage == failure.StageCreate && lost[cause] {
+	if o.Stage == failure.StageCreate && lost[cause] {
 		return r.server() + " may have minted a token before the answer was lost: the ledger knows, and the walk (" + r.walkCommand() + ", or the walk unit a run starts) finds and revokes it"
 	}
 	return ""
@@ -385,22 +386,22 @@ func (r reporter) login() string { return r.cli + " login -method=oidc" }
 // the ledger.
 func (r reporter) remint() string {
 	var p []string
-	for _, pol := range r.cfg.Spec.Policies {
+	for _, pol := range r.spec.Policies {
 		p = append(p, "-policy="+pol)
 	}
-	s := r.cfg.Spec
+	s := r.spec
 	return fmt.Sprintf("(umask 077; %s token create -orphan -period=%s %s -display-name=%s -metadata=managed_by=%s -metadata=host=%s -metadata=user=%s -field=token > %s) && vault-token-renew",
-		r.cli, fmtDur(s.Period), strings.Join(p, " "), s.DisplayName, decide.ManagedBy, s.Host, s.User, r.cfg.TokenFile)
+		r.cli, fmtDur(s.Period), strings.Join(p, " "), s.DisplayName, decide.ManagedBy, s.Host, s.User, r.path)
 }
 
 // hint says what to do next about a failure, by cause: every cause has
 // words of its own (TestEveryCauseHasItsOwnHint).
-func (r reporter) hint(res renew.Result, cause failure.Cause, err error) string {
+func (r reporter) hint(o renew.Outcome, cause failure.Cause, err error) string {
 	switch cause {
 	case failure.CauseNoToken:
 		return "log in (" + r.login() + ") and run again to heal, or mint the periodic token by hand: " + r.remint()
 	case failure.CauseBadTokenFile:
-		return "the token file was left as it is and " + r.server() + " was not asked; look at it (ls -l " + res.Path + ": a regular file holding one token), then log in (" + r.login() + ") to write one token there and run again, or re-mint by hand: " + r.remint()
+		return "the token file was left as it is and " + r.server() + " was not asked; look at it (ls -l " + o.Path + ": a regular file holding one token), then log in (" + r.login() + ") to write one token there and run again, or re-mint by hand: " + r.remint()
 	case failure.CauseTokenDenied:
 		return "the token in the file is dead or revoked and cannot heal itself; log in (" + r.login() + ") and run again, or re-mint by hand: " + r.remint()
 	case failure.CauseSealed:
@@ -422,13 +423,13 @@ func (r reporter) hint(res renew.Result, cause failure.Cause, err error) string 
 	case failure.CauseLockHeld:
 		return "another vault-token-renew run holds the lock; wait for it (pgrep -a vault-token-renew) and run again, or raise --lock-wait"
 	case failure.CauseCapped:
-		return r.capNext(res.Cap)
+		return r.capNext(o.Cap)
 	case failure.CauseMintRejected:
 		return r.server() + " minted a token unlike the one asked for (name, period, orphan, policies, meta tags); check the token store's limits, the policies and any role or plugin that rewrites creates, then run again"
 	case failure.CauseIncomplete:
 		return "stale tokens may remain; the walk kept its place: resume it with " + r.sweepCommand(err)
 	case failure.CauseForeign:
-		return "the token file holds a foreign token (dn=" + safetext.Value(res.Current.DisplayName) + "); run vault-token-renew first: it heals the file, then sweeps"
+		return "the token file holds a foreign token (dn=" + safetext.Value(o.Current.DisplayName) + "); run vault-token-renew first: it heals the file, then sweeps"
 	case failure.CauseTooLarge:
 		return r.server() + " at " + r.addr + " answered with more than any vault sends, and the answer was not read; check that " + r.setting("ADDR") + " reaches the server and not a proxy's or a portal's page (curl -sS " + r.addr + "/v1/sys/health)"
 	case failure.CauseUnsafeEnvFile:
@@ -436,10 +437,10 @@ func (r reporter) hint(res renew.Result, cause failure.Cause, err error) string 
 	case failure.CauseSettings:
 		return "fix the " + r.setting("*") + " variables in the environment file (~/.config/vault-token-renew/env), or the shell's"
 	case failure.CauseRefused:
-		if res.Stage == failure.StageSweep {
-			return "the token in " + res.Path + " may not walk the accessors: a walk needs list and sudo on auth/token/accessors, and update on auth/token/lookup-accessor and revoke-accessor (vault-admin has them)"
+		if o.Stage == failure.StageSweep {
+			return "the token in " + o.Path + " may not walk the accessors: a walk needs list and sudo on auth/token/accessors, and update on auth/token/lookup-accessor and revoke-accessor (vault-admin has them)"
 		}
-		return r.server() + " refused the request; check the policies of the token in " + res.Path + " (" + r.cli + " token lookup)"
+		return r.server() + " refused the request; check the policies of the token in " + o.Path + " (" + r.cli + " token lookup)"
 	}
 	return "run again with --log-format=console for detail; see the runbook"
 }

@@ -3,81 +3,103 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/devvm/vault-token-renew/failure"
-	"github.com/devvm/vault-token-renew/internal/ledger"
 	"github.com/devvm/vault-token-renew/internal/runstate"
-	"github.com/devvm/vault-token-renew/internal/vaultclient"
 	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/tokenfile"
 )
 
-// oneRun is what the timer runs: renew, heal or fail, then record the run
-// and print its closing line, last.
-func (c *cli) oneRun(ctx context.Context, vc *vaultclient.Client, rep reporter, log zerolog.Logger, o options) ending {
-	cfg := rep.cfg
-	cfg.Ledger = c.ledgerStore(log, cfg.TokenFile, !o.dryRun)
-	if o.settle > 0 && !o.dryRun {
-		tokenfile.Settle(ctx, cfg.TokenFile, o.settle, 5*o.settle) // a login may still be writing it
-	}
-	res, err := c.runWaiting(ctx, o, log, func(ctx context.Context) (renew.Result, error) { return renew.Run(ctx, vc, cfg) })
-	if err == nil && !o.dryRun {
-		rep.walk = c.startWalk(ctx, log, res.Gap != ledger.NoGap)
-	}
-	line := rep.report(res, err)
-	if !o.dryRun {
-		c.record(log, o, res, line)
-	}
-	line.print(log)
-	return line.end
+// runFlags are the one run's flags.
+type runFlags struct {
+	tokenFlags
+	paceFlags
+	dryRun          bool
+	version         bool
+	metricsFile     string
+	waitUnreachable time.Duration
+	settle          time.Duration
 }
 
-// Retries have one owner per stage, so that waits never multiply:
-//   - one request: the API client (VAULT_MAX_RETRIES, 2 by default) retries
-//     a 429, a 5xx or a dropped connection after a second or so; it owns
-//     every call but the create;
-//   - the create: renew, writing each attempt ahead in the ledger (the
-//     adapter turns the client's retries off for it), as often as
-//     VAULT_MAX_RETRIES says;
-//   - a Vault that cannot be reached at all before anything was done:
-//     runWaiting, between whole attempts, for --wait-unreachable (minutes,
-//     where a boot brings the network up late). Each attempt, the client's
-//     retries in it included, is bounded by --timeout.
-//
-// The worst case is therefore worstWait: the unit's TimeoutStartSec=
-// must be above it.
-
-// worstWait is the longest a run can take: waiting for an unreachable Vault
-// until the wait is up, then one last attempt of a whole --timeout.
-func worstWait(o options) time.Duration { return o.waitUnreachable + o.timeout }
-
-// runWaiting is one run, tried again while Vault cannot be reached at all
-// and nothing has been done yet, for up to --wait-unreachable: a run the
-// timer fires at boot may find the network not up for a minute, and a
-// failed unit for that would be an alarm nobody should have to read. No
-// other cause is retried: DRIFT and a refused or dead token fail at once.
-func (c *cli) runWaiting(ctx context.Context, o options, log zerolog.Logger, try func(context.Context) (renew.Result, error)) (renew.Result, error) {
-	giveUp := c.now().Add(o.waitUnreachable)
-	pause := 5 * time.Second
-	for {
-		rctx, cancel := context.WithTimeout(ctx, o.timeout)
-		res, err := try(rctx)
-		cancel()
-		if res.Stage != failure.StageLookup || res.Cause != failure.CauseUnreachable || !c.now().Add(pause).Before(giveUp) {
-			return res, err
-		}
-		log.Info().Err(err).Str("retry_in", fmtDur(pause)).Str("until", giveUp.Format(time.RFC3339)).
-			Msg("vault unreachable; waiting for it (--wait-unreachable) before failing")
-		if werr := c.sleep(ctx, pause); werr != nil {
-			res.Cause = failure.CauseCanceled
-			return res, fmt.Errorf("while waiting for vault: %w (%w)", werr, err)
-		}
-		pause = min(2*pause, 15*time.Second)
+func (r *runFlags) check() error {
+	if r.waitUnreachable < 0 || r.settle < 0 {
+		return errors.New("--wait-unreachable and --settle must not be negative")
 	}
+	return nil
+}
+
+// parseRun reads the one run's flags.
+func (c *cli) parseRun(args []string) (f runFlags, exit int, ok bool) {
+	fs := c.newFlags("vault-token-renew")
+	c.addTokenFlags(fs, &f.tokenFlags)
+	c.addPaceFlags(fs, &f.paceFlags, 0, "cap the requests per second of a sweep of the ledger's tokens (0: no cap)")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "say what this run would do; change nothing in Vault or on disk")
+	fs.BoolVar(&f.version, "version", false, "print the version and exit")
+	fs.StringVar(&f.metricsFile, "metrics-file", c.getenv("VTR_METRICS_FILE"), "write node_exporter textfile metrics here after each run (default $VTR_METRICS_FILE; empty: none)")
+	wait, werr := envDuration("VTR_WAIT_UNREACHABLE", c.getenv)
+	settle, serr := envDuration("VTR_SETTLE", c.getenv)
+	f.envErr = errors.Join(werr, serr)
+	fs.DurationVar(&f.waitUnreachable, "wait-unreachable", wait,
+		"keep retrying this long while vault cannot be reached at all, before failing (default $VTR_WAIT_UNREACHABLE; the unit sets 10m)")
+	fs.DurationVar(&f.settle, "settle", settle,
+		"first wait until the token file has not changed for this long, at most 5 times as long (default $VTR_SETTLE; the unit sets 2s, for heal on login)")
+	if exit, ok = c.parse(fs, args); !ok {
+		return f, exit, false
+	}
+	if f.version {
+		c.printVersion()
+		return f, 0, false
+	}
+	exit, ok = c.check(fs, &f.tokenFlags, f.paceFlags.check, f.check)
+	return f, exit, ok
+}
+
+// runCmd is what the timer runs: renew, heal or fail, then record the run
+// and print its closing line, last.
+func (c *cli) runCmd(ctx context.Context, args []string) int {
+	f, exit, ok := c.parseRun(args)
+	if !ok {
+		return exit
+	}
+	log := c.logger(f.logFormat)
+	if log == nil {
+		return exitUsage
+	}
+	rep := c.reporter(f.tokenFlags)
+	vc, refused := c.client(rep)
+	if refused != nil {
+		// An env file not to be trusted may have chosen where the state and
+		// the metrics go: nothing is written then, only said.
+		if !f.dryRun && refused.cause != failure.CauseUnsafeEnvFile {
+			c.record(*log, f, renew.Outcome{Kind: renew.Fail, Cause: refused.cause}, *refused)
+		}
+		refused.print(*log)
+		return exitStatus(refused.kind)
+	}
+	rep.addr = vc.Address()
+	cfg := c.config(f.tokenFlags, f.paceFlags, vc, *log)
+	cfg.DryRun = f.dryRun
+	if !f.dryRun {
+		if store := c.ledgerStore(*log, f.tokenFile); store != nil {
+			cfg.Ledger = store
+		}
+		if f.settle > 0 {
+			tokenfile.Settle(ctx, f.tokenFile, f.settle, 5*f.settle) // a login may still be writing it
+		}
+	}
+	o := renew.RunWaiting(ctx, vc, cfg, renew.Waiting{For: f.waitUnreachable, Timeout: f.timeout, Now: c.now, Sleep: c.sleep})
+	if o.Err == nil && !f.dryRun {
+		rep.walk = c.startWalk(ctx, *log, o.Gap)
+	}
+	line := rep.report(o)
+	if !f.dryRun {
+		c.record(*log, f, o, line)
+	}
+	line.print(*log)
+	return exitStatus(line.kind)
 }
 
 // sleepCtx waits d, or until ctx ends.
@@ -90,64 +112,37 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// ledgerStore is the run state's ledger of tokenFile for renew. Where it will be
-// written, it first says once what is wrong with the state file, if
+// ledgerStore is the run state's ledger of tokenFile, for a run that
+// writes it. It first says once what is wrong with the state file, if
 // anything, before the run: the closing line stays the run's last.
-func (c *cli) ledgerStore(log zerolog.Logger, tokenFile string, writing bool) renew.LedgerStore {
-	path, err := runstate.DefaultPath(c.getenv)
-	if err != nil {
-		if writing {
-			log.Warn().Err(err).Msg("no place for the run state: the ledger of this machine's tokens is not kept, so a heal retires no stale token and only a walk (sweep --apply) finds them")
-		}
+func (c *cli) ledgerStore(log zerolog.Logger, tokenFile string) *runstate.StateLedger {
+	store, note, path, err := runstate.OpenLedger(c.getenv, tokenFile)
+	switch note {
+	case runstate.LedgerNoPlace:
+		log.Warn().Err(err).Msg("no place for the run state: the ledger of this machine's tokens is not kept, so a heal retires no stale token and only a walk (sweep --apply) finds them")
 		return nil
+	case runstate.LedgerNew:
+		log.Info().Str("state_file", path).Msg("no run state yet; starting it")
+	case runstate.LedgerUnreadable:
+		log.Warn().Err(err).Str("state_file", path).Msg("run state unreadable; replacing it")
 	}
-	if _, err := runstate.Load(path); writing {
-		switch {
-		case errors.Is(err, runstate.ErrNoState):
-			log.Info().Str("state_file", path).Msg("no run state yet; starting it")
-		case err != nil:
-			log.Warn().Err(err).Str("state_file", path).Msg("run state unreadable; replacing it")
-		}
-	}
-	return runstate.LedgerStore{Path: path, File: tokenFile}
+	return store
 }
 
 // record folds this run into the state file and writes the metrics, before
-// the closing line is printed. Neither may change the run's outcome: a
-// problem is a warning, and the closing line stands.
-func (c *cli) record(log zerolog.Logger, o options, res renew.Result, line closing) {
+// the closing line is printed (runstate.Record). Neither may change the
+// run's outcome: a problem is a warning, and the closing line stands.
+func (c *cli) record(log zerolog.Logger, f runFlags, o renew.Outcome, line closing) {
 	path, err := runstate.DefaultPath(c.getenv)
 	if err != nil {
 		log.Warn().Err(err).Msg("run state not recorded")
 		return
 	}
-	st, err := runstate.Update(path, func(prev runstate.State) runstate.State { return runstate.Next(prev, c.runOf(o, res, line)) })
-	if err != nil {
-		log.Warn().Err(err).Str("state_file", path).Msg("could not record the run state; status --brief and notify will not see this run")
-		return
+	stateErr, metricsErr := runstate.Record(path, f.metricsFile, runstate.RunOf(o, line.msg, line.reason, f.host, c.now()))
+	if stateErr != nil {
+		log.Warn().Err(stateErr).Str("state_file", path).Msg("could not record the run state; status --brief and notify will not see this run")
 	}
-	if o.metricsFile == "" {
-		return
+	if metricsErr != nil {
+		log.Warn().Err(metricsErr).Str("metrics_file", f.metricsFile).Msg("could not write the metrics")
 	}
-	if err := runstate.WriteMetrics(o.metricsFile, st); err != nil {
-		log.Warn().Err(err).Str("metrics_file", o.metricsFile).Msg("could not write the metrics")
-	}
-}
-
-// runOf is what this run tells the state: its outcome, cause and reason as
-// data, and our token's accessor and expiry where the run learned them (a
-// renewal, also one Vault capped, or a heal).
-func (c *cli) runOf(o options, res renew.Result, line closing) runstate.Run {
-	now := c.now()
-	r := runstate.Run{Time: now, Outcome: line.outcome, Summary: line.msg, Reason: line.reason, Host: o.host}
-	if !line.outcome.Success() {
-		r.Cause = line.cause.String()
-	}
-	switch {
-	case res.Action == renew.ActionRenew && res.TTL > 0:
-		r.Accessor, r.TokenExpiry = res.Current.Accessor, now.Add(res.TTL)
-	case line.outcome == runstate.Healed:
-		r.Accessor, r.TokenExpiry = res.New.Accessor, now.Add(res.TTL)
-	}
-	return r
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/devvm/vault-token-renew/internal/runstate"
+	"github.com/devvm/vault-token-renew/renew"
 )
 
 // TestMain lets the scripts run the CLI as the vault-token-renew command,
@@ -135,7 +136,7 @@ func cmdState(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Check(err)
 	}
 	last := time.Now().Add(-age)
-	out := runstate.Outcome(args[0])
+	out := renew.Kind(args[0])
 	var st runstate.State
 	for i := runs - 1; i >= 0; i-- {
 		st = runstate.Next(st, runstate.Run{Time: last.Add(-time.Duration(i) * 24 * time.Hour), Outcome: out,
@@ -144,16 +145,16 @@ func cmdState(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(runstate.Save(path, st))
 }
 
-var summaries = map[runstate.Outcome]string{
-	runstate.OK:     "OK: renewed periodic token",
-	runstate.Healed: "HEALED: re-minted from foreign dn=oidc-wizard (revoked 1 stale)",
-	runstate.Drift:  "DRIFT: foreign token dn=kubernetes-woodpecker-default in the token file; heal denied — foreign token lacks create authority; investigate what wrote it",
-	runstate.Fail:   "FAIL: could not look up the token in the file",
+var summaries = map[renew.Kind]string{
+	renew.OK:     "OK: renewed periodic token",
+	renew.Healed: "HEALED: re-minted from foreign dn=oidc-wizard (revoked 1 stale)",
+	renew.Drift:  "DRIFT: foreign token dn=kubernetes-woodpecker-default in the token file; heal denied — foreign token lacks create authority; investigate what wrote it",
+	renew.Fail:   "FAIL: could not look up the token in the file",
 }
 
-var reasons = map[runstate.Outcome]string{
-	runstate.Drift: "heal denied — foreign token lacks create authority",
-	runstate.Fail:  "could not look up the token in the file",
+var reasons = map[renew.Kind]string{
+	renew.Drift: "heal denied — foreign token lacks create authority",
+	renew.Fail:  "could not look up the token in the file",
 }
 
-var causes = map[runstate.Outcome]string{runstate.Drift: "refused", runstate.Fail: "unreachable"}
+var causes = map[renew.Kind]string{renew.Drift: "refused", renew.Fail: "unreachable"}

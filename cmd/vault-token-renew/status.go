@@ -40,6 +40,17 @@ type statusReport struct {
 	// apart); null before the first run.
 	LastRun *runstate.State `json:"last_run"`
 	Ledger  statusLedger    `json:"ledger"`
+	// Plan is what the next run will do, and why: the plan a run makes
+	// (decide.Decide), from what status found.
+	Plan statusPlan `json:"plan"`
+}
+
+// statusPlan is the next run's plan as status shows it.
+type statusPlan struct {
+	Action string `json:"action"` // renew, heal, refuse or fail
+	Reason string `json:"reason"`
+	Walk   bool   `json:"walk"` // the ledger has a gap: the walk runs
+	Gap    string `json:"gap"`
 }
 
 // statusLedger is the ledger as status shows it: whether a heal can trust
@@ -68,73 +79,118 @@ func ledgerOf(l ledger.Ledger) statusLedger {
 	return s
 }
 
-// status reports on the token in the file without changing anything. It
-// ends OK when that is our periodic token, failed when it is foreign or
-// cannot be looked up; it shows the recorded runs and the ledger either way.
-func (c *cli) status(ctx context.Context, vc *vaultclient.Client, rep reporter, log zerolog.Logger, asJSON bool) ending {
-	cfg := rep.cfg
+// statusFlags are status's flags.
+type statusFlags struct {
+	tokenFlags
+	json  bool
+	brief bool
+}
+
+// statusCmd is `vault-token-renew status`; with --brief, the login banner.
+func (c *cli) statusCmd(ctx context.Context, args []string) int {
+	var f statusFlags
+	fs := c.newFlags("status")
+	c.addTokenFlags(fs, &f.tokenFlags)
+	fs.BoolVar(&f.json, "json", false, "print the report as JSON")
+	fs.BoolVar(&f.brief, "brief", false, "one line from the state file only, nothing when all is well: a login banner")
+	if exit, ok := c.parse(fs, args); !ok {
+		return exit
+	}
+	if exit, ok := c.check(fs, &f.tokenFlags); !ok {
+		return exit
+	}
+	log := c.logger(f.logFormat)
+	switch {
+	case log == nil:
+		return exitUsage
+	case f.brief:
+		return c.brief() // the login banner: the state file only, no Vault
+	}
+	rep := c.reporter(f.tokenFlags)
+	vc, refused := c.client(rep)
+	if refused != nil {
+		refused.print(*log)
+		return exitStatus(refused.kind)
+	}
+	rep.addr = vc.Address()
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	return exitStatus(c.status(ctx, vc, c.config(f.tokenFlags, paceFlags{}, vc, *log), rep, *log, f.json))
+}
+
+// status reports on the token in the file and the next run's plan, without
+// changing anything. It ends OK when the file holds our periodic token,
+// Fail when it is foreign or cannot be looked up; it shows the recorded
+// runs and the ledger either way.
+func (c *cli) status(ctx context.Context, vc *vaultclient.Client, cfg renew.Config, rep reporter, log zerolog.Logger, asJSON bool) renew.Kind {
 	last, lerr := c.stateOrNil()
-	res, err := renew.Inspect(ctx, vc, cfg)
-	if err != nil {
+	o := renew.Inspect(ctx, vc, cfg)
+	if o.Err != nil {
 		if !asJSON {
 			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 			printLastRun(tw, last, lerr, c.now()) // the story so far, even while Vault is down
 			tw.Flush()
 		}
-		line := rep.report(res, err)
+		line := rep.report(o)
 		line.print(log)
-		return line.end
+		return line.kind
 	}
-	info := res.Current
+	r := reportOf(cfg, o, last)
+	if !asJSON {
+		c.printStatus(r, o, last, lerr)
+		return o.Kind
+	}
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		log.Error().Err(err).Msg("status: could not write the report")
+		return renew.Fail
+	}
+	return o.Kind
+}
+
+// reportOf is what status shows of o: the token, the plan, the runs and
+// the ledger, what Vault said escaped and bounded.
+func reportOf(cfg renew.Config, o renew.Outcome, last *runstate.State) statusReport {
+	info := o.Current
 	r := statusReport{
-		TokenFile: cfg.TokenFile, Ours: decide.IsOurs(info, cfg.Spec), Want: cfg.Spec.StoredDisplayName(),
+		TokenFile: cfg.TokenFile, Ours: o.Plan.Action == decide.Renew, Want: cfg.Spec.StoredDisplayName(),
 		DisplayName: safetext.Value(info.DisplayName), Type: safetext.Value(info.Type), Accessor: safetext.Value(info.Accessor),
 		TTLSeconds: int64(info.TTL / time.Second), PeriodSeconds: int64(info.Period / time.Second),
 		Orphan: info.Orphan, Policies: values(info.Policies), IdentityPolicies: values(info.IdentityPolicies),
 		Meta: valueMap(info.Meta), Host: cfg.Spec.Host,
+		Plan:   statusPlan{Action: o.Plan.Action.String(), Reason: o.Plan.Reason, Walk: o.Plan.Walk, Gap: o.Plan.Gap.String()},
+		Ledger: ledgerOf(ledger.Ledger{}),
 	}
 	if last != nil {
 		r.Ledger = ledgerOf(last.LedgerFor(cfg.TokenFile))
 		shown := *last
 		shown.Ledgers = nil
 		r.LastRun = &shown
-	} else {
-		r.Ledger = ledgerOf(ledger.Ledger{})
 	}
-	if asJSON {
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(r); err != nil {
-			log.Error().Err(err).Msg("status: could not write the report")
-			return endFailed
-		}
-	} else {
-		c.printStatus(r, info, last, lerr)
-	}
-	if !r.Ours {
-		return endFailed
-	}
-	return endOK
+	return r
 }
 
-func (c *cli) printStatus(r statusReport, info decide.TokenInfo, last *runstate.State, lerr error) {
-	state := "ours: the periodic token this tool renews"
-	switch {
-	case r.Ours:
-	case decide.CannotMint(info) != "":
-		state = "foreign: not " + r.Want + "; " + decide.CannotMint(info) + ", so the next run will report DRIFT"
-	case info.DisplayName == r.Want:
-		state = "foreign: " + r.Want + " but not periodic; the next run will try to heal it"
-	default:
-		state = "foreign: not " + r.Want + "; the next run will try to heal it"
+// planWords is the next run's plan in words: the status line's state.
+func planWords(p decide.Plan, want string) string {
+	switch p.Action {
+	case decide.Renew:
+		return p.Reason
+	case decide.Refuse:
+		return "foreign: not " + want + "; " + p.Reason + ", so the next run will report DRIFT"
 	}
+	return p.Reason + "; the next run will try to heal it"
+}
+
+func (c *cli) printStatus(r statusReport, o renew.Outcome, last *runstate.State, lerr error) {
+	info := o.Current
 	period := "none (not periodic)"
 	if info.Period > 0 {
 		period = fmtDur(info.Period)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "token file\t%s\n", r.TokenFile)
-	fmt.Fprintf(tw, "state\t%s\n", state)
+	fmt.Fprintf(tw, "state\t%s\n", planWords(o.Plan, r.Want))
 	fmt.Fprintf(tw, "display name\t%s\n", r.DisplayName)
 	fmt.Fprintf(tw, "type\t%s\n", orDash(r.Type))
 	fmt.Fprintf(tw, "accessor\t%s\n", orDash(r.Accessor))

@@ -34,9 +34,9 @@ type walkStart struct {
 // and the service named the unit (VTR_WALK_UNIT): without blocking, so the
 // run ends now and the walk goes on at its own pace. A walk already under
 // way makes this a no-op in systemd. A run by hand only names the command.
-func (c *cli) startWalk(ctx context.Context, log zerolog.Logger, gap bool) walkStart {
+func (c *cli) startWalk(ctx context.Context, log zerolog.Logger, gap ledger.Gap) walkStart {
 	ws := walkStart{unit: c.getenv("VTR_WALK_UNIT")}
-	if !gap || ws.unit == "" {
+	if gap == ledger.NoGap || ws.unit == "" {
 		return ws
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -66,55 +66,124 @@ func limitText(s string, n int) string {
 	return s[:n] + "…(cut)"
 }
 
-// sweepTimed runs sweep with --timeout only when one was given: a walk has
-// no overall deadline (it resumes where it stopped), and Ctrl-C stops it.
-func (c *cli) sweepTimed(ctx context.Context, vc *vaultclient.Client, rep reporter, log zerolog.Logger, o options) ending {
-	if !o.timeoutSet {
-		rep.timeout = 0
-		return c.sweep(ctx, vc, rep, log, o)
-	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	return c.sweep(ctx, vc, rep, log, o)
+// sweepFlags are the walk's flags.
+type sweepFlags struct {
+	tokenFlags
+	paceFlags
+	apply bool
+	ifGap bool
 }
 
-// sweep is `vault-token-renew sweep`: renew.Walk lists and looks up every
-// accessor; this prints the table, the failures and the closing line, and
-// records how the walk ended.
-func (c *cli) sweep(ctx context.Context, vc *vaultclient.Client, rep reporter, log zerolog.Logger, o options) ending {
-	cfg := rep.cfg
-	cfg.Ledger = c.ledgerStore(log, cfg.TokenFile, o.apply)
-	if store, ok := cfg.Ledger.(runstate.LedgerStore); ok && o.apply {
-		cfg.Ledger = &metricsOnSave{LedgerStore: store, file: c.getenv("VTR_METRICS_FILE"), now: c.now}
+// parseSweep reads the walk's flags.
+func (c *cli) parseSweep(args []string) (f sweepFlags, exit int, ok bool) {
+	fs := c.newFlags("sweep")
+	c.addTokenFlags(fs, &f.tokenFlags)
+	rps, err := walkRate(c.getenv)
+	f.envErr = err
+	c.addPaceFlags(fs, &f.paceFlags, rps, "cap the walk's requests per second, gentle on a shared Vault (default $VTR_SWEEP_MAX_RPS, else 25; 0: no cap)")
+	fs.BoolVar(&f.apply, "apply", false, "revoke the stale tokens, keep the walk's place (a walk cut short resumes) and make the ledger whole (default: only list them)")
+	fs.BoolVar(&f.ifGap, "if-gap", false, "walk only when the ledger has a gap or a walk is under way; a stop or a login pauses it without failing (the walk unit's run)")
+	if exit, ok = c.parse(fs, args); !ok {
+		return f, exit, false
+	}
+	exit, ok = c.check(fs, &f.tokenFlags, f.paceFlags.check)
+	return f, exit, ok
+}
+
+// sweepCmd is `vault-token-renew sweep`: renew.Walk lists and looks up
+// every accessor; this prints its plan, the table, the failures and the
+// closing line, and records how the walk ended. It has a deadline only
+// when --timeout was given: a walk resumes where it stopped, and Ctrl-C
+// stops it.
+func (c *cli) sweepCmd(ctx context.Context, args []string) int {
+	f, exit, ok := c.parseSweep(args)
+	if !ok {
+		return exit
+	}
+	log := c.logger(f.logFormat)
+	if log == nil {
+		return exitUsage
+	}
+	rep := c.reporter(f.tokenFlags)
+	rep.maxRPS = f.maxRPS
+	vc, refused := c.client(rep)
+	if refused != nil {
+		refused.print(*log)
+		return exitStatus(refused.kind)
+	}
+	rep.addr = vc.Address()
+	if !f.timeoutSet {
+		rep.timeout = 0
+	} else {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.timeout)
+		defer cancel()
+	}
+	line := c.sweep(ctx, vc, c.config(f.tokenFlags, f.paceFlags, vc, *log), rep, *log, f)
+	line.print(*log)
+	return exitStatus(line.kind)
+}
+
+// sweep walks, prints the plan before the first lookup and the table after
+// the last, and returns the closing line.
+func (c *cli) sweep(ctx context.Context, vc *vaultclient.Client, cfg renew.Config, rep reporter, log zerolog.Logger, f sweepFlags) closing {
+	if f.apply {
+		if store := c.ledgerStore(log, cfg.TokenFile); store != nil {
+			cfg.Ledger = &metricsOnSave{LedgerStore: store, path: store.Path, file: c.getenv("VTR_METRICS_FILE"), now: c.now}
+		}
+	} else if store, _, _, _ := runstate.OpenLedger(c.getenv, cfg.TokenFile); store != nil {
+		cfg.Ledger = store // read only: a walk without --apply saves nothing
 	}
 	cfg.Progress = c.progress(log)
-	res, err := renew.Walk(ctx, vc, cfg, renew.WalkOptions{Apply: o.apply, IfGap: o.ifGap})
-	if !res.Walk.Idle && res.Sweep.LookedUp > 0 {
-		c.printSweep(res.Sweep, o.apply, res.Current.Accessor)
+	o := renew.Walk(ctx, vc, cfg, renew.WalkOptions{Apply: f.apply, IfGap: f.ifGap, Planned: func(p renew.WalkPlan) { printWalkPlan(log, p) }})
+	if !o.Walk.Idle && o.Sweep.LookedUp > 0 {
+		c.printSweep(o.Sweep, f.apply, o.Current.Accessor)
 	}
-	for _, f := range res.Sweep.Failed {
-		log.Warn().Err(f.Err).Str("accessor", f.Accessor).Msg("could not " + string(f.Op) + " accessor")
+	for _, r := range o.Sweep.Where(sweep.Record.Failed) {
+		log.Warn().Err(r.Err).Str("accessor", r.Accessor).Msg("could not " + opOf(r) + " accessor")
 	}
-	line := rep.report(res, err)
+	line := rep.report(o)
 	switch {
-	case err == nil:
-		line = sweepSummary(cfg, res, o.apply)
-	case o.ifGap && (res.Cause == failure.CauseForeign || res.Cause == failure.CauseCanceled || res.Cause == failure.CauseLockHeld):
-		line = walkPaused(res, err)
+	case o.Walk.Paused:
+		line = walkPaused(o)
+	case o.Err == nil:
+		line = sweepSummary(cfg, o, f.apply)
 	}
-	if o.apply {
-		c.recordWalk(log, res, line)
+	if f.apply {
+		c.recordWalk(log, o, line)
 	}
-	line.print(log)
-	return line.end
+	return line
+}
+
+// opOf is what a failed record's sweep tried: lookup or revoke.
+func opOf(r sweep.Record) string {
+	if r.Did == sweep.RevokeFailed {
+		return sweep.OpRevoke.String()
+	}
+	return sweep.OpLookup.String()
+}
+
+// printWalkPlan says what the walk will do before it does it.
+func printWalkPlan(log zerolog.Logger, p renew.WalkPlan) {
+	verb := "list (dry run: nothing is revoked)"
+	if p.Apply {
+		verb = "revoke"
+	}
+	rate := "no rate cap"
+	if p.MaxRPS > 0 {
+		rate = fmt.Sprintf("--max-rps %g", p.MaxRPS)
+	}
+	log.Info().Int("listed", p.Listed).Int("resume_after", p.Resume).Int("step", p.Step).Int("kept", len(p.Keep)).
+		Msg(fmt.Sprintf("sweep: plan: look up %d of %d accessors (%d done by an earlier run), at %s; %s this machine's stale %s (host=%s user=%s, or untagged); keep the token in the file and the %d the other token files' ledgers hold; never revoke another machine's",
+			p.Listed-p.Resume, p.Listed, p.Resume, rate, verb, p.DisplayName, safetext.Value(p.Owner.Host), safetext.Value(p.Owner.User), len(p.Keep)-1))
 }
 
 // walkPaused is the walk unit's closing line when it stops for a reason
 // that is no failure: systemctl stop or a shutdown (SIGTERM), or a login
 // in the token file (the heal it calls for comes first). The place is
 // kept, and the next run that finds the gap starts the walk again.
-func walkPaused(res renew.Result, err error) closing {
-	c := closing{end: endOK, level: zerolog.InfoLevel}
+func walkPaused(res renew.Outcome) closing {
+	c := closing{kind: renew.OK, level: zerolog.InfoLevel}
 	why := "stopped (SIGTERM or Ctrl-C)"
 	switch res.Cause {
 	case failure.CauseForeign:
@@ -124,33 +193,31 @@ func walkPaused(res renew.Result, err error) closing {
 	}
 	done := res.Walk.Resumed + res.Sweep.LookedUp
 	c.msg = fmt.Sprintf("sweep: walk paused after %d of %d accessors: %s; it resumes from there when a run next starts it", done, res.Walk.Listed, why)
-	c.num("done", done).num("listed", res.Walk.Listed).err(err)
+	c.num("done", done).num("listed", res.Walk.Listed).err(res.Err)
 	return c
 }
 
 // sweepSummary is a finished walk's closing line, in Judge's words.
-func sweepSummary(cfg renew.Config, res renew.Result, apply bool) closing {
+func sweepSummary(cfg renew.Config, res renew.Outcome, apply bool) closing {
 	sw := res.Sweep
-	c := closing{end: endOK, level: zerolog.InfoLevel}
+	c := closing{kind: res.Kind, level: zerolog.InfoLevel}
 	if res.Walk.Idle {
 		c.msg = "sweep: the ledger is complete since " + stamp(res.Ledger.WholeSince) + "; nothing to walk"
 		return c
 	}
-	// A lookup that failed and then passed at the end's second look is no
-	// failure of the walk: what failed is what is still failed.
-	if len(sw.Failed) > 0 || (apply && !res.Walk.Complete) {
-		c.end, c.level = endFailed, zerolog.ErrorLevel
+	if !res.Kind.Success() {
+		c.level = zerolog.ErrorLevel
 	}
-	verb, n := "would revoke", len(sw.Stale)
+	verb, n := "would revoke", sw.Count(sweep.Is(sweep.Stale))
 	if apply {
-		verb, n = "revoked", len(sw.Revoked)
+		verb, n = "revoked", sw.Count(sweep.DidThis(sweep.Revoked))
 	}
 	resumed := ""
 	if res.Walk.Resumed > 0 {
 		resumed = fmt.Sprintf(", resumed after %d an earlier run looked up", res.Walk.Resumed)
 	}
 	c.msg = fmt.Sprintf("sweep: %s %d stale %s, kept %d, %d other machines', %d failed (walked %d accessors%s)",
-		verb, n, cfg.Spec.StoredDisplayName(), len(sw.Kept), len(sw.Other), len(sw.Failed), sw.LookedUp, resumed)
+		verb, n, cfg.Spec.StoredDisplayName(), sw.Count(sweep.Is(sweep.Keep)), sw.Count(sweep.Is(sweep.Other)), sw.Count(sweep.Record.Failed), sw.LookedUp, resumed)
 	switch {
 	case apply && res.Walk.Complete && res.Gap == ledger.NoGap:
 		c.msg += "; the ledger is complete again"
@@ -163,35 +230,34 @@ func sweepSummary(cfg renew.Config, res renew.Result, apply bool) closing {
 		c.msg += "; dry run: nothing was revoked; run again with --apply to revoke"
 	}
 	c.num("listed", res.Walk.Listed).num("looked_up", sw.LookedUp).num("resumed_after", res.Walk.Resumed).
-		num("failed", len(sw.Failed)).num("vanished", len(sw.Vanished)).num("other_machines", len(sw.Other))
+		num("failed", sw.Count(sweep.Record.Failed)).num("vanished", sw.Count(sweep.DidThis(sweep.Vanished))).num("other_machines", sw.Count(sweep.Is(sweep.Other)))
 	return c
 }
 
 // recordWalk keeps how the walk ended in the run state, for status and
-// the walk unit's notifier, and writes the metrics.
-func (c *cli) recordWalk(log zerolog.Logger, res renew.Result, line closing) {
+// the walk unit's notifier, and writes the metrics (runstate.RecordWalk).
+func (c *cli) recordWalk(log zerolog.Logger, o renew.Outcome, line closing) {
 	path, err := runstate.DefaultPath(c.getenv)
 	if err != nil {
 		return
 	}
-	w := runstate.WalkEnd{Time: c.now(), Summary: safetext.Text(line.msg), Failed: line.end != endOK, Idle: res.Walk.Idle}
-	st, err := runstate.Update(path, func(prev runstate.State) runstate.State { prev.LastWalk = &w; return prev })
-	if err != nil {
-		log.Warn().Err(err).Str("state_file", path).Msg("could not record how the walk ended")
-		return
+	file := c.getenv("VTR_METRICS_FILE")
+	w := runstate.WalkEnd{Time: c.now(), Summary: safetext.Text(line.msg), Failed: !line.kind.Success(), Idle: o.Walk.Idle}
+	stateErr, metricsErr := runstate.RecordWalk(path, file, w)
+	if stateErr != nil {
+		log.Warn().Err(stateErr).Str("state_file", path).Msg("could not record how the walk ended")
 	}
-	if file := c.getenv("VTR_METRICS_FILE"); file != "" {
-		if err := runstate.WriteMetrics(file, st); err != nil {
-			log.Warn().Err(err).Str("metrics_file", file).Msg("could not write the metrics")
-		}
+	if metricsErr != nil {
+		log.Warn().Err(metricsErr).Str("metrics_file", file).Msg("could not write the metrics")
 	}
 }
 
 // metricsOnSave writes the metrics after a walk saves its place, at most
 // every half minute, so that they show how far a walk of hours has got.
 type metricsOnSave struct {
-	runstate.LedgerStore
-	file string
+	renew.LedgerStore
+	path string // the state file
+	file string // the metrics file
 	now  func() time.Time
 	last time.Time
 }
@@ -202,51 +268,44 @@ func (m *metricsOnSave) Fold(fn func(ledger.Ledger) ledger.Ledger) (ledger.Ledge
 		return l, err
 	}
 	m.last = m.now()
-	if st, err := runstate.Load(m.LedgerStore.Path); err == nil {
+	if st, err := runstate.Load(m.path); err == nil {
 		_ = runstate.WriteMetrics(m.file, st) // the walk's end writes them again, and says if it cannot
 	}
 	return l, nil
 }
 
 // printSweep is the table of every token with our display name, with the
-// verdict's word as its action.
+// verdict's word and what was done as its action.
 func (c *cli) printSweep(rep sweep.Report, apply bool, current string) {
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ACCESSOR\tDISPLAY NAME\tHOST\tUSER\tCREATED\tTTL\tACTION")
-	revoked := map[string]bool{}
-	for _, a := range rep.Revoked {
-		revoked[a] = true
-	}
-	failed := map[string]bool{}
-	for _, f := range rep.Failed {
-		failed[f.Accessor] = true
-	}
-	row := func(t sweep.Token, action string) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", safetext.Value(t.Accessor), safetext.Value(t.DisplayName),
-			orDash(safetext.Value(t.Host)), orDash(safetext.Value(t.User)),
-			t.CreationTime.Format(time.RFC3339), fmtDur(t.TTL), action)
-	}
-	for _, t := range rep.Kept {
-		action := sweep.Keep.String()
-		if t.Accessor == current {
-			action += " (the token in the file)"
-		}
-		row(t, action)
-	}
-	for _, t := range rep.Other {
-		row(t, sweep.Other.String()+" (host="+safetext.Value(t.Host)+"): never revoked")
-	}
-	for _, t := range rep.Stale {
-		switch {
-		case !apply:
-			row(t, sweep.Stale.String()+": would revoke")
-		case revoked[t.Accessor]:
-			row(t, sweep.Stale.String()+": revoked")
-		case failed[t.Accessor]:
-			row(t, sweep.Stale.String()+": revoke FAILED")
-		default:
-			row(t, sweep.Stale.String()+": not revoked")
+	for _, v := range []sweep.Verdict{sweep.Keep, sweep.Other, sweep.Stale} {
+		for _, r := range rep.Where(sweep.Is(v)) {
+			t := r.Token
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", safetext.Value(r.Accessor), safetext.Value(t.DisplayName),
+				orDash(safetext.Value(t.Host)), orDash(safetext.Value(t.User)),
+				t.CreationTime.Format(time.RFC3339), fmtDur(t.TTL), action(r, apply, current))
 		}
 	}
 	tw.Flush()
+}
+
+// action is a table row's last column: the verdict's word and what was
+// done, as the record says.
+func action(r sweep.Record, apply bool, current string) string {
+	switch {
+	case r.Verdict == sweep.Keep && r.Accessor == current:
+		return sweep.Keep.String() + " (the token in the file)"
+	case r.Verdict == sweep.Keep:
+		return sweep.Keep.String()
+	case r.Verdict == sweep.Other:
+		return sweep.Other.String() + " (host=" + safetext.Value(r.Token.Host) + "): never revoked"
+	case !apply:
+		return sweep.Stale.String() + ": would revoke"
+	case r.Did == sweep.Revoked:
+		return sweep.Stale.String() + ": revoked"
+	case r.Did == sweep.RevokeFailed:
+		return sweep.Stale.String() + ": revoke FAILED"
+	}
+	return sweep.Stale.String() + ": not revoked"
 }

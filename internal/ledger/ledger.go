@@ -306,18 +306,22 @@ func (l Ledger) stepped(rep sweep.Report, now time.Time) Ledger {
 	l = l.clone()
 	w := l.Walk
 	w.Done += rep.LookedUp
-	w.Revoked += len(rep.Revoked)
+	w.Revoked += rep.Count(sweep.DidThis(sweep.Revoked))
 	w.Updated = now.UTC()
-	for _, a := range aliveOf(rep) {
-		if !slices.Contains(w.Alive, a) {
-			w.Alive = append(w.Alive, a)
+	for _, r := range rep.Where(sweep.Record.Alive) {
+		if !slices.Contains(w.Alive, r.Accessor) {
+			w.Alive = append(w.Alive, r.Accessor)
 		}
 	}
-	gone := slices.Concat(rep.Revoked, rep.Vanished, accessorsOf(rep.Other))
+	gone := sweep.AccessorsOf(rep.Where(leaves))
 	w.Alive = slices.DeleteFunc(w.Alive, func(a string) bool { return slices.Contains(gone, a) })
 	l.Tokens = slices.DeleteFunc(l.Tokens, func(e Entry) bool { return slices.Contains(gone, e.Accessor) })
 	return l
 }
+
+// leaves says a token leaves the ledger after a walk looked at it: revoked,
+// vanished, or another machine's (never ours to revoke).
+func leaves(r sweep.Record) bool { return r.Gone() || sweep.Is(sweep.Other)(r) }
 
 // Finish ends the walk: with every accessor looked up, the ledger is whole
 // (Whole); while a lookup still fails, the walk stays under way with those
@@ -337,64 +341,27 @@ func (l Ledger) Abandon() Ledger {
 	return l
 }
 
-// Swept folds a sweep of the ledger's own accessors (only) into it: every
-// held accessor was looked up, so revoked tokens, tokens Vault no longer
-// knows, another machine's (never ours to revoke), and anything else the
-// sweep ignored leave it; this machine's tokens left alive (a revoke that
-// failed, a dry run) and accessors whose lookup failed stay. A sweep cut
-// short leaves what it did not reach. notOurs (the foreign login token)
-// never enters.
-func (l Ledger) Swept(rep sweep.Report, only []string, now time.Time, notOurs ...string) Ledger {
-	var alive []string
-	for _, a := range aliveOf(rep) {
-		if !slices.Contains(notOurs, a) {
-			alive = append(alive, a)
-		}
-	}
+// Swept folds a sweep of the ledger's own accessors into it, by each
+// accessor's record: revoked tokens, tokens Vault no longer knows, another
+// machine's (never ours to revoke), and anything else the sweep ignored
+// leave it; this machine's tokens left alive (a revoke that failed, a dry
+// run) and accessors whose lookup failed stay, and so does an accessor a
+// sweep cut short never reached. notOurs (the foreign login token) never
+// enters.
+func (l Ledger) Swept(rep sweep.Report, now time.Time, notOurs ...string) Ledger {
 	l = l.clone()
-	keep := append(slices.Clone(alive), failedLookups(rep)...)
 	l.Tokens = slices.DeleteFunc(l.Tokens, func(e Entry) bool {
-		return slices.Contains(only, e.Accessor) && !slices.Contains(keep, e.Accessor) && lookedUp(rep, e.Accessor)
+		r, reached := rep.Record(e.Accessor)
+		return reached && !r.Alive() && r.Did != sweep.LookupFailed
 	})
-	for _, a := range alive {
-		l = l.add(a, now, Walked)
+	for _, r := range rep.Where(sweep.Record.Alive) {
+		if !slices.Contains(notOurs, r.Accessor) {
+			l = l.add(r.Accessor, now, Walked)
+		}
 	}
 	return l
 }
 
-// aliveOf are this machine's tokens a sweep left alive: kept, or stale and
-// not revoked.
-func aliveOf(rep sweep.Report) []string {
-	var alive []string
-	for _, t := range slices.Concat(rep.Kept, rep.Stale) {
-		if !slices.Contains(rep.Revoked, t.Accessor) {
-			alive = append(alive, t.Accessor)
-		}
-	}
-	return alive
-}
-
 func failedLookups(rep sweep.Report) []string {
-	var out []string
-	for _, f := range rep.Failed {
-		if f.Op == sweep.OpLookup {
-			out = append(out, f.Accessor)
-		}
-	}
-	return out
-}
-
-func accessorsOf(ts []sweep.Token) []string {
-	out := make([]string, len(ts))
-	for i, t := range ts {
-		out[i] = t.Accessor
-	}
-	return out
-}
-
-// lookedUp reports whether a ledger sweep reached accessor: a sweep cut
-// short leaves the rest unknown, and unknown stays in the ledger.
-func lookedUp(rep sweep.Report, accessor string) bool {
-	return rep.LookedUp == rep.Listed || slices.Contains(rep.Revoked, accessor) || slices.Contains(rep.Vanished, accessor) ||
-		slices.ContainsFunc(rep.Other, func(t sweep.Token) bool { return t.Accessor == accessor })
+	return sweep.AccessorsOf(rep.Where(sweep.DidThis(sweep.LookupFailed)))
 }

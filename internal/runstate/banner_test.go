@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/devvm/vault-token-renew/renew"
 )
 
 func TestBanner(t *testing.T) {
@@ -18,23 +20,23 @@ func TestBanner(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"ok today: silent", State{Time: day(10), Outcome: OK, LastSuccess: day(10)}, nil, ""},
-		{"healed yesterday: silent", State{Time: day(9), Outcome: Healed, LastSuccess: day(9)}, nil, ""},
-		{"ok exactly 48h ago: silent", State{Time: now.Add(-StaleAfter), Outcome: OK, LastSuccess: now.Add(-StaleAfter)}, nil, ""},
+		{"ok today: silent", State{Time: day(10), Outcome: renew.OK, LastSuccess: day(10)}, nil, ""},
+		{"healed yesterday: silent", State{Time: day(9), Outcome: renew.Healed, LastSuccess: day(9)}, nil, ""},
+		{"ok exactly 48h ago: silent", State{Time: now.Add(-StaleAfter), Outcome: renew.OK, LastSuccess: now.Add(-StaleAfter)}, nil, ""},
 		{"ok but stale: is the timer running",
-			State{Time: day(7), Outcome: OK, LastSuccess: day(7)}, nil,
+			State{Time: day(7), Outcome: renew.OK, LastSuccess: day(7)}, nil,
 			"vault-token-renew: no successful run since 2026-06-25; is the timer running? run: systemctl --user list-timers vault-token-renew.timer"},
 		{"drift streak",
-			State{Time: day(10), Outcome: Drift, Summary: drift, Reason: "heal denied — foreign token lacks create authority", FailingSince: day(8), FailingRuns: 3, LastSuccess: day(7)}, nil,
+			State{Time: day(10), Outcome: renew.Drift, Summary: drift, Reason: "heal denied — foreign token lacks create authority", FailingSince: day(8), FailingRuns: 3, LastSuccess: day(7)}, nil,
 			"vault-token-renew: DRIFT since 2026-06-26 (3 runs): heal denied — foreign token lacks create authority; run: vault-token-renew status"},
 		{"one fail, today",
-			State{Time: day(10), Outcome: Fail, Summary: "FAIL: could not look up the token in the file", Reason: "vault unreachable at https://v:8200", FailingSince: day(10), FailingRuns: 1}, nil,
+			State{Time: day(10), Outcome: renew.Fail, Summary: "FAIL: could not look up the token in the file", Reason: "vault unreachable at https://v:8200", FailingSince: day(10), FailingRuns: 1}, nil,
 			"vault-token-renew: FAIL since 2026-06-28 (1 run): vault unreachable at https://v:8200; run: vault-token-renew status"},
 		{"failing and stale: says when the last run was",
-			State{Time: day(5), Outcome: Fail, Summary: "FAIL: could not renew the periodic token", Reason: "sealed", FailingSince: day(4), FailingRuns: 2}, nil,
+			State{Time: day(5), Outcome: renew.Fail, Summary: "FAIL: could not renew the periodic token", Reason: "sealed", FailingSince: day(4), FailingRuns: 2}, nil,
 			"vault-token-renew: FAIL since 2026-06-22 (2 runs, the last on 2026-06-23): sealed; run: vault-token-renew status"},
 		{"failing without a reason (an older run's state): the cause, never the summary's words",
-			State{Time: day(10), Outcome: Fail, Summary: "FAIL: could not renew the periodic token", Cause: "token_expired", FailingSince: day(10), FailingRuns: 1}, nil,
+			State{Time: day(10), Outcome: renew.Fail, Summary: "FAIL: could not renew the periodic token", Cause: "token_expired", FailingSince: day(10), FailingRuns: 1}, nil,
 			"vault-token-renew: FAIL since 2026-06-28 (1 run): token_expired; run: vault-token-renew status"},
 		{"never ran", State{}, fmt.Errorf("%w: open x: no such file", ErrNoState),
 			"vault-token-renew: has never run; run: systemctl --user start vault-token-renew.service"},

@@ -39,7 +39,7 @@ func Load(path string) (State, error) {
 	// A state with a ledger but no run yet is what a first run's heal
 	// leaves before its outcome is folded in.
 	noRunYet := s.Outcome == "" && s.Time.IsZero()
-	if !noRunYet && (!s.Outcome.known() || s.Time.IsZero()) {
+	if !noRunYet && (!s.Outcome.Known() || s.Time.IsZero()) {
 		return State{}, fmt.Errorf("%w: %s: no run time or an unknown outcome %q", ErrCorrupt, path, s.Outcome)
 	}
 	return s, nil
@@ -64,14 +64,14 @@ func Update(path string, fn func(State) State) (State, error) {
 	return next, Save(path, next)
 }
 
-// LedgerStore keeps the ledger of the token file File in the state file at
+// StateLedger keeps the ledger of the token file File in the state file at
 // Path; renew reads it after taking File's run lock and saves it at every
 // step of a heal.
-type LedgerStore struct{ Path, File string }
+type StateLedger struct{ Path, File string }
 
 // Load returns the stored ledger; a missing or unreadable state is a zero
 // Ledger, which is never whole: a gap the walk closes.
-func (s LedgerStore) Load() (ledger.Ledger, error) {
+func (s StateLedger) Load() (ledger.Ledger, error) {
 	st, err := Load(s.Path)
 	if errors.Is(err, ErrNoState) {
 		return ledger.Ledger{}, nil
@@ -82,7 +82,7 @@ func (s LedgerStore) Load() (ledger.Ledger, error) {
 // Spared are the accessors held by the ledgers of the other token files
 // in the state: each file's own runs retire its stale tokens, never
 // another file's walk.
-func (s LedgerStore) Spared() []string {
+func (s StateLedger) Spared() []string {
 	st, err := Load(s.Path)
 	if err != nil {
 		return nil
@@ -103,7 +103,7 @@ func (s LedgerStore) Spared() []string {
 // saved. Two processes that change one ledger at once (a heal, and a walk
 // of hours) each fold their change into what the other saved: neither's
 // record is lost.
-func (s LedgerStore) Fold(fn func(ledger.Ledger) ledger.Ledger) (ledger.Ledger, error) {
+func (s StateLedger) Fold(fn func(ledger.Ledger) ledger.Ledger) (ledger.Ledger, error) {
 	var out ledger.Ledger
 	_, err := Update(s.Path, func(st State) State {
 		out = fn(st.LedgerFor(s.File))

@@ -12,12 +12,13 @@ import (
 	"time"
 
 	"github.com/devvm/vault-token-renew/internal/ledger"
+	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/sweep"
 )
 
 func TestSaveLoadRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state", "vault-token-renew", "state.json")
-	want := State{Time: day(2), Outcome: Fail, Cause: "unreachable", Summary: "FAIL: vault unreachable next=\"x\"",
+	want := State{Time: day(2), Outcome: renew.Fail, Cause: "unreachable", Summary: "FAIL: vault unreachable next=\"x\"",
 		Accessor: "acc1", TokenExpiry: exp, LastSuccess: day(0), FailingSince: day(1), FailingRuns: 2, HealsTotal: 1, Host: "vm1"}
 	if err := Save(path, want); err != nil {
 		t.Fatal(err)
@@ -46,7 +47,7 @@ func normalize(s State) State {
 
 func TestSaveLeavesUnknownTimesOut(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.json")
-	if err := Save(path, State{Time: day(0), Outcome: Fail, Summary: "FAIL: x", FailingSince: day(0), FailingRuns: 1}); err != nil {
+	if err := Save(path, State{Time: day(0), Outcome: renew.Fail, Summary: "FAIL: x", FailingSince: day(0), FailingRuns: 1}); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(path)
@@ -99,7 +100,7 @@ func TestLoadErrors(t *testing.T) {
 func TestSaveFailsOnABadDirectory(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(file, nil, 0o600)
-	err := Save(filepath.Join(file, "state.json"), State{Time: day(0), Outcome: OK})
+	err := Save(filepath.Join(file, "state.json"), State{Time: day(0), Outcome: renew.OK})
 	if err == nil || !strings.Contains(err.Error(), file) {
 		t.Fatalf("Save under a file: %v", err)
 	}
@@ -118,7 +119,7 @@ func TestLedgersArePerTokenFile(t *testing.T) {
 	if err := os.Symlink(a, link); err != nil {
 		t.Fatal(err)
 	}
-	sa, sb := LedgerStore{Path: path, File: a}, LedgerStore{Path: path, File: b}
+	sa, sb := StateLedger{Path: path, File: a}, StateLedger{Path: path, File: b}
 	if _, err := sa.Fold(func(l ledger.Ledger) ledger.Ledger { return l.Found("acc-a", day(0)) }); err != nil {
 		t.Fatal(err)
 	}
@@ -131,10 +132,10 @@ func TestLedgersArePerTokenFile(t *testing.T) {
 	if lb, _ := sb.Load(); !slices.Equal(lb.Accessors(), []string{"acc-b"}) {
 		t.Fatalf("b's ledger %v, want only acc-b", lb.Accessors())
 	}
-	if ll, _ := (LedgerStore{Path: path, File: link}).Load(); !slices.Equal(ll.Accessors(), []string{"acc-a"}) {
+	if ll, _ := (StateLedger{Path: path, File: link}).Load(); !slices.Equal(ll.Accessors(), []string{"acc-a"}) {
 		t.Fatalf("a symlink to a reads %v, want a's ledger", ll.Accessors())
 	}
-	st, err := Update(path, func(s State) State { return Next(s, Run{Time: day(1), Outcome: OK}) })
+	st, err := Update(path, func(s State) State { return Next(s, Run{Time: day(1), Outcome: renew.OK}) })
 	if err != nil || len(st.Ledgers) != 2 {
 		t.Fatalf("folding a run in kept %d ledgers (%v), want both", len(st.Ledgers), err)
 	}
@@ -145,7 +146,7 @@ func TestLedgersArePerTokenFile(t *testing.T) {
 // saved, so the heal's minted token and the walk's place both stay.
 func TestFoldsOfTwoProcessesKeepBoth(t *testing.T) {
 	dir := t.TempDir()
-	store := LedgerStore{Path: filepath.Join(dir, "state.json"), File: filepath.Join(dir, ".vault-token")}
+	store := StateLedger{Path: filepath.Join(dir, "state.json"), File: filepath.Join(dir, ".vault-token")}
 	store.Fold(func(l ledger.Ledger) ledger.Ledger { return l.WalkFrom(day(0), 10) })
 	heal, _ := store.Fold(func(l ledger.Ledger) ledger.Ledger { return l.Sent(day(1)).Answered(day(1), "minted", day(1)) })
 	if heal.Walk == nil {

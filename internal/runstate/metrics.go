@@ -10,6 +10,7 @@ import (
 
 	"github.com/devvm/vault-token-renew/internal/atomicfile"
 	"github.com/devvm/vault-token-renew/internal/ledger"
+	"github.com/devvm/vault-token-renew/renew"
 )
 
 // WriteMetrics writes s to path in node_exporter's textfile collector format
@@ -61,7 +62,7 @@ func WriteMetrics(path string, s State) error {
 		Name: "vault_token_renew_outcome",
 		Help: "The last run's outcome: 1 for the one it had (ok, healed, drift, fail), 0 for the others.",
 	}, []string{"outcome"})
-	for _, o := range Outcomes {
+	for _, o := range renew.Kinds {
 		v := 0.0
 		if o == s.Outcome {
 			v = 1

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/devvm/vault-token-renew/internal/ledger"
+	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/sweep"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -53,7 +54,7 @@ func readMetrics(t *testing.T, path string) (map[string]*dto.MetricFamily, map[s
 
 func TestWriteMetrics(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "vault_token_renew.prom")
-	s := State{Time: day(2), Outcome: Drift, Summary: "DRIFT: x", Accessor: "acc-secretless", TokenExpiry: exp,
+	s := State{Time: day(2), Outcome: renew.Drift, Summary: "DRIFT: x", Accessor: "acc-secretless", TokenExpiry: exp,
 		LastSuccess: day(0), FailingSince: day(1), FailingRuns: 2, HealsTotal: 3, Host: "vm1",
 		Ledgers: map[string]ledger.Ledger{"/home/w/.vault-token": ledger.Ledger{WholeSince: day(0)}.Found("acc-secretless", day(0)).Found("acc-2", day(1))}}
 	if err := WriteMetrics(path, s); err != nil {
@@ -106,7 +107,7 @@ func TestWriteMetrics(t *testing.T) {
 
 func TestWriteMetricsUnknowns(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "m.prom")
-	if err := WriteMetrics(path, State{Time: day(0), Outcome: Fail, FailingSince: day(0), FailingRuns: 1}); err != nil {
+	if err := WriteMetrics(path, State{Time: day(0), Outcome: renew.Fail, FailingSince: day(0), FailingRuns: 1}); err != nil {
 		t.Fatal(err)
 	}
 	_, got := readMetrics(t, path)
@@ -126,7 +127,7 @@ func TestWriteMetricsUnknowns(t *testing.T) {
 
 func TestWriteMetricsMissingDirectory(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nope", "m.prom")
-	if err := WriteMetrics(path, State{Time: day(0), Outcome: OK}); err == nil || !strings.Contains(err.Error(), path) {
+	if err := WriteMetrics(path, State{Time: day(0), Outcome: renew.OK}); err == nil || !strings.Contains(err.Error(), path) {
 		t.Fatalf("error %v does not name %s", err, path)
 	}
 }
@@ -137,7 +138,7 @@ func TestWalkMetrics(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "vault_token_renew.prom")
 	l := ledger.Ledger{}.Found("acc-1", day(0)).WalkFrom(day(1), 200_000).
 		Step("m", sweep.Report{Listed: 1000, LookedUp: 1000}, day(1))
-	s := State{Time: day(1), Outcome: OK, Ledgers: map[string]ledger.Ledger{"/home/w/.vault-token": l}}
+	s := State{Time: day(1), Outcome: renew.OK, Ledgers: map[string]ledger.Ledger{"/home/w/.vault-token": l}}
 	if err := WriteMetrics(path, s); err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +170,7 @@ func TestMetricsNeverFollowALink(t *testing.T) {
 	if err := os.Symlink(token, path); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteMetrics(path, State{Time: day(1), Outcome: OK}); err != nil {
+	if err := WriteMetrics(path, State{Time: day(1), Outcome: renew.OK}); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(token)

@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/devvm/vault-token-renew/renew"
 )
 
 func TestNotifyEnv(t *testing.T) {
@@ -16,9 +18,9 @@ func TestNotifyEnv(t *testing.T) {
 		s    State
 		want []string
 	}{
-		{"failing", State{Outcome: Drift, Summary: "DRIFT: x", FailingSince: day(1), FailingRuns: 3, Host: "vm1", Accessor: "acc"},
+		{"failing", State{Outcome: renew.Drift, Summary: "DRIFT: x", FailingSince: day(1), FailingRuns: 3, Host: "vm1", Accessor: "acc"},
 			[]string{"VTR_OUTCOME=drift", "VTR_SUMMARY=DRIFT: x", "VTR_SINCE=2026-06-19T06:00:00Z", "VTR_RUNS=3", "VTR_HOST=vm1"}},
-		{"ok", State{Outcome: OK, Summary: "OK: renewed", Host: "vm1"},
+		{"ok", State{Outcome: renew.OK, Summary: "OK: renewed", Host: "vm1"},
 			[]string{"VTR_OUTCOME=ok", "VTR_SUMMARY=OK: renewed", "VTR_SINCE=", "VTR_RUNS=0", "VTR_HOST=vm1"}},
 	}
 	for _, tt := range tests {
@@ -34,7 +36,7 @@ func TestNotifyRunsTheCommand(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
 	cmd := `printf '%s|%s|%s|%s|%s|%s|%s|%s\n' "$VTR_OUTCOME" "$VTR_SUMMARY" "$VTR_SINCE" "$VTR_RUNS" "$VTR_HOST" "${VAULT_TOKEN-unset}${BAO_TOKEN-unset}" "$VAULT_ADDR" "$KEEP" > "$OUT"; echo said-stdout; echo said-stderr >&2`
-	s := State{Outcome: Fail, Summary: "FAIL: vault unreachable cause=unreachable", FailingSince: day(1), FailingRuns: 2, Host: "vm1"}
+	s := State{Outcome: renew.Fail, Summary: "FAIL: vault unreachable cause=unreachable", FailingSince: day(1), FailingRuns: 2, Host: "vm1"}
 	base := []string{"PATH=" + os.Getenv("PATH"), "OUT=" + out, "VAULT_TOKEN=hvs.must-not-pass", "BAO_TOKEN=s.must-not-pass-either", "VAULT_ADDR=https://v:8200",
 		"VTR_OUTCOME=forged", "VTR_RUNS=99", "KEEP=kept"}
 	var stdout, stderr bytes.Buffer
@@ -56,7 +58,7 @@ func TestNotifyRunsTheCommand(t *testing.T) {
 
 func TestNotifyErrors(t *testing.T) {
 	secretURL := "https://hooks.example/T0/SECRET"
-	err := Notify(context.Background(), "exit 3 # "+secretURL, State{Outcome: Fail}, nil, nil, nil)
+	err := Notify(context.Background(), "exit 3 # "+secretURL, State{Outcome: renew.Fail}, nil, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "exit status 3") || strings.Contains(err.Error(), "SECRET") {
 		t.Fatalf("failing command: %v", err)
 	}
@@ -74,7 +76,7 @@ func TestNotifyErrors(t *testing.T) {
 // version) with a summary of 140 KiB and newlines gives the notifier a few
 // KiB on one line: the exec never fails on its size.
 func TestNotifyEnvIsBounded(t *testing.T) {
-	s := State{Outcome: Drift, Summary: "DRIFT: dn=" + strings.Repeat("x\n<6>OK: y", 14<<10), Host: "vm\x1b[8m"}
+	s := State{Outcome: renew.Drift, Summary: "DRIFT: dn=" + strings.Repeat("x\n<6>OK: y", 14<<10), Host: "vm\x1b[8m"}
 	env := NotifyEnv(s)
 	total := 0
 	for _, kv := range env {

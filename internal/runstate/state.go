@@ -13,52 +13,25 @@ import (
 	"github.com/devvm/vault-token-renew/internal/atomicfile"
 	"github.com/devvm/vault-token-renew/internal/ledger"
 	"github.com/devvm/vault-token-renew/internal/safetext"
+	"github.com/devvm/vault-token-renew/renew"
 )
-
-// Outcome is how a run ended; the words match the log lines' prefixes.
-type Outcome string
-
-// The four outcomes of a run (README, "One run").
-const (
-	OK     Outcome = "ok"
-	Healed Outcome = "healed"
-	Drift  Outcome = "drift"
-	Fail   Outcome = "fail"
-)
-
-// Outcomes lists every outcome, in the order metrics and tests use.
-var Outcomes = []Outcome{OK, Healed, Drift, Fail}
-
-// Success reports whether the run left a working periodic token in the file.
-func (o Outcome) Success() bool { return o == OK || o == Healed }
-
-// known reports whether o is one of the four outcomes; anything else in a
-// state file means the file was not written by us.
-func (o Outcome) known() bool {
-	for _, k := range Outcomes {
-		if o == k {
-			return true
-		}
-	}
-	return false
-}
 
 // State is what the runs so far add up to, as stored in state.json. Times
 // that may be unknown are zero and then left out of the file (omitzero), so
 // the file never claims an expiry or a success it does not know.
 type State struct {
-	Time         time.Time `json:"time"`                   // the last run
-	Outcome      Outcome   `json:"outcome"`                // the last run's outcome
-	Cause        string    `json:"cause,omitempty"`        // the last run's cause, on DRIFT/FAIL
-	Summary      string    `json:"summary"`                // the last run's closing log line
-	Reason       string    `json:"reason,omitempty"`       // what went wrong, in a few words, on DRIFT/FAIL: the banner's text
-	Accessor     string    `json:"accessor,omitempty"`     // our periodic token's accessor, last known
-	TokenExpiry  time.Time `json:"token_expiry,omitzero"`  // our token's expiry, last known
-	LastSuccess  time.Time `json:"last_success,omitzero"`  // the last OK or HEALED run
-	FailingSince time.Time `json:"failing_since,omitzero"` // the first run of the current failure streak
-	FailingRuns  int       `json:"failing_runs"`           // runs in the current failure streak
-	HealsTotal   int       `json:"heals_total"`            // HEALED runs ever recorded
-	Host         string    `json:"host"`                   // the machine, as the notifier names it
+	Time         time.Time  `json:"time"`                   // the last run
+	Outcome      renew.Kind `json:"outcome"`                // the last run's outcome: ok, healed, drift or fail
+	Cause        string     `json:"cause,omitempty"`        // the last run's cause, on DRIFT/FAIL
+	Summary      string     `json:"summary"`                // the last run's closing log line
+	Reason       string     `json:"reason,omitempty"`       // what went wrong, in a few words, on DRIFT/FAIL: the banner's text
+	Accessor     string     `json:"accessor,omitempty"`     // our periodic token's accessor, last known
+	TokenExpiry  time.Time  `json:"token_expiry,omitzero"`  // our token's expiry, last known
+	LastSuccess  time.Time  `json:"last_success,omitzero"`  // the last OK or HEALED run
+	FailingSince time.Time  `json:"failing_since,omitzero"` // the first run of the current failure streak
+	FailingRuns  int        `json:"failing_runs"`           // runs in the current failure streak
+	HealsTotal   int        `json:"heals_total"`            // HEALED runs ever recorded
+	Host         string     `json:"host"`                   // the machine, as the notifier names it
 	// Ledgers are this machine's periodic tokens that may still be alive,
 	// a ledger per token file (LedgerKey): the run lock is per token file,
 	// and a run may retire only what was recorded for its own file. A run
@@ -100,7 +73,7 @@ func LedgerKey(path string) string {
 // so that nothing reads it back out of the closing line's words.
 type Run struct {
 	Time                                   time.Time
-	Outcome                                Outcome
+	Outcome                                renew.Kind
 	Cause, Summary, Reason, Accessor, Host string
 	TokenExpiry                            time.Time
 }
@@ -120,7 +93,7 @@ func Next(prev State, r Run) State {
 	if s.Host == "" {
 		s.Host = prev.Host
 	}
-	if r.Outcome == Healed {
+	if r.Outcome == renew.Healed {
 		s.HealsTotal++
 	}
 	if r.Outcome.Success() {

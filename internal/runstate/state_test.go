@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/devvm/vault-token-renew/renew"
 )
 
 var (
@@ -13,9 +15,9 @@ var (
 )
 
 func TestNext(t *testing.T) {
-	okState := State{Time: day(0), Outcome: OK, Summary: "OK: renewed", Accessor: "acc1",
+	okState := State{Time: day(0), Outcome: renew.OK, Summary: "OK: renewed", Accessor: "acc1",
 		TokenExpiry: exp, LastSuccess: day(0), HealsTotal: 2, Host: "vm1"}
-	failing := State{Time: day(1), Outcome: Drift, Cause: "heal_denied", Summary: "DRIFT: x", Accessor: "acc1",
+	failing := State{Time: day(1), Outcome: renew.Drift, Cause: "heal_denied", Summary: "DRIFT: x", Accessor: "acc1",
 		TokenExpiry: exp, LastSuccess: day(0), FailingSince: day(1), FailingRuns: 1, HealsTotal: 2, Host: "vm1"}
 	tests := []struct {
 		name string
@@ -24,43 +26,43 @@ func TestNext(t *testing.T) {
 		want State
 	}{
 		{"first run ok", State{},
-			Run{Time: day(0), Outcome: OK, Summary: "OK: renewed", Accessor: "acc1", TokenExpiry: exp, Host: "vm1"},
-			State{Time: day(0), Outcome: OK, Summary: "OK: renewed", Accessor: "acc1", TokenExpiry: exp, LastSuccess: day(0), Host: "vm1"}},
+			Run{Time: day(0), Outcome: renew.OK, Summary: "OK: renewed", Accessor: "acc1", TokenExpiry: exp, Host: "vm1"},
+			State{Time: day(0), Outcome: renew.OK, Summary: "OK: renewed", Accessor: "acc1", TokenExpiry: exp, LastSuccess: day(0), Host: "vm1"}},
 		{"first run fails: a streak of one, never a success", State{},
-			Run{Time: day(0), Outcome: Fail, Cause: "unreachable", Summary: "FAIL: vault unreachable", Host: "vm1"},
-			State{Time: day(0), Outcome: Fail, Cause: "unreachable", Summary: "FAIL: vault unreachable",
+			Run{Time: day(0), Outcome: renew.Fail, Cause: "unreachable", Summary: "FAIL: vault unreachable", Host: "vm1"},
+			State{Time: day(0), Outcome: renew.Fail, Cause: "unreachable", Summary: "FAIL: vault unreachable",
 				FailingSince: day(0), FailingRuns: 1, Host: "vm1"}},
 		{"ok then ok moves last success, keeps heals", okState,
-			Run{Time: day(1), Outcome: OK, Summary: "OK: renewed", Accessor: "acc1", TokenExpiry: exp.Add(time.Hour), Host: "vm1"},
-			State{Time: day(1), Outcome: OK, Summary: "OK: renewed", Accessor: "acc1", TokenExpiry: exp.Add(time.Hour),
+			Run{Time: day(1), Outcome: renew.OK, Summary: "OK: renewed", Accessor: "acc1", TokenExpiry: exp.Add(time.Hour), Host: "vm1"},
+			State{Time: day(1), Outcome: renew.OK, Summary: "OK: renewed", Accessor: "acc1", TokenExpiry: exp.Add(time.Hour),
 				LastSuccess: day(1), HealsTotal: 2, Host: "vm1"}},
 		{"healed counts a heal and takes the new accessor", okState,
-			Run{Time: day(1), Outcome: Healed, Summary: "HEALED: re-minted", Accessor: "acc2", TokenExpiry: exp, Host: "vm1"},
-			State{Time: day(1), Outcome: Healed, Summary: "HEALED: re-minted", Accessor: "acc2", TokenExpiry: exp,
+			Run{Time: day(1), Outcome: renew.Healed, Summary: "HEALED: re-minted", Accessor: "acc2", TokenExpiry: exp, Host: "vm1"},
+			State{Time: day(1), Outcome: renew.Healed, Summary: "HEALED: re-minted", Accessor: "acc2", TokenExpiry: exp,
 				LastSuccess: day(1), HealsTotal: 3, Host: "vm1"}},
 		{"ok then drift starts a streak, keeps last known accessor and expiry", okState,
-			Run{Time: day(1), Outcome: Drift, Cause: "heal_denied", Summary: "DRIFT: x", Host: "vm1"},
+			Run{Time: day(1), Outcome: renew.Drift, Cause: "heal_denied", Summary: "DRIFT: x", Host: "vm1"},
 			failing},
 		{"drift then fail extends the streak from its first run", failing,
-			Run{Time: day(2), Outcome: Fail, Cause: "unreachable", Summary: "FAIL: y", Host: "vm1"},
-			State{Time: day(2), Outcome: Fail, Cause: "unreachable", Summary: "FAIL: y", Accessor: "acc1",
+			Run{Time: day(2), Outcome: renew.Fail, Cause: "unreachable", Summary: "FAIL: y", Host: "vm1"},
+			State{Time: day(2), Outcome: renew.Fail, Cause: "unreachable", Summary: "FAIL: y", Accessor: "acc1",
 				TokenExpiry: exp, LastSuccess: day(0), FailingSince: day(1), FailingRuns: 2, HealsTotal: 2, Host: "vm1"}},
 		{"a failing run that learned the expiry records it", failing,
-			Run{Time: day(2), Outcome: Fail, Summary: "FAIL: renew", Accessor: "acc9", TokenExpiry: exp.Add(-time.Hour)},
-			State{Time: day(2), Outcome: Fail, Summary: "FAIL: renew", Accessor: "acc9",
+			Run{Time: day(2), Outcome: renew.Fail, Summary: "FAIL: renew", Accessor: "acc9", TokenExpiry: exp.Add(-time.Hour)},
+			State{Time: day(2), Outcome: renew.Fail, Summary: "FAIL: renew", Accessor: "acc9",
 				TokenExpiry: exp.Add(-time.Hour), LastSuccess: day(0), FailingSince: day(1), FailingRuns: 2, HealsTotal: 2, Host: "vm1"}},
 		{"healed after a streak resets it and counts the heal", failing,
-			Run{Time: day(3), Outcome: Healed, Summary: "HEALED: z", Accessor: "acc3", TokenExpiry: exp, Host: "vm1"},
-			State{Time: day(3), Outcome: Healed, Summary: "HEALED: z", Accessor: "acc3", TokenExpiry: exp,
+			Run{Time: day(3), Outcome: renew.Healed, Summary: "HEALED: z", Accessor: "acc3", TokenExpiry: exp, Host: "vm1"},
+			State{Time: day(3), Outcome: renew.Healed, Summary: "HEALED: z", Accessor: "acc3", TokenExpiry: exp,
 				LastSuccess: day(3), HealsTotal: 3, Host: "vm1"}},
 		{"ok after a streak clears cause, since and runs", failing,
-			Run{Time: day(3), Outcome: OK, Summary: "OK: renewed", Accessor: "acc1", TokenExpiry: exp, Host: "vm1"},
-			State{Time: day(3), Outcome: OK, Summary: "OK: renewed", Accessor: "acc1", TokenExpiry: exp,
+			Run{Time: day(3), Outcome: renew.OK, Summary: "OK: renewed", Accessor: "acc1", TokenExpiry: exp, Host: "vm1"},
+			State{Time: day(3), Outcome: renew.OK, Summary: "OK: renewed", Accessor: "acc1", TokenExpiry: exp,
 				LastSuccess: day(3), HealsTotal: 2, Host: "vm1"}},
 		{"a streak count with no start time restarts the streak",
-			State{Time: day(1), Outcome: Fail, FailingRuns: 4},
-			Run{Time: day(2), Outcome: Fail},
-			State{Time: day(2), Outcome: Fail, FailingSince: day(2), FailingRuns: 1}},
+			State{Time: day(1), Outcome: renew.Fail, FailingRuns: 4},
+			Run{Time: day(2), Outcome: renew.Fail},
+			State{Time: day(2), Outcome: renew.Fail, FailingSince: day(2), FailingRuns: 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,7 +74,7 @@ func TestNext(t *testing.T) {
 }
 
 func TestOutcomeSuccess(t *testing.T) {
-	for o, want := range map[Outcome]bool{OK: true, Healed: true, Drift: false, Fail: false, "": false} {
+	for o, want := range map[renew.Kind]bool{renew.OK: true, renew.Healed: true, renew.Drift: false, renew.Fail: false, "": false} {
 		if o.Success() != want {
 			t.Errorf("%q.Success() = %v", o, !want)
 		}
