@@ -1,7 +1,11 @@
 // Package atomicfile replaces a file so that readers see the old content or
-// the new, never a mix, a truncation or a wider mode. Every writer of a
-// file the tool keeps (the token file, the run state, the metrics, the
-// installed binary, units, env file) uses it.
+// the new, never a mix, a truncation or a wider mode. The tool writes the
+// content of each file it keeps through it: the token file, the run state
+// (the ledger is in it), the installed binary, units, drop-in and env file
+// with Write, and the metrics in node_exporter's textfile directory with
+// WriteNoFollow. (The lock files beside them are created empty, by flock.
+// The demo and the bench seed throwaway token files and write their
+// results with plain os.WriteFile: no reader of those races the write.)
 package atomicfile
 
 import (
@@ -12,14 +16,19 @@ import (
 	"path/filepath"
 )
 
-// failAt lets tests make one step of Write fail; nil in production.
-var failAt func(step string) error
+// writer is one way of writing: failAt, when set, is called before each
+// step (create, write, sync, chmod, close, rename, syncdir) and fails the
+// step with the error it returns. The exported functions use the zero
+// writer; the tests make their own, with a failAt.
+type writer struct {
+	failAt func(step string) error
+}
 
-func step(name string) error {
-	if failAt == nil {
+func (w writer) step(name string) error {
+	if w.failAt == nil {
 		return nil
 	}
-	return failAt(name)
+	return w.failAt(name)
 }
 
 // Resolve follows symlinks so that writers replace the link's target and keep
@@ -45,11 +54,16 @@ func Resolve(path string) (string, error) {
 // content is already in place, so callers must not treat it as "old file
 // kept".
 func Write(path string, data []byte, perm fs.FileMode) error {
+	return writer{}.write(path, data, perm)
+}
+
+// write is Write.
+func (w writer) write(path string, data []byte, perm fs.FileMode) error {
 	target, err := Resolve(path)
 	if err != nil {
 		return err
 	}
-	return write(target, data, perm)
+	return w.replace(target, data, perm)
 }
 
 // WriteNoFollow is Write for a file in a directory that others may write
@@ -57,12 +71,14 @@ func Write(path string, data []byte, perm fs.FileMode) error {
 // itself, never followed, so nobody can point the write (or the mode) at
 // another file of the user's.
 func WriteNoFollow(path string, data []byte, perm fs.FileMode) error {
-	return write(path, data, perm)
+	return writer{}.replace(path, data, perm)
 }
 
-func write(target string, data []byte, perm fs.FileMode) (err error) {
+// replace writes data to a temp file beside target and renames it over
+// target, which it never follows.
+func (w writer) replace(target string, data []byte, perm fs.FileMode) (err error) {
 	dir := filepath.Dir(target)
-	if err := step("create"); err != nil {
+	if err := w.step("create"); err != nil {
 		return fmt.Errorf("create temp file in %s: %w", dir, err)
 	}
 	// os.CreateTemp opens with O_EXCL and mode 0600 before umask.
@@ -77,7 +93,7 @@ func write(target string, data []byte, perm fs.FileMode) (err error) {
 			os.Remove(tmpName)
 		}
 	}()
-	// Each step has a fault seam (step) of its name, for the tests.
+	// Each step has a fault seam (w.step) of its name, for the tests.
 	for _, st := range []struct {
 		name string
 		do   func() error
@@ -92,20 +108,20 @@ func write(target string, data []byte, perm fs.FileMode) (err error) {
 		}},
 		{"close", tmp.Close},
 	} {
-		if err = step(st.name); err == nil {
+		if err = w.step(st.name); err == nil {
 			err = st.do()
 		}
 		if err != nil {
 			return fmt.Errorf("%s temp file %s: %w", st.name, tmpName, err)
 		}
 	}
-	if err = step("rename"); err == nil {
+	if err = w.step("rename"); err == nil {
 		err = os.Rename(tmpName, target)
 	}
 	if err != nil {
 		return fmt.Errorf("rename temp file over %s: %w", target, err)
 	}
-	if derr := syncDir(dir); derr != nil {
+	if derr := w.syncDir(dir); derr != nil {
 		return &DirSyncError{Dir: dir, Err: derr}
 	}
 	return nil
@@ -124,8 +140,8 @@ func (e *DirSyncError) Error() string {
 
 func (e *DirSyncError) Unwrap() error { return e.Err }
 
-func syncDir(dir string) error {
-	if err := step("syncdir"); err != nil {
+func (w writer) syncDir(dir string) error {
+	if err := w.step("syncdir"); err != nil {
 		return err
 	}
 	d, err := os.Open(dir)

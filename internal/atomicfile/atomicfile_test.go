@@ -51,7 +51,7 @@ func TestWriteTempFileIsNeverWiderThan0600(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, ".vault-token")
 	var seen os.FileMode
-	failAt = func(step string) error {
+	w := writer{failAt: func(step string) error {
 		if step == "write" {
 			m, _ := filepath.Glob(filepath.Join(dir, ".vault-token.tmp-*"))
 			if len(m) != 1 {
@@ -64,9 +64,8 @@ func TestWriteTempFileIsNeverWiderThan0600(t *testing.T) {
 			seen = fi.Mode().Perm()
 		}
 		return nil
-	}
-	t.Cleanup(func() { failAt = nil })
-	if err := Write(p, []byte("x"), 0o600); err != nil {
+	}}
+	if err := w.write(p, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if seen != 0o600 {
@@ -82,14 +81,13 @@ func TestWriteFailureLeavesOldFileByteIdentical(t *testing.T) {
 			old := "old-token-bytes\n"
 			writeOld(t, p, old)
 			boom := errors.New("injected")
-			failAt = func(s string) error {
+			w := writer{failAt: func(s string) error {
 				if s == step {
 					return boom
 				}
 				return nil
-			}
-			t.Cleanup(func() { failAt = nil })
-			err := Write(p, []byte("new"), 0o600)
+			}}
+			err := w.write(p, []byte("new"), 0o600)
 			if !errors.Is(err, boom) {
 				t.Fatalf("err = %v, want injected failure", err)
 			}
@@ -122,14 +120,13 @@ func TestWriteDirSyncFailureIsDistinct(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, ".vault-token")
 	writeOld(t, p, "old")
-	failAt = func(s string) error {
+	w := writer{failAt: func(s string) error {
 		if s == "syncdir" {
 			return errors.New("injected")
 		}
 		return nil
-	}
-	t.Cleanup(func() { failAt = nil })
-	err := Write(p, []byte("new"), 0o600)
+	}}
+	err := w.write(p, []byte("new"), 0o600)
 	var dse *DirSyncError
 	if !errors.As(err, &dse) {
 		t.Fatalf("err = %v, want *DirSyncError", err)

@@ -118,71 +118,76 @@ func setup(ctx context.Context, o Options, tmp string) (*env, error) {
 
 // measureAll takes every measurement: the happy path and the banner once,
 // then at each size the tool against its floor (and, at the first size,
-// the concurrency scan and the CLI loop).
+// the concurrency scan and the CLI loop), then a new user's heals.
 func (e *env) measureAll() ([]Row, error) {
-	o := e.o
-	var rows []Row
-	add := func(r Row, err error) error {
-		if err != nil {
-			return err
-		}
-		rows = append(rows, r)
-		fmt.Fprintf(o.Out, "bench: %-10s N=%-6d median %-10s peak %s %s\n", r.What, r.Size, r.Median.Round(time.Millisecond), kb(r.PeakKB), r.Note)
-		return nil
-	}
-
+	rec := &recorder{out: e.o.Out}
 	// The happy path does not depend on N: measure it once, on a quiet Vault.
-	if err := add(e.happyTool()); err != nil {
-		return rows, err
-	}
-	if err := add(e.happyCLI()); err != nil {
-		return rows, err
-	}
-	if err := add(e.brief()); err != nil {
-		return rows, err
-	}
-	if err := add(e.briefFloor()); err != nil {
-		return rows, err
-	}
-	for i, size := range o.Sizes {
-		if err := e.seed(size); err != nil {
-			return rows, err
-		}
-		n, err := e.listCount()
-		if err != nil {
-			return rows, err
-		}
-		if i == 0 {
-			for _, c := range o.ScanConc {
-				if err := add(e.tool_(n, c, fmt.Sprintf("scan-c%d", c))); err != nil {
-					return rows, err
-				}
-			}
-		}
-		tool, floor, err := e.toolAndFloor(n)
-		if err != nil {
-			return rows, err
-		}
-		if err := add(tool, nil); err != nil {
-			return rows, err
-		}
-		if err := add(floor, nil); err != nil {
-			return rows, err
-		}
-		if i == 0 {
-			if err := add(e.byHand(n)); err != nil {
-				return rows, err
-			}
+	err := rec.add(e.happyTool())
+	for _, m := range []func() (Row, error){e.happyCLI, e.brief, e.briefFloor} {
+		if err == nil {
+			err = rec.add(m())
 		}
 	}
-	if o.HealN == 0 {
-		return rows, nil
+	for i, size := range e.o.Sizes {
+		if err == nil {
+			err = e.measureAt(rec, size, i == 0)
+		}
 	}
-	heals, err := e.newUser(o.HealN)
+	if err != nil || e.o.HealN == 0 {
+		return rec.rows, err
+	}
+	heals, err := e.newUser(e.o.HealN)
 	for _, r := range heals {
-		add(r, nil)
+		rec.add(r, nil)
 	}
-	return rows, err
+	return rec.rows, err
+}
+
+// measureAt seeds up to size accessors and measures the tool against its
+// floor there; at the first size also the concurrency scan and the CLI
+// loop.
+func (e *env) measureAt(rec *recorder, size int, first bool) error {
+	if err := e.seed(size); err != nil {
+		return err
+	}
+	n, err := e.listCount()
+	if err != nil {
+		return err
+	}
+	if first {
+		for _, c := range e.o.ScanConc {
+			if err := rec.add(e.tool_(n, c, fmt.Sprintf("scan-c%d", c))); err != nil {
+				return err
+			}
+		}
+	}
+	tool, floor, err := e.toolAndFloor(n)
+	if err == nil {
+		err = rec.add(tool, nil)
+	}
+	if err == nil {
+		err = rec.add(floor, nil)
+	}
+	if err == nil && first {
+		err = rec.add(e.byHand(n))
+	}
+	return err
+}
+
+// recorder keeps the rows measured so far and prints each as it comes.
+type recorder struct {
+	out  io.Writer
+	rows []Row
+}
+
+// add records r, unless err says the measurement failed.
+func (rec *recorder) add(r Row, err error) error {
+	if err != nil {
+		return err
+	}
+	rec.rows = append(rec.rows, r)
+	fmt.Fprintf(rec.out, "bench: %-10s N=%-6d median %-10s peak %s %s\n", r.What, r.Size, r.Median.Round(time.Millisecond), kb(r.PeakKB), r.Note)
+	return nil
 }
 
 func kb(k int64) string {

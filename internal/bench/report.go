@@ -284,18 +284,25 @@ func Sizes(n int) []int {
 	return sizes
 }
 
-// Main is `mage bench`: measure up to n accessors, print the table, and
-// write results/bench.{csv,md} and results/sweep-time.svg under dir.
-func Main(ctx context.Context, out io.Writer, dir string, n, runs, conc, healN int) error {
+// Plan is what `mage bench` measures: the sweep up to N accessors (see
+// Sizes), each measurement Runs times at Concurrency lookups in flight,
+// and a new user's heals and the walk at HealN accessors (0 skips them).
+type Plan struct {
+	N, Runs, Concurrency, HealN int
+}
+
+// Main is `mage bench`: measure as p says, print the table, and write
+// bench.csv, bench.md and sweep-time.svg in dir.
+func Main(ctx context.Context, out io.Writer, dir string, p Plan) error {
 	rows, err := Run(ctx, Options{
-		Sizes: Sizes(n), Stale: 5, Runs: runs, Concurrency: conc, HandSample: 50,
-		ScanConc: []int{1, 2, 4, 8, 16, 32}, HealN: healN, Out: out,
+		Sizes: Sizes(p.N), Stale: 5, Runs: p.Runs, Concurrency: p.Concurrency, HandSample: 50,
+		ScanConc: []int{1, 2, 4, 8, 16, 32}, HealN: p.HealN, Out: out,
 	})
 	if err != nil {
 		return err
 	}
 	header := fmt.Sprintf("Measured %s on %d cores (%s/%s), %s, N=%d, HEAL_N=%d, RUNS=%d, concurrency %d.",
-		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, "dev vault from internal/devvault", n, healN, runs, conc)
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, "dev vault from internal/devvault", p.N, p.HealN, p.Runs, p.Concurrency)
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, Table(rows))
 	if err := Write(dir, rows, header); err != nil {

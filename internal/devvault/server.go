@@ -141,13 +141,17 @@ func startDocker(ctx context.Context, dc *testcontainers.DockerClient, mode Mode
 
 var tcOnce sync.Once
 
-// configureTestcontainers sets, once per process, what testcontainers reads
-// once per process anyway (its config is cached on first use): no Ryuk (an
-// image that cannot be pulled here; every Server is stopped by its owner
-// instead), the docker host on loopback (inside a sandbox it may guess the
-// default gateway, and our traffic goes to loopback only), and a default
-// logger that stays quiet. Each container gets its own logger
-// (startContainer), so one server's failure log lands in its own test.
+// configureTestcontainers is the one place the test-container settings are
+// made; start calls it before anything of testcontainers runs, so every
+// container the harness, the demo, the bench and mage start has them. It
+// sets, once per process, what testcontainers reads once per process anyway
+// (its config is cached on first use): no Ryuk (an image that cannot be
+// pulled here; every Server is stopped by its owner instead) unless
+// TESTCONTAINERS_RYUK_DISABLED is already set, the docker host on loopback
+// (inside a sandbox it may guess the default gateway, and our traffic goes
+// to loopback only), and a default logger that stays quiet. Each container
+// gets its own logger (startContainer), so one server's failure log lands
+// in its own test.
 func configureTestcontainers() {
 	tcOnce.Do(func() {
 		if os.Getenv("TESTCONTAINERS_RYUK_DISABLED") == "" {

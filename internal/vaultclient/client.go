@@ -27,7 +27,7 @@ import (
 	"github.com/devvm/vault-token-renew/sweep"
 )
 
-// Client reaches Vault with the client settings of the environment but
+// Client reaches Vault with the client settings it was built from but
 // never with a token of its own: every call names the token it acts as.
 type Client struct {
 	base *vault.Client
@@ -37,21 +37,21 @@ type Client struct {
 }
 
 // FromSettings builds a client from the resolved VAULT_*/BAO_* settings
-// (VAULT_ADDR or BAO_ADDR, ..._CACERT, ..._CLIENT_CERT, ..._NAMESPACE, ...).
-// VAULT_TOKEN and BAO_TOKEN are never used: the token file is the source of
-// truth.
+// (VAULT_ADDR or BAO_ADDR, ..._CACERT, ..._CLIENT_CERT, ..._NAMESPACE, ...)
+// and from nothing else: no VAULT_* of the process environment configures
+// it (one that does not parse still fails it: see own). VAULT_TOKEN and
+// BAO_TOKEN are never used: the token file is the source of truth.
 func FromSettings(s Settings) (*Client, error) {
-	var cfg *vault.Config
-	s.withEnv(func() { cfg = vault.DefaultConfig() })
-	if cfg.Error != nil {
-		return nil, fmt.Errorf("vault client settings from the environment: %w", cfg.Error)
+	cfg, err := s.config()
+	if err != nil {
+		return nil, fmt.Errorf("vault client settings from the environment: %w", err)
 	}
 	c, err := New(cfg)
 	if err != nil {
 		return nil, err
 	}
 	c.ns = s.Get("NAMESPACE")
-	c.setNamespace(c.base)
+	c.own(c.base, "")
 	return c, nil
 }
 
@@ -65,12 +65,22 @@ func API(s Settings) (*vault.Client, error) {
 	return c.as("")
 }
 
-func (c *Client) setNamespace(cl *vault.Client) {
-	if c.ns == "" {
-		cl.ClearNamespace()
-		return
+// own gives cl the token, the namespace and the headers this client
+// chooses, and only those. vault.NewClient, which Clone calls too, takes
+// VAULT_TOKEN, VAULT_NAMESPACE and VAULT_HEADERS from the process
+// environment; own replaces all three. (NewClient also builds a
+// DefaultConfig of its own from the process environment, and fails when a
+// VAULT_* there does not parse, such as VAULT_MAX_RETRIES=x or a
+// VAULT_CACERT that is not there; nothing else of that configuration is
+// used, and no API of the client avoids it.)
+func (c *Client) own(cl *vault.Client, token string) {
+	h := http.Header{}
+	h.Set(vault.RequestHeaderName, "true") // as NewClient sets it: Vault's SSRF guard
+	if c.ns != "" {
+		h.Set(vault.NamespaceHeaderName, c.ns)
 	}
-	cl.SetNamespace(c.ns)
+	cl.SetHeaders(h)
+	cl.SetToken(token)
 }
 
 // maxIdlePerHost keeps a sweep's connections alive between lookups; the
@@ -78,8 +88,9 @@ func (c *Client) setNamespace(cl *vault.Client) {
 // them when more lookups are in flight than that.
 const maxIdlePerHost = 64
 
-// New builds a client from an explicit configuration. Every answer is
-// read through a size limit (limitTransport).
+// New builds a client from an explicit configuration, with no token, no
+// namespace and no extra headers. Every answer is read through a size
+// limit (limitTransport).
 func New(cfg *vault.Config) (*Client, error) {
 	if t, ok := cfg.HttpClient.Transport.(*http.Transport); ok {
 		t.MaxIdleConnsPerHost = maxIdlePerHost
@@ -90,12 +101,13 @@ func New(cfg *vault.Config) (*Client, error) {
 	if _, ok := cfg.HttpClient.Transport.(limitTransport); !ok && cfg.HttpClient.Transport != nil && !unix {
 		cfg.HttpClient.Transport = limitTransport{base: cfg.HttpClient.Transport}
 	}
-	c, err := vault.NewClient(cfg)
+	cl, err := vault.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("vault client: %w", err)
 	}
-	c.ClearToken()
-	return &Client{base: c, ns: c.Namespace()}, nil
+	c := &Client{base: cl}
+	c.own(cl, "")
+	return c, nil
 }
 
 // Address is the Vault address in use, for log lines: with any password in
@@ -117,8 +129,7 @@ func (c *Client) as(token string) (*vault.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.setNamespace(cl)
-	cl.SetToken(token)
+	c.own(cl, token)
 	return cl, nil
 }
 
