@@ -23,7 +23,20 @@ func TestVaultCapsTheTTL(t *testing.T) {
 	if err := x.f.TuneTokenMaxTTL(x.ctx, 48*time.Hour); err != nil {
 		t.Fatal(err)
 	}
+	capsRenewAt48h(t, x)
+	capsHealAt48h(t, x)
 
+	if err := x.f.TuneTokenMaxTTL(x.ctx, 12*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	capsRenewAt12h(t, x)
+	capsHealAt12h(t, x)
+}
+
+// capsRenewAt48h: under a 48h cap the renewal succeeds, says Vault capped
+// the TTL and how to lift the cap, and the token keeps its 768h period.
+func capsRenewAt48h(t *testing.T, x *h) {
+	t.Helper()
 	r := x.run()
 	wantExit(t, "48h renewal", r, 0)
 	ok := wantLine(t, "48h renewal", r.stderr, "OK:")
@@ -42,22 +55,28 @@ func TestVaultCapsTheTTL(t *testing.T) {
 	if info.TTL > 48*time.Hour {
 		t.Errorf("vault reports ttl %s, want at most 48h: the premise of the cap check changed", info.TTL)
 	}
+}
 
+// capsHealAt48h: under a 48h cap a heal succeeds and warns of the cap.
+func capsHealAt48h(t *testing.T, x *h) {
+	t.Helper()
 	login := x.login()
 	x.put(login)
-	r = x.run()
+	r := x.run()
 	wantExit(t, "48h heal", r, 0)
 	healed := wantLine(t, "48h heal", r.stderr, "HEALED")
 	wantIn(t, "48h heal: HEALED line", healed, "warning=")
 	wantIn(t, "48h heal: HEALED line", healed, "vault auth tune")
 	healedTok := tokenOf(x)
 	x.keep("healed", healedTok)
+}
 
-	if err := x.f.TuneTokenMaxTTL(x.ctx, 12*time.Hour); err != nil {
-		t.Fatal(err)
-	}
+// capsRenewAt12h: under a 12h cap a daily timer cannot keep up, so the
+// renewal fails and leaves the file as it was.
+func capsRenewAt12h(t *testing.T, x *h) {
+	t.Helper()
 	before := x.fileBytes()
-	r = x.run()
+	r := x.run()
 	wantExit(t, "12h renewal", r, 1)
 	fail := wantLine(t, "12h renewal", r.stderr, "FAIL:")
 	wantIn(t, "12h renewal: FAIL line", fail, "cause=ttl-capped")
@@ -65,13 +84,18 @@ func TestVaultCapsTheTTL(t *testing.T) {
 	if string(x.fileBytes()) != string(before) {
 		t.Fatal("a capped renewal rewrote the file")
 	}
+}
 
+// capsHealAt12h: under a 12h cap a heal fails at the cap stage, leaves the
+// file as it was and revokes the token it minted.
+func capsHealAt12h(t *testing.T, x *h) {
+	t.Helper()
 	x.put(x.login())
-	before = x.fileBytes()
+	before := x.fileBytes()
 	periodicBefore := x.periodicAccessors()
-	r = x.run()
+	r := x.run()
 	wantExit(t, "12h heal", r, 1)
-	fail = wantLine(t, "12h heal", r.stderr, "FAIL:")
+	fail := wantLine(t, "12h heal", r.stderr, "FAIL:")
 	wantIn(t, "12h heal: FAIL line", fail, "cause=ttl-capped")
 	wantIn(t, "12h heal: FAIL line", fail, "stage=cap")
 	if string(x.fileBytes()) != string(before) {

@@ -340,116 +340,137 @@ func tmpfs(t *testing.T, size string) string {
 func TestLocalFilesystemFailuresAreFilesystem(t *testing.T) {
 	needRoot(t)
 	x := newH(t)
-	t.Run("read-only home", func(t *testing.T) {
-		home := tmpfs(t, "1m")
-		m := machine{host: "devvm-ro", home: home, file: filepath.Join(home, ".vault-token")}
-		x.putOn(m, x.periodic("periodic"))
-		if out, err := exec.Command("mount", "-o", "remount,ro", home).CombinedOutput(); err != nil {
-			t.Fatalf("remount ro: %v %s", err, out)
-		}
-		r := x.runOn(m)
-		wantExit(t, "run", r, 1)
-		fail := wantLine(t, "run", r.stderr, "FAIL:")
-		wantIn(t, "FAIL line", fail, "cause=filesystem")
-		wantIn(t, "FAIL line", fail, m.file+".lock is on a read-only file system")
-		if strings.Contains(fail, "another vault-token-renew run") {
-			t.Errorf("the FAIL line blames another run for a read-only home: %s", fail)
-		}
-	})
+	t.Run("read-only home", func(t *testing.T) { readOnlyHomeIsFilesystem(t, x) })
 	// A full disk: when the state file shares it, the create cannot be
 	// recorded ahead in the ledger, so none is sent; when the state file
 	// lives elsewhere, the create is sent, the write fails, and the minted
 	// token is revoked. Either way the token file is unchanged and no new
 	// periodic token stays alive.
-	for _, tc := range []struct {
-		name, host, stage string
-		stateElsewhere    bool
-		want              []string
-	}{
+	for _, tc := range []fullDiskCase{
 		{"full file system", "devvm-full", "create", false, []string{"nothing was sent"}},
 		{"full file system under the token file only", "devvm-full-file", "write", true, nil},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			home := tmpfs(t, "64k")
-			m := machine{host: tc.host, home: home, file: filepath.Join(home, ".vault-token")}
-			login := x.login()
-			x.putOn(m, login)
-			if err := os.WriteFile(m.file+".lock", nil, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			fill(t, filepath.Join(home, "filler"))
-			before := x.periodicAccessors()
-			var extra []string
-			if tc.stateElsewhere {
-				extra = append(extra, "XDG_STATE_HOME="+t.TempDir())
-			}
-			env := x.env(x.f.Server.Addr, extra...)
-			env[1] = "HOME=" + m.home
-			r := x.runEnv(env, "--host", m.host)
-			wantExit(t, "run", r, 1)
-			fail := wantLine(t, "run", r.stderr, "FAIL:")
-			for _, want := range append([]string{"cause=filesystem", "stage=" + tc.stage, "no space left for " + home}, tc.want...) {
-				wantIn(t, "FAIL line", fail, want)
-			}
-			if b, _ := os.ReadFile(m.file); string(b) != login.Secret {
-				t.Fatal("the token file changed on a full disk")
-			}
-			if after := x.periodicAccessors(); len(after) != len(before) {
-				t.Fatalf("a periodic token minted on a full disk stayed alive (stage=%s): periodic %v → %v", tc.stage, before, after)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { fullDiskIsFilesystem(t, x, tc) })
 	}
-	t.Run("lock file not permitted", func(t *testing.T) {
-		// An unprivileged user whose home it may read but not write: the
-		// lock cannot be created, and that is cause=filesystem naming it,
-		// never "another run holds the lock".
-		home, err := os.MkdirTemp("", "vtr-perm-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(home) })
-		tok := x.periodic("periodic (nobody)")
-		file := filepath.Join(home, ".vault-token")
-		bin := filepath.Join(home, "vault-token-renew")
-		if err := os.WriteFile(file, []byte(tok.Secret), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		b, err := os.ReadFile(binary)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(bin, b, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(home, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.CommandContext(x.ctx, bin, "--log-format=plain", "--host", "devvm-perm")
-		cmd.Env = x.env(x.f.Server.Addr)
-		cmd.Env[1] = "HOME=" + home
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-		r := x.exec(cmd, false)
-		t.Logf("vault-token-renew as nobody → exit %d\n%s", r.code, x.redact(r.stderr))
-		wantExit(t, "run as nobody in a home it cannot write", r, 1)
-		fail := wantLine(t, "run as nobody", r.stderr, "FAIL: could not take the run lock")
-		wantIn(t, "FAIL line", fail, "cause=filesystem")
-		wantIn(t, "FAIL line", fail, "permission denied on "+file+".lock")
-		if strings.Contains(fail, "another vault-token-renew run") {
-			t.Errorf("an unwritable lock reads as a held one: %s", fail)
-		}
-	})
-	t.Run("token path is a directory", func(t *testing.T) {
-		home := t.TempDir()
-		m := machine{host: "devvm-dir", home: home, file: filepath.Join(home, ".vault-token")}
-		if err := os.Mkdir(m.file, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		r := x.runOn(m)
-		wantExit(t, "run", r, 1)
-		fail := wantLine(t, "run", r.stderr, "FAIL:")
-		wantIn(t, "FAIL line", fail, "cause=filesystem")
-		wantIn(t, "FAIL line", fail, m.file+" is a directory")
-	})
+	t.Run("lock file not permitted", func(t *testing.T) { lockNotPermittedIsFilesystem(t, x) })
+	t.Run("token path is a directory", func(t *testing.T) { tokenPathIsDirIsFilesystem(t, x) })
+}
+
+// readOnlyHomeIsFilesystem: a read-only home fails with cause=filesystem
+// naming the lock, never blaming another run.
+func readOnlyHomeIsFilesystem(t *testing.T, x *h) {
+	home := tmpfs(t, "1m")
+	m := machine{host: "devvm-ro", home: home, file: filepath.Join(home, ".vault-token")}
+	x.putOn(m, x.periodic("periodic"))
+	if out, err := exec.Command("mount", "-o", "remount,ro", home).CombinedOutput(); err != nil {
+		t.Fatalf("remount ro: %v %s", err, out)
+	}
+	r := x.runOn(m)
+	wantExit(t, "run", r, 1)
+	fail := wantLine(t, "run", r.stderr, "FAIL:")
+	wantIn(t, "FAIL line", fail, "cause=filesystem")
+	wantIn(t, "FAIL line", fail, m.file+".lock is on a read-only file system")
+	if strings.Contains(fail, "another vault-token-renew run") {
+		t.Errorf("the FAIL line blames another run for a read-only home: %s", fail)
+	}
+}
+
+// fullDiskCase is a full file system under the token file, with the state
+// file on it or elsewhere (stateElsewhere), failing at stage and saying
+// want besides.
+type fullDiskCase struct {
+	name, host, stage string
+	stateElsewhere    bool
+	want              []string
+}
+
+// fullDiskIsFilesystem runs tc on a full 64k tmpfs: cause=filesystem, the
+// token file unchanged, no new periodic token alive.
+func fullDiskIsFilesystem(t *testing.T, x *h, tc fullDiskCase) {
+	home := tmpfs(t, "64k")
+	m := machine{host: tc.host, home: home, file: filepath.Join(home, ".vault-token")}
+	login := x.login()
+	x.putOn(m, login)
+	if err := os.WriteFile(m.file+".lock", nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fill(t, filepath.Join(home, "filler"))
+	before := x.periodicAccessors()
+	var extra []string
+	if tc.stateElsewhere {
+		extra = append(extra, "XDG_STATE_HOME="+t.TempDir())
+	}
+	env := x.env(x.f.Server.Addr, extra...)
+	env[1] = "HOME=" + m.home
+	r := x.runEnv(env, "--host", m.host)
+	wantExit(t, "run", r, 1)
+	fail := wantLine(t, "run", r.stderr, "FAIL:")
+	for _, want := range append([]string{"cause=filesystem", "stage=" + tc.stage, "no space left for " + home}, tc.want...) {
+		wantIn(t, "FAIL line", fail, want)
+	}
+	if b, _ := os.ReadFile(m.file); string(b) != login.Secret {
+		t.Fatal("the token file changed on a full disk")
+	}
+	if after := x.periodicAccessors(); len(after) != len(before) {
+		t.Fatalf("a periodic token minted on a full disk stayed alive (stage=%s): periodic %v → %v", tc.stage, before, after)
+	}
+}
+
+// lockNotPermittedIsFilesystem runs as nobody in a home it may read but not
+// write.
+func lockNotPermittedIsFilesystem(t *testing.T, x *h) {
+	// An unprivileged user whose home it may read but not write: the
+	// lock cannot be created, and that is cause=filesystem naming it,
+	// never "another run holds the lock".
+	home, err := os.MkdirTemp("", "vtr-perm-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(home) })
+	tok := x.periodic("periodic (nobody)")
+	file := filepath.Join(home, ".vault-token")
+	bin := filepath.Join(home, "vault-token-renew")
+	if err := os.WriteFile(file, []byte(tok.Secret), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(x.ctx, bin, "--log-format=plain", "--host", "devvm-perm")
+	cmd.Env = x.env(x.f.Server.Addr)
+	cmd.Env[1] = "HOME=" + home
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	r := x.exec(cmd, false)
+	t.Logf("vault-token-renew as nobody → exit %d\n%s", r.code, x.redact(r.stderr))
+	wantExit(t, "run as nobody in a home it cannot write", r, 1)
+	fail := wantLine(t, "run as nobody", r.stderr, "FAIL: could not take the run lock")
+	wantIn(t, "FAIL line", fail, "cause=filesystem")
+	wantIn(t, "FAIL line", fail, "permission denied on "+file+".lock")
+	if strings.Contains(fail, "another vault-token-renew run") {
+		t.Errorf("an unwritable lock reads as a held one: %s", fail)
+	}
+}
+
+// tokenPathIsDirIsFilesystem: a token path that is a directory is
+// cause=filesystem naming it.
+func tokenPathIsDirIsFilesystem(t *testing.T, x *h) {
+	home := t.TempDir()
+	m := machine{host: "devvm-dir", home: home, file: filepath.Join(home, ".vault-token")}
+	if err := os.Mkdir(m.file, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r := x.runOn(m)
+	wantExit(t, "run", r, 1)
+	fail := wantLine(t, "run", r.stderr, "FAIL:")
+	wantIn(t, "FAIL line", fail, "cause=filesystem")
+	wantIn(t, "FAIL line", fail, m.file+" is a directory")
 }
 
 // fill writes to path until the file system is full.

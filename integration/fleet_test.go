@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -120,9 +119,17 @@ func TestFleetSharesOneVault(t *testing.T) {
 	x := newH(t)
 	ms := x.machines(4)
 	manual := x.periodic("untagged manual re-mint")
+	first := fleetHealsOneByOne(t, x, ms, manual)
+	second := fleetHealsAllAtOnce(t, x, ms, first)
+	fleetSweepSparesOthers(t, x, ms, second)
+	fleetStatusShowsTags(t, x, ms)
+}
 
-	// One after another, each followed by its walk (a new install's ledger
-	// has a gap): the untagged re-mint is stale to every machine.
+// fleetHealsOneByOne heals each machine one after another, each followed
+// by its walk (a new install's ledger has a gap): the untagged re-mint is
+// stale to every machine. It returns each host's token.
+func fleetHealsOneByOne(t *testing.T, x *h, ms []machine, manual devvault.Token) map[string]string {
+	t.Helper()
 	for _, m := range ms {
 		x.putOn(m, x.login())
 		r := x.runOn(m)
@@ -136,8 +143,13 @@ func TestFleetSharesOneVault(t *testing.T) {
 	if x.alive(manual.Accessor) {
 		t.Error("the untagged manual re-mint survived the heals")
 	}
+	return first
+}
 
-	// All at once.
+// fleetHealsAllAtOnce heals every machine at once: each retires its own
+// previous token (first) from its ledger. It returns each host's token.
+func fleetHealsAllAtOnce(t *testing.T, x *h, ms []machine, first map[string]string) map[string]string {
+	t.Helper()
 	for _, m := range ms {
 		x.putOn(m, x.login())
 	}
@@ -163,17 +175,16 @@ func TestFleetSharesOneVault(t *testing.T) {
 			t.Errorf("%s: its previous token %s is still alive", m.host, first[m.host])
 		}
 	}
+	return second
+}
 
-	// sweep on one machine spares the others and lists them.
-	me, err := user.Current() // the binary's user tag, as x.env sets no USER
-	if err != nil {
-		t.Fatal(err)
-	}
-	extra, err := x.f.MintPeriodicFor(x.ctx, "devvm-wizard", map[string]string{"managed_by": "vault-token-renew", "host": "devvm-1", "user": me.Username})
-	if err != nil {
-		t.Fatal(err)
-	}
-	x.keep("extra devvm-1", extra)
+// fleetSweepSparesOthers: sweep on one machine revokes its own stale token,
+// spares the others' (second) and lists them.
+func fleetSweepSparesOthers(t *testing.T, x *h, ms []machine, second map[string]string) {
+	t.Helper()
+	// mintByHand tags it with user.Current, the binary's user tag, as x.env
+	// sets no USER.
+	extra := x.mintByHand("extra devvm-1", "devvm-1")
 	r := x.runOn(ms[0], "sweep", "--apply")
 	wantExit(t, "sweep --apply on devvm-1", r, 0)
 	wantIn(t, "sweep --apply on devvm-1 stderr", r.stderr, "revoked 1 stale")
@@ -189,9 +200,12 @@ func TestFleetSharesOneVault(t *testing.T) {
 	if x.alive(extra.Accessor) {
 		t.Error("sweep --apply left devvm-1's own stale token alive")
 	}
+}
 
-	// status shows the tags.
-	r = x.runOn(ms[1], "status", "--json")
+// fleetStatusShowsTags: status, as JSON and as text, shows the tags.
+func fleetStatusShowsTags(t *testing.T, x *h, ms []machine) {
+	t.Helper()
+	r := x.runOn(ms[1], "status", "--json")
 	var st struct {
 		Meta map[string]string `json:"meta"`
 		Host string            `json:"this_host"`

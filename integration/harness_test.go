@@ -35,7 +35,6 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "integration: %v\n", err)
 		os.Exit(1)
 	}
-	os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -119,74 +119,118 @@ const lookupAccessor = "POST /v1/auth/token/lookup-accessor"
 // whole. Another machine's token lives through it all.
 func TestBigVaultNewUser(t *testing.T) {
 	x := newH(t)
-	m := x.machine("devvm-big")
-	me, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	mint := func(label, host string) devvault.Token {
-		tok, err := x.f.MintPeriodicFor(x.ctx, "devvm-wizard", map[string]string{"managed_by": "vault-token-renew", "host": host, "user": me.Username})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return x.keep(label, tok)
-	}
-	theirs := mint("another machine's", "devvm-other")
-	older := mint("an older token nobody recorded", m.host)
-	first := mint("the first token, minted by hand", m.host)
+	b := &bigVault{x: x, m: x.machine("devvm-big")}
+	theirs := x.mintByHand("another machine's", "devvm-other")
+	older := x.mintByHand("an older token nobody recorded", b.m.host)
+	first := x.mintByHand("the first token, minted by hand", b.m.host)
 	start := time.Now()
 	x.seed(50_000)
 	t.Logf("seeded 50,000 tokens in %s", time.Since(start).Round(time.Second))
 	if n := x.listCount(); n < 50_000 {
 		t.Fatalf("premise: vault lists %d accessors, want at least 50,000", n)
 	}
-	c := newCounter(t, x)
-	heal := func(what string, retired ...string) string {
-		t.Helper()
-		x.putOn(m, x.login())
-		start := time.Now()
-		r := x.runOnVia(m, c.Addr)
-		took := time.Since(start)
-		seen, total := c.Take()
-		t.Logf("%s took %s and sent %d requests: %v", what, took.Round(time.Millisecond), total, seen)
-		wantExit(t, what, r, 0)
-		healed := wantLine(t, what, r.stderr, "HEALED")
-		if seen[listAccessors] != 0 || total > 16 {
-			t.Errorf("%s listed every accessor %d times and sent %d requests; want no list and at most 16", what, seen[listAccessors], total)
-		}
-		for _, a := range retired {
-			if x.alive(a) {
-				t.Errorf("%s: %s is alive", what, a)
-			}
-		}
-		return healed
-	}
+	b.c = newCounter(t, x)
 
-	x.putOn(m, first)
-	r := x.runOnVia(m, c.Addr)
-	wantExit(t, "the first run after the install", r, 0)
-	if seen, total := c.Take(); total != 2 {
-		t.Errorf("the first OK run sent %v, want lookup-self and renew-self", seen)
-	}
-	healed := heal("the first heal after the install", first.Accessor)
-	wantIn(t, "HEALED line", healed, "(revoked 1 stale, from the ledger); tokens minted before the ledger began")
-	wantIn(t, "HEALED line", healed, "next=\"find them: vault-token-renew sweep --apply\"")
-
-	manual := mint("manual re-mint", m.host)
-	healedTok := x.fileInfoOn(m).Accessor
-	x.putOn(m, manual)
-	r = x.runOnVia(m, c.Addr)
-	c.Take()
-	wantExit(t, "the run after the manual re-mint", r, 0)
-	wantIn(t, "the run after the manual re-mint", r.closing, "(revoked 1 stale, from the ledger)")
-	heal("the heal after a manual re-mint", healedTok, manual.Accessor)
+	b.installThenHeal(first)
+	b.manualRemintThenHeal()
 	if !x.alive(older.Accessor) {
 		t.Fatal("premise: a token no ledger knows was revoked without a walk")
 	}
+	b.resumedWalk(older, theirs)
+	healed := b.heal("the heal after the walk", x.fileInfoOn(b.m).Accessor)
+	if strings.Contains(healed, "may remain") {
+		t.Errorf("the heal after a complete walk still says tokens may remain: %s", healed)
+	}
+}
 
-	x.walkKilledHalfway(m, c)
-	r = x.runOnVia(m, c.Addr, "sweep", "--apply", "--max-rps", "0")
-	seen, _ := c.Take()
+// bigVault is TestBigVaultNewUser's machine m, whose runs go through the
+// request counter c.
+type bigVault struct {
+	x *h
+	m machine
+	c *devvault.Counter
+}
+
+// mintByHand mints a periodic token for host and the current user, as the
+// runbook's manual (re-)mint does, and keeps its secret.
+func (x *h) mintByHand(label, host string) devvault.Token {
+	x.t.Helper()
+	me, err := user.Current()
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	tok, err := x.f.MintPeriodicFor(x.ctx, "devvm-wizard", map[string]string{"managed_by": "vault-token-renew", "host": host, "user": me.Username})
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	return x.keep(label, tok)
+}
+
+// heal puts a login in m's file and heals it: no LIST, at most 16
+// requests, and the retired accessors are dead. It returns the HEALED line.
+func (b *bigVault) heal(what string, retired ...string) string {
+	t, x := b.x.t, b.x
+	t.Helper()
+	x.putOn(b.m, x.login())
+	start := time.Now()
+	r := x.runOnVia(b.m, b.c.Addr)
+	took := time.Since(start)
+	seen, total := b.c.Take()
+	t.Logf("%s took %s and sent %d requests: %v", what, took.Round(time.Millisecond), total, seen)
+	wantExit(t, what, r, 0)
+	healed := wantLine(t, what, r.stderr, "HEALED")
+	if seen[listAccessors] != 0 || total > 16 {
+		t.Errorf("%s listed every accessor %d times and sent %d requests; want no list and at most 16", what, seen[listAccessors], total)
+	}
+	for _, a := range retired {
+		if x.alive(a) {
+			t.Errorf("%s: %s is alive", what, a)
+		}
+	}
+	return healed
+}
+
+// installThenHeal: the fresh install's first run renews the hand-minted
+// token with two requests; the first heal retires it from the ledger and
+// says what finds tokens minted before the ledger began.
+func (b *bigVault) installThenHeal(first devvault.Token) {
+	t, x := b.x.t, b.x
+	t.Helper()
+	x.putOn(b.m, first)
+	r := x.runOnVia(b.m, b.c.Addr)
+	wantExit(t, "the first run after the install", r, 0)
+	if seen, total := b.c.Take(); total != 2 {
+		t.Errorf("the first OK run sent %v, want lookup-self and renew-self", seen)
+	}
+	healed := b.heal("the first heal after the install", first.Accessor)
+	wantIn(t, "HEALED line", healed, "(revoked 1 stale, from the ledger); tokens minted before the ledger began")
+	wantIn(t, "HEALED line", healed, "next=\"find them: vault-token-renew sweep --apply\"")
+}
+
+// manualRemintThenHeal: an OK run on a manual re-mint retires the healed
+// token it replaced, and the next heal retires the re-mint.
+func (b *bigVault) manualRemintThenHeal() {
+	t, x := b.x.t, b.x
+	t.Helper()
+	manual := x.mintByHand("manual re-mint", b.m.host)
+	healedTok := x.fileInfoOn(b.m).Accessor
+	x.putOn(b.m, manual)
+	r := x.runOnVia(b.m, b.c.Addr)
+	b.c.Take()
+	wantExit(t, "the run after the manual re-mint", r, 0)
+	wantIn(t, "the run after the manual re-mint", r.closing, "(revoked 1 stale, from the ledger)")
+	b.heal("the heal after a manual re-mint", healedTok, manual.Accessor)
+}
+
+// resumedWalk kills the walk halfway and resumes it: in all it looks each
+// accessor up about once, revokes the older token, spares another
+// machine's, and leaves the ledger whole.
+func (b *bigVault) resumedWalk(older, theirs devvault.Token) {
+	t, x := b.x.t, b.x
+	t.Helper()
+	x.walkKilledHalfway(b.m, b.c)
+	r := x.runOnVia(b.m, b.c.Addr, "sweep", "--apply", "--max-rps", "0")
+	seen, _ := b.c.Take()
 	wantExit(t, "the resumed walk", r, 0)
 	wantIn(t, "the resumed walk", r.closing, "resumed after")
 	wantIn(t, "the resumed walk", r.closing, "the ledger is complete again")
@@ -202,11 +246,7 @@ func TestBigVaultNewUser(t *testing.T) {
 	if !x.alive(theirs.Accessor) {
 		t.Errorf("another machine's token %s was revoked", theirs.Accessor)
 	}
-	x.assertOneLive(m)
-	healed = heal("the heal after the walk", x.fileInfoOn(m).Accessor)
-	if strings.Contains(healed, "may remain") {
-		t.Errorf("the heal after a complete walk still says tokens may remain: %s", healed)
-	}
+	x.assertOneLive(b.m)
 }
 
 // walkKilledHalfway starts m's walk through c, SIGKILLs it once its place
@@ -250,15 +290,8 @@ func TestManualRemintIsRetired(t *testing.T) {
 	x := newH(t)
 	m := x.machine("devvm-remint")
 	prev := x.healOnce(m)
-	me, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	manual, err := x.f.MintPeriodicFor(x.ctx, "devvm-wizard", map[string]string{"managed_by": "vault-token-renew", "host": m.host, "user": me.Username})
-	if err != nil {
-		t.Fatal(err)
-	}
-	x.putOn(m, x.keep("manual re-mint", manual))
+	manual := x.mintByHand("manual re-mint", m.host)
+	x.putOn(m, manual)
 	c := newCounter(t, x)
 
 	r := x.runOnVia(m, c.Addr)

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/devvm/vault-token-renew/internal/devvault"
 )
 
 // mage runs `go tool mage target` from the repo root as an operator would,
@@ -37,6 +39,17 @@ func TestMageInstallLiveTestSweepStale(t *testing.T) {
 
 	// The mage runs' output is logged in full by x.mage; the messages here
 	// name the condition only.
+	bin := mageInstall(t, x)
+	mageInstallAgain(t, x)
+	mageLiveTest(t, x, bin)
+	mageSweepStale(t, x, first)
+}
+
+// mageInstall: install writes the binary and the units without enabling
+// the timer, and an env file naming the server but not holding the root
+// token. It returns the installed binary.
+func mageInstall(t *testing.T, x *h) string {
+	t.Helper()
 	r := x.mage(nil, "install")
 	bin := filepath.Join(x.home, ".local", "bin", "vault-token-renew")
 	wantExit(t, "install", r, 0)
@@ -61,7 +74,13 @@ func TestMageInstallLiveTestSweepStale(t *testing.T) {
 	} else if want := "vault-token-renew v0.0.0-magetest\n"; string(out) != want {
 		t.Errorf("installed --version says %q, want %q", out, want)
 	}
-	r = x.mage(nil, "install")
+	return bin
+}
+
+// mageInstallAgain: a second install changes nothing.
+func mageInstallAgain(t *testing.T, x *h) {
+	t.Helper()
+	r := x.mage(nil, "install")
 	wantExit(t, "second install", r, 0)
 	if !strings.Contains(r.stdout, "install: nothing changed") {
 		t.Errorf("second install: output lacks %q", "install: nothing changed")
@@ -69,8 +88,13 @@ func TestMageInstallLiveTestSweepStale(t *testing.T) {
 	if strings.Contains(r.stdout, "wrote") {
 		t.Errorf("second install: output says %q: it rewrote something", "wrote")
 	}
+}
 
-	r = x.mage(nil, "liveTest")
+// mageLiveTest: liveTest runs the installed binary through its three
+// steps and leaves a working token of ours in the file and no fakes.
+func mageLiveTest(t *testing.T, x *h, bin string) {
+	t.Helper()
+	r := x.mage(nil, "liveTest")
 	wantExit(t, "liveTest", r, 0)
 	if n := strings.Count(r.stdout, "PASS "); n != 3 {
 		t.Errorf("liveTest: %d steps PASS, want 3", n)
@@ -89,11 +113,15 @@ func TestMageInstallLiveTestSweepStale(t *testing.T) {
 		t.Errorf("after liveTest the file holds a token with display name %q, want token-devvm-wizard", info.DisplayName)
 	}
 	x.assertNoFakes()
+}
 
-	// The token the file held before liveTest's heal was never recorded
-	// (no run before it): only a walk finds it, with the two stale ones.
+// mageSweepStale: the token the file held before liveTest's heal was never
+// recorded (no run before it): only a walk finds it, with the two stale
+// ones.
+func mageSweepStale(t *testing.T, x *h, first devvault.Token) {
+	t.Helper()
 	s1, s2 := x.periodic("stale1"), x.periodic("stale2")
-	r = x.mage(nil, "sweepStale")
+	r := x.mage(nil, "sweepStale")
 	wantExit(t, "sweepStale dry run", r, 0)
 	if n := strings.Count(r.stdout, "would revoke\n"); n != 3 || !strings.Contains(r.stdout, first.Accessor) {
 		t.Errorf("sweepStale dry run: %d \"would revoke\" lines, want 3 (with the first token %s)", n, first.Accessor)

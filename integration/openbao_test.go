@@ -42,106 +42,127 @@ func newBaoH(t *testing.T) *h {
 // server as a bao user's shell would: BAO_ADDR, no VAULT_ADDR.
 func TestOpenBaoMatrix(t *testing.T) {
 	x := newBaoH(t)
-	t.Run("OK, with tokens of the s. prefix", func(t *testing.T) {
-		p := x.periodic("bao periodic")
-		if !strings.HasPrefix(p.Secret, "s.") {
-			t.Fatal("premise: OpenBao issues tokens with the s. prefix")
-		}
-		x.put(p)
-		r := x.run()
-		wantExit(t, "renewal", r, 0)
-		if !strings.HasPrefix(r.closing, "OK: renewed periodic token") {
-			t.Errorf("renewal ends %q", r.closing)
-		}
-		if !bytes.Equal(x.fileBytes(), []byte(p.Secret)) {
-			t.Error("the file changed on the happy path")
-		}
-	})
-	t.Run("HEALED after a login, then from the ledger", func(t *testing.T) {
-		old := x.periodic("bao old periodic")
-		x.put(old)
-		wantExit(t, "the OK run that records the old token", x.run(), 0)
-		login := x.login() // the userpass login, as `bao login` does it
-		x.put(login)
-		r := x.run()
-		wantExit(t, "heal", r, 0)
-		wantLine(t, "heal", r.stderr, "HEALED: re-minted from foreign dn=userpass-wizard")
-		info, err := x.fileToken()
-		if err != nil {
-			t.Fatalf("the healed file's token does not work: %v", err)
-		}
-		if info.DisplayName != "token-devvm-wizard" || info.Period != 768*time.Hour || !info.Orphan ||
-			info.Meta["managed_by"] != "vault-token-renew" || info.Meta["host"] == "" {
-			t.Errorf("healed token %+v, want a tagged, orphan, periodic token-devvm-wizard", info)
-		}
-		if fi, _ := os.Stat(x.file); fi.Mode().Perm() != 0o600 {
-			t.Errorf("token file mode %v", fi.Mode().Perm())
-		}
-		if !x.alive(login.Accessor) {
-			t.Error("the login token was revoked")
-		}
-		if x.alive(old.Accessor) {
-			t.Error("the previous periodic token is alive")
-		}
-		x.put(x.login())
-		r = x.run()
-		wantExit(t, "second heal", r, 0)
-		wantIn(t, "second HEALED line", wantLine(t, "second heal", r.stderr, "HEALED"), "(revoked 1 stale, from the ledger)")
-	})
-	t.Run("DRIFT for a weak token, file byte-identical", func(t *testing.T) {
-		x.put(x.weak())
-		before := x.fileBytes()
-		r := x.run()
-		wantExit(t, "weak clobber", r, 1)
-		drift := wantLine(t, "weak clobber", r.stderr, "DRIFT")
-		wantIn(t, "DRIFT line", drift, "heal denied — foreign token lacks create authority")
-		wantIn(t, "DRIFT line", drift, "next=\"find what wrote the token (bao token lookup -accessor")
-		if !bytes.Equal(x.fileBytes(), before) {
-			t.Error("the file changed on DRIFT")
-		}
-	})
-	t.Run("a batch token is DRIFT without a create", func(t *testing.T) {
-		tok, err := x.f.MintOdd(x.ctx, true, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		x.put(x.keep("bao batch", tok))
-		before := x.fileBytes()
-		r := x.run()
-		wantExit(t, "batch", r, 1)
-		wantIn(t, "DRIFT line", wantLine(t, "batch", r.stderr, "DRIFT"), "a batch token cannot heal")
-		if !bytes.Equal(x.fileBytes(), before) {
-			t.Error("the file changed on DRIFT")
-		}
-	})
-	t.Run("status --json", func(t *testing.T) {
-		x.put(x.login())
-		if r := x.run(); r.code != 0 {
-			t.Fatalf("heal: exit %d", r.code)
-		}
-		if r := x.run("sweep", "--apply", "--max-rps", "0"); r.code != 0 {
-			t.Fatalf("the walk: exit %d", r.code)
-		}
-		r := x.run("status", "--json")
-		wantExit(t, "status --json", r, 0)
-		var st struct {
-			Ours   bool              `json:"ours"`
-			Meta   map[string]string `json:"meta"`
-			Ledger struct {
-				Complete bool `json:"complete"`
-			} `json:"ledger"`
-		}
-		if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
-			t.Fatalf("status --json: %v", err)
-		}
-		if !st.Ours || st.Meta["managed_by"] != "vault-token-renew" || !st.Ledger.Complete {
-			t.Errorf("status --json %+v", st)
-		}
-	})
-	t.Run("BAO_ADDR wins over VAULT_ADDR", func(t *testing.T) {
-		r := x.runEnv(x.env(x.f.Server.Addr, "VAULT_ADDR="+closedPort(t)))
-		wantExit(t, "run with both", r, 0)
-	})
+	t.Run("OK, with tokens of the s. prefix", func(t *testing.T) { baoOK(t, x) })
+	t.Run("HEALED after a login, then from the ledger", func(t *testing.T) { baoHealed(t, x) })
+	t.Run("DRIFT for a weak token, file byte-identical", func(t *testing.T) { baoWeakDrift(t, x) })
+	t.Run("a batch token is DRIFT without a create", func(t *testing.T) { baoBatchDrift(t, x) })
+	t.Run("status --json", func(t *testing.T) { baoStatusJSON(t, x) })
+	t.Run("BAO_ADDR wins over VAULT_ADDR", func(t *testing.T) { baoAddrWins(t, x) })
+}
+
+// baoOK: a periodic token of the s. prefix renews, and the file stays.
+func baoOK(t *testing.T, x *h) {
+	p := x.periodic("bao periodic")
+	if !strings.HasPrefix(p.Secret, "s.") {
+		t.Fatal("premise: OpenBao issues tokens with the s. prefix")
+	}
+	x.put(p)
+	r := x.run()
+	wantExit(t, "renewal", r, 0)
+	if !strings.HasPrefix(r.closing, "OK: renewed periodic token") {
+		t.Errorf("renewal ends %q", r.closing)
+	}
+	if !bytes.Equal(x.fileBytes(), []byte(p.Secret)) {
+		t.Error("the file changed on the happy path")
+	}
+}
+
+// baoHealed: a login heals to a tagged, orphan periodic token; the login
+// lives and the previous periodic token is revoked. The next heal retires
+// from the ledger.
+func baoHealed(t *testing.T, x *h) {
+	old := x.periodic("bao old periodic")
+	x.put(old)
+	wantExit(t, "the OK run that records the old token", x.run(), 0)
+	login := x.login() // the userpass login, as `bao login` does it
+	x.put(login)
+	r := x.run()
+	wantExit(t, "heal", r, 0)
+	wantLine(t, "heal", r.stderr, "HEALED: re-minted from foreign dn=userpass-wizard")
+	info, err := x.fileToken()
+	if err != nil {
+		t.Fatalf("the healed file's token does not work: %v", err)
+	}
+	if info.DisplayName != "token-devvm-wizard" || info.Period != 768*time.Hour || !info.Orphan ||
+		info.Meta["managed_by"] != "vault-token-renew" || info.Meta["host"] == "" {
+		t.Errorf("healed token %+v, want a tagged, orphan, periodic token-devvm-wizard", info)
+	}
+	if fi, _ := os.Stat(x.file); fi.Mode().Perm() != 0o600 {
+		t.Errorf("token file mode %v", fi.Mode().Perm())
+	}
+	if !x.alive(login.Accessor) {
+		t.Error("the login token was revoked")
+	}
+	if x.alive(old.Accessor) {
+		t.Error("the previous periodic token is alive")
+	}
+	x.put(x.login())
+	r = x.run()
+	wantExit(t, "second heal", r, 0)
+	wantIn(t, "second HEALED line", wantLine(t, "second heal", r.stderr, "HEALED"), "(revoked 1 stale, from the ledger)")
+}
+
+// baoWeakDrift: a weak token is DRIFT, and the file stays byte-identical.
+func baoWeakDrift(t *testing.T, x *h) {
+	x.put(x.weak())
+	before := x.fileBytes()
+	r := x.run()
+	wantExit(t, "weak clobber", r, 1)
+	drift := wantLine(t, "weak clobber", r.stderr, "DRIFT")
+	wantIn(t, "DRIFT line", drift, "heal denied — foreign token lacks create authority")
+	wantIn(t, "DRIFT line", drift, "next=\"find what wrote the token (bao token lookup -accessor")
+	if !bytes.Equal(x.fileBytes(), before) {
+		t.Error("the file changed on DRIFT")
+	}
+}
+
+// baoBatchDrift: a batch token is DRIFT without a create.
+func baoBatchDrift(t *testing.T, x *h) {
+	tok, err := x.f.MintOdd(x.ctx, true, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.put(x.keep("bao batch", tok))
+	before := x.fileBytes()
+	r := x.run()
+	wantExit(t, "batch", r, 1)
+	wantIn(t, "DRIFT line", wantLine(t, "batch", r.stderr, "DRIFT"), "a batch token cannot heal")
+	if !bytes.Equal(x.fileBytes(), before) {
+		t.Error("the file changed on DRIFT")
+	}
+}
+
+// baoStatusJSON: after a heal and the walk, status --json says the token
+// is ours, tagged, and the ledger complete.
+func baoStatusJSON(t *testing.T, x *h) {
+	x.put(x.login())
+	if r := x.run(); r.code != 0 {
+		t.Fatalf("heal: exit %d", r.code)
+	}
+	if r := x.run("sweep", "--apply", "--max-rps", "0"); r.code != 0 {
+		t.Fatalf("the walk: exit %d", r.code)
+	}
+	r := x.run("status", "--json")
+	wantExit(t, "status --json", r, 0)
+	var st struct {
+		Ours   bool              `json:"ours"`
+		Meta   map[string]string `json:"meta"`
+		Ledger struct {
+			Complete bool `json:"complete"`
+		} `json:"ledger"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		t.Fatalf("status --json: %v", err)
+	}
+	if !st.Ours || st.Meta["managed_by"] != "vault-token-renew" || !st.Ledger.Complete {
+		t.Errorf("status --json %+v", st)
+	}
+}
+
+// baoAddrWins: BAO_ADDR wins over VAULT_ADDR.
+func baoAddrWins(t *testing.T, x *h) {
+	r := x.runEnv(x.env(x.f.Server.Addr, "VAULT_ADDR="+closedPort(t)))
+	wantExit(t, "run with both", r, 0)
 }
 
 // TestOpenBaoSweepAndTheFleetRule: sweep --apply on OpenBao revokes this

@@ -293,119 +293,143 @@ func TestHealOnLoginUnderSystemd(t *testing.T) {
 		t.Fatalf("HEAL_ON_LOGIN=1: the path unit is %q, want active", got)
 	}
 
-	t.Run("a login is healed within seconds, by one run", func(t *testing.T) {
-		from := len(b.runs())
-		b.login(tokenFile, b.adminLogin("login 1"))
-		took, ok := b.healedWithin(tokenFile, 30*time.Second)
-		if !ok {
-			t.Fatalf("after %s the file does not hold our periodic token; runs %v", took, b.runs()[from:])
-		}
-		runs := b.settled(from, 10*time.Second)
-		t.Logf("healed %s after the login; runs %v", took.Round(100*time.Millisecond), runs)
-		if len(runs) < 1 || len(runs) > 2 || !strings.HasPrefix(runs[0], "HEALED:") {
-			t.Fatalf("runs after the login %v, want one HEALED (and at most a quiet OK)", runs)
-		}
-		if len(runs) == 2 && !strings.HasPrefix(runs[1], "OK:") {
-			t.Fatalf("the run after the heal is %q, want a quiet OK", runs[1])
-		}
-	})
-	t.Run("a burst of writes is a burst of a few runs", func(t *testing.T) {
-		from := len(b.runs())
-		for i := 0; i < 20; i++ {
-			b.login(tokenFile, b.adminLogin(fmt.Sprintf("burst %d", i)))
-			time.Sleep(100 * time.Millisecond)
-		}
-		if _, ok := b.healedWithin(tokenFile, 30*time.Second); !ok {
-			t.Fatal("the file does not hold our periodic token after the burst")
-		}
-		runs := b.settled(from, 10*time.Second)
-		t.Logf("20 writes in 2s made %d runs: %v", len(runs), runs)
-		if len(runs) < 1 || len(runs) > 3 {
-			t.Fatalf("20 writes in 2s made %d runs, want 1 to 3", len(runs))
-		}
-	})
-	t.Run("a weak clobber fails the unit and notifies within seconds", func(t *testing.T) {
-		notifyBefore := b.user("systemctl --user show -p InvocationID --value vault-token-renew-notify@vault-token-renew.service")
-		b.login(tokenFile, x.weak())
-		before := b.file(tokenFile)
-		start := time.Now()
-		b.waitFor("the failed unit", func() bool {
-			return b.user("systemctl --user is-failed vault-token-renew.service") == "failed"
-		})
-		b.waitFor("the notifier", func() bool {
-			id := b.user("systemctl --user show -p InvocationID --value vault-token-renew-notify@vault-token-renew.service")
-			return id != "" && id != notifyBefore
-		})
-		took := time.Since(start)
-		t.Logf("failed and notified %s after the write", took.Round(100*time.Millisecond))
-		if took > 15*time.Second {
-			t.Errorf("the alert took %s, want seconds", took)
-		}
-		if !strings.Contains(b.sh("journalctl --no-pager -o cat -p err _SYSTEMD_USER_UNIT=vault-token-renew.service"), "DRIFT: foreign token dn=token-kubernetes-woodpecker-default") {
-			t.Error("no DRIFT at error priority in the journal")
-		}
-		if !bytes.Equal(b.file(tokenFile), before) {
-			t.Error("the token file changed on a triggered DRIFT")
-		}
-		// Still healable: the next login heals.
-		b.user("systemctl --user reset-failed vault-token-renew.service")
-		b.login(tokenFile, b.adminLogin("login after drift"))
-		if _, ok := b.healedWithin(tokenFile, 30*time.Second); !ok {
-			t.Fatal("a login after the DRIFT was not healed")
-		}
-		b.settled(0, 5*time.Second)
-	})
-	t.Run("an upgrade keeps the choice; HEAL_ON_LOGIN=0 turns it off", func(t *testing.T) {
-		b.install("")
-		if got := b.user("systemctl --user is-enabled " + install.PathUnit); got != "enabled" {
-			t.Fatalf("a plain reinstall left the path unit %q, want enabled", got)
-		}
-		b.install("0")
-		b.install("")
-		if got := b.user("systemctl --user is-enabled " + install.PathUnit); got != "disabled" {
-			t.Fatalf("after HEAL_ON_LOGIN=0 and a plain reinstall the path unit is %q, want disabled", got)
-		}
-		if got := b.user("systemctl --user is-active " + install.PathUnit); got == "active" {
-			t.Fatal("HEAL_ON_LOGIN=0 left the path unit watching")
-		}
-		from := len(b.settled(0, 5*time.Second))
-		b.login(tokenFile, b.adminLogin("login while off"))
-		if runs := b.settled(from, 8*time.Second); len(runs) != 0 {
-			t.Fatalf("with heal on login off a login started runs %v\n%s\n%s", runs,
-				b.user("systemctl --user status --no-pager "+install.PathUnit),
-				b.sh("journalctl --no-pager -o short-precise --since=-40s | grep -v audit | tail -40"))
-		}
-	})
-	t.Run("a token file elsewhere is watched through the drop-in", func(t *testing.T) {
-		moved := boxHome + "/tokens/vault-token"
-		b.login(moved, x.periodic("moved periodic"))
-		r := b.install("1", "VTR_TOKEN_FILE", moved)
-		if r.Watches != moved {
-			t.Fatalf("install says heal on login watches %q, want %s", r.Watches, moved)
-		}
-		from := len(b.runs())
-		b.login(moved, b.adminLogin("login to the moved file"))
-		if took, ok := b.healedWithin(moved, 30*time.Second); !ok {
-			t.Fatalf("after %s the moved file is not healed; runs %v", took, b.runs()[from:])
-		}
-	})
-	t.Run("uninstall leaves no enabled unit behind", func(t *testing.T) {
-		units, _ := install.UnitsFrom("../systemd")
-		if _, err := install.Uninstall(install.Options{Root: b.home, Units: units, Systemctl: b.systemctl}); err != nil {
-			t.Fatal(err)
-		}
-		for _, u := range []string{install.PathUnit, install.Timer} {
-			if got := b.user("systemctl --user is-enabled " + u); got == "enabled" {
-				t.Errorf("%s is still enabled after uninstall", u)
-			}
-			if got := b.user("systemctl --user is-active " + u); got == "active" {
-				t.Errorf("%s is still active after uninstall", u)
-			}
-		}
-	})
+	t.Run("a login is healed within seconds, by one run", func(t *testing.T) { healOnLoginOneRun(t, b, tokenFile) })
+	t.Run("a burst of writes is a burst of a few runs", func(t *testing.T) { healOnLoginBurst(t, b, tokenFile) })
+	t.Run("a weak clobber fails the unit and notifies within seconds", func(t *testing.T) { healOnLoginWeakClobber(t, b, tokenFile) })
+	t.Run("an upgrade keeps the choice; HEAL_ON_LOGIN=0 turns it off", func(t *testing.T) { healOnLoginUpgrade(t, b, tokenFile) })
+	t.Run("a token file elsewhere is watched through the drop-in", func(t *testing.T) { healOnLoginDropIn(t, b) })
+	t.Run("uninstall leaves no enabled unit behind", func(t *testing.T) { healOnLoginUninstall(t, b) })
 	journal := b.sh("journalctl --no-pager -o export")
 	x.learnFiles()
 	x.assertNoSecretIn(journal)
+}
+
+// healOnLoginOneRun: a login is healed within seconds, by one run (the
+// heal's own write sets off no second heal, at most a quiet OK).
+func healOnLoginOneRun(t *testing.T, b *box, tokenFile string) {
+	from := len(b.runs())
+	b.login(tokenFile, b.adminLogin("login 1"))
+	took, ok := b.healedWithin(tokenFile, 30*time.Second)
+	if !ok {
+		t.Fatalf("after %s the file does not hold our periodic token; runs %v", took, b.runs()[from:])
+	}
+	runs := b.settled(from, 10*time.Second)
+	t.Logf("healed %s after the login; runs %v", took.Round(100*time.Millisecond), runs)
+	if len(runs) < 1 || len(runs) > 2 || !strings.HasPrefix(runs[0], "HEALED:") {
+		t.Fatalf("runs after the login %v, want one HEALED (and at most a quiet OK)", runs)
+	}
+	if len(runs) == 2 && !strings.HasPrefix(runs[1], "OK:") {
+		t.Fatalf("the run after the heal is %q, want a quiet OK", runs[1])
+	}
+}
+
+// healOnLoginBurst: a burst of writes is a burst of a few runs.
+func healOnLoginBurst(t *testing.T, b *box, tokenFile string) {
+	from := len(b.runs())
+	for i := 0; i < 20; i++ {
+		b.login(tokenFile, b.adminLogin(fmt.Sprintf("burst %d", i)))
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, ok := b.healedWithin(tokenFile, 30*time.Second); !ok {
+		t.Fatal("the file does not hold our periodic token after the burst")
+	}
+	runs := b.settled(from, 10*time.Second)
+	t.Logf("20 writes in 2s made %d runs: %v", len(runs), runs)
+	if len(runs) < 1 || len(runs) > 3 {
+		t.Fatalf("20 writes in 2s made %d runs, want 1 to 3", len(runs))
+	}
+}
+
+// healOnLoginWeakClobber: a weak clobber fails the unit, fires OnFailure=
+// within seconds and leaves the file byte-identical; the next login heals.
+func healOnLoginWeakClobber(t *testing.T, b *box, tokenFile string) {
+	x := b.x
+	notifyBefore := b.user("systemctl --user show -p InvocationID --value vault-token-renew-notify@vault-token-renew.service")
+	b.login(tokenFile, x.weak())
+	before := b.file(tokenFile)
+	start := time.Now()
+	b.waitFor("the failed unit", func() bool {
+		return b.user("systemctl --user is-failed vault-token-renew.service") == "failed"
+	})
+	b.waitFor("the notifier", func() bool {
+		id := b.user("systemctl --user show -p InvocationID --value vault-token-renew-notify@vault-token-renew.service")
+		return id != "" && id != notifyBefore
+	})
+	took := time.Since(start)
+	t.Logf("failed and notified %s after the write", took.Round(100*time.Millisecond))
+	if took > 15*time.Second {
+		t.Errorf("the alert took %s, want seconds", took)
+	}
+	if !strings.Contains(b.sh("journalctl --no-pager -o cat -p err _SYSTEMD_USER_UNIT=vault-token-renew.service"), "DRIFT: foreign token dn=token-kubernetes-woodpecker-default") {
+		t.Error("no DRIFT at error priority in the journal")
+	}
+	if !bytes.Equal(b.file(tokenFile), before) {
+		t.Error("the token file changed on a triggered DRIFT")
+	}
+	// Still healable: the next login heals.
+	b.user("systemctl --user reset-failed vault-token-renew.service")
+	b.login(tokenFile, b.adminLogin("login after drift"))
+	if _, ok := b.healedWithin(tokenFile, 30*time.Second); !ok {
+		t.Fatal("a login after the DRIFT was not healed")
+	}
+	b.settled(0, 5*time.Second)
+}
+
+// healOnLoginUpgrade: an upgrade keeps the operator's choice;
+// HEAL_ON_LOGIN=0 turns heal on login off.
+func healOnLoginUpgrade(t *testing.T, b *box, tokenFile string) {
+	b.install("")
+	if got := b.user("systemctl --user is-enabled " + install.PathUnit); got != "enabled" {
+		t.Fatalf("a plain reinstall left the path unit %q, want enabled", got)
+	}
+	b.install("0")
+	b.install("")
+	if got := b.user("systemctl --user is-enabled " + install.PathUnit); got != "disabled" {
+		t.Fatalf("after HEAL_ON_LOGIN=0 and a plain reinstall the path unit is %q, want disabled", got)
+	}
+	if got := b.user("systemctl --user is-active " + install.PathUnit); got == "active" {
+		t.Fatal("HEAL_ON_LOGIN=0 left the path unit watching")
+	}
+	from := len(b.settled(0, 5*time.Second))
+	b.login(tokenFile, b.adminLogin("login while off"))
+	if runs := b.settled(from, 8*time.Second); len(runs) != 0 {
+		t.Fatalf("with heal on login off a login started runs %v\n%s\n%s", runs,
+			b.user("systemctl --user status --no-pager "+install.PathUnit),
+			b.sh("journalctl --no-pager -o short-precise --since=-40s | grep -v audit | tail -40"))
+	}
+}
+
+// healOnLoginDropIn: a token file elsewhere is watched through the
+// installer's drop-in.
+func healOnLoginDropIn(t *testing.T, b *box) {
+	x := b.x
+	moved := boxHome + "/tokens/vault-token"
+	b.login(moved, x.periodic("moved periodic"))
+	r := b.install("1", "VTR_TOKEN_FILE", moved)
+	if r.Watches != moved {
+		t.Fatalf("install says heal on login watches %q, want %s", r.Watches, moved)
+	}
+	from := len(b.runs())
+	b.login(moved, b.adminLogin("login to the moved file"))
+	if took, ok := b.healedWithin(moved, 30*time.Second); !ok {
+		t.Fatalf("after %s the moved file is not healed; runs %v", took, b.runs()[from:])
+	}
+}
+
+// healOnLoginUninstall: uninstalling leaves no enabled unit behind.
+func healOnLoginUninstall(t *testing.T, b *box) {
+	units, _ := install.UnitsFrom("../systemd")
+	if _, err := install.Uninstall(install.Options{Root: b.home, Units: units, Systemctl: b.systemctl}); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{install.PathUnit, install.Timer} {
+		if got := b.user("systemctl --user is-enabled " + u); got == "enabled" {
+			t.Errorf("%s is still enabled after uninstall", u)
+		}
+		if got := b.user("systemctl --user is-active " + u); got == "active" {
+			t.Errorf("%s is still active after uninstall", u)
+		}
+	}
 }
 
 // TestShortLoginIsHealedRightAfterTheWrite is the case heal on login is for:

@@ -69,32 +69,72 @@ func TestFailuresNobodyCanMiss(t *testing.T) {
 		t.Fatal(err)
 	}
 	sent := filepath.Join(x.home, "notified.env")
-	env := x.env(x.f.Server.Addr, "VTR_METRICS_FILE="+metricsFile, "VTR_HOST=devvm-vis", "VTR_NOTIFY_COMMAND=env > "+sent)
-	brief := func() string {
-		r := x.runEnv(env, "status", "--brief")
-		if r.code != 0 {
-			t.Fatalf("status --brief exit %d", r.code)
-		}
-		return r.stdout
-	}
-	outcome := func(mf map[string]*dto.MetricFamily, want string) {
-		t.Helper()
-		for _, o := range []string{"ok", "healed", "drift", "fail"} {
-			v := gauge(t, mf, "vault_token_renew_outcome", "outcome", o)
-			if (o == want) != (v == 1) {
-				t.Errorf("vault_token_renew_outcome{outcome=%q} = %v after a %s run", o, v, want)
-			}
-		}
-	}
+	v := &visibility{x: x, metricsFile: metricsFile, sent: sent,
+		env: x.env(x.f.Server.Addr, "VTR_METRICS_FILE="+metricsFile, "VTR_HOST=devvm-vis", "VTR_NOTIFY_COMMAND=env > "+sent)}
 
 	// 1. OK.
+	okAt := v.okRun()
+	// 2. A weak clobber: DRIFT.
+	v.driftRun(okAt)
+	v.driftNotified()
+	// 3. A login: HEALED.
+	v.healRun(okAt)
+	// status tells the whole story.
+	v.statusTellsTheStory()
+	// No secret in the state file or the metrics.
+	for _, p := range []string{filepath.Join(x.home, ".local", "state", "vault-token-renew", "state.json"), metricsFile} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x.mu.Lock()
+		x.outputs = append(x.outputs, string(b))
+		x.mu.Unlock()
+	}
+}
+
+// visibility is TestFailuresNobodyCanMiss's machine: its runs' env writes
+// the metrics to metricsFile and has the notifier write its environment
+// to sent.
+type visibility struct {
+	x                 *h
+	env               []string
+	metricsFile, sent string
+}
+
+// brief is the login banner, status --brief.
+func (v *visibility) brief() string {
+	t := v.x.t
+	r := v.x.runEnv(v.env, "status", "--brief")
+	if r.code != 0 {
+		t.Fatalf("status --brief exit %d", r.code)
+	}
+	return r.stdout
+}
+
+// outcome wants the outcome gauge 1 for want and 0 for the others.
+func (v *visibility) outcome(mf map[string]*dto.MetricFamily, want string) {
+	t := v.x.t
+	t.Helper()
+	for _, o := range []string{"ok", "healed", "drift", "fail"} {
+		g := gauge(t, mf, "vault_token_renew_outcome", "outcome", o)
+		if (o == want) != (g == 1) {
+			t.Errorf("vault_token_renew_outcome{outcome=%q} = %v after a %s run", o, g, want)
+		}
+	}
+}
+
+// okRun: an OK run's metrics say when it succeeded and when the token
+// expires, and the banner is empty. It returns the last success time.
+func (v *visibility) okRun() float64 {
+	t, x := v.x.t, v.x
 	x.put(x.periodic("periodic"))
 	start := time.Now()
-	if r := x.runEnv(env); r.code != 0 {
+	if r := x.runEnv(v.env); r.code != 0 {
 		t.Fatalf("OK run: exit %d\n%s", r.code, r.stderr)
 	}
-	mf := x.metrics(metricsFile)
-	outcome(mf, "ok")
+	mf := x.metrics(v.metricsFile)
+	v.outcome(mf, "ok")
 	okAt := gauge(t, mf, "vault_token_renew_last_success_timestamp_seconds")
 	if okAt < float64(start.Unix()-1) {
 		t.Errorf("last success %v, before the OK run started (%d)", okAt, start.Unix())
@@ -108,25 +148,30 @@ func TestFailuresNobodyCanMiss(t *testing.T) {
 	if gauge(t, mf, "vault_token_renew_consecutive_failures") != 0 {
 		t.Error("failures after an OK run")
 	}
-	if b := brief(); b != "" {
+	if b := v.brief(); b != "" {
 		t.Fatalf("banner after a fresh OK: %q", b)
 	}
+	return okAt
+}
 
-	// 2. A weak clobber: DRIFT.
+// driftRun: after a weak clobber the metrics count one failure and keep
+// the OK run's success time (okAt), and the banner says DRIFT in one line.
+func (v *visibility) driftRun(okAt float64) {
+	t, x := v.x.t, v.x
 	x.put(x.weak())
 	time.Sleep(1100 * time.Millisecond) // a distinct run timestamp
-	if r := x.runEnv(env); r.code != 1 {
+	if r := x.runEnv(v.env); r.code != 1 {
 		t.Fatalf("DRIFT run: exit %d\n%s", r.code, r.stderr)
 	}
-	mf = x.metrics(metricsFile)
-	outcome(mf, "drift")
+	mf := x.metrics(v.metricsFile)
+	v.outcome(mf, "drift")
 	if gauge(t, mf, "vault_token_renew_consecutive_failures") != 1 {
 		t.Error("want one failure in the streak")
 	}
-	if v := gauge(t, mf, "vault_token_renew_last_success_timestamp_seconds"); v != okAt {
-		t.Errorf("last success moved to %v on a DRIFT run; want the OK run's %v", v, okAt)
+	if g := gauge(t, mf, "vault_token_renew_last_success_timestamp_seconds"); g != okAt {
+		t.Errorf("last success moved to %v on a DRIFT run; want the OK run's %v", g, okAt)
 	}
-	b := brief()
+	b := v.brief()
 	if n := strings.Count(b, "\n"); n != 1 {
 		t.Errorf("banner after DRIFT has %d newlines, want 1: %q", n, b)
 	}
@@ -136,10 +181,16 @@ func TestFailuresNobodyCanMiss(t *testing.T) {
 	if want := "(1 run): heal denied — foreign token lacks create authority; run: vault-token-renew status"; !strings.Contains(b, want) {
 		t.Errorf("banner after DRIFT lacks %q: %q", want, b)
 	}
-	if r := x.runEnv(env, "notify"); r.code != 0 {
+}
+
+// driftNotified: notify after the DRIFT runs the notify command with the
+// outcome, the streak, the host and the summary, and no VAULT_TOKEN.
+func (v *visibility) driftNotified() {
+	t, x := v.x.t, v.x
+	if r := x.runEnv(v.env, "notify"); r.code != 0 {
 		t.Fatalf("notify: exit %d\n%s", r.code, r.stderr)
 	}
-	got, err := os.ReadFile(sent)
+	got, err := os.ReadFile(v.sent)
 	if err != nil {
 		t.Fatalf("the notify command did not run: %v", err)
 	}
@@ -154,30 +205,38 @@ func TestFailuresNobodyCanMiss(t *testing.T) {
 	if strings.Contains(string(got), "VAULT_TOKEN=") {
 		t.Error("the notify command got a VAULT_TOKEN")
 	}
+}
 
-	// 3. A login: HEALED.
+// healRun: after a login heals, the streak is over, one heal is counted,
+// the success time moves past okAt, and the banner is empty.
+func (v *visibility) healRun(okAt float64) {
+	t, x := v.x.t, v.x
 	x.put(x.login())
-	r := x.runEnv(env)
+	r := x.runEnv(v.env)
 	wantExit(t, "heal", r, 0)
 	wantLine(t, "heal", r.stderr, "HEALED")
 	x.keep("healed", tokenOf(x))
-	mf = x.metrics(metricsFile)
-	outcome(mf, "healed")
-	if v := gauge(t, mf, "vault_token_renew_consecutive_failures"); v != 0 {
-		t.Errorf("after the heal: %v consecutive failures, want 0", v)
+	mf := x.metrics(v.metricsFile)
+	v.outcome(mf, "healed")
+	if g := gauge(t, mf, "vault_token_renew_consecutive_failures"); g != 0 {
+		t.Errorf("after the heal: %v consecutive failures, want 0", g)
 	}
-	if v := gauge(t, mf, "vault_token_renew_heals_total"); v != 1 {
-		t.Errorf("after the heal: %v heals in total, want 1", v)
+	if g := gauge(t, mf, "vault_token_renew_heals_total"); g != 1 {
+		t.Errorf("after the heal: %v heals in total, want 1", g)
 	}
-	if v := gauge(t, mf, "vault_token_renew_last_success_timestamp_seconds"); v <= okAt {
-		t.Errorf("last success %v did not move on HEALED", v)
+	if g := gauge(t, mf, "vault_token_renew_last_success_timestamp_seconds"); g <= okAt {
+		t.Errorf("last success %v did not move on HEALED", g)
 	}
-	if b := brief(); b != "" {
+	if b := v.brief(); b != "" {
 		t.Fatalf("banner after the heal: %q", b)
 	}
+}
 
-	// status tells the whole story.
-	r = x.runEnv(env, "status", "--json")
+// statusTellsTheStory: after the heal, status (JSON and text) gives the
+// last run's outcome, the token's expiry, the streak and the heals.
+func (v *visibility) statusTellsTheStory() {
+	t, x := v.x.t, v.x
+	r := x.runEnv(v.env, "status", "--json")
 	var st struct {
 		LastRun struct {
 			Outcome     string    `json:"outcome"`
@@ -197,7 +256,7 @@ func TestFailuresNobodyCanMiss(t *testing.T) {
 	if st.LastRun.TokenExpiry.IsZero() {
 		t.Error("status --json last_run has no token_expiry")
 	}
-	r = x.runEnv(env, "status")
+	r = x.runEnv(v.env, "status")
 	for _, want := range []string{"\nlast run ", "(just now): HEALED: re-minted", "\ntoken expires ", "(in 32d)", "\nfailing ", "\nheals "} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("status lacks %q:\n%s", want, r.stdout)
@@ -211,17 +270,6 @@ func TestFailuresNobodyCanMiss(t *testing.T) {
 		if len(f) > 0 && f[0] == "heals" && f[1] != "1" {
 			t.Errorf("status line %q after a heal, want heals 1", line)
 		}
-	}
-
-	// No secret in the state file or the metrics.
-	for _, p := range []string{filepath.Join(x.home, ".local", "state", "vault-token-renew", "state.json"), metricsFile} {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		x.mu.Lock()
-		x.outputs = append(x.outputs, string(b))
-		x.mu.Unlock()
 	}
 }
 
