@@ -105,7 +105,7 @@ func (r *run) checkMinted(ctx context.Context, c Created) (failure.Stage, error)
 // the next run to retire. The run's deadline may be what failed, so the
 // revoke gets its own.
 func (r *run) discard(ctx context.Context, c Created, log zerolog.Logger) bool {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DiscardWait)
 	defer cancel()
 	if err := r.v.RevokeSelf(rctx, c.Secret); err != nil {
 		log.Error().Err(err).Str("accessor", c.Accessor).Msg("could not revoke the minted token; revoke it by accessor, or let the next run retire it (it stays in the ledger)")

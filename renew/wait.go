@@ -20,8 +20,8 @@ import (
 //     minutes, where a boot brings the network up late). Each attempt, the
 //     client's retries in it included, is bounded by Waiting.Timeout.
 //
-// The worst case is therefore Waiting.Worst: the unit's TimeoutStartSec=
-// must be above it.
+// The worst case is therefore Waiting.Worst, plus the settle before the
+// run: the unit's TimeoutStartSec= must be above both.
 
 // Waiting says how RunWaiting waits for a Vault that cannot be reached.
 type Waiting struct {
@@ -32,11 +32,19 @@ type Waiting struct {
 	Sleep func(context.Context, time.Duration) error
 }
 
-// Worst is the longest a run can take: waiting for an unreachable Vault
-// until the wait is up, then one last attempt of a whole Timeout. Between
-// attempts the pause is at most 15 s, and an attempt starts only while its
-// pause ends before the wait is up, so the last attempt starts within For.
-func (w Waiting) Worst() time.Duration { return w.For + w.Timeout }
+// Worst is the longest a run can take once it has started: waiting for an
+// unreachable Vault until the wait is up, then one last attempt of a whole
+// Timeout, and the revoke of a minted token the file will not hold, which
+// gets a deadline of its own (DiscardWait) because the run's may be what
+// failed. Between attempts the pause is at most 15 s, and an attempt
+// starts only while its pause ends before the wait is up. A run by the
+// unit first settles (at most 5 times --settle, cmd's), which the unit's
+// TimeoutStartSec= must cover too.
+func (w Waiting) Worst() time.Duration { return w.For + w.Timeout + DiscardWait }
+
+// DiscardWait is the deadline of the revoke of a minted token the file
+// will not hold.
+const DiscardWait = 30 * time.Second
 
 func (w Waiting) now() time.Time {
 	if w.Now != nil {

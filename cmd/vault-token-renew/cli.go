@@ -359,18 +359,28 @@ func walkRate(getenv func(string) string) (float64, error) {
 	return f, nil
 }
 
-// envDuration reads a duration setting from the env file; a bad one is a
+// envDuration reads a duration setting of the tool's own; a bad one is a
 // usage error (check), never silently replaced by a default.
-func envDuration(name string, getenv func(string) string) (time.Duration, error) {
-	v := getenv(name)
+func (c *cli) envDuration(name string) (time.Duration, error) {
+	v := c.getenv(name)
 	if v == "" {
 		return 0, nil
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil {
-		return 0, fmt.Errorf("%s=%q in the environment file: want a duration such as 10m", name, v)
+		return 0, fmt.Errorf("%s=%q %s: want a duration such as 10m", name, v, c.origin(name))
 	}
 	return d, nil
+}
+
+// origin says where a VTR_* setting came from: the process environment
+// (a shell, or the unit, which reads the env file itself), or the env file
+// a run by hand reads.
+func (c *cli) origin(name string) string {
+	if _, ok := c.lookup(name); ok {
+		return "in the environment"
+	}
+	return "in the environment file (" + envfile.Path("~") + ")"
 }
 
 // check is what every token-acting subcommand requires of its flags.

@@ -89,88 +89,97 @@ func records(v sweep.Verdict, d sweep.Did, accs ...string) []sweep.Record {
 	return out
 }
 
+// reportCase is one row of TestReportMapsOutcomesToExitCodesAndPrefixes:
+// an outcome, the error it ended with, and the closing line it must make.
+type reportCase struct {
+	name   string
+	res    renew.Outcome
+	err    error
+	code   int
+	prefix string
+	has    []string
+}
+
+// oidc is the login token of the heals and dry runs below.
+var oidc = decide.TokenInfo{Accessor: "oidc-acc", DisplayName: "oidc-wizard"}
+
+// reportCases are the closing lines of every ending.
+var reportCases = []reportCase{
+	{"renewed", renew.Outcome{Plan: decide.Plan{Action: decide.Renew}, Current: decide.TokenInfo{Accessor: "a1", Period: 768 * time.Hour}, TTL: 768 * time.Hour}, nil,
+		0, "OK: renewed periodic token", []string{"accessor=a1", "ttl=768h"}},
+	{"healed", renew.Outcome{Plan: decide.Plan{Action: decide.Heal}, Current: oidc, Minted: renew.Minted{TokenInfo: decide.TokenInfo{Accessor: "m1"}}, Sweep: sweep.Report{Records: records(sweep.Stale, sweep.Revoked, "s1", "s2")}}, nil,
+		0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 2 stale, from the ledger)", []string{"accessor=m1", "foreign_accessor=oidc-acc"}},
+	{"healed with sweep failures", renew.Outcome{Plan: decide.Plan{Action: decide.Heal}, Current: oidc, Minted: renew.Minted{TokenInfo: decide.TokenInfo{Accessor: "m1"}}, Sweep: sweep.Report{Records: records(sweep.Stale, sweep.RevokeFailed, "s1")}}, nil,
+		0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger)", []string{"sweep_failed=1", "the ledger keeps the stale tokens it did not retire"}},
+	{"healed with a gap, by hand: what may remain and the command that finds it", renew.Outcome{Plan: decide.Plan{Action: decide.Heal}, Current: oidc, Minted: renew.Minted{TokenInfo: decide.TokenInfo{Accessor: "m1"}}, Gap: ledger.NeverWhole}, nil,
+		0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger); tokens minted before the ledger began (a new install, an upgrade, a lost or unreadable state file) may remain: a walk finds and revokes them: vault-token-renew sweep --apply (at --max-rps 25; it resumes if stopped)", []string{"gap=never-whole", "next=\"find them: vault-token-renew sweep --apply\""}},
+	{"healed, the sweep of the ledger cut short", renew.Outcome{Plan: decide.Plan{Action: decide.Heal}, Current: oidc, Minted: renew.Minted{TokenInfo: decide.TokenInfo{Accessor: "m1"}}, SweepErr: &sweep.IncompleteError{Phase: sweep.OpLookup, Done: 1, Total: 2, Why: "interrupted"}}, nil,
+		0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger); the stale sweep is incomplete: stopped after 1 of 2 of the ledger's tokens: interrupted", []string{"the next run tries again"}},
+	{"healed but capped", renew.Outcome{Plan: decide.Plan{Action: decide.Heal}, Current: oidc, Minted: renew.Minted{TokenInfo: decide.TokenInfo{Accessor: "m1"}}, TTL: 48 * time.Hour,
+		Cap: decide.TTLVerdict{Capped: true, TTL: 48 * time.Hour, Period: 768 * time.Hour}, VaultWarnings: []string{"TTL capped"}}, nil,
+		0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger)", []string{"warning=\"vault caps the TTL at 48h0m0s, below the period 768h0m0s", "vault auth tune", "ttl=48h", "vault_warnings="}},
+	{"healed, capped and the sweep incomplete: both said", renew.Outcome{Plan: decide.Plan{Action: decide.Heal}, Current: oidc, Minted: renew.Minted{TokenInfo: decide.TokenInfo{Accessor: "m1"}}, TTL: 48 * time.Hour,
+		Cap: decide.TTLVerdict{Capped: true, TTL: 48 * time.Hour, Period: 768 * time.Hour}, SweepErr: errors.New("lookup-accessor: 500"), Gap: ledger.Unrecorded}, nil,
+		0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger); a token minted by a create whose answer was lost (a crash, a kill, a dropped connection) may remain: a walk finds and revokes them: vault-token-renew sweep --apply (at --max-rps 25; it resumes if stopped); the stale sweep is incomplete: lookup-accessor: 500", []string{"warning=\"vault caps the TTL at 48h0m0s, below the period 768h0m0s", "vault auth tune", "gap=unrecorded-create"}},
+	{"renewed but capped", renew.Outcome{Plan: decide.Plan{Action: decide.Renew}, Current: decide.TokenInfo{Accessor: "a1", Period: 768 * time.Hour}, TTL: 48 * time.Hour,
+		Cap: decide.TTLVerdict{Capped: true, TTL: 48 * time.Hour, Period: 768 * time.Hour}}, nil,
+		0, "OK: renewed periodic token; vault capped its TTL below the period", []string{"warning=", "vault auth tune"}},
+	{"drift", renew.Outcome{Plan: decide.Plan{Action: decide.Refuse}, Current: decide.TokenInfo{Accessor: "k8s-acc", DisplayName: "kubernetes-woodpecker-default"}},
+		fmt.Errorf("%w (vault said: 403)", renew.ErrHealDenied),
+		1, "DRIFT: foreign token dn=kubernetes-woodpecker-default in the token file; heal denied — foreign token lacks create authority; investigate what wrote it", []string{"accessor=k8s-acc"}},
+	{"drift by a batch token", renew.Outcome{Plan: decide.Plan{Action: decide.Refuse, Blocker: "a batch token cannot heal: batch tokens cannot create tokens"}, Current: decide.TokenInfo{DisplayName: "oidc-wizard", Type: "batch"}, Refusal: "a batch token cannot heal: batch tokens cannot create tokens"},
+		fmt.Errorf("%w: a batch token cannot heal", renew.ErrHealDenied),
+		1, "DRIFT: foreign token dn=oidc-wizard in the token file; heal denied — a batch token cannot heal", []string{"token_type=batch", "vault token lookup, which reads the token file"}},
+	{"dead token", renew.Outcome{Stage: failure.StageLookup, Cause: failure.CauseTokenDenied}, errors.New("403"),
+		1, "FAIL: could not look up the token in the file", []string{"vault login -method=oidc", "vault token create -orphan -period=768h -policy=vault-admin -policy=sops-admin -display-name=devvm-wizard -metadata=managed_by=vault-token-renew -metadata=host=devvm-a"}},
+	{"unreachable", renew.Outcome{Stage: failure.StageLookup, Cause: failure.CauseUnreachable}, errors.New("dial"),
+		1, "FAIL: could not look up", []string{"cause=unreachable", "cannot reach vault at http://127.0.0.1:8200"}},
+	{"sealed", renew.Outcome{Stage: failure.StageRenew, Cause: failure.CauseSealed}, errors.New("503"),
+		1, "FAIL: could not renew", []string{"vault operator unseal"}},
+	{"lock held", renew.Outcome{Stage: failure.StageLock}, tokenfile.ErrLockTimeout,
+		1, "FAIL: could not take the run lock", []string{"cause=lock-held", "another vault-token-renew run holds the lock"}},
+	{"lock file cannot be created", renew.Outcome{Stage: failure.StageLock}, &fs.PathError{Op: "open", Path: "/home/w/.vault-token.lock", Err: syscall.EACCES},
+		1, "FAIL: could not take the run lock", []string{"cause=filesystem", "permission denied on /home/w/.vault-token.lock"}},
+	{"no space", renew.Outcome{Stage: failure.StageWrite}, &fs.PathError{Op: "write", Path: "/home/w/.vault-token.tmp-1", Err: syscall.ENOSPC},
+		1, "FAIL: could not write the token file; the old file is unchanged", []string{"cause=filesystem", "no space left for /home/w/.vault-token.tmp-1", "df -h /home/w"}},
+	{"read-only home", renew.Outcome{Stage: failure.StageLock}, &fs.PathError{Op: "open", Path: "/home/w/.vault-token.lock", Err: syscall.EROFS},
+		1, "FAIL: could not take the run lock", []string{"cause=filesystem", "/home/w/.vault-token.lock is on a read-only file system"}},
+	{"token path is a directory", renew.Outcome{Stage: failure.StageRead}, &fs.PathError{Op: "read", Path: "/home/w/.vault-token", Err: syscall.EISDIR},
+		1, "FAIL: could not read the token file", []string{"cause=filesystem", "/home/w/.vault-token is a directory"}},
+	{"missing file", renew.Outcome{Stage: failure.StageRead}, fmt.Errorf("%w: /x", tokenfile.ErrMissing),
+		1, "FAIL: could not read the token file", []string{"cause=no-token", "vault login -method=oidc"}},
+	{"unknown CA", renew.Outcome{Stage: failure.StageLookup}, &url.Error{Op: "Get", URL: "https://127.0.0.1:8200", Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}},
+		1, "FAIL: could not look up", []string{"cause=tls", "VAULT_CACERT", "VAULT_CAPATH"}},
+	{"hostname mismatch", renew.Outcome{Stage: failure.StageLookup}, &url.Error{Op: "Get", URL: "x", Err: x509.HostnameError{Host: "vault"}},
+		1, "FAIL: could not look up", []string{"cause=tls", "VAULT_TLS_SERVER_NAME"}},
+	{"run timeout", renew.Outcome{Stage: failure.StageRenew}, fmt.Errorf("x: %w", context.DeadlineExceeded),
+		1, "FAIL: could not renew", []string{"cause=timeout", "--timeout (2m)"}},
+	{"client timeout", renew.Outcome{Stage: failure.StageLookup}, &url.Error{Op: "Get", URL: "x", Err: errors.New("net/http: request canceled (Client.Timeout exceeded while awaiting headers)")},
+		1, "FAIL: could not look up", []string{"cause=client-timeout", "VAULT_CLIENT_TIMEOUT"}},
+	{"interrupted", renew.Outcome{Stage: failure.StageCreate}, fmt.Errorf("x: %w", context.Canceled),
+		1, "FAIL: could not mint", []string{"cause=canceled", "interrupted"}},
+	{"create lost mid-flight", renew.Outcome{Stage: failure.StageCreate, Cause: failure.CauseServer}, errors.New("502"),
+		1, "FAIL: could not mint a periodic token", []string{"cause=server-error", "vault may have minted a token before the answer was lost"}},
+	{"write failed, mint revoked", renew.Outcome{Stage: failure.StageWrite, Minted: renew.Minted{TokenInfo: decide.TokenInfo{Accessor: "m9"}, Revoked: true}}, &fs.PathError{Op: "write", Path: "/home/w/.vault-token.tmp-1", Err: syscall.ENOSPC},
+		1, "FAIL: could not write the token file", []string{"minted_accessor=m9", "minted_revoked=true"}},
+	{"write failed, mint not revoked", renew.Outcome{Stage: failure.StageWrite, Minted: renew.Minted{TokenInfo: decide.TokenInfo{Accessor: "m9"}}}, &fs.PathError{Op: "write", Path: "/home/w/.vault-token.tmp-1", Err: syscall.ENOSPC},
+		1, "FAIL: could not write the token file", []string{"minted_revoked=false", "vault token revoke -accessor m9"}},
+	{"capped renewal", renew.Outcome{Stage: failure.StageCap, Cause: failure.CauseCapped, Cap: decide.TTLVerdict{Capped: true, Fatal: true, TTL: 12 * time.Hour, Period: 768 * time.Hour}}, failure.ErrCapped,
+		1, "FAIL: vault caps the token's TTL below what a daily timer can outrun", []string{"cause=ttl-capped", "warning=\"vault caps the TTL at 12h0m0s", "vault auth tune -max-lease-ttl=768h token/"}},
+	{"sweep stopped by the rate limit", renew.Outcome{Stage: failure.StageSweep}, &sweep.IncompleteError{Phase: sweep.OpLookup, Done: 80, Total: 405, Why: "at --max-rps 20 ...", Need: 55 * time.Second, Err: context.DeadlineExceeded},
+		1, "FAIL: the stale-token sweep did not finish", []string{"cause=sweep-incomplete", "looking up after 80 of 405", "vault-token-renew sweep --apply --timeout 55s"}},
+	{"sweep --apply on a foreign token", renew.Outcome{Stage: failure.StageForeign, Cause: failure.CauseForeign, Current: decide.TokenInfo{DisplayName: "oidc-wizard"}}, errors.New("foreign"),
+		1, "FAIL: sweep --apply refused", []string{"cause=foreign-token", "run vault-token-renew first"}},
+	{"dry run renew", renew.Outcome{DryRun: true, Plan: decide.Plan{Action: decide.Renew}}, nil,
+		0, "OK: would renew periodic token (dry run: nothing changed)", nil},
+	{"dry run heal", renew.Outcome{DryRun: true, Plan: decide.Plan{Action: decide.Heal}, Current: oidc, Sweep: sweep.Report{Listed: 1, LookedUp: 1, Records: records(sweep.Stale, sweep.LookedUp, "s1")}}, nil,
+		0, "OK: would heal: re-mint token-devvm-wizard from foreign dn=oidc-wizard and revoke 1 stale, from the ledger (dry run: nothing changed)", nil},
+	{"dry run drift", renew.Outcome{DryRun: true, Plan: decide.Plan{Action: decide.Refuse}, Current: oidc}, renew.ErrHealDenied,
+		1, "DRIFT: foreign token dn=oidc-wizard", []string{"(dry run: nothing changed)"}},
+}
+
 func TestReportMapsOutcomesToExitCodesAndPrefixes(t *testing.T) {
-	oidc := decide.TokenInfo{Accessor: "oidc-acc", DisplayName: "oidc-wizard"}
-	for _, tc := range []struct {
-		name   string
-		res    renew.Outcome
-		err    error
-		code   int
-		prefix string
-		has    []string
-	}{
-		{"renewed", renew.Outcome{Plan: decide.Plan{Action: decide.Renew}, Current: decide.TokenInfo{Accessor: "a1", Period: 768 * time.Hour}, TTL: 768 * time.Hour}, nil,
-			0, "OK: renewed periodic token", []string{"accessor=a1", "ttl=768h"}},
-		{"healed", renew.Outcome{Plan: decide.Plan{Action: decide.Heal}, Current: oidc, Minted: renew.Minted{TokenInfo: decide.TokenInfo{Accessor: "m1"}}, Sweep: sweep.Report{Records: records(sweep.Stale, sweep.Revoked, "s1", "s2")}}, nil,
-			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 2 stale, from the ledger)", []string{"accessor=m1", "foreign_accessor=oidc-acc"}},
-		{"healed with sweep failures", renew.Outcome{Plan: decide.Plan{Action: decide.Heal}, Current: oidc, Minted: renew.Minted{TokenInfo: decide.TokenInfo{Accessor: "m1"}}, Sweep: sweep.Report{Records: records(sweep.Stale, sweep.RevokeFailed, "s1")}}, nil,
-			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger)", []string{"sweep_failed=1", "the ledger keeps the stale tokens it did not retire"}},
-		{"healed with a gap, by hand: what may remain and the command that finds it", renew.Outcome{Plan: decide.Plan{Action: decide.Heal}, Current: oidc, Minted: renew.Minted{TokenInfo: decide.TokenInfo{Accessor: "m1"}}, Gap: ledger.NeverWhole}, nil,
-			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger); tokens minted before the ledger began (a new install, an upgrade, a lost or unreadable state file) may remain: a walk finds and revokes them: vault-token-renew sweep --apply (at --max-rps 25; it resumes if stopped)", []string{"gap=never-whole", "next=\"find them: vault-token-renew sweep --apply\""}},
-		{"healed, the sweep of the ledger cut short", renew.Outcome{Plan: decide.Plan{Action: decide.Heal}, Current: oidc, Minted: renew.Minted{TokenInfo: decide.TokenInfo{Accessor: "m1"}}, SweepErr: &sweep.IncompleteError{Phase: sweep.OpLookup, Done: 1, Total: 2, Why: "interrupted"}}, nil,
-			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger); the stale sweep is incomplete: stopped after 1 of 2 of the ledger's tokens: interrupted", []string{"the next run tries again"}},
-		{"healed but capped", renew.Outcome{Plan: decide.Plan{Action: decide.Heal}, Current: oidc, Minted: renew.Minted{TokenInfo: decide.TokenInfo{Accessor: "m1"}}, TTL: 48 * time.Hour,
-			Cap: decide.TTLVerdict{Capped: true, TTL: 48 * time.Hour, Period: 768 * time.Hour}, VaultWarnings: []string{"TTL capped"}}, nil,
-			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger)", []string{"warning=\"vault caps the TTL at 48h0m0s, below the period 768h0m0s", "vault auth tune", "ttl=48h", "vault_warnings="}},
-		{"healed, capped and the sweep incomplete: both said", renew.Outcome{Plan: decide.Plan{Action: decide.Heal}, Current: oidc, Minted: renew.Minted{TokenInfo: decide.TokenInfo{Accessor: "m1"}}, TTL: 48 * time.Hour,
-			Cap: decide.TTLVerdict{Capped: true, TTL: 48 * time.Hour, Period: 768 * time.Hour}, SweepErr: errors.New("lookup-accessor: 500"), Gap: ledger.Unrecorded}, nil,
-			0, "HEALED: re-minted from foreign dn=oidc-wizard (revoked 0 stale, from the ledger); a token minted by a create whose answer was lost (a crash, a kill, a dropped connection) may remain: a walk finds and revokes them: vault-token-renew sweep --apply (at --max-rps 25; it resumes if stopped); the stale sweep is incomplete: lookup-accessor: 500", []string{"warning=\"vault caps the TTL at 48h0m0s, below the period 768h0m0s", "vault auth tune", "gap=unrecorded-create"}},
-		{"renewed but capped", renew.Outcome{Plan: decide.Plan{Action: decide.Renew}, Current: decide.TokenInfo{Accessor: "a1", Period: 768 * time.Hour}, TTL: 48 * time.Hour,
-			Cap: decide.TTLVerdict{Capped: true, TTL: 48 * time.Hour, Period: 768 * time.Hour}}, nil,
-			0, "OK: renewed periodic token; vault capped its TTL below the period", []string{"warning=", "vault auth tune"}},
-		{"drift", renew.Outcome{Plan: decide.Plan{Action: decide.Refuse}, Current: decide.TokenInfo{Accessor: "k8s-acc", DisplayName: "kubernetes-woodpecker-default"}},
-			fmt.Errorf("%w (vault said: 403)", renew.ErrHealDenied),
-			1, "DRIFT: foreign token dn=kubernetes-woodpecker-default in the token file; heal denied — foreign token lacks create authority; investigate what wrote it", []string{"accessor=k8s-acc"}},
-		{"drift by a batch token", renew.Outcome{Plan: decide.Plan{Action: decide.Refuse, Blocker: "a batch token cannot heal: batch tokens cannot create tokens"}, Current: decide.TokenInfo{DisplayName: "oidc-wizard", Type: "batch"}, Refusal: "a batch token cannot heal: batch tokens cannot create tokens"},
-			fmt.Errorf("%w: a batch token cannot heal", renew.ErrHealDenied),
-			1, "DRIFT: foreign token dn=oidc-wizard in the token file; heal denied — a batch token cannot heal", []string{"token_type=batch", "vault token lookup, which reads the token file"}},
-		{"dead token", renew.Outcome{Stage: failure.StageLookup, Cause: failure.CauseTokenDenied}, errors.New("403"),
-			1, "FAIL: could not look up the token in the file", []string{"vault login -method=oidc", "vault token create -orphan -period=768h -policy=vault-admin -policy=sops-admin -display-name=devvm-wizard -metadata=managed_by=vault-token-renew -metadata=host=devvm-a"}},
-		{"unreachable", renew.Outcome{Stage: failure.StageLookup, Cause: failure.CauseUnreachable}, errors.New("dial"),
-			1, "FAIL: could not look up", []string{"cause=unreachable", "cannot reach vault at http://127.0.0.1:8200"}},
-		{"sealed", renew.Outcome{Stage: failure.StageRenew, Cause: failure.CauseSealed}, errors.New("503"),
-			1, "FAIL: could not renew", []string{"vault operator unseal"}},
-		{"lock held", renew.Outcome{Stage: failure.StageLock}, tokenfile.ErrLockTimeout,
-			1, "FAIL: could not take the run lock", []string{"cause=lock-held", "another vault-token-renew run holds the lock"}},
-		{"lock file cannot be created", renew.Outcome{Stage: failure.StageLock}, &fs.PathError{Op: "open", Path: "/home/w/.vault-token.lock", Err: syscall.EACCES},
-			1, "FAIL: could not take the run lock", []string{"cause=filesystem", "permission denied on /home/w/.vault-token.lock"}},
-		{"no space", renew.Outcome{Stage: failure.StageWrite}, &fs.PathError{Op: "write", Path: "/home/w/.vault-token.tmp-1", Err: syscall.ENOSPC},
-			1, "FAIL: could not write the token file; the old file is unchanged", []string{"cause=filesystem", "no space left for /home/w/.vault-token.tmp-1", "df -h /home/w"}},
-		{"read-only home", renew.Outcome{Stage: failure.StageLock}, &fs.PathError{Op: "open", Path: "/home/w/.vault-token.lock", Err: syscall.EROFS},
-			1, "FAIL: could not take the run lock", []string{"cause=filesystem", "/home/w/.vault-token.lock is on a read-only file system"}},
-		{"token path is a directory", renew.Outcome{Stage: failure.StageRead}, &fs.PathError{Op: "read", Path: "/home/w/.vault-token", Err: syscall.EISDIR},
-			1, "FAIL: could not read the token file", []string{"cause=filesystem", "/home/w/.vault-token is a directory"}},
-		{"missing file", renew.Outcome{Stage: failure.StageRead}, fmt.Errorf("%w: /x", tokenfile.ErrMissing),
-			1, "FAIL: could not read the token file", []string{"cause=no-token", "vault login -method=oidc"}},
-		{"unknown CA", renew.Outcome{Stage: failure.StageLookup}, &url.Error{Op: "Get", URL: "https://127.0.0.1:8200", Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}},
-			1, "FAIL: could not look up", []string{"cause=tls", "VAULT_CACERT", "VAULT_CAPATH"}},
-		{"hostname mismatch", renew.Outcome{Stage: failure.StageLookup}, &url.Error{Op: "Get", URL: "x", Err: x509.HostnameError{Host: "vault"}},
-			1, "FAIL: could not look up", []string{"cause=tls", "VAULT_TLS_SERVER_NAME"}},
-		{"run timeout", renew.Outcome{Stage: failure.StageRenew}, fmt.Errorf("x: %w", context.DeadlineExceeded),
-			1, "FAIL: could not renew", []string{"cause=timeout", "--timeout (2m)"}},
-		{"client timeout", renew.Outcome{Stage: failure.StageLookup}, &url.Error{Op: "Get", URL: "x", Err: errors.New("net/http: request canceled (Client.Timeout exceeded while awaiting headers)")},
-			1, "FAIL: could not look up", []string{"cause=client-timeout", "VAULT_CLIENT_TIMEOUT"}},
-		{"interrupted", renew.Outcome{Stage: failure.StageCreate}, fmt.Errorf("x: %w", context.Canceled),
-			1, "FAIL: could not mint", []string{"cause=canceled", "interrupted"}},
-		{"create lost mid-flight", renew.Outcome{Stage: failure.StageCreate, Cause: failure.CauseServer}, errors.New("502"),
-			1, "FAIL: could not mint a periodic token", []string{"cause=server-error", "vault may have minted a token before the answer was lost"}},
-		{"write failed, mint revoked", renew.Outcome{Stage: failure.StageWrite, Minted: renew.Minted{TokenInfo: decide.TokenInfo{Accessor: "m9"}, Revoked: true}}, &fs.PathError{Op: "write", Path: "/home/w/.vault-token.tmp-1", Err: syscall.ENOSPC},
-			1, "FAIL: could not write the token file", []string{"minted_accessor=m9", "minted_revoked=true"}},
-		{"write failed, mint not revoked", renew.Outcome{Stage: failure.StageWrite, Minted: renew.Minted{TokenInfo: decide.TokenInfo{Accessor: "m9"}}}, &fs.PathError{Op: "write", Path: "/home/w/.vault-token.tmp-1", Err: syscall.ENOSPC},
-			1, "FAIL: could not write the token file", []string{"minted_revoked=false", "vault token revoke -accessor m9"}},
-		{"capped renewal", renew.Outcome{Stage: failure.StageCap, Cause: failure.CauseCapped, Cap: decide.TTLVerdict{Capped: true, Fatal: true, TTL: 12 * time.Hour, Period: 768 * time.Hour}}, failure.ErrCapped,
-			1, "FAIL: vault caps the token's TTL below what a daily timer can outrun", []string{"cause=ttl-capped", "warning=\"vault caps the TTL at 12h0m0s", "vault auth tune -max-lease-ttl=768h token/"}},
-		{"sweep stopped by the rate limit", renew.Outcome{Stage: failure.StageSweep}, &sweep.IncompleteError{Phase: sweep.OpLookup, Done: 80, Total: 405, Why: "at --max-rps 20 ...", Need: 55 * time.Second, Err: context.DeadlineExceeded},
-			1, "FAIL: the stale-token sweep did not finish", []string{"cause=sweep-incomplete", "looking up after 80 of 405", "vault-token-renew sweep --apply --timeout 55s"}},
-		{"sweep --apply on a foreign token", renew.Outcome{Stage: failure.StageForeign, Cause: failure.CauseForeign, Current: decide.TokenInfo{DisplayName: "oidc-wizard"}}, errors.New("foreign"),
-			1, "FAIL: sweep --apply refused", []string{"cause=foreign-token", "run vault-token-renew first"}},
-		{"dry run renew", renew.Outcome{DryRun: true, Plan: decide.Plan{Action: decide.Renew}}, nil,
-			0, "OK: would renew periodic token (dry run: nothing changed)", nil},
-		{"dry run heal", renew.Outcome{DryRun: true, Plan: decide.Plan{Action: decide.Heal}, Current: oidc, Sweep: sweep.Report{Listed: 1, LookedUp: 1, Records: records(sweep.Stale, sweep.LookedUp, "s1")}}, nil,
-			0, "OK: would heal: re-mint token-devvm-wizard from foreign dn=oidc-wizard and revoke 1 stale, from the ledger (dry run: nothing changed)", nil},
-		{"dry run drift", renew.Outcome{DryRun: true, Plan: decide.Plan{Action: decide.Refuse}, Current: oidc}, renew.ErrHealDenied,
-			1, "DRIFT: foreign token dn=oidc-wizard", []string{"(dry run: nothing changed)"}},
-	} {
+	for _, tc := range reportCases {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
 			log, _ := newLogger(&buf, "plain", getenvOf(env()))

@@ -11,10 +11,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/devvm/vault-token-renew/internal/safetext"
+	"github.com/devvm/vault-token-renew/renew"
 )
-
-// stablePrefixes start the lines an operator greps for in journalctl.
-var stablePrefixes = []string{"OK", "DRIFT", "HEALED", "FAIL"}
 
 // newLogger builds the one logger of a run, writing to w (stderr):
 //   - console: coloured and aligned, for a person at a terminal;
@@ -88,8 +86,8 @@ func boundValue(v interface{}) string {
 }
 
 func hasStablePrefix(msg string) bool {
-	for _, p := range stablePrefixes {
-		if strings.HasPrefix(msg, p+":") {
+	for _, k := range renew.Kinds { // the prefixes an operator greps for in journalctl
+		if strings.HasPrefix(msg, k.Prefix()+":") {
 			return true
 		}
 	}

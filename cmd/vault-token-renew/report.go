@@ -108,7 +108,7 @@ func (r reporter) renewed(o renew.Outcome) closing {
 	c := closing{kind: renew.OK, level: zerolog.InfoLevel}
 	if o.DryRun {
 		c.msg = "OK: would renew periodic token" + retired(o, "would revoke") + dryWords(o)
-		c.str("accessor", o.Current.Accessor).str("ttl", fmtDur(o.TTL))
+		c.str("accessor", o.Current.Accessor).str("ttl", fmtDur(o.TTL)).str("plan", o.Plan.Action.String()).str("why", o.Plan.Reason)
 		return c
 	}
 	c.msg = "OK: renewed periodic token" + retired(o, "revoked")
@@ -225,7 +225,8 @@ func (r reporter) healed(o renew.Outcome) closing {
 			c.level = zerolog.WarnLevel
 			c.err(o.SweepErr)
 		}
-		c.str("foreign_accessor", o.Current.Accessor).num("would_revoke", o.Sweep.Count(sweep.Is(sweep.Stale))).num("other_machines", o.Sweep.Count(sweep.Is(sweep.Other)))
+		c.str("foreign_accessor", o.Current.Accessor).num("would_revoke", o.Sweep.Count(sweep.Is(sweep.Stale))).num("other_machines", o.Sweep.Count(sweep.Is(sweep.Other))).
+			str("plan", o.Plan.Action.String()).str("why", o.Plan.Reason)
 		if o.Gap != ledger.NoGap {
 			c.str("gap", o.Gap.String()).str("may_remain", mayRemain(o.Gap))
 		}
@@ -407,7 +408,7 @@ func (r reporter) hint(o renew.Outcome, cause failure.Cause, err error) string {
 	case failure.CauseSealed:
 		return r.server() + " at " + r.addr + " is sealed or has no active node; unseal it (" + r.cli + " operator unseal) and run again"
 	case failure.CauseUnreachable:
-		return "cannot reach " + r.server() + " at " + r.addr + "; check " + r.setting("ADDR") + " in the environment file and " + r.cli + " status"
+		return "cannot reach " + r.server() + " at " + r.addr + "; check " + r.setting("ADDR") + " where it is set (the environment file or the shell) and " + r.cli + " status"
 	case failure.CauseServer:
 		return r.server() + " at " + r.addr + " answered with a server error; check its logs and run again"
 	case failure.CauseTLS:

@@ -39,8 +39,8 @@ func (c *cli) parseRun(args []string) (f runFlags, exit int, ok bool) {
 	fs.BoolVar(&f.dryRun, "dry-run", false, "say what this run would do; change nothing in Vault or on disk")
 	fs.BoolVar(&f.version, "version", false, "print the version and exit")
 	fs.StringVar(&f.metricsFile, "metrics-file", c.getenv("VTR_METRICS_FILE"), "write node_exporter textfile metrics here after each run (default $VTR_METRICS_FILE; empty: none)")
-	wait, werr := envDuration("VTR_WAIT_UNREACHABLE", c.getenv)
-	settle, serr := envDuration("VTR_SETTLE", c.getenv)
+	wait, werr := c.envDuration("VTR_WAIT_UNREACHABLE")
+	settle, serr := c.envDuration("VTR_SETTLE")
 	f.envErr = errors.Join(werr, serr)
 	fs.DurationVar(&f.waitUnreachable, "wait-unreachable", wait,
 		"keep retrying this long while vault cannot be reached at all, before failing (default $VTR_WAIT_UNREACHABLE; the unit sets 10m)")
