@@ -70,6 +70,7 @@ func (r *run) tighten() {
 // holds our periodic token, Fail otherwise.
 func Inspect(ctx context.Context, v Vault, cfg Config) Outcome {
 	r := newRun(v, cfg)
+	r.load()
 	if r.read() {
 		r.lookUp(ctx)
 	}

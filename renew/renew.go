@@ -50,7 +50,7 @@ type Vault interface {
 }
 
 // LedgerStore keeps the ledger between runs: the run state file
-// (runstate.LedgerStore) in production, memory in tests.
+// (runstate.StateLedger) in production, memory in tests.
 type LedgerStore interface {
 	Load() (ledger.Ledger, error)
 	// Fold applies a change to the stored ledger and saves it, atomically
@@ -124,13 +124,12 @@ func (c Config) now() time.Time {
 
 // sweepOptions is the one place a sweep's options are built: this
 // machine's display name and owner, the pace the operator set, and what
-// the sweep must keep.
-func (c Config) sweepOptions(apply bool, keep ...string) sweep.Options {
+// the sweep must keep. It only looks up; the caller sets Apply to revoke.
+func (c Config) sweepOptions(keep ...string) sweep.Options {
 	return sweep.Options{
 		DisplayName: c.Spec.StoredDisplayName(),
 		Owner:       c.Owner(),
 		Keep:        keep,
-		Apply:       apply,
 		Concurrency: c.Concurrency,
 		MaxRPS:      c.MaxRPS,
 		Progress:    c.Progress,
@@ -144,13 +143,14 @@ func Run(ctx context.Context, v Vault, cfg Config) Outcome {
 	r := newRun(v, cfg)
 	if !cfg.DryRun { // a dry run changes nothing: no lock file, no chmod
 		lock, err := r.lock(ctx)
-		if err != nil {
-			r.plan(ctx)
-			return r.end()
+		if err == nil {
+			defer lock.Release()
 		}
-		defer lock.Release()
 	}
-	if r.read() {
+	// The ledger and the file are read only after the lock is taken: a run
+	// that waited must see what the previous run saved and wrote.
+	r.load()
+	if r.out.Err == nil && r.read() {
 		if !cfg.DryRun {
 			r.tighten()
 		}
@@ -172,14 +172,20 @@ type run struct {
 }
 
 func newRun(v Vault, cfg Config) *run {
-	store := cfg.Ledger
+	return &run{v: v, cfg: cfg, out: Outcome{Path: cfg.TokenFile, DryRun: cfg.DryRun}}
+}
+
+// load reads the ledger: a dry run's in memory from then on, and a run's
+// without a state file only in memory.
+func (r *run) load() {
+	store := r.cfg.Ledger
 	if store == nil {
 		store = &memStore{}
 	}
-	if cfg.DryRun {
+	if r.cfg.DryRun {
 		store = &dryStore{LedgerStore: store}
 	}
-	return &run{v: v, cfg: cfg, led: loadLedger(store, cfg.Log), out: Outcome{Path: cfg.TokenFile, DryRun: cfg.DryRun}}
+	r.led = loadLedger(store, r.cfg.Log)
 }
 
 // found is what the run found, for the plan.

@@ -37,7 +37,8 @@ func (r *run) retire(ctx context.Context, token string, c cluster) {
 		}
 	}
 	accs := slices.DeleteFunc(slices.Clone(p.Retire), func(a string) bool { return !r.led.l.Has(a) || slices.Contains(p.Keep, a) })
-	opts := r.cfg.sweepOptions(!r.cfg.DryRun, p.Keep...)
+	opts := r.cfg.sweepOptions(p.Keep...)
+	opts.Apply = !r.cfg.DryRun
 	rep, err := sweep.Run(ctx, r.v.Accessors(token), accs, opts)
 	r.out.Sweep, r.out.SweepErr = rep, err
 	r.tell(rep)

@@ -153,11 +153,11 @@ type walker struct {
 	limit *rate.Limiter
 }
 
-// options are a sweep's options for one piece of the walk: accs, judged
-// against the file's token (and kept: the other token files' tokens),
-// paced by the walk's one limiter.
-func (w *walker) options(apply bool) sweep.Options {
-	opts := w.cfg.sweepOptions(apply, w.keep()...)
+// options are a sweep's options for one piece of the walk: judged against
+// the file's token (and kept: the other token files' tokens), paced by the
+// walk's one limiter; looking up only, until the caller sets Apply.
+func (w *walker) options() sweep.Options {
+	opts := w.cfg.sweepOptions(w.keep()...)
 	opts.Limiter = w.limit
 	return opts
 }
@@ -256,7 +256,7 @@ func (w *walker) step(ctx context.Context, accs []string, last string) error {
 	if err := w.actAs(ctx); err != nil {
 		return err
 	}
-	opts := w.options(false)
+	opts := w.options()
 	base := w.out.Sweep.LookedUp
 	if w.cfg.Progress != nil {
 		opts.Progress = func(done, _ int) { w.cfg.Progress(w.out.Walk.Resumed+base+done, w.out.Walk.Listed) }
@@ -310,7 +310,9 @@ func (w *walker) revoke(ctx context.Context, rep sweep.Report) (sweep.Report, er
 		return rep, err
 	}
 	stale := sweep.AccessorsOf(rep.Where(sweep.Is(sweep.Stale)))
-	again, err := sweep.Run(ctx, w.v.Accessors(w.tok), stale, w.options(true))
+	opts := w.options()
+	opts.Apply = true
+	again, err := sweep.Run(ctx, w.v.Accessors(w.tok), stale, opts)
 	if err != nil {
 		return rep, w.cut(err, 0)
 	}
@@ -363,7 +365,7 @@ func (w *walker) finish(ctx context.Context) error {
 		if err := w.actAs(ctx); err != nil {
 			return err
 		}
-		rep, err := sweep.Run(ctx, w.v.Accessors(w.tok), slices.Clone(unknown), w.options(false))
+		rep, err := sweep.Run(ctx, w.v.Accessors(w.tok), slices.Clone(unknown), w.options())
 		if err != nil {
 			return w.cut(err, 0)
 		}
