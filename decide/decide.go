@@ -1,3 +1,8 @@
+// Package decide is the pure decision core of a run: whether the token in
+// the file is ours (IsOurs), whether a foreign one can ever mint
+// (CannotMint), whether a minted token is the one asked for (JudgeMinted),
+// what Vault's TTL caps leave of it (JudgeTTL), and Decide, the plan of a
+// run from what it found. Plain data in, decisions and reasons out, no I/O.
 package decide
 
 import (
