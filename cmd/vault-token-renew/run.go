@@ -82,10 +82,12 @@ func (c *cli) runCmd(ctx context.Context, args []string) int {
 	rep.addr = vc.Address()
 	cfg := c.config(f.tokenFlags, f.paceFlags, vc, *log)
 	cfg.DryRun = f.dryRun
+	store, note, path, err := runstate.OpenLedger(c.getenv, f.tokenFile)
+	if store != nil {
+		cfg.Ledger = store // a dry run reads it, and saves nothing
+	}
 	if !f.dryRun {
-		if store := c.ledgerStore(*log, f.tokenFile); store != nil {
-			cfg.Ledger = store
-		}
+		sayLedger(*log, note, path, err)
 		if f.settle > 0 {
 			tokenfile.Settle(ctx, f.tokenFile, f.settle, 5*f.settle) // a login may still be writing it
 		}
@@ -112,21 +114,17 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// ledgerStore is the run state's ledger of tokenFile, for a run that
-// writes it. It first says once what is wrong with the state file, if
-// anything, before the run: the closing line stays the run's last.
-func (c *cli) ledgerStore(log zerolog.Logger, tokenFile string) *runstate.StateLedger {
-	store, note, path, err := runstate.OpenLedger(c.getenv, tokenFile)
+// sayLedger says once what is wrong with the state file, if anything,
+// before a run that writes it: the closing line stays the run's last.
+func sayLedger(log zerolog.Logger, note runstate.LedgerNote, path string, err error) {
 	switch note {
 	case runstate.LedgerNoPlace:
 		log.Warn().Err(err).Msg("no place for the run state: the ledger of this machine's tokens is not kept, so a heal retires no stale token and only a walk (sweep --apply) finds them")
-		return nil
 	case runstate.LedgerNew:
 		log.Info().Str("state_file", path).Msg("no run state yet; starting it")
 	case runstate.LedgerUnreadable:
 		log.Warn().Err(err).Str("state_file", path).Msg("run state unreadable; replacing it")
 	}
-	return store
 }
 
 // record folds this run into the state file and writes the metrics, before

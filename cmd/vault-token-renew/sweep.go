@@ -127,11 +127,15 @@ func (c *cli) sweepCmd(ctx context.Context, args []string) int {
 // sweep walks, prints the plan before the first lookup and the table after
 // the last, and returns the closing line.
 func (c *cli) sweep(ctx context.Context, vc *vaultclient.Client, cfg renew.Config, rep reporter, log zerolog.Logger, f sweepFlags) closing {
+	store, note, path, err := runstate.OpenLedger(c.getenv, cfg.TokenFile)
 	if f.apply {
-		if store := c.ledgerStore(log, cfg.TokenFile); store != nil {
-			cfg.Ledger = &metricsOnSave{LedgerStore: store, path: store.Path, file: c.getenv("VTR_METRICS_FILE"), now: c.now}
-		}
-	} else if store, _, _, _ := runstate.OpenLedger(c.getenv, cfg.TokenFile); store != nil {
+		sayLedger(log, note, path, err)
+	}
+	switch {
+	case store == nil:
+	case f.apply:
+		cfg.Ledger = &metricsOnSave{LedgerStore: store, path: store.Path, file: c.getenv("VTR_METRICS_FILE"), now: c.now}
+	default:
 		cfg.Ledger = store // read only: a walk without --apply saves nothing
 	}
 	cfg.Progress = c.progress(log)
