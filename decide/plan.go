@@ -78,8 +78,9 @@ type Plan struct {
 	// Gap is what the ledger cannot vouch for as stored: this machine's
 	// tokens that may be alive and unknown, which only a walk finds.
 	Gap ledger.Gap
-	// Walk says the walk is needed (Gap is not NoGap): under systemd the
-	// run starts the walk unit; by hand it names the command.
+	// Walk says the walk is needed (Gap is not NoGap). The run itself goes
+	// by the outcome's gap (this one, or one the run found): under systemd
+	// it starts the walk unit; by hand it names the command.
 	Walk bool
 }
 

@@ -27,7 +27,7 @@ func (r *run) heal(ctx context.Context) {
 		r.retire(ctx, r.tok, clusterChecked)
 		return
 	}
-	log := r.cfg.Log.With().Str("foreign_accessor", r.out.Current.Accessor).Str("foreign_display_name", safetext.Value(r.out.Current.DisplayName)).Logger()
+	log := r.healLog()
 	c, err := r.create(ctx, log)
 	if err != nil {
 		if failure.Classify(err, failure.AskMore) == failure.CauseRefused {
@@ -45,8 +45,13 @@ func (r *run) heal(ctx context.Context) {
 	}
 	r.out.TTL = r.out.Minted.TTL
 	r.led.checkVault(ctx, r.v)
-	r.out.Plan.Keep = append(r.out.Plan.Keep, c.Accessor)
 	r.retire(ctx, c.Secret, clusterChecked)
+}
+
+// healLog is the run's logger with the foreign token named, for every
+// line a heal writes.
+func (r *run) healLog() zerolog.Logger {
+	return r.cfg.Log.With().Str("foreign_accessor", r.out.Current.Accessor).Str("foreign_display_name", safetext.Value(r.out.Current.DisplayName)).Logger()
 }
 
 // keepMinted checks the minted token and writes it to the file; false when

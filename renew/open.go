@@ -69,6 +69,9 @@ func (r *run) tighten() {
 // lock and changing nothing: what status reports. It ends OK when the file
 // holds our periodic token, Fail otherwise.
 func Inspect(ctx context.Context, v Vault, cfg Config) Outcome {
+	if cfg.Ledger != nil {
+		cfg.Ledger = &dryStore{LedgerStore: cfg.Ledger}
+	}
 	r := newRun(v, cfg)
 	r.load()
 	if r.read() {

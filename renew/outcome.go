@@ -81,7 +81,8 @@ type Outcome struct {
 	Cause failure.Cause
 	Err   error
 	// Refusal is why the heal was denied: Vault's answer to the create, or
-	// the plan's reason.
+	// why this kind of token can never mint (the plan's Blocker); empty
+	// when a dry run's capabilities question was answered no.
 	Refusal string
 	// VaultWarnings are the warnings Vault attached to the renew or create.
 	VaultWarnings []string

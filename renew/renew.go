@@ -227,9 +227,12 @@ func (r *run) carryOut(ctx context.Context) {
 	case decide.Heal:
 		r.heal(ctx)
 	case decide.Refuse:
-		r.out.Refusal = p.Reason
 		r.out.Cause = p.Cause
-		r.out.fail(p.Stage, failure.AskMore, fmt.Errorf("%w: %s", ErrHealDenied, p.Reason))
+		if r.out.Refusal = p.Blocker; p.Blocker == "" {
+			r.out.fail(p.Stage, failure.AskMore, ErrHealDenied) // Vault said no to the dry run's question
+			break
+		}
+		r.out.fail(p.Stage, failure.AskMore, fmt.Errorf("%w: %s", ErrHealDenied, p.Blocker))
 	}
 	r.out.Gap = r.led.gap()
 }

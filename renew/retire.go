@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 
+	"github.com/devvm/vault-token-renew/decide"
 	"github.com/devvm/vault-token-renew/internal/ledger"
 	"github.com/devvm/vault-token-renew/internal/safetext"
 	"github.com/devvm/vault-token-renew/sweep"
@@ -36,8 +37,10 @@ func (r *run) retire(ctx context.Context, token string, c cluster) {
 			return
 		}
 	}
-	accs := slices.DeleteFunc(slices.Clone(p.Retire), func(a string) bool { return !r.led.l.Has(a) || slices.Contains(p.Keep, a) })
-	opts := r.cfg.sweepOptions(p.Keep...)
+	// The plan's keep set, and the token a heal minted (once Vault named it).
+	keep := append(slices.Clone(p.Keep), r.out.Minted.Accessor)
+	accs := slices.DeleteFunc(slices.Clone(p.Retire), func(a string) bool { return !r.led.l.Has(a) || slices.Contains(keep, a) })
+	opts := r.cfg.sweepOptions(keep...)
 	opts.Apply = !r.cfg.DryRun
 	rep, err := sweep.Run(ctx, r.v.Accessors(token), accs, opts)
 	r.out.Sweep, r.out.SweepErr = rep, err
@@ -50,14 +53,18 @@ func (r *run) retire(ctx context.Context, token string, c cluster) {
 // is never revoked).
 func (r *run) tell(rep sweep.Report) {
 	log := r.cfg.Log
-	if r.out.Plan.Action == 0 {
-		return
+	if r.out.Plan.Action == decide.Heal {
+		log = r.healLog()
 	}
 	for _, rec := range rep.Records {
 		switch {
 		case rec.Failed():
-			log.Warn().Str("error", safetext.Text(rec.Err.Error())).Str("accessor", safetext.Value(rec.Accessor)).Str("op", rec.Did.String()).
-				Msg("stale sweep: " + rec.Did.String() + " for an accessor; the run stands")
+			op := sweep.OpLookup.String()
+			if rec.Did == sweep.RevokeFailed {
+				op = sweep.OpRevoke.String()
+			}
+			log.Warn().Str("error", safetext.Text(rec.Err.Error())).Str("accessor", safetext.Value(rec.Accessor)).Str("op", op).
+				Msg("stale sweep: could not " + op + " accessor; the run stands")
 		case rec.Did == sweep.Revoked:
 			log.Info().Str("accessor", rec.Accessor).Msg("revoked stale periodic token")
 		case rec.Did == sweep.Vanished:

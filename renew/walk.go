@@ -33,6 +33,8 @@ type WalkRun struct {
 	// Idle says IfGap found the ledger whole with no walk under way:
 	// nothing was walked and Vault was not asked.
 	Idle bool
+	// Apply says the walk revoked (--apply); without it, it only looked.
+	Apply bool
 	// Paused says an IfGap walk stopped for a reason that is no failure
 	// (a SIGTERM, a login in the file, a run holding the lock): its place
 	// is kept, and it ends OK.
@@ -106,7 +108,7 @@ func Walk(ctx context.Context, v Vault, cfg Config, wo WalkOptions) Outcome {
 	if !wo.Apply {
 		store = &dryStore{LedgerStore: store}
 	}
-	w := &walker{v: v, cfg: cfg, wo: wo, b: loadLedger(store, cfg.Log), out: Outcome{Path: cfg.TokenFile, Walk: &WalkRun{}},
+	w := &walker{v: v, cfg: cfg, wo: wo, b: loadLedger(store, cfg.Log), out: Outcome{Path: cfg.TokenFile, Walk: &WalkRun{Apply: wo.Apply}},
 		limit: sweep.NewLimiter(cfg.MaxRPS)}
 	if wo.Step <= 0 {
 		w.wo.Step = stepSize(ctx, cfg.MaxRPS)

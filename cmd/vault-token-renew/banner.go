@@ -15,7 +15,7 @@ import (
 // brief is `status --brief`, the login banner: one line from the state
 // file when something needs a look, nothing when all is well. It never
 // calls Vault, so it is instant and works while Vault is down, and it ends
-// OK whenever it got to read the state: a banner must not break a login
+// OK, whatever the state or its absence: a banner must not break a login
 // shell. (Bad flags are a usage error, exit 2, as everywhere.)
 func (c *cli) brief() int {
 	path, st, err := c.loadState()
@@ -42,7 +42,7 @@ func (c *cli) notifyCmd(ctx context.Context, args []string) int {
 	if exit, ok := c.parse(fs, args); !ok {
 		return exit
 	}
-	if exit, ok := c.check(fs, nil); !ok {
+	if exit, ok := c.check(fs); !ok {
 		return exit
 	}
 	log := c.logger(logFormat)

@@ -93,7 +93,7 @@ type cli struct {
 	lookPath       func(string) (string, error) // is vault, is bao on PATH
 	environ        func() []string              // the notify command's base environment
 	now            func() time.Time
-	sleep          func(context.Context, time.Duration) error // runWaiting's pause
+	sleep          func(context.Context, time.Duration) error // renew.RunWaiting's pause
 	startUnit      func(context.Context, string) error        // starts the walk unit
 }
 
@@ -220,20 +220,16 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) (exit int, ok bool) {
 	return 0, true
 }
 
-// check runs the flag checks of a parsed fs (t's first, when it has the
-// token flags); ok is false after a usage error, said.
-func (c *cli) check(fs *flag.FlagSet, t *tokenFlags, checks ...func() error) (exit int, ok bool) {
-	all := []func() error{func() error {
+// check runs a parsed fs's checks, after the one every subcommand has (no
+// arguments); ok is false after a usage error, said.
+func (c *cli) check(fs *flag.FlagSet, checks ...func() error) (exit int, ok bool) {
+	noArgs := func() error {
 		if fs.NArg() > 0 {
 			return fmt.Errorf("unexpected argument %q; see --help", fs.Arg(0))
 		}
 		return nil
-	}}
-	if t != nil {
-		fs.Visit(func(f *flag.Flag) { t.timeoutSet = t.timeoutSet || f.Name == "timeout" })
-		all = append(all, t.check)
 	}
-	for _, check := range append(all, checks...) {
+	for _, check := range append([]func() error{noArgs}, checks...) {
 		if err := check(); err != nil {
 			c.usageError(err)
 			return exitUsage, false
@@ -377,10 +373,16 @@ func (c *cli) envDuration(name string) (time.Duration, error) {
 // (a shell, or the unit, which reads the env file itself), or the env file
 // a run by hand reads.
 func (c *cli) origin(name string) string {
-	if _, ok := c.lookup(name); ok {
+	if v, ok := c.lookup(name); ok && v != "" {
 		return "in the environment"
 	}
 	return "in the environment file (" + envfile.Path("~") + ")"
+}
+
+// sawTimeout notes whether --timeout was given (a walk has no deadline
+// otherwise).
+func (t *tokenFlags) sawTimeout(fs *flag.FlagSet) {
+	fs.Visit(func(f *flag.Flag) { t.timeoutSet = t.timeoutSet || f.Name == "timeout" })
 }
 
 // check is what every token-acting subcommand requires of its flags.

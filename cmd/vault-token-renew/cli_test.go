@@ -55,10 +55,15 @@ func testReporter() reporter {
 	return reporter{addr: "http://127.0.0.1:8200", spec: testSpec, path: "/home/w/.vault-token", timeout: 2 * time.Minute, cli: "vault", walkRPS: defaultWalkRPS}
 }
 
-// ended is o with err, and how a run that got there ends (as renew.Run
-// says): the reporter reads both.
+// ended is o with err, and how a run that got there ends, its cause
+// included (as renew.Run fills them in): the reporter reads them.
 func ended(o renew.Outcome, err error) renew.Outcome {
 	o.Err = err
+	if o.Cause == failure.CauseUnknown && errors.Is(err, renew.ErrHealDenied) {
+		o.Cause = failure.CauseRefused
+	} else if o.Cause == failure.CauseUnknown {
+		o.Cause = failure.Classify(err, failure.AskToken)
+	}
 	switch {
 	case err == nil && o.Plan.Action == decide.Heal && !o.DryRun:
 		o.Kind = renew.Healed

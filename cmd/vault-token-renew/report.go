@@ -108,8 +108,8 @@ func (r reporter) renewed(o renew.Outcome) closing {
 	c := closing{kind: renew.OK, level: zerolog.InfoLevel}
 	if o.DryRun {
 		c.msg = "OK: would renew periodic token" + retired(o, "would revoke") + dryWords(o)
-		c.str("accessor", o.Current.Accessor).str("ttl", fmtDur(o.TTL)).str("plan", o.Plan.Action.String()).str("why", o.Plan.Reason)
-		return c
+		c.str("accessor", o.Current.Accessor).str("ttl", fmtDur(o.TTL))
+		return planned(&c, o)
 	}
 	c.msg = "OK: renewed periodic token" + retired(o, "revoked")
 	var warn, next []string
@@ -225,12 +225,11 @@ func (r reporter) healed(o renew.Outcome) closing {
 			c.level = zerolog.WarnLevel
 			c.err(o.SweepErr)
 		}
-		c.str("foreign_accessor", o.Current.Accessor).num("would_revoke", o.Sweep.Count(sweep.Is(sweep.Stale))).num("other_machines", o.Sweep.Count(sweep.Is(sweep.Other))).
-			str("plan", o.Plan.Action.String()).str("why", o.Plan.Reason)
+		c.str("foreign_accessor", o.Current.Accessor).num("would_revoke", o.Sweep.Count(sweep.Is(sweep.Stale))).num("other_machines", o.Sweep.Count(sweep.Is(sweep.Other)))
 		if o.Gap != ledger.NoGap {
 			c.str("gap", o.Gap.String()).str("may_remain", mayRemain(o.Gap))
 		}
-		return c
+		return planned(&c, o)
 	}
 	c.msg = fmt.Sprintf("HEALED: re-minted from foreign dn=%s (%s)", safetext.Value(o.Current.DisplayName), sweptWords(o, "revoked"))
 	var next []string
@@ -317,7 +316,7 @@ func (r reporter) drift(o renew.Outcome) closing {
 		why = blocker
 		next = "find what wrote the token (" + r.cli + " token lookup, which reads the token file); then log in with a method that issues service tokens (" + r.login() + ") and run vault-token-renew, or re-mint by hand as an admin; see the runbook"
 	}
-	c := closing{kind: renew.Drift, cause: failure.CauseRefused, level: zerolog.ErrorLevel,
+	c := closing{kind: renew.Drift, cause: o.Cause, level: zerolog.ErrorLevel,
 		reason: "heal denied — " + why,
 		msg:    fmt.Sprintf("DRIFT: foreign token dn=%s in the token file; heal denied — %s; investigate what wrote it%s", safetext.Value(cur.DisplayName), why, dryWords(o))}
 	if cur.Accessor != "" {
@@ -326,16 +325,13 @@ func (r reporter) drift(o renew.Outcome) closing {
 	if cur.Type != "" {
 		c.str("token_type", cur.Type)
 	}
-	c.str("display_name", safetext.Value(cur.DisplayName)).str("cause", failure.CauseRefused.String()).str("path", o.Path).
+	c.str("display_name", safetext.Value(cur.DisplayName)).str("cause", o.Cause.String()).str("path", o.Path).
 		str("vault_said", safetext.Value(o.Refusal)).str("next", next)
-	return c
+	return planned(&c, o)
 }
 
 func (r reporter) fail(o renew.Outcome) closing {
 	err, cause := o.Err, o.Cause
-	if cause == failure.CauseUnknown {
-		cause = failure.Classify(err, failure.AskToken)
-	}
 	c := closing{kind: renew.Fail, cause: cause, level: zerolog.ErrorLevel,
 		reason: o.Stage.Words() + " (" + cause.String() + ")", msg: "FAIL: " + o.Stage.Words() + dryWords(o)}
 	c.err(err).str("stage", o.Stage.String()).str("cause", cause.String()).str("path", o.Path)
@@ -350,7 +346,16 @@ func (r reporter) fail(o renew.Outcome) closing {
 		next += "; " + s
 	}
 	c.str("next", next)
-	return c
+	return planned(&c, o)
+}
+
+// planned adds a dry run's plan to its closing line, as status shows it:
+// what the run would do, and why.
+func planned(c *closing, o renew.Outcome) closing {
+	if o.DryRun && o.Plan.Action != 0 {
+		c.str("plan", o.Plan.Action.String()).str("why", o.Plan.Reason)
+	}
+	return *c
 }
 
 // strandNote warns of an admin token a failed heal may have left alive: the

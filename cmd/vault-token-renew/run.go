@@ -53,7 +53,7 @@ func (c *cli) parseRun(args []string) (f runFlags, exit int, ok bool) {
 		c.printVersion()
 		return f, 0, false
 	}
-	exit, ok = c.check(fs, &f.tokenFlags, f.paceFlags.check, f.check)
+	exit, ok = c.check(fs, f.tokenFlags.check, f.paceFlags.check, f.check)
 	return f, exit, ok
 }
 

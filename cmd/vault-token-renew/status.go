@@ -96,7 +96,7 @@ func (c *cli) statusCmd(ctx context.Context, args []string) int {
 	if exit, ok := c.parse(fs, args); !ok {
 		return exit
 	}
-	if exit, ok := c.check(fs, &f.tokenFlags); !ok {
+	if exit, ok := c.check(fs, f.tokenFlags.check); !ok {
 		return exit
 	}
 	log := c.logger(f.logFormat)
@@ -115,7 +115,11 @@ func (c *cli) statusCmd(ctx context.Context, args []string) int {
 	rep.addr = vc.Address()
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	return exitStatus(c.status(ctx, vc, c.config(f.tokenFlags, paceFlags{}, vc, *log), rep, *log, f.json))
+	cfg := c.config(f.tokenFlags, paceFlags{}, vc, *log)
+	if store, _, _, _ := runstate.OpenLedger(c.getenv, f.tokenFile); store != nil {
+		cfg.Ledger = store // the plan's gap; status saves nothing
+	}
+	return exitStatus(c.status(ctx, vc, cfg, rep, *log, f.json))
 }
 
 // status reports on the token in the file and the next run's plan, without

@@ -86,7 +86,8 @@ func (c *cli) parseSweep(args []string) (f sweepFlags, exit int, ok bool) {
 	if exit, ok = c.parse(fs, args); !ok {
 		return f, exit, false
 	}
-	exit, ok = c.check(fs, &f.tokenFlags, f.paceFlags.check)
+	f.sawTimeout(fs)
+	exit, ok = c.check(fs, f.tokenFlags.check, f.paceFlags.check)
 	return f, exit, ok
 }
 
@@ -141,7 +142,7 @@ func (c *cli) sweep(ctx context.Context, vc *vaultclient.Client, cfg renew.Confi
 	cfg.Progress = c.progress(log)
 	o := renew.Walk(ctx, vc, cfg, renew.WalkOptions{Apply: f.apply, IfGap: f.ifGap, Planned: func(p renew.WalkPlan) { printWalkPlan(log, p) }})
 	if !o.Walk.Idle && o.Sweep.LookedUp > 0 {
-		c.printSweep(o.Sweep, f.apply, o.Current.Accessor)
+		c.printSweep(o)
 	}
 	for _, r := range o.Sweep.Where(sweep.Record.Failed) {
 		log.Warn().Err(r.Err).Str("accessor", r.Accessor).Msg("could not " + opOf(r) + " accessor")
@@ -151,7 +152,7 @@ func (c *cli) sweep(ctx context.Context, vc *vaultclient.Client, cfg renew.Confi
 	case o.Walk.Paused:
 		line = walkPaused(o)
 	case o.Err == nil:
-		line = sweepSummary(cfg, o, f.apply)
+		line = sweepSummary(cfg, o)
 	}
 	if f.apply {
 		c.recordWalk(log, o, line)
@@ -202,8 +203,8 @@ func walkPaused(res renew.Outcome) closing {
 }
 
 // sweepSummary is a finished walk's closing line, in Judge's words.
-func sweepSummary(cfg renew.Config, res renew.Outcome, apply bool) closing {
-	sw := res.Sweep
+func sweepSummary(cfg renew.Config, res renew.Outcome) closing {
+	sw, apply := res.Sweep, res.Walk.Apply
 	c := closing{kind: res.Kind, level: zerolog.InfoLevel}
 	if res.Walk.Idle {
 		c.msg = "sweep: the ledger is complete since " + stamp(res.Ledger.WholeSince) + "; nothing to walk"
@@ -280,23 +281,24 @@ func (m *metricsOnSave) Fold(fn func(ledger.Ledger) ledger.Ledger) (ledger.Ledge
 
 // printSweep is the table of every token with our display name, with the
 // verdict's word and what was done as its action.
-func (c *cli) printSweep(rep sweep.Report, apply bool, current string) {
+func (c *cli) printSweep(o renew.Outcome) {
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ACCESSOR\tDISPLAY NAME\tHOST\tUSER\tCREATED\tTTL\tACTION")
 	for _, v := range []sweep.Verdict{sweep.Keep, sweep.Other, sweep.Stale} {
-		for _, r := range rep.Where(sweep.Is(v)) {
+		for _, r := range o.Sweep.Where(sweep.Is(v)) {
 			t := r.Token
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", safetext.Value(r.Accessor), safetext.Value(t.DisplayName),
 				orDash(safetext.Value(t.Host)), orDash(safetext.Value(t.User)),
-				t.CreationTime.Format(time.RFC3339), fmtDur(t.TTL), action(r, apply, current))
+				t.CreationTime.Format(time.RFC3339), fmtDur(t.TTL), action(r, o.Walk.Apply, o.Current.Accessor))
 		}
 	}
 	tw.Flush()
 }
 
 // action is a table row's last column: the verdict's word and what was
-// done, as the record says.
-func action(r sweep.Record, apply bool, current string) string {
+// done, as the record says (revoked tells a walk that revoked from one
+// that only looked).
+func action(r sweep.Record, revoked bool, current string) string {
 	switch {
 	case r.Verdict == sweep.Keep && r.Accessor == current:
 		return sweep.Keep.String() + " (the token in the file)"
@@ -304,7 +306,7 @@ func action(r sweep.Record, apply bool, current string) string {
 		return sweep.Keep.String()
 	case r.Verdict == sweep.Other:
 		return sweep.Other.String() + " (host=" + safetext.Value(r.Token.Host) + "): never revoked"
-	case !apply:
+	case !revoked:
 		return sweep.Stale.String() + ": would revoke"
 	case r.Did == sweep.Revoked:
 		return sweep.Stale.String() + ": revoked"
