@@ -179,7 +179,7 @@ func printWalkPlan(log zerolog.Logger, p renew.WalkPlan) {
 		rate = fmt.Sprintf("--max-rps %g", p.MaxRPS)
 	}
 	log.Info().Int("listed", p.Listed).Int("resume_after", p.Resume).Int("step", p.Step).Int("kept", len(p.Keep)).
-		Msg(fmt.Sprintf("sweep: plan: look up %d of %d accessors (%d done by an earlier run), at %s; %s this machine's stale %s (host=%s user=%s, or untagged); keep the token in the file and the %d the other token files' ledgers hold; never revoke another machine's",
+		Msg(fmt.Sprintf("the walk's plan: look up %d of %d accessors (%d done by an earlier run), at %s; %s this machine's stale %s (host=%s user=%s, or untagged); keep the token in the file and the %d the other token files' ledgers hold; never revoke another machine's",
 			p.Listed-p.Resume, p.Listed, p.Resume, rate, verb, p.DisplayName, safetext.Value(p.Owner.Host), safetext.Value(p.Owner.User), len(p.Keep)-1))
 }
 
