@@ -96,15 +96,18 @@ func (c *cli) statusCmd(ctx context.Context, args []string) int {
 	if exit, ok := c.parse(fs, args); !ok {
 		return exit
 	}
+	if f.brief { // the login banner: the state file only, no Vault and no token file
+		if exit, ok := c.check(fs); !ok {
+			return exit
+		}
+		return c.brief()
+	}
 	if exit, ok := c.check(fs, f.tokenFlags.check); !ok {
 		return exit
 	}
 	log := c.logger(f.logFormat)
-	switch {
-	case log == nil:
+	if log == nil {
 		return exitUsage
-	case f.brief:
-		return c.brief() // the login banner: the state file only, no Vault
 	}
 	rep := c.reporter(f.tokenFlags)
 	vc, refused := c.client(rep)
