@@ -389,15 +389,17 @@ func (r reporter) login() string { return r.cli + " login -method=oidc" }
 
 // remint is the runbook's manual recovery, for a dead token with no
 // admin-capable token to heal from; the run after it records the token in
-// the ledger.
+// the ledger. It never writes blindly over the file: the token goes to a
+// new file first, and mv -b keeps the one it replaces (it may be a live
+// login to another Vault) as <file>~.
 func (r reporter) remint() string {
 	var p []string
 	for _, pol := range r.spec.Policies {
 		p = append(p, "-policy="+pol)
 	}
 	s := r.spec
-	return fmt.Sprintf("(umask 077; %s token create -orphan -period=%s %s -display-name=%s -metadata=managed_by=%s -metadata=host=%s -metadata=user=%s -field=token > %s) && vault-token-renew",
-		r.cli, fmtDur(s.Period), strings.Join(p, " "), s.DisplayName, decide.ManagedBy, s.Host, s.User, r.path)
+	return fmt.Sprintf("(umask 077; %s token create -orphan -period=%s %s -display-name=%s -metadata=managed_by=%s -metadata=host=%s -metadata=user=%s -field=token > %s.new) && mv -b %s.new %s && vault-token-renew",
+		r.cli, fmtDur(s.Period), strings.Join(p, " "), s.DisplayName, decide.ManagedBy, s.Host, s.User, r.path, r.path, r.path)
 }
 
 // hint says what to do next about a failure, by cause: every cause has
@@ -409,7 +411,7 @@ func (r reporter) hint(o renew.Outcome, cause failure.Cause, err error) string {
 	case failure.CauseBadTokenFile:
 		return "the token file was left as it is and " + r.server() + " was not asked; look at it (ls -l " + o.Path + ": a regular file holding one token), then log in (" + r.login() + ") to write one token there and run again, or re-mint by hand: " + r.remint()
 	case failure.CauseTokenDenied:
-		return "the token in the file is dead or revoked and cannot heal itself; log in (" + r.login() + ") and run again, or re-mint by hand: " + r.remint()
+		return r.server() + " at " + r.addr + " does not accept the token in the file: it may be a live login to another " + r.server() + " (check that " + r.setting("ADDR") + " is the one you logged in to), or dead or revoked here; if it is this one's, log in (" + r.login() + ") and run again, or re-mint by hand, which keeps the old token beside the file: " + r.remint()
 	case failure.CauseSealed:
 		return r.server() + " at " + r.addr + " is sealed or has no active node; unseal it (" + r.cli + " operator unseal) and run again"
 	case failure.CauseUnreachable:
