@@ -1,0 +1,165 @@
+package tokenstore
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/devvm/vault-token-renew/tokenfile"
+)
+
+// perAddress is a token helper that keeps one token per VAULT_ADDR, as
+// keyring helpers do; FAIL_STORE makes store fail, LOSE_STORE makes it
+// exit 0 and keep nothing, HANG makes every call hang.
+const perAddress = `#!/bin/sh
+[ -n "$HANG" ] && exec sleep 60
+f="$STORE_DIR/$(printf %s "$VAULT_ADDR" | tr -c 'a-zA-Z0-9' _)"
+case "$1" in
+get) [ -f "$f" ] && cat "$f"; exit 0 ;;
+store)
+  [ -n "$FAIL_STORE" ] && { echo "keyring locked; got $(cat)" >&2; exit 3; }
+  [ -n "$LOSE_STORE" ] && { cat >/dev/null; exit 0; }
+  umask 077; cat > "$f.tmp" && mv "$f.tmp" "$f" ;;
+erase) rm -f "$f" ;;
+esac
+`
+
+// helperAt is the perAddress helper, told addr; helpers made with one
+// dir share what they keep.
+func helperAt(t *testing.T, addr string, env ...string) Helper {
+	t.Helper()
+	return helperIn(t, t.TempDir(), addr, env...)
+}
+
+func helperIn(t *testing.T, dir, addr string, env ...string) Helper {
+	t.Helper()
+	path := filepath.Join(dir, "helper")
+	if err := os.WriteFile(path, []byte(perAddress), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	w := Where{Addr: addr, Env: append([]string{"PATH=" + os.Getenv("PATH"), "STORE_DIR=" + dir}, env...), LockDir: dir}
+	return w.helper(path)
+}
+
+func TestHelperKeepsOneTokenPerAddress(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	prod, staging := helperIn(t, dir, "https://prod:8200"), helperIn(t, dir, "https://staging:8200")
+	if _, err := prod.Read(ctx); !errors.Is(err, tokenfile.ErrEmpty) {
+		t.Fatalf("an empty helper: %v, want no token", err)
+	}
+	if err := prod.Replace(ctx, "", "hvs.prod"); err != nil {
+		t.Fatal(err)
+	}
+	if err := staging.Replace(ctx, "", "hvs.staging"); err != nil {
+		t.Fatal(err)
+	}
+	for h, want := range map[*Helper]string{&prod: "hvs.prod", &staging: "hvs.staging"} {
+		if got, err := h.Read(ctx); err != nil || got != want {
+			t.Fatalf("%s: get %q, %v; want %q", h.Addr, got, err, want)
+		}
+	}
+	if prod.Key() == staging.Key() || prod.LockFile == staging.LockFile {
+		t.Fatal("two addresses of one helper share a ledger or a lock")
+	}
+}
+
+func TestAFailedStoreLeavesWhatTheHelperHeld(t *testing.T) {
+	ctx := context.Background()
+	for _, bad := range []string{"FAIL_STORE=1", "LOSE_STORE=1"} {
+		t.Run(bad, func(t *testing.T) {
+			h := helperAt(t, "https://prod:8200")
+			if err := h.Replace(ctx, "", "hvs.old"); err != nil {
+				t.Fatal(err)
+			}
+			broken := h
+			broken.Env = append(append([]string(nil), h.Env...), bad)
+			err := broken.Replace(ctx, "hvs.old", "hvs.new-secret")
+			if !errors.Is(err, ErrHelper) {
+				t.Fatalf("a store that did not take: %v, want ErrHelper", err)
+			}
+			if strings.Contains(err.Error(), "hvs.new-secret") {
+				t.Fatalf("the token is in the error: %v", err)
+			}
+			if got, _ := h.Read(ctx); got != "hvs.old" {
+				t.Fatalf("the helper holds %q after a failed store, want the old token", got)
+			}
+		})
+	}
+}
+
+func TestAHelperThatHangsFails(t *testing.T) {
+	h := helperAt(t, "https://prod:8200", "HANG=1")
+	h.Timeout = 200 * time.Millisecond
+	start := time.Now()
+	_, err := h.Read(context.Background())
+	if !errors.Is(err, ErrHelper) || !strings.Contains(err.Error(), "no answer within 200ms") || time.Since(start) > 5*time.Second {
+		t.Fatalf("a hanging helper: %v after %s", err, time.Since(start))
+	}
+}
+
+func TestResolve(t *testing.T) {
+	home := t.TempDir()
+	helper := filepath.Join(home, "bin-helper")
+	os.WriteFile(helper, []byte(perAddress), 0o700)
+	write := func(name, body string) string {
+		p := filepath.Join(home, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write(".vault", `token_helper = "`+helper+`"`)
+	write("bao.json", `{"token_helper": "`+helper+`"}`)
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		bao  bool
+		flag string
+		kind string // file:<path> or helper
+		why  string
+	}{
+		{"--token-file wins", map[string]string{"VTR_TOKEN_FILE": "/v"}, false, "/f", "file:/f", "--token-file"},
+		{"VTR_TOKEN_FILE over the CLI's helper", map[string]string{"VTR_TOKEN_FILE": "/v"}, false, "", "file:/v", "VTR_TOKEN_FILE"},
+		{"vault: token_helper in ~/.vault", nil, false, "", "helper", "token_helper in " + home + "/.vault"},
+		{"vault: VAULT_CONFIG_PATH names another file, without one", map[string]string{"VAULT_CONFIG_PATH": home + "/none"}, false, "", "file:" + home + "/.vault-token", "the default"},
+		{"bao: ~/.bao absent, BAO_TOKEN_PATH", map[string]string{"BAO_TOKEN_PATH": "/b"}, true, "", "file:/b", "BAO_TOKEN_PATH"},
+		{"bao: BAO_CONFIG_PATH in JSON", map[string]string{"BAO_CONFIG_PATH": home + "/bao.json"}, true, "", "helper", "token_helper in " + home + "/bao.json"},
+		{"bao: VAULT_CONFIG_PATH when no BAO_CONFIG_PATH", map[string]string{"VAULT_CONFIG_PATH": home + "/.vault"}, true, "", "helper", "token_helper in " + home + "/.vault"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"HOME": home}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			c, err := Resolve(Where{Getenv: func(k string) string { return env[k] }, Bao: tc.bao, Flag: tc.flag, Addr: "http://v", LockDir: home})
+			if err != nil {
+				t.Fatal(err)
+			}
+			kind := "helper"
+			if f, ok := c.Store.(File); ok {
+				kind = "file:" + f.Path
+			}
+			if kind != tc.kind || !strings.HasPrefix(c.Why, tc.why) {
+				t.Fatalf("store %s (%s), want %s (%s)", kind, c.Why, tc.kind, tc.why)
+			}
+		})
+	}
+}
+
+func TestAConfigThatCannotBeUsedIsAnError(t *testing.T) {
+	home := t.TempDir()
+	for name, body := range map[string]string{"garbled": `token_helper = "unterminated`, "missing helper": `token_helper = "/nonexistent/helper"`} {
+		t.Run(name, func(t *testing.T) {
+			os.WriteFile(filepath.Join(home, ".vault"), []byte(body), 0o600)
+			_, err := Resolve(Where{Getenv: func(k string) string { return map[string]string{"HOME": home}[k] }})
+			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), filepath.Join(home, ".vault")) {
+				t.Fatalf("%v, want ErrConfig naming the file", err)
+			}
+		})
+	}
+}
