@@ -19,6 +19,7 @@ import (
 
 	"github.com/devvm/vault-token-renew/sweep"
 	"github.com/devvm/vault-token-renew/tokenfile"
+	"github.com/devvm/vault-token-renew/tokenstore"
 )
 
 // Stage is the step of a run (or of status and sweep) a failure happened
@@ -41,6 +42,7 @@ const (
 	StageForeign            // sweep --apply refused: the file holds a foreign token
 	StageSettings           // building the client from the VAULT_*/BAO_* settings
 	StageEnvFile            // checking that the env file may be trusted
+	StageStore              // finding where the CLI keeps the token (its config file's token_helper)
 	stageCount
 )
 
@@ -53,7 +55,7 @@ func Stages() []Stage {
 	return out
 }
 
-var stageNames = [stageCount]string{"", "lock", "read", "lookup", "renew", "create", "check", "cap", "write", "capabilities", "sweep", "foreign", "settings", "env-file"}
+var stageNames = [stageCount]string{"", "lock", "read", "lookup", "renew", "create", "check", "cap", "write", "capabilities", "sweep", "foreign", "settings", "env-file", "store"}
 
 var stageWords = [stageCount]string{
 	"",
@@ -70,6 +72,7 @@ var stageWords = [stageCount]string{
 	"sweep --apply refused: the token file holds a foreign token",
 	"could not build the client from the VAULT_*/BAO_* settings",
 	"the env file is not safe to trust; nothing was done",
+	"could not find where the CLI keeps the token",
 }
 
 // String is the stage's stable name, the stage= field of a FAIL line.
@@ -114,12 +117,13 @@ const (
 	CauseBadTokenFile        // the token file does not hold one token: two lines, odd bytes, far too long, not a regular file
 	CauseTooLarge            // an answer was larger than any Vault sends: a hostile or broken server, a proxy
 	CauseUnsafeEnvFile       // the env file is another user's, or others may write it: not trusted
+	CauseTokenHelper         // the CLI's token helper failed, hung or did not keep the token, or its config cannot be used
 	causeCount
 )
 
 var causeNames = [causeCount]string{"unknown", "refused", "token-denied", "sealed", "server-error", "unreachable", "tls",
 	"timeout", "client-timeout", "canceled", "filesystem", "lock-held", "ttl-capped", "mint-rejected", "sweep-incomplete", "foreign-token", "settings", "no-token",
-	"bad-token-file", "answer-too-large", "unsafe-env-file"}
+	"bad-token-file", "answer-too-large", "unsafe-env-file", "token-helper"}
 
 func (c Cause) String() string {
 	if c < 0 || c >= causeCount {
@@ -221,6 +225,8 @@ func Classify(err error, ask Ask) Cause {
 		return CauseTooLarge
 	case errors.Is(err, ErrUnsafeEnvFile):
 		return CauseUnsafeEnvFile
+	case errors.Is(err, tokenstore.ErrHelper), errors.Is(err, tokenstore.ErrConfig):
+		return CauseTokenHelper
 	case errors.Is(err, sweep.ErrIncomplete):
 		return CauseIncomplete
 	case isTLS(err):

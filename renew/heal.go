@@ -62,7 +62,7 @@ func (r *run) keepMinted(ctx context.Context, c Created, log zerolog.Logger) boo
 		r.out.fail(stage, checkAsk(stage), err)
 		return false
 	}
-	err := r.writeToken(c.Secret)
+	err := r.cfg.Store.Replace(ctx, r.tok, c.Secret)
 	switch {
 	case err == nil:
 	case !errors.Is(err, tokenfile.ErrNotDurable):
@@ -119,13 +119,6 @@ func (r *run) discard(ctx context.Context, c Created, log zerolog.Logger) bool {
 	r.led.update(func(l ledger.Ledger) ledger.Ledger { return l.Forget(c.Accessor) })
 	log.Info().Str("accessor", c.Accessor).Msg("revoked the minted token")
 	return true
-}
-
-func (r *run) writeToken(secret string) error {
-	if r.cfg.WriteToken != nil {
-		return r.cfg.WriteToken(r.cfg.TokenFile, secret)
-	}
-	return tokenfile.Write(r.cfg.TokenFile, secret)
 }
 
 // create mints the periodic token as the foreign token, writing ahead in

@@ -7,6 +7,7 @@ import (
 	"github.com/devvm/vault-token-renew/decide"
 	"github.com/devvm/vault-token-renew/failure"
 	"github.com/devvm/vault-token-renew/tokenfile"
+	"github.com/devvm/vault-token-renew/tokenstore"
 )
 
 // lock takes the run lock beside the token file, waiting up to LockWait.
@@ -14,7 +15,7 @@ import (
 // previous run wrote.
 func (r *run) lock(ctx context.Context) (*tokenfile.Lock, error) {
 	lctx, cancel := context.WithTimeout(ctx, r.cfg.LockWait)
-	l, err := tokenfile.Acquire(lctx, r.cfg.TokenFile)
+	l, err := r.cfg.Store.Lock(lctx)
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -25,10 +26,10 @@ func (r *run) lock(ctx context.Context) (*tokenfile.Lock, error) {
 	return l, err
 }
 
-// read reads the token file; false when it could not (the outcome says
-// why).
-func (r *run) read() bool {
-	tok, err := tokenfile.Read(r.cfg.TokenFile)
+// read reads the token from its store; false when it could not (the
+// outcome says why).
+func (r *run) read(ctx context.Context) bool {
+	tok, err := r.cfg.Store.Read(ctx)
 	if err != nil {
 		r.out.fail(failure.StageRead, failure.AskToken, err)
 		return false
@@ -42,25 +43,30 @@ func (r *run) read() bool {
 func (r *run) lookUp(ctx context.Context) bool {
 	cur, err := r.v.LookupSelf(ctx, r.tok)
 	if err != nil {
-		r.out.fail(failure.StageLookup, failure.AskToken, fmt.Errorf("token in %s: %w", r.cfg.TokenFile, err))
+		r.out.fail(failure.StageLookup, failure.AskToken, fmt.Errorf("token in %s: %w", r.cfg.Store, err))
 		return false
 	}
 	r.out.Current = cur
 	return true
 }
 
-// tighten makes a token file others may read private, and says so.
+// tighten makes a token file others may read private, and says so; a
+// token helper keeps its tokens its own way.
 func (r *run) tighten() {
+	f, ok := r.cfg.Store.(tokenstore.File)
+	if !ok {
+		return
+	}
 	log := r.cfg.Log
-	was, changed, err := tokenfile.Tighten(r.cfg.TokenFile)
+	was, changed, err := tokenfile.Tighten(f.Path)
 	switch {
 	case err != nil:
 		log.Warn().Err(err).Msg("the token file is readable by others and could not be made private")
 	case changed:
-		log.Warn().Str("path", r.cfg.TokenFile).Str("was", fmt.Sprintf("%04o", was)).
+		log.Warn().Str("path", f.Path).Str("was", fmt.Sprintf("%04o", was)).
 			Msg("the token file was readable by others; made it 0600")
 	case was != 0:
-		log.Warn().Str("path", r.cfg.TokenFile).Str("mode", fmt.Sprintf("%04o", was)).
+		log.Warn().Str("path", f.Path).Str("mode", fmt.Sprintf("%04o", was)).
 			Msg("the token file is readable by others and belongs to another user; left as it is")
 	}
 }
@@ -74,7 +80,7 @@ func Inspect(ctx context.Context, v Vault, cfg Config) Outcome {
 	}
 	r := newRun(v, cfg)
 	r.load()
-	if r.read() {
+	if r.read(ctx) {
 		r.lookUp(ctx)
 	}
 	r.out.Plan = decide.Decide(r.found())

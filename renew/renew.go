@@ -20,6 +20,7 @@ import (
 
 	"github.com/devvm/vault-token-renew/decide"
 	"github.com/devvm/vault-token-renew/failure"
+	"github.com/devvm/vault-token-renew/tokenstore"
 
 	"github.com/rs/zerolog"
 
@@ -85,7 +86,9 @@ var (
 
 // Config is one run's settings.
 type Config struct {
-	TokenFile   string
+	// Store is where the operator's CLI keeps the token: a token file, or
+	// a token helper (tokenstore.Resolve).
+	Store       tokenstore.Store
 	Spec        decide.Spec
 	DryRun      bool
 	Concurrency int           // sweep lookups in flight
@@ -107,9 +110,6 @@ type Config struct {
 	// Now is the clock for the ledger's and the TTL judgement's times; nil
 	// means time.Now.
 	Now func() time.Time
-	// WriteToken replaces the token file; nil means tokenfile.Write. Tests
-	// set it to make the write fail after a successful mint.
-	WriteToken func(path, token string) error
 }
 
 // Owner is the machine a sweep acts for.
@@ -150,7 +150,7 @@ func Run(ctx context.Context, v Vault, cfg Config) Outcome {
 	// The ledger and the file are read only after the lock is taken: a run
 	// that waited must see what the previous run saved and wrote.
 	r.load()
-	if r.out.Err == nil && r.read() {
+	if r.out.Err == nil && r.read(ctx) {
 		if !cfg.DryRun {
 			r.tighten()
 		}
@@ -172,7 +172,7 @@ type run struct {
 }
 
 func newRun(v Vault, cfg Config) *run {
-	return &run{v: v, cfg: cfg, out: Outcome{Path: cfg.TokenFile, DryRun: cfg.DryRun}}
+	return &run{v: v, cfg: cfg, out: Outcome{Path: cfg.Store.String(), DryRun: cfg.DryRun}}
 }
 
 // load reads the ledger: a dry run's in memory from then on, and a run's

@@ -19,12 +19,12 @@ import (
 
 	"github.com/devvm/vault-token-renew/decide"
 	"github.com/devvm/vault-token-renew/failure"
+	"github.com/devvm/vault-token-renew/tokenstore"
 
 	"github.com/rs/zerolog"
 
 	"github.com/devvm/vault-token-renew/internal/ledger"
 	"github.com/devvm/vault-token-renew/sweep"
-	"github.com/devvm/vault-token-renew/tokenfile"
 )
 
 // fakeVault is a token store in memory, keyed by secret. It answers with
@@ -250,7 +250,7 @@ func setup(t *testing.T, content string) (Config, string) {
 	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return Config{TokenFile: p, Spec: spec, Concurrency: 4, LockWait: 5 * time.Second, Log: zerolog.Nop(),
+	return Config{Store: tokenstore.File{Path: p}, Spec: spec, Concurrency: 4, LockWait: 5 * time.Second, Log: zerolog.Nop(),
 		CreateRetries: 2, RetryWait: time.Millisecond}, p
 }
 
@@ -445,7 +445,7 @@ func TestMintedLookupFailureRevokesMinted(t *testing.T) {
 func TestWriteFailureRevokesMintedAndKeepsFile(t *testing.T) {
 	f := world()
 	cfg, p := setup(t, "oidc-secret")
-	cfg.WriteToken = func(string, string) error { return errors.New("injected: no space left on device") }
+	cfg.Store = failingStore{cfg.Store, errors.New("injected: no space left on device")}
 	res, err := runOnce(context.Background(), f, cfg)
 	if err == nil || res.Stage != failure.StageWrite {
 		t.Fatalf("err %v stage %q", err, res.Stage)
@@ -567,7 +567,7 @@ func TestSymlinkedTokenFileKeepsLink(t *testing.T) {
 	if err := os.Symlink(target, link); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{TokenFile: link, Spec: spec, Concurrency: 2, LockWait: time.Second, Log: zerolog.Nop()}
+	cfg := Config{Store: tokenstore.File{Path: link}, Spec: spec, Concurrency: 2, LockWait: time.Second, Log: zerolog.Nop()}
 	if _, err := runOnce(context.Background(), f, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -746,7 +746,7 @@ func TestLockFileThatCannotBeCreatedIsFilesystem(t *testing.T) {
 	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{TokenFile: filepath.Join(notDir, ".vault-token"), Spec: spec, LockWait: time.Second, Log: zerolog.Nop()}
+	cfg := Config{Store: tokenstore.File{Path: filepath.Join(notDir, ".vault-token")}, Spec: spec, LockWait: time.Second, Log: zerolog.Nop()}
 	res, err := runOnce(context.Background(), world(), cfg)
 	if res.Stage != failure.StageLock || res.Cause != failure.CauseFilesystem {
 		t.Fatalf("err %v stage %v cause %v, want a filesystem cause, not a held lock", err, res.Stage, res.Cause)
@@ -756,7 +756,7 @@ func TestLockFileThatCannotBeCreatedIsFilesystem(t *testing.T) {
 func TestHeldLockIsLockHeld(t *testing.T) {
 	cfg, _ := setup(t, "ours-secret")
 	cfg.LockWait = 100 * time.Millisecond
-	held, err := tokenfile.Acquire(context.Background(), cfg.TokenFile)
+	held, err := cfg.Store.Lock(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -843,3 +843,11 @@ func revokedBy(o Outcome) []string {
 	sort.Strings(out)
 	return out
 }
+
+// failingStore is a store whose writes fail with err, after the mint.
+type failingStore struct {
+	tokenstore.Store
+	err error
+}
+
+func (f failingStore) Replace(context.Context, string, string) error { return f.err }

@@ -16,7 +16,6 @@ import (
 	"github.com/devvm/vault-token-renew/internal/ledger"
 	"github.com/devvm/vault-token-renew/internal/safetext"
 	"github.com/devvm/vault-token-renew/sweep"
-	"github.com/devvm/vault-token-renew/tokenfile"
 )
 
 // WalkRun is what one run of a walk did.
@@ -108,7 +107,7 @@ func Walk(ctx context.Context, v Vault, cfg Config, wo WalkOptions) Outcome {
 	if !wo.Apply {
 		store = &dryStore{LedgerStore: store}
 	}
-	w := &walker{v: v, cfg: cfg, wo: wo, b: loadLedger(store, cfg.Log), out: Outcome{Path: cfg.TokenFile, Walk: &WalkRun{Apply: wo.Apply}},
+	w := &walker{v: v, cfg: cfg, wo: wo, b: loadLedger(store, cfg.Log), out: Outcome{Path: cfg.Store.String(), Walk: &WalkRun{Apply: wo.Apply}},
 		limit: sweep.NewLimiter(cfg.MaxRPS)}
 	if wo.Step <= 0 {
 		w.wo.Step = stepSize(ctx, cfg.MaxRPS)
@@ -230,7 +229,7 @@ func (w *walker) begin(started time.Time, accs []string) []string {
 // actAs reads the token file and looks its token up when it changed: the
 // walk acts as our periodic token, and stops at a foreign one.
 func (w *walker) actAs(ctx context.Context) error {
-	tok, err := tokenfile.Read(w.cfg.TokenFile)
+	tok, err := w.cfg.Store.Read(ctx)
 	if err != nil {
 		return w.fail(failure.StageRead, failure.AskToken, err)
 	}
@@ -239,13 +238,13 @@ func (w *walker) actAs(ctx context.Context) error {
 	}
 	cur, err := w.v.LookupSelf(ctx, tok)
 	if err != nil {
-		return w.fail(failure.StageLookup, failure.AskToken, fmt.Errorf("token in %s: %w", w.cfg.TokenFile, err))
+		return w.fail(failure.StageLookup, failure.AskToken, fmt.Errorf("token in %s: %w", w.cfg.Store, err))
 	}
 	w.out.Current = cur
 	if w.wo.Apply && !decide.IsOurs(cur, w.cfg.Spec) {
 		w.out.Cause = failure.CauseForeign
 		return w.fail(failure.StageForeign, failure.AskToken, fmt.Errorf("token in %s is dn=%s, not our periodic %s; nothing revoked",
-			w.cfg.TokenFile, safetext.Value(cur.DisplayName), w.cfg.Spec.StoredDisplayName()))
+			w.cfg.Store, safetext.Value(cur.DisplayName), w.cfg.Spec.StoredDisplayName()))
 	}
 	w.tok = tok
 	return nil
@@ -299,7 +298,7 @@ func (w *walker) abandoned() error {
 // since the step's lookups is kept, never revoked.
 func (w *walker) revoke(ctx context.Context, rep sweep.Report) (sweep.Report, error) {
 	lctx, cancel := context.WithTimeout(ctx, w.cfg.LockWait)
-	lock, err := tokenfile.Acquire(lctx, w.cfg.TokenFile)
+	lock, err := w.cfg.Store.Lock(lctx)
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -99,14 +101,18 @@ func (h Helper) store(ctx context.Context, token string) error {
 }
 
 func (h Helper) Lock(ctx context.Context) (*tokenfile.Lock, error) {
+	if err := os.MkdirAll(filepath.Dir(h.LockFile), 0o700); err != nil {
+		return nil, err
+	}
 	return tokenfile.Acquire(ctx, h.LockFile)
 }
 
 func (h Helper) String() string { return "token helper " + h.Path }
 
-// Key is the helper and the place it keeps a token for: a helper that
-// keeps one per address is several stores.
-func (h Helper) Key() string { return "helper:" + h.Path + "@" + h.Addr + "#" + h.Namespace }
+// Key is the store's name in the state file: its lock's path, one per
+// helper, address and namespace (a helper that keeps a token per address
+// is several stores), and a path, as a file store's key is.
+func (h Helper) Key() string { return h.LockFile }
 
 // run runs the helper with op, stdin on its standard input, and returns
 // its standard output. Its stderr goes into the error, bounded and with

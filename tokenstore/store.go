@@ -36,8 +36,12 @@ func (f File) Read(context.Context) (string, error) { return tokenfile.Read(f.Pa
 
 // Replace writes token atomically (tokenfile.Write); old is the file's
 // content already, which a failed write leaves byte-identical.
-func (f File) Replace(_ context.Context, _, token string) error { return tokenfile.Write(f.Path, token) }
+func (f File) Replace(_ context.Context, _, token string) error {
+	return tokenfile.Write(f.Path, token)
+}
 
-func (f File) Lock(ctx context.Context) (*tokenfile.Lock, error) { return tokenfile.Acquire(ctx, f.Path) }
-func (f File) String() string                                    { return f.Path }
-func (f File) Key() string                                       { return f.Path }
+func (f File) Lock(ctx context.Context) (*tokenfile.Lock, error) {
+	return tokenfile.Acquire(ctx, f.Path)
+}
+func (f File) String() string { return f.Path }
+func (f File) Key() string    { return f.Path }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -20,10 +21,12 @@ import (
 	"github.com/devvm/vault-token-renew/decide"
 	"github.com/devvm/vault-token-renew/failure"
 	"github.com/devvm/vault-token-renew/internal/envfile"
+	"github.com/devvm/vault-token-renew/internal/runstate"
 	"github.com/devvm/vault-token-renew/internal/vaultclient"
 	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/sweep"
 	"github.com/devvm/vault-token-renew/tokenfile"
+	"github.com/devvm/vault-token-renew/tokenstore"
 )
 
 // exitUsage is the exit status of a usage error: bad flags, arguments or
@@ -65,8 +68,9 @@ The server (Vault or OpenBao) is reached with the client settings %[2]sADDR,
 %[2]sCACERT, %[2]sCAPATH, %[2]sCLIENT_CERT, %[2]sCLIENT_KEY, %[2]sNAMESPACE,
 %[2]sSKIP_VERIFY, %[2]sTLS_SERVER_NAME, %[2]sCLIENT_TIMEOUT, %[2]sMAX_RETRIES; as the
 bao CLI reads them, a BAO_* variable that is set wins over its VAULT_* twin,
-even empty. VAULT_TOKEN and BAO_TOKEN are never used: the token file is the
-source of truth (--token-file, else VTR_TOKEN_FILE, else BAO_TOKEN_PATH, else
+even empty. VAULT_TOKEN and BAO_TOKEN are never used: the token is kept
+where the CLI keeps it (--token-file, else VTR_TOKEN_FILE, else the
+token_helper of the CLI's config file, else BAO_TOKEN_PATH, else
 ~/.vault-token).
 
 Exit status: 0 OK/HEALED, 1 DRIFT/FAIL (status: foreign or unreadable;
@@ -134,7 +138,8 @@ func withEnvFile(getenv func(string) string) func(string) string {
 // tokenFlags are the flags of every subcommand that acts on the token:
 // which file, which token is ours, how to log, how long to take.
 type tokenFlags struct {
-	tokenFile   string
+	tokenFile   string // --token-file, when given: it wins over the CLI's own store
+	fallback    string // the token file the CLI would use without a token helper, for lines said before the store is found
 	displayName string
 	policies    policyList
 	period      time.Duration
@@ -189,9 +194,9 @@ func (c *cli) newFlags(name string) *flag.FlagSet {
 
 // addTokenFlags registers the flags of every subcommand that acts on the token.
 func (c *cli) addTokenFlags(fs *flag.FlagSet, t *tokenFlags) {
-	def := tokenfile.DefaultPath(c.getenv("HOME"), c.getenv)
+	t.fallback = tokenfile.DefaultPath(c.getenv("HOME"), c.getenv)
 	t.policies = policyList{vals: []string{"vault-admin", "sops-admin"}}
-	fs.StringVar(&t.tokenFile, "token-file", def, "the token file to manage (default: $VTR_TOKEN_FILE, else $BAO_TOKEN_PATH, else ~/.vault-token)")
+	fs.StringVar(&t.tokenFile, "token-file", "", "the token file to manage (default: where the CLI keeps the token: $VTR_TOKEN_FILE, else the token_helper of the CLI's config file (~/.vault, ~/.bao), else $BAO_TOKEN_PATH, else ~/.vault-token)")
 	fs.StringVar(&t.host, "host", c.hostname(), "this machine's name, tagged on the tokens it mints (default: $VTR_HOST, else the hostname)")
 	fs.StringVar(&t.displayName, "display-name", "devvm-wizard", "display name of the periodic token (Vault stores it as token-<name>)")
 	fs.Var(&t.policies, "policy", "policy of the periodic token; repeat for several")
@@ -272,28 +277,60 @@ func (c *cli) logger(format string) *zerolog.Logger {
 	return &log
 }
 
-// client checks the env file and builds the API client from the settings;
-// when either cannot be trusted or used, it returns the closing line that
-// says so instead.
-func (c *cli) client(rep reporter) (*vaultclient.Client, *closing) {
+// connect checks the env file, builds the API client from the settings
+// and finds where the CLI keeps the token (tokenstore.Resolve); when any of
+// them cannot be trusted or used, it returns the closing line that says so
+// instead. It names the address and the store in rep's words.
+func (c *cli) connect(t tokenFlags, rep *reporter) (*vaultclient.Client, tokenstore.Choice, *closing) {
 	refuse := func(stage failure.Stage, cause failure.Cause, err error) *closing {
 		line := rep.report(renew.Outcome{Stage: stage, Cause: cause, Err: err, Kind: renew.Fail, Path: rep.path})
 		return &line
 	}
 	if err := c.trustEnvFile(); err != nil {
-		return nil, refuse(failure.StageEnvFile, failure.CauseUnsafeEnvFile, err)
+		return nil, tokenstore.Choice{}, refuse(failure.StageEnvFile, failure.CauseUnsafeEnvFile, err)
 	}
 	vc, err := vaultclient.FromSettings(c.settings())
 	if err != nil {
-		return nil, refuse(failure.StageSettings, failure.CauseSettings, err)
+		return nil, tokenstore.Choice{}, refuse(failure.StageSettings, failure.CauseSettings, err)
 	}
-	return vc, nil
+	rep.addr = vc.Address()
+	choice, err := tokenstore.Resolve(c.where(t, vc))
+	if err != nil {
+		return nil, choice, refuse(failure.StageStore, failure.CauseTokenHelper, err)
+	}
+	rep.path, rep.store = choice.Store.String(), choice.Store
+	return vc, choice, nil
+}
+
+// where is what the store is found from: the flags, the environment, the
+// operator's CLI, and the address and namespace a token helper is told.
+func (c *cli) where(t tokenFlags, vc *vaultclient.Client) tokenstore.Where {
+	lockDir := os.TempDir()
+	if p, err := runstate.DefaultPath(c.getenv); err == nil {
+		lockDir = filepath.Dir(p)
+	}
+	addr := c.settings().Get("ADDR")
+	if addr == "" {
+		addr = vc.Address()
+	}
+	var env []string
+	for _, kv := range c.environ() { // the CLI's environment, but never the environment's token
+		if !strings.HasPrefix(kv, "VAULT_TOKEN=") && !strings.HasPrefix(kv, "BAO_TOKEN=") {
+			env = append(env, kv)
+		}
+	}
+	return tokenstore.Where{Getenv: c.getenv, Bao: c.vaultCLI(c.settings()) == "bao", Flag: t.tokenFile,
+		Addr: addr, Namespace: vc.Namespace(), Env: env, LockDir: lockDir}
 }
 
 // reporter is the closing lines' words for the token flags t.
 func (c *cli) reporter(t tokenFlags) reporter {
 	rps, _ := walkRate(c.getenv)
-	return reporter{spec: c.spec(t), path: t.tokenFile, timeout: t.timeout, cli: c.vaultCLI(c.settings()), walkRPS: rps}
+	path := t.tokenFile
+	if path == "" {
+		path = t.fallback
+	}
+	return reporter{spec: c.spec(t), path: path, timeout: t.timeout, cli: c.vaultCLI(c.settings()), walkRPS: rps}
 }
 
 // trustEnvFile checks the env file the units read, as OpenSSH checks its
@@ -317,9 +354,9 @@ func (c *cli) spec(t tokenFlags) decide.Spec {
 
 // config is a run's (or a walk's) settings: the flags, and the create's
 // retries from the API client's own (VAULT_MAX_RETRIES).
-func (c *cli) config(t tokenFlags, p paceFlags, vc *vaultclient.Client, log zerolog.Logger) renew.Config {
+func (c *cli) config(t tokenFlags, p paceFlags, vc *vaultclient.Client, store tokenstore.Store, log zerolog.Logger) renew.Config {
 	return renew.Config{
-		TokenFile:     t.tokenFile,
+		Store:         store,
 		Spec:          c.spec(t),
 		Concurrency:   p.concurrency,
 		MaxRPS:        p.maxRPS,
@@ -390,7 +427,7 @@ func (t *tokenFlags) check() error {
 	switch {
 	case t.envErr != nil:
 		return t.envErr
-	case t.tokenFile == "":
+	case t.tokenFile == "" && t.fallback == "":
 		return errors.New("HOME is not set: pass --token-file (or set BAO_TOKEN_PATH)")
 	case t.displayName == "":
 		return errors.New("--display-name must not be empty")

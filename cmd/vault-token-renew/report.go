@@ -19,6 +19,7 @@ import (
 	"github.com/devvm/vault-token-renew/internal/safetext"
 	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/sweep"
+	"github.com/devvm/vault-token-renew/tokenstore"
 )
 
 // closing is a command's closing line. It is built from what happened,
@@ -74,13 +75,14 @@ func (c closing) print(log zerolog.Logger) {
 // the operator has.
 type reporter struct {
 	addr    string
-	spec    decide.Spec   // the periodic token, and this machine
-	path    string        // the token file
-	maxRPS  float64       // the walk's --max-rps
-	timeout time.Duration // the run's --timeout; 0 for none
-	cli     string        // "vault" or "bao": the command the hints name
-	walk    walkStart     // whether this run started the walk unit
-	walkRPS float64       // the walk's rate cap by default (VTR_SWEEP_MAX_RPS)
+	spec    decide.Spec      // the periodic token, and this machine
+	path    string           // the store in words: the token file, or the token helper
+	store   tokenstore.Store // where the token is kept; nil before it was found
+	maxRPS  float64          // the walk's --max-rps
+	timeout time.Duration    // the run's --timeout; 0 for none
+	cli     string           // "vault" or "bao": the command the hints name
+	walk    walkStart        // whether this run started the walk unit
+	walkRPS float64          // the walk's rate cap by default (VTR_SWEEP_MAX_RPS)
 }
 
 // report is the closing line of a run (or of status's and sweep's start):
@@ -393,6 +395,9 @@ func (r reporter) login() string { return r.cli + " login -method=oidc" }
 // new file first, and mv -b keeps the one it replaces (it may be a live
 // login to another Vault) as <file>~.
 func (r reporter) remint() string {
+	if h, ok := r.store.(tokenstore.Helper); ok {
+		return r.remintThrough(h)
+	}
 	var p []string
 	for _, pol := range r.spec.Policies {
 		p = append(p, "-policy="+pol)
@@ -400,6 +405,31 @@ func (r reporter) remint() string {
 	s := r.spec
 	return fmt.Sprintf("(umask 077; %s token create -orphan -period=%s %s -display-name=%s -metadata=managed_by=%s -metadata=host=%s -metadata=user=%s -field=token > %s.new) && mv -b %s.new %s && vault-token-renew",
 		r.cli, fmtDur(s.Period), strings.Join(p, " "), s.DisplayName, decide.ManagedBy, s.Host, s.User, r.path, r.path, r.path)
+}
+
+// remintThrough is the manual re-mint where a token helper keeps the
+// token: the helper's token for this address is kept in a private file
+// first (it may be a live login to another Vault), then the new one is
+// stored through the helper, as vault login would.
+func (r reporter) remintThrough(h tokenstore.Helper) string {
+	var p []string
+	for _, pol := range r.spec.Policies {
+		p = append(p, "-policy="+pol)
+	}
+	s, addr := r.spec, r.setting("ADDR")+"="+h.Addr
+	return fmt.Sprintf("(umask 077; %s %s get > ~/.vault-token.before-remint; %s token create -orphan -period=%s %s -display-name=%s -metadata=managed_by=%s -metadata=host=%s -metadata=user=%s -field=token | %s %s store) && vault-token-renew",
+		addr, h.Path, r.cli, fmtDur(s.Period), strings.Join(p, " "), s.DisplayName, decide.ManagedBy, s.Host, s.User, addr, h.Path)
+}
+
+// helperHint says what to do about a token helper that failed, or a CLI
+// config file that names one that cannot be used.
+func (r reporter) helperHint(err error) string {
+	var he *tokenstore.HelperError
+	if errors.As(err, &he) {
+		return "the token helper " + he.Path + " failed at " + he.Op + " (error= says how, and whether a failed store was undone); run it as the CLI does to see why (" +
+			r.setting("ADDR") + "=" + r.addr + " " + he.Path + " get >/dev/null), fix it or what it keeps tokens in (a locked keyring), and run again"
+	}
+	return "the CLI's config file names a token helper that cannot be used (error= says which and why); fix token_helper there (the " + r.cli + " CLI fails on it too), or pass --token-file"
 }
 
 // hint says what to do next about a failure, by cause: every cause has
@@ -442,6 +472,8 @@ func (r reporter) hint(o renew.Outcome, cause failure.Cause, err error) string {
 		return r.server() + " at " + r.addr + " answered with more than any vault sends, and the answer was not read; check that " + r.setting("ADDR") + " reaches the server and not a proxy's or a portal's page (curl -sS " + r.addr + "/v1/sys/health)"
 	case failure.CauseUnsafeEnvFile:
 		return unsafeEnvHint(err)
+	case failure.CauseTokenHelper:
+		return r.helperHint(err)
 	case failure.CauseSettings:
 		return "fix the " + r.setting("*") + " variables in the environment file (~/.config/vault-token-renew/env), or the shell's"
 	case failure.CauseRefused:

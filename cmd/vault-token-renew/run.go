@@ -11,6 +11,7 @@ import (
 	"github.com/devvm/vault-token-renew/internal/runstate"
 	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/tokenfile"
+	"github.com/devvm/vault-token-renew/tokenstore"
 )
 
 // runFlags are the one run's flags.
@@ -69,7 +70,7 @@ func (c *cli) runCmd(ctx context.Context, args []string) int {
 		return exitUsage
 	}
 	rep := c.reporter(f.tokenFlags)
-	vc, refused := c.client(rep)
+	vc, choice, refused := c.connect(f.tokenFlags, &rep)
 	if refused != nil {
 		// An env file not to be trusted may have chosen where the state and
 		// the metrics go: nothing is written then, only said.
@@ -79,17 +80,16 @@ func (c *cli) runCmd(ctx context.Context, args []string) int {
 		refused.print(*log)
 		return exitStatus(refused.kind)
 	}
-	rep.addr = vc.Address()
-	cfg := c.config(f.tokenFlags, f.paceFlags, vc, *log)
+	cfg := c.config(f.tokenFlags, f.paceFlags, vc, choice.Store, *log)
 	cfg.DryRun = f.dryRun
-	store, note, path, err := runstate.OpenLedger(c.getenv, f.tokenFile)
+	store, note, path, err := runstate.OpenLedger(c.getenv, choice.Store.Key())
 	if store != nil {
 		cfg.Ledger = store // a dry run reads it, and saves nothing
 	}
 	if !f.dryRun {
 		sayLedger(*log, note, path, err)
-		if f.settle > 0 {
-			tokenfile.Settle(ctx, f.tokenFile, f.settle, 5*f.settle) // a login may still be writing it
+		if file, ok := choice.Store.(tokenstore.File); ok && f.settle > 0 {
+			tokenfile.Settle(ctx, file.Path, f.settle, 5*f.settle) // a login may still be writing it
 		}
 	}
 	o := renew.RunWaiting(ctx, vc, cfg, renew.Waiting{For: f.waitUnreachable, Timeout: f.timeout, Now: c.now, Sleep: c.sleep})

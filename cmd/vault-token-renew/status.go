@@ -19,11 +19,14 @@ import (
 	"github.com/devvm/vault-token-renew/internal/safetext"
 	"github.com/devvm/vault-token-renew/internal/vaultclient"
 	"github.com/devvm/vault-token-renew/renew"
+	"github.com/devvm/vault-token-renew/tokenstore"
 )
 
 // statusReport is what `status` prints; never the token itself.
 type statusReport struct {
-	TokenFile        string            `json:"token_file"`
+	TokenFile        string `json:"token_file"` // the store: a file's path, or "token helper <path>"
+	StoreWhy         string `json:"token_store_why"`
+	storeKey         string
 	Ours             bool              `json:"ours"`
 	Want             string            `json:"want_display_name"`
 	DisplayName      string            `json:"display_name"`
@@ -110,26 +113,25 @@ func (c *cli) statusCmd(ctx context.Context, args []string) int {
 		return exitUsage
 	}
 	rep := c.reporter(f.tokenFlags)
-	vc, refused := c.client(rep)
+	vc, choice, refused := c.connect(f.tokenFlags, &rep)
 	if refused != nil {
 		refused.print(*log)
 		return exitStatus(refused.kind)
 	}
-	rep.addr = vc.Address()
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	cfg := c.config(f.tokenFlags, paceFlags{}, vc, *log)
-	if store, _, _, _ := runstate.OpenLedger(c.getenv, f.tokenFile); store != nil {
+	cfg := c.config(f.tokenFlags, paceFlags{}, vc, choice.Store, *log)
+	if store, _, _, _ := runstate.OpenLedger(c.getenv, choice.Store.Key()); store != nil {
 		cfg.Ledger = store // the plan's gap; status saves nothing
 	}
-	return exitStatus(c.status(ctx, vc, cfg, rep, *log, f.json))
+	return exitStatus(c.status(ctx, vc, cfg, choice, rep, *log, f.json))
 }
 
 // status reports on the token in the file and the next run's plan, without
 // changing anything. It ends OK when the file holds our periodic token,
 // Fail when it is foreign or cannot be looked up; it shows the recorded
 // runs and the ledger either way.
-func (c *cli) status(ctx context.Context, vc *vaultclient.Client, cfg renew.Config, rep reporter, log zerolog.Logger, asJSON bool) renew.Kind {
+func (c *cli) status(ctx context.Context, vc *vaultclient.Client, cfg renew.Config, choice tokenstore.Choice, rep reporter, log zerolog.Logger, asJSON bool) renew.Kind {
 	last, lerr := c.stateOrNil()
 	o := renew.Inspect(ctx, vc, cfg)
 	if o.Err != nil {
@@ -142,7 +144,7 @@ func (c *cli) status(ctx context.Context, vc *vaultclient.Client, cfg renew.Conf
 		line.print(log)
 		return line.kind
 	}
-	r := reportOf(cfg, o, last)
+	r := reportOf(cfg, choice, o, last)
 	if !asJSON {
 		c.printStatus(r, o, last, lerr)
 		return o.Kind
@@ -158,10 +160,10 @@ func (c *cli) status(ctx context.Context, vc *vaultclient.Client, cfg renew.Conf
 
 // reportOf is what status shows of o: the token, the plan, the runs and
 // the ledger, what Vault said escaped and bounded.
-func reportOf(cfg renew.Config, o renew.Outcome, last *runstate.State) statusReport {
+func reportOf(cfg renew.Config, choice tokenstore.Choice, o renew.Outcome, last *runstate.State) statusReport {
 	info := o.Current
 	r := statusReport{
-		TokenFile: cfg.TokenFile, Ours: o.Plan.Action == decide.Renew, Want: cfg.Spec.StoredDisplayName(),
+		TokenFile: choice.Store.String(), StoreWhy: choice.Why, storeKey: choice.Store.Key(), Ours: o.Plan.Action == decide.Renew, Want: cfg.Spec.StoredDisplayName(),
 		DisplayName: safetext.Value(info.DisplayName), Type: safetext.Value(info.Type), Accessor: safetext.Value(info.Accessor),
 		TTLSeconds: int64(info.TTL / time.Second), PeriodSeconds: int64(info.Period / time.Second),
 		Orphan: info.Orphan, Policies: values(info.Policies), IdentityPolicies: values(info.IdentityPolicies),
@@ -170,7 +172,7 @@ func reportOf(cfg renew.Config, o renew.Outcome, last *runstate.State) statusRep
 		Ledger: ledgerOf(ledger.Ledger{}),
 	}
 	if last != nil {
-		r.Ledger = ledgerOf(last.LedgerFor(cfg.TokenFile))
+		r.Ledger = ledgerOf(last.LedgerFor(choice.Store.Key()))
 		shown := *last
 		shown.Ledgers = nil
 		r.LastRun = &shown
@@ -197,6 +199,7 @@ func (c *cli) printStatus(r statusReport, o renew.Outcome, last *runstate.State,
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "token file\t%s\n", r.TokenFile)
+	fmt.Fprintf(tw, "found by\t%s\n", r.StoreWhy)
 	fmt.Fprintf(tw, "state\t%s\n", planWords(o.Plan, r.Want))
 	fmt.Fprintf(tw, "display name\t%s\n", r.DisplayName)
 	fmt.Fprintf(tw, "type\t%s\n", orDash(r.Type))
@@ -210,8 +213,8 @@ func (c *cli) printStatus(r statusReport, o renew.Outcome, last *runstate.State,
 	fmt.Fprintf(tw, "this host\t%s\n", r.Host)
 	printLastRun(tw, last, lerr, c.now())
 	if last != nil {
-		printLedger(tw, last.LedgerFor(r.TokenFile), r.Accessor, c.now())
-		printWalk(tw, last.LedgerFor(r.TokenFile).Walk, last.LastWalk, c.now())
+		printLedger(tw, last.LedgerFor(r.storeKey), r.Accessor, c.now())
+		printWalk(tw, last.LedgerFor(r.storeKey).Walk, last.LastWalk, c.now())
 	}
 	tw.Flush()
 }

@@ -107,12 +107,11 @@ func (c *cli) sweepCmd(ctx context.Context, args []string) int {
 	}
 	rep := c.reporter(f.tokenFlags)
 	rep.maxRPS = f.maxRPS
-	vc, refused := c.client(rep)
+	vc, choice, refused := c.connect(f.tokenFlags, &rep)
 	if refused != nil {
 		refused.print(*log)
 		return exitStatus(refused.kind)
 	}
-	rep.addr = vc.Address()
 	if !f.timeoutSet {
 		rep.timeout = 0
 	} else {
@@ -120,7 +119,7 @@ func (c *cli) sweepCmd(ctx context.Context, args []string) int {
 		ctx, cancel = context.WithTimeout(ctx, f.timeout)
 		defer cancel()
 	}
-	line := c.sweep(ctx, vc, c.config(f.tokenFlags, f.paceFlags, vc, *log), rep, *log, f)
+	line := c.sweep(ctx, vc, c.config(f.tokenFlags, f.paceFlags, vc, choice.Store, *log), rep, *log, f)
 	line.print(*log)
 	return exitStatus(line.kind)
 }
@@ -128,7 +127,7 @@ func (c *cli) sweepCmd(ctx context.Context, args []string) int {
 // sweep walks, prints the plan before the first lookup and the table after
 // the last, and returns the closing line.
 func (c *cli) sweep(ctx context.Context, vc *vaultclient.Client, cfg renew.Config, rep reporter, log zerolog.Logger, f sweepFlags) closing {
-	store, note, path, err := runstate.OpenLedger(c.getenv, cfg.TokenFile)
+	store, note, path, err := runstate.OpenLedger(c.getenv, cfg.Store.Key())
 	if f.apply {
 		sayLedger(log, note, path, err)
 	}

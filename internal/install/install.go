@@ -439,21 +439,24 @@ func (r Report) print(w io.Writer, p Paths, version string) {
 	fmt.Fprintf(w, "install: for a login banner when a run fails, add this line to ~/.bashrc (install does not edit it):\n    %s\n", BannerLine)
 }
 
-// SweepInstalled runs the installed binary's `sweep` on the token file
-// below home, as `mage sweepStale` does: a dry run unless apply. It returns
+// SweepInstalled runs the installed binary's `sweep` on the token below
+// home, as `mage sweepStale` does: a dry run unless apply. It returns
 // the binary's exit code (1 when a revoke failed or the walk stopped early).
 func SweepInstalled(home string, apply bool, stdout, stderr io.Writer) (int, error) {
 	bin := PathsUnder(home).Binary
 	if _, err := os.Stat(bin); err != nil {
 		return 0, fmt.Errorf("%s is not installed; run: go tool mage install", bin)
 	}
-	args := []string{"sweep", "--token-file", tokenfile.DefaultPath(home, envfile.Overlay(func() string { return home }, os.Getenv))}
+	// The binary finds the store as a run does (VTR_TOKEN_FILE, the CLI's
+	// token_helper, BAO_TOKEN_PATH, ~/.vault-token), below home.
+	args := []string{"sweep"}
 	if apply {
 		args = append(args, "--apply")
 	} else {
 		fmt.Fprintln(stdout, "sweepStale: dry run; set APPLY=1 to revoke")
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "HOME="+home)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	err := cmd.Run()
 	var ee *exec.ExitError

@@ -112,6 +112,9 @@ func New(cfg *vault.Config) (*Client, error) {
 
 // Address is the Vault address in use, for log lines: with any password in
 // it redacted (https://user:xxxxx@…).
+// Namespace is the namespace the client acts in; "" for the root.
+func (c *Client) Namespace() string { return c.ns }
+
 func (c *Client) Address() string {
 	u, err := url.Parse(c.base.Address())
 	if err != nil {
