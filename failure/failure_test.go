@@ -17,6 +17,7 @@ import (
 
 	"github.com/devvm/vault-token-renew/sweep"
 	"github.com/devvm/vault-token-renew/tokenfile"
+	"github.com/devvm/vault-token-renew/tokenstore"
 )
 
 type statusErr struct {
@@ -76,6 +77,8 @@ func TestClassify(t *testing.T) {
 		{"capped", fmt.Errorf("%w: 12h", ErrCapped), AskToken, CauseCapped},
 		{"mint rejected", fmt.Errorf("%w: x", ErrMintRejected), AskToken, CauseMintRejected},
 		{"dial refused is not a filesystem error", &url.Error{Op: "Get", URL: "x", Err: &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}, AskToken, CauseUnreachable},
+		{"a token helper that failed", fmt.Errorf("write: %w", &tokenstore.HelperError{Path: "/h", Op: "store", Why: "exit 3"}), AskToken, CauseTokenHelper},
+		{"a CLI config that names no usable helper", fmt.Errorf("%w: ~/.vault does not parse", tokenstore.ErrConfig), AskToken, CauseTokenHelper},
 		{"something else", errors.New("odd"), AskToken, CauseUnknown},
 		{"nil", nil, AskToken, CauseUnknown},
 	} {

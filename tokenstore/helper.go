@@ -72,15 +72,21 @@ func (h Helper) Read(ctx context.Context) (string, error) {
 }
 
 // Replace stores token, then reads it back with get and requires it: a
-// helper that took nothing, or something else, is a failure. On failure it
-// stores old again, and says whether that held.
+// helper that took nothing, or something else, is a failure. After a
+// failure it reads again: a helper that still holds old is left as it is;
+// one that holds anything else is given old back, and the error says
+// whether that held.
 func (h Helper) Replace(ctx context.Context, old, token string) error {
 	err := h.store(ctx, token)
 	if err == nil {
 		return nil
 	}
-	if rerr := h.store(context.WithoutCancel(ctx), old); rerr != nil {
-		return fmt.Errorf("%w; restoring the token it held failed too: %w", err, rerr)
+	ctx = context.WithoutCancel(ctx) // the run's deadline may be what failed
+	if got, gerr := h.Read(ctx); gerr == nil && got == old {
+		return fmt.Errorf("%w; it still holds the token it held", err)
+	}
+	if rerr := h.store(ctx, old); rerr != nil {
+		return fmt.Errorf("%w; storing back the token it held failed too: %w", err, rerr)
 	}
 	return fmt.Errorf("%w; the token it held was stored back", err)
 }

@@ -88,6 +88,9 @@ func TestAFailedStoreLeavesWhatTheHelperHeld(t *testing.T) {
 			if got, _ := h.Read(ctx); got != "hvs.old" {
 				t.Fatalf("the helper holds %q after a failed store, want the old token", got)
 			}
+			if !strings.Contains(err.Error(), "it still holds the token it held") {
+				t.Fatalf("the error does not say the helper kept its token: %v", err)
+			}
 		})
 	}
 }

@@ -335,7 +335,7 @@ func (r reporter) drift(o renew.Outcome) closing {
 func (r reporter) fail(o renew.Outcome) closing {
 	err, cause := o.Err, o.Cause
 	c := closing{kind: renew.Fail, cause: cause, level: zerolog.ErrorLevel,
-		reason: o.Stage.Words() + " (" + cause.String() + ")", msg: "FAIL: " + o.Stage.Words() + dryWords(o)}
+		reason: r.stageWords(o.Stage) + " (" + cause.String() + ")", msg: "FAIL: " + r.stageWords(o.Stage) + dryWords(o)}
 	c.err(err).str("stage", o.Stage.String()).str("cause", cause.String()).str("path", o.Path)
 	if o.Cap.Capped {
 		c.str("warning", r.capWhy(o.Cap))
@@ -358,6 +358,20 @@ func planned(c *closing, o renew.Outcome) closing {
 		c.str("plan", o.Plan.Action.String()).str("why", o.Plan.Reason)
 	}
 	return *c
+}
+
+// stageWords is what the FAIL line says happened at stage: the stage's
+// words, but for a token helper's read and write, which touch no file.
+func (r reporter) stageWords(s failure.Stage) string {
+	if _, ok := r.store.(tokenstore.Helper); ok {
+		switch s {
+		case failure.StageRead:
+			return "could not read the token from the token helper"
+		case failure.StageWrite:
+			return "could not store the token through the token helper"
+		}
+	}
+	return s.Words()
 }
 
 // strandNote warns of an admin token a failed heal may have left alive: the

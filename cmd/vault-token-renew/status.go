@@ -24,7 +24,8 @@ import (
 
 // statusReport is what `status` prints; never the token itself.
 type statusReport struct {
-	TokenFile        string `json:"token_file"` // the store: a file's path, or "token helper <path>"
+	TokenFile        string `json:"token_file"`  // the store: a file's path, or "token helper <path>"
+	StoreKind        string `json:"token_store"` // file or helper
 	StoreWhy         string `json:"token_store_why"`
 	storeKey         string
 	Ours             bool              `json:"ours"`
@@ -163,7 +164,7 @@ func (c *cli) status(ctx context.Context, vc *vaultclient.Client, cfg renew.Conf
 func reportOf(cfg renew.Config, choice tokenstore.Choice, o renew.Outcome, last *runstate.State) statusReport {
 	info := o.Current
 	r := statusReport{
-		TokenFile: choice.Store.String(), StoreWhy: choice.Why, storeKey: choice.Store.Key(), Ours: o.Plan.Action == decide.Renew, Want: cfg.Spec.StoredDisplayName(),
+		TokenFile: choice.Store.String(), StoreKind: storeKind(choice.Store), StoreWhy: choice.Why, storeKey: choice.Store.Key(), Ours: o.Plan.Action == decide.Renew, Want: cfg.Spec.StoredDisplayName(),
 		DisplayName: safetext.Value(info.DisplayName), Type: safetext.Value(info.Type), Accessor: safetext.Value(info.Accessor),
 		TTLSeconds: int64(info.TTL / time.Second), PeriodSeconds: int64(info.Period / time.Second),
 		Orphan: info.Orphan, Policies: values(info.Policies), IdentityPolicies: values(info.IdentityPolicies),
@@ -178,6 +179,14 @@ func reportOf(cfg renew.Config, choice tokenstore.Choice, o renew.Outcome, last 
 		r.LastRun = &shown
 	}
 	return r
+}
+
+// storeKind is the kind of store, as data: file or helper.
+func storeKind(s tokenstore.Store) string {
+	if _, ok := s.(tokenstore.Helper); ok {
+		return "helper"
+	}
+	return "file"
 }
 
 // planWords is the next run's plan in words: the status line's state.
@@ -198,7 +207,11 @@ func (c *cli) printStatus(r statusReport, o renew.Outcome, last *runstate.State,
 		period = fmtDur(info.Period)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "token file\t%s\n", r.TokenFile)
+	label := "token file"
+	if r.StoreKind == "helper" {
+		label = "token store"
+	}
+	fmt.Fprintf(tw, "%s\t%s\n", label, r.TokenFile)
 	fmt.Fprintf(tw, "found by\t%s\n", r.StoreWhy)
 	fmt.Fprintf(tw, "state\t%s\n", planWords(o.Plan, r.Want))
 	fmt.Fprintf(tw, "display name\t%s\n", r.DisplayName)
