@@ -35,6 +35,7 @@ const (
 	MetaManagedBy = "managed_by"
 	MetaHost      = "host"
 	MetaUser      = "user"
+	MetaProfile   = "profile" // only on the tokens of a profile (--profile): no profile tags none
 	ManagedBy     = "vault-token-renew"
 )
 
@@ -46,6 +47,7 @@ type Spec struct {
 	Period      time.Duration
 	Host        string // this machine, as tagged in the token's meta
 	User        string // the local user, likewise
+	Profile     string // the profile (--profile), likewise; "" for none
 }
 
 // StoredDisplayName is the display name Vault stores for tokens created by
@@ -54,7 +56,11 @@ func (s Spec) StoredDisplayName() string { return "token-" + s.DisplayName }
 
 // Meta is the metadata a minted token carries.
 func (s Spec) Meta() map[string]string {
-	return map[string]string{MetaManagedBy: ManagedBy, MetaHost: s.Host, MetaUser: s.User}
+	m := map[string]string{MetaManagedBy: ManagedBy, MetaHost: s.Host, MetaUser: s.User}
+	if s.Profile != "" {
+		m[MetaProfile] = s.Profile
+	}
+	return m
 }
 
 // IsOurs is the drift predicate: the token in the file is our periodic token
@@ -107,7 +113,7 @@ func JudgeMinted(info TokenInfo, s Spec) Judgement {
 			j.Problems = append(j.Problems, fmt.Sprintf("policy %q missing", p))
 		}
 	}
-	for _, k := range []string{MetaManagedBy, MetaHost, MetaUser} {
+	for _, k := range []string{MetaManagedBy, MetaHost, MetaUser, MetaProfile} {
 		if want := s.Meta()[k]; info.Meta[k] != want {
 			j.Problems = append(j.Problems, fmt.Sprintf("meta %s is %q, want %q", k, info.Meta[k], want))
 		}

@@ -113,7 +113,9 @@ type Config struct {
 }
 
 // Owner is the machine a sweep acts for.
-func (c Config) Owner() sweep.Owner { return sweep.Owner{Host: c.Spec.Host, User: c.Spec.User} }
+func (c Config) Owner() sweep.Owner {
+	return sweep.Owner{Host: c.Spec.Host, User: c.Spec.User, Profile: c.Spec.Profile}
+}
 
 func (c Config) now() time.Time {
 	if c.Now != nil {

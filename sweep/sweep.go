@@ -29,9 +29,10 @@ type Token struct {
 	CreationTime time.Time
 	TTL          time.Duration
 	Period       time.Duration // 0 for a token that is not periodic
-	// Host and User are the token's meta tags (empty when untagged, as the
-	// runbook's manual re-mints are): which machine and user it serves.
-	Host, User string
+	// Host, User and Profile are the token's meta tags (empty when
+	// untagged, as the runbook's manual re-mints are): which machine, user
+	// and profile it serves.
+	Host, User, Profile string
 }
 
 // Accessors is the Vault I/O a sweep needs, acting as one token that may
@@ -69,8 +70,9 @@ func (v Verdict) String() string {
 	return "ignored"
 }
 
-// Owner is the machine (and local user) whose tokens a sweep may revoke.
-type Owner struct{ Host, User string }
+// Owner is the machine (and local user, and profile) whose tokens a sweep
+// may revoke.
+type Owner struct{ Host, User, Profile string }
 
 // Judge is the whole rule for one token, for the heal's sweep and `sweep`
 // alike. Only a periodic token with the exact display name can be stale:
@@ -84,6 +86,11 @@ func Judge(t Token, displayName string, me Owner, keep map[string]bool) Verdict 
 	case t.DisplayName != displayName, t.Period <= 0:
 		return Ignore
 	case t.Host != "" && t.Host != me.Host, t.Host != "" && t.User != "" && t.User != me.User:
+		return Other
+	case t.Host != "" && t.Profile != me.Profile:
+		// Another profile's on this machine (or, for a profile, a token of
+		// the machine's no-profile setup): two profiles on one Vault never
+		// retire each other's tokens.
 		return Other
 	case keep[t.Accessor]:
 		return Keep

@@ -57,9 +57,38 @@ func TestJudge(t *testing.T) {
 		{"near miss: case", Token{Accessor: "a", DisplayName: "Token-Devvm-Wizard"}, Ignore},
 		{"near miss: space", Token{Accessor: "a", DisplayName: " token-devvm-wizard"}, Ignore},
 		{"foreign login", Token{Accessor: "a", DisplayName: "oidc-wizard"}, Ignore},
+		{"this machine, another profile's: never", Token{Accessor: "a", DisplayName: dn, Period: p, Host: "devvm-a", User: "wizard", Profile: "staging"}, Other},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := Judge(tc.tok, dn, me, keep); got != tc.want {
+				t.Fatalf("Judge = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestJudgeByProfile: a profile's sweep revokes only its own stale tokens
+// on this machine; another profile's, and the no-profile setup's, are
+// never its to revoke, and the other way round.
+func TestJudgeByProfile(t *testing.T) {
+	staging := Owner{Host: "devvm-a", User: "wizard", Profile: "staging"}
+	tok := func(profile string) Token {
+		return Token{Accessor: "a", DisplayName: dn, Period: p, Host: "devvm-a", User: "wizard", Profile: profile}
+	}
+	for _, tc := range []struct {
+		name string
+		tok  Token
+		me   Owner
+		want Verdict
+	}{
+		{"staging's own stale token", tok("staging"), staging, Stale},
+		{"prod's token, judged by staging", tok("prod"), staging, Other},
+		{"the no-profile setup's token, judged by staging", tok(""), staging, Other},
+		{"staging's token, judged by the no-profile setup", tok("staging"), me, Other},
+		{"an untagged manual re-mint is stale for everyone", Token{Accessor: "a", DisplayName: dn, Period: p}, staging, Stale},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Judge(tc.tok, dn, tc.me, nil); got != tc.want {
 				t.Fatalf("Judge = %v, want %v", got, tc.want)
 			}
 		})

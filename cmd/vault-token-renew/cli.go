@@ -99,6 +99,9 @@ type cli struct {
 	now            func() time.Time
 	sleep          func(context.Context, time.Duration) error // renew.RunWaiting's pause
 	startUnit      func(context.Context, string) error        // starts the walk unit
+	// profile is the profile selected (--profile, VTR_PROFILE), and
+	// profileFile its env file; "" for none.
+	profile, profileFile string
 }
 
 func newCLI(stdout, stderr io.Writer, lookup func(string) (string, bool)) *cli {
@@ -196,13 +199,27 @@ func (c *cli) newFlags(name string) *flag.FlagSet {
 func (c *cli) addTokenFlags(fs *flag.FlagSet, t *tokenFlags) {
 	t.fallback = tokenfile.DefaultPath(c.getenv("HOME"), c.getenv)
 	t.policies = policyList{vals: []string{"vault-admin", "sops-admin"}}
+	if v := c.getenv("VTR_POLICIES"); v != "" {
+		t.policies.Set(v)
+		t.policies.changed = false // a --policy replaces them
+	}
+	dn := c.getenv("VTR_DISPLAY_NAME")
+	if dn == "" {
+		dn = "devvm-wizard"
+	}
+	period, err := c.envDuration("VTR_PERIOD")
+	if period == 0 {
+		period = 768 * time.Hour
+	}
+	t.envErr = errors.Join(t.envErr, err)
 	fs.StringVar(&t.tokenFile, "token-file", "", "the token file to manage (default: where the CLI keeps the token: $VTR_TOKEN_FILE, else the token_helper of the CLI's config file (~/.vault, ~/.bao), else $BAO_TOKEN_PATH, else ~/.vault-token)")
 	fs.StringVar(&t.host, "host", c.hostname(), "this machine's name, tagged on the tokens it mints (default: $VTR_HOST, else the hostname)")
-	fs.StringVar(&t.displayName, "display-name", "devvm-wizard", "display name of the periodic token (Vault stores it as token-<name>)")
-	fs.Var(&t.policies, "policy", "policy of the periodic token; repeat for several")
-	fs.DurationVar(&t.period, "period", 768*time.Hour, "period of the periodic token")
+	fs.StringVar(&t.displayName, "display-name", dn, "display name of the periodic token (Vault stores it as token-<name>; default $VTR_DISPLAY_NAME, else devvm-wizard)")
+	fs.Var(&t.policies, "policy", "policy of the periodic token; repeat for several (default $VTR_POLICIES, comma-separated, else vault-admin,sops-admin)")
+	fs.DurationVar(&t.period, "period", period, "period of the periodic token (default $VTR_PERIOD, else 768h)")
 	fs.StringVar(&t.logFormat, "log-format", "auto", "log format: auto, console, plain or json")
 	fs.DurationVar(&t.timeout, "timeout", 2*time.Minute, "give up on the run after this long (sweep: no limit unless given)")
+	fs.String("profile", c.profile, "the profile: its settings are in ~/.config/vault-token-renew/NAME.env (default $VTR_PROFILE; none: the one env file)")
 }
 
 // addPaceFlags registers the run lock's wait and a sweep's pace; maxRPS is
@@ -252,6 +269,10 @@ var subcommands = []string{"status", "sweep", "notify"}
 // run parses the command line, runs one subcommand and returns its exit
 // status.
 func (c *cli) run(ctx context.Context, args []string) int {
+	if err := c.useProfile(args); err != nil {
+		c.usageError(err)
+		return exitUsage
+	}
 	name := "vault-token-renew"
 	if len(args) > 0 && slices.Contains(subcommands, args[0]) {
 		name, args = args[0], args[1:]
@@ -341,7 +362,11 @@ func (c *cli) trustEnvFile() error {
 	if home == "" {
 		return nil
 	}
-	if err := envfile.Check(envfile.Path(home)); err != nil {
+	file := envfile.Path(home)
+	if c.profileFile != "" {
+		file = c.profileFile // a profile's settings are all in its own file
+	}
+	if err := envfile.Check(file); err != nil {
 		return fmt.Errorf("%w: %w", failure.ErrUnsafeEnvFile, err)
 	}
 	return nil
@@ -349,7 +374,7 @@ func (c *cli) trustEnvFile() error {
 
 // spec is the periodic token the flags describe, and this machine.
 func (c *cli) spec(t tokenFlags) decide.Spec {
-	return decide.Spec{DisplayName: t.displayName, Policies: t.policies.vals, Period: t.period, Host: t.host, User: c.username()}
+	return decide.Spec{DisplayName: t.displayName, Policies: t.policies.vals, Period: t.period, Host: t.host, User: c.username(), Profile: c.profile}
 }
 
 // config is a run's (or a walk's) settings: the flags, and the create's

@@ -42,7 +42,7 @@ func (c *cli) parseRun(args []string) (f runFlags, exit int, ok bool) {
 	fs.StringVar(&f.metricsFile, "metrics-file", c.getenv("VTR_METRICS_FILE"), "write node_exporter textfile metrics here after each run (default $VTR_METRICS_FILE; empty: none)")
 	wait, werr := c.envDuration("VTR_WAIT_UNREACHABLE")
 	settle, serr := c.envDuration("VTR_SETTLE")
-	f.envErr = errors.Join(werr, serr)
+	f.envErr = errors.Join(f.envErr, werr, serr)
 	fs.DurationVar(&f.waitUnreachable, "wait-unreachable", wait,
 		"keep retrying this long while vault cannot be reached at all, before failing (default $VTR_WAIT_UNREACHABLE; the unit sets 10m)")
 	fs.DurationVar(&f.settle, "settle", settle,

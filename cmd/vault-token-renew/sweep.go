@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"text/tabwriter"
@@ -79,7 +80,7 @@ func (c *cli) parseSweep(args []string) (f sweepFlags, exit int, ok bool) {
 	fs := c.newFlags("sweep")
 	c.addTokenFlags(fs, &f.tokenFlags)
 	rps, err := walkRate(c.getenv)
-	f.envErr = err
+	f.envErr = errors.Join(f.envErr, err)
 	c.addPaceFlags(fs, &f.paceFlags, rps, "cap the walk's requests per second, gentle on a shared Vault (default $VTR_SWEEP_MAX_RPS, else 25; 0: no cap)")
 	fs.BoolVar(&f.apply, "apply", false, "revoke the stale tokens, keep the walk's place (a walk cut short resumes) and make the ledger whole (default: only list them)")
 	fs.BoolVar(&f.ifGap, "if-gap", false, "walk only when the ledger has a gap or a walk is under way; a stop or a login pauses it without failing (the walk unit's run)")

@@ -7,7 +7,9 @@ package runstate
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
+	"regexp"
 	"time"
 
 	"github.com/devvm/vault-token-renew/internal/atomicfile"
@@ -113,15 +115,28 @@ func Next(prev State, r Run) State {
 	return s
 }
 
+// ProfileName is what a profile may be called: a systemd instance name
+// that is also a file name, with no dot, slash or escape.
+var ProfileName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,30}$`)
+
 // DefaultPath is $XDG_STATE_HOME/vault-token-renew/state.json, falling back
 // to ~/.local/state as the XDG spec says (a relative XDG_STATE_HOME is
 // invalid and ignored). State is not config: a user may wipe it any time.
+// A profile (VTR_PROFILE) has a state of its own, in profiles/NAME/: its
+// runs, ledger, walk and notifier summary.
 func DefaultPath(getenv func(string) string) (string, error) {
+	rel := []string{"vault-token-renew", "state.json"}
+	if p := getenv("VTR_PROFILE"); p != "" {
+		if !ProfileName.MatchString(p) {
+			return "", fmt.Errorf("VTR_PROFILE=%q is not a profile's name", p)
+		}
+		rel = []string{"vault-token-renew", "profiles", p, "state.json"}
+	}
 	if x := getenv("XDG_STATE_HOME"); x != "" && filepath.IsAbs(x) {
-		return filepath.Join(x, "vault-token-renew", "state.json"), nil
+		return filepath.Join(append([]string{x}, rel...)...), nil
 	}
 	if h := getenv("HOME"); h != "" && filepath.IsAbs(h) {
-		return filepath.Join(h, ".local", "state", "vault-token-renew", "state.json"), nil
+		return filepath.Join(append([]string{h, ".local", "state"}, rel...)...), nil
 	}
 	return "", errors.New("no place for the state file: set HOME (or XDG_STATE_HOME) to an absolute path")
 }

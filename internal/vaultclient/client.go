@@ -299,7 +299,7 @@ func (a accessors) Lookup(ctx context.Context, accessor string) (sweep.Token, er
 	}
 	info := TokenInfo(s.Data)
 	return sweep.Token{Accessor: accessor, DisplayName: info.DisplayName, CreationTime: info.CreationTime, TTL: info.TTL,
-		Period: info.Period, Host: info.Meta[decide.MetaHost], User: info.Meta[decide.MetaUser]}, nil
+		Period: info.Period, Host: info.Meta[decide.MetaHost], User: info.Meta[decide.MetaUser], Profile: info.Meta[decide.MetaProfile]}, nil
 }
 
 func (a accessors) Revoke(ctx context.Context, accessor string) error {
