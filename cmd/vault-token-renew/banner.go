@@ -39,11 +39,20 @@ func (c *cli) notifyCmd(ctx context.Context, args []string) int {
 	var logFormat, unit string
 	fs.StringVar(&logFormat, "log-format", "auto", "log format: auto, console, plain or json")
 	fs.StringVar(&unit, "unit", "vault-token-renew", "the unit that failed (OnFailure= passes it)")
+	fs.String("profile", c.profile, "the profile whose unit failed (default: the unit's instance, vault-token-renew@NAME, else $VTR_PROFILE)")
 	if exit, ok := c.parse(fs, args); !ok {
 		return exit
 	}
 	if exit, ok := c.check(fs); !ok {
 		return exit
+	}
+	if name := unitProfile(unit); c.profile == "" && name != "" {
+		// The notifier is told the unit, not the profile: a profile's
+		// unit is an instance of a template, named after it.
+		if err := c.useProfile([]string{"--profile", name}); err != nil {
+			c.usageError(err)
+			return exitUsage
+		}
 	}
 	log := c.logger(logFormat)
 	if log == nil {

@@ -557,7 +557,7 @@ func TestForeignWordsForgeNoLine(t *testing.T) {
 	run := runstate.RunOf(ended(res, renew.ErrHealDenied), line.msg, line.reason, "devvm-a", time.Now())
 	s := runstate.Next(runstate.State{}, run)
 	env := strings.Join(runstate.NotifyEnv(s), "\n")
-	if strings.Count(env, "\n") != 4 || len(s.Summary) > safetext.MaxText || strings.Contains(s.Summary, "\n") {
+	if strings.Count(env, "\n") != 5 || len(s.Summary) > safetext.MaxText || strings.Contains(s.Summary, "\n") {
 		t.Fatalf("the state's summary (%d bytes) or the notifier's environment forges lines: %.200q", len(s.Summary), env)
 	}
 }

@@ -100,3 +100,18 @@ func profiles(home string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// unitProfile is the profile a unit of this tool serves: the instance of
+// vault-token-renew@NAME.service, vault-token-renew-sweep@NAME.service or
+// vault-token-renew@NAME.path ("" for the no-profile units).
+func unitProfile(unit string) string {
+	for _, t := range []string{"vault-token-renew@", "vault-token-renew-sweep@"} {
+		if rest, ok := strings.CutPrefix(unit, t); ok {
+			name, _, _ := strings.Cut(rest, ".")
+			if runstate.ProfileName.MatchString(name) {
+				return name
+			}
+		}
+	}
+	return ""
+}

@@ -136,7 +136,9 @@ func (c *cli) record(log zerolog.Logger, f runFlags, o renew.Outcome, line closi
 		log.Warn().Err(err).Msg("run state not recorded")
 		return
 	}
-	stateErr, metricsErr := runstate.Record(path, f.metricsFile, runstate.RunOf(o, line.msg, line.reason, f.host, c.now()))
+	run := runstate.RunOf(o, line.msg, line.reason, f.host, c.now())
+	run.Profile = c.profile
+	stateErr, metricsErr := runstate.Record(path, f.metricsFile, run)
 	if stateErr != nil {
 		log.Warn().Err(stateErr).Str("state_file", path).Msg("could not record the run state; status --brief and notify will not see this run")
 	}

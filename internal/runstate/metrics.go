@@ -25,7 +25,13 @@ import (
 // fires for such a machine too; token_expiry is absent while no run has
 // learned the expiry, because 0 would claim the token expired in 1970.
 func WriteMetrics(path string, s State) error {
-	reg := prometheus.NewRegistry()
+	gathered := prometheus.NewRegistry()
+	// A profile's metrics carry its name, so that one collector tells the
+	// profiles of a machine apart; no profile adds no label.
+	var reg prometheus.Registerer = gathered
+	if s.Profile != "" {
+		reg = prometheus.WrapRegistererWith(prometheus.Labels{"profile": s.Profile}, gathered)
+	}
 	gauge := func(name, help string, v float64) {
 		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
 		g.Set(v)
@@ -78,7 +84,7 @@ func WriteMetrics(path string, s State) error {
 	heals.Add(float64(max(s.HealsTotal, 0))) // Add panics on a negative; a hand-edited file may hold one
 	reg.MustRegister(heals)
 
-	return writeTextfile(path, reg)
+	return writeTextfile(path, gathered)
 }
 
 // writeTextfile encodes reg in the text format and writes it with the
@@ -106,7 +112,7 @@ func writeTextfile(path string, reg *prometheus.Registry) error {
 
 // ledgerGauges say what gap the ledgers have, since when they are whole,
 // and how far a walk under way has got: the cost of a gap, made visible.
-func ledgerGauges(reg *prometheus.Registry, ls map[string]ledger.Ledger) {
+func ledgerGauges(reg prometheus.Registerer, ls map[string]ledger.Ledger) {
 	var whole time.Time
 	var done, listed float64
 	gaps := map[ledger.Gap]bool{}

@@ -182,3 +182,26 @@ func TestMetricsNeverFollowALink(t *testing.T) {
 		t.Fatalf("the metrics file is %v (%v), want a regular 0644 file", li, err)
 	}
 }
+
+// TestProfileMetricsCarryItsName: a profile's metrics carry profile=NAME on
+// every series, so that one collector tells a machine's profiles apart; no
+// profile adds no label.
+func TestProfileMetricsCarryItsName(t *testing.T) {
+	dir := t.TempDir()
+	prod, none := filepath.Join(dir, "prod.prom"), filepath.Join(dir, "none.prom")
+	if err := WriteMetrics(prod, State{Time: day(0), Outcome: renew.Fail, Profile: "prod"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteMetrics(none, State{Time: day(0), Outcome: renew.OK}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(prod)
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if !strings.HasPrefix(l, "#") && !strings.Contains(l, `profile="prod"`) {
+			t.Errorf("a series without the profile: %s", l)
+		}
+	}
+	if b, _ := os.ReadFile(none); strings.Contains(string(b), "profile=") {
+		t.Errorf("no profile, and yet a profile label:\n%s", b)
+	}
+}

@@ -37,6 +37,7 @@ func NotifyEnv(s State) []string {
 		"VTR_SINCE=" + since,
 		"VTR_RUNS=" + strconv.Itoa(s.FailingRuns),
 		"VTR_HOST=" + safetext.Value(s.Host),
+		"VTR_PROFILE=" + safetext.Value(s.Profile),
 	}
 }
 

@@ -18,10 +18,10 @@ func TestNotifyEnv(t *testing.T) {
 		s    State
 		want []string
 	}{
-		{"failing", State{Outcome: renew.Drift, Summary: "DRIFT: x", FailingSince: day(1), FailingRuns: 3, Host: "vm1", Accessor: "acc"},
-			[]string{"VTR_OUTCOME=drift", "VTR_SUMMARY=DRIFT: x", "VTR_SINCE=2026-06-19T06:00:00Z", "VTR_RUNS=3", "VTR_HOST=vm1"}},
+		{"failing", State{Outcome: renew.Drift, Summary: "DRIFT: x", FailingSince: day(1), FailingRuns: 3, Host: "vm1", Accessor: "acc", Profile: "prod"},
+			[]string{"VTR_OUTCOME=drift", "VTR_SUMMARY=DRIFT: x", "VTR_SINCE=2026-06-19T06:00:00Z", "VTR_RUNS=3", "VTR_HOST=vm1", "VTR_PROFILE=prod"}},
 		{"ok", State{Outcome: renew.OK, Summary: "OK: renewed", Host: "vm1"},
-			[]string{"VTR_OUTCOME=ok", "VTR_SUMMARY=OK: renewed", "VTR_SINCE=", "VTR_RUNS=0", "VTR_HOST=vm1"}},
+			[]string{"VTR_OUTCOME=ok", "VTR_SUMMARY=OK: renewed", "VTR_SINCE=", "VTR_RUNS=0", "VTR_HOST=vm1", "VTR_PROFILE="}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -34,6 +34,7 @@ type State struct {
 	FailingRuns  int        `json:"failing_runs"`           // runs in the current failure streak
 	HealsTotal   int        `json:"heals_total"`            // HEALED runs ever recorded
 	Host         string     `json:"host"`                   // the machine, as the notifier names it
+	Profile      string     `json:"profile,omitempty"`      // the profile whose state this is; "" for none
 	// Ledgers are this machine's periodic tokens that may still be alive,
 	// a ledger per token file (LedgerKey): the run lock is per token file,
 	// and a run may retire only what was recorded for its own file. A run
@@ -77,6 +78,7 @@ type Run struct {
 	Time                                   time.Time
 	Outcome                                renew.Kind
 	Cause, Summary, Reason, Accessor, Host string
+	Profile                                string
 	TokenExpiry                            time.Time
 }
 
@@ -89,7 +91,7 @@ type Run struct {
 func Next(prev State, r Run) State {
 	s := State{
 		Time: r.Time, Outcome: r.Outcome, Cause: safetext.Value(r.Cause), Summary: safetext.Text(r.Summary), Reason: safetext.Text(r.Reason),
-		Accessor: safetext.Value(r.Accessor), TokenExpiry: r.TokenExpiry, Host: safetext.Value(r.Host),
+		Accessor: safetext.Value(r.Accessor), TokenExpiry: r.TokenExpiry, Host: safetext.Value(r.Host), Profile: r.Profile,
 		LastSuccess: prev.LastSuccess, HealsTotal: prev.HealsTotal, Ledgers: prev.Ledgers, LastWalk: prev.LastWalk,
 	}
 	if s.Host == "" {
