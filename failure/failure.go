@@ -118,12 +118,13 @@ const (
 	CauseTooLarge            // an answer was larger than any Vault sends: a hostile or broken server, a proxy
 	CauseUnsafeEnvFile       // the env file is another user's, or others may write it: not trusted
 	CauseTokenHelper         // the CLI's token helper failed, hung or did not keep the token, or its config cannot be used
+	CauseStoreConflict       // two profiles keep their token in one store: they would fight over one token
 	causeCount
 )
 
 var causeNames = [causeCount]string{"unknown", "refused", "token-denied", "sealed", "server-error", "unreachable", "tls",
 	"timeout", "client-timeout", "canceled", "filesystem", "lock-held", "ttl-capped", "mint-rejected", "sweep-incomplete", "foreign-token", "settings", "no-token",
-	"bad-token-file", "answer-too-large", "unsafe-env-file", "token-helper"}
+	"bad-token-file", "answer-too-large", "unsafe-env-file", "token-helper", "store-conflict"}
 
 func (c Cause) String() string {
 	if c < 0 || c >= causeCount {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -23,8 +24,23 @@ func (c *cli) brief() int {
 		fmt.Fprintf(c.stdout, "vault-token-renew: %v\n", err)
 		return exitStatus(renew.OK)
 	}
-	if line := runstate.Banner(st, err, c.now()); line != "" {
-		fmt.Fprintln(c.stdout, line)
+	home := c.getenv("HOME")
+	all := profiles(home)
+	if c.profile != "" || len(all) == 0 || !errors.Is(err, runstate.ErrNoState) {
+		// The selected profile's line, or the no-profile setup's, unless
+		// it never ran on a machine set up with profiles only.
+		if line := runstate.BannerFor(c.profile, st, err, c.now()); line != "" {
+			fmt.Fprintln(c.stdout, line)
+		}
+	}
+	if c.profile != "" {
+		return exitStatus(renew.OK)
+	}
+	for _, p := range all { // one line per profile that needs a look
+		pst, perr := runstate.Load(c.profileStatePath(p))
+		if line := runstate.BannerFor(p, pst, perr, c.now()); line != "" {
+			fmt.Fprintln(c.stdout, line)
+		}
 	}
 	return exitStatus(renew.OK)
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
-	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -327,21 +326,27 @@ func (c *cli) connect(t tokenFlags, rep *reporter) (*vaultclient.Client, tokenst
 // operator's CLI, and the address and namespace a token helper is told.
 func (c *cli) where(t tokenFlags, vc *vaultclient.Client) tokenstore.Where {
 	lockDir := os.TempDir()
-	if p, err := runstate.DefaultPath(c.getenv); err == nil {
-		lockDir = filepath.Dir(p)
+	if d, err := runstate.Dir(c.getenv); err == nil {
+		lockDir = d // one lock per store, whichever profile runs
 	}
 	addr := c.settings().Get("ADDR")
 	if addr == "" {
 		addr = vc.Address()
 	}
+	return tokenstore.Where{Getenv: c.getenv, Bao: c.vaultCLI(c.settings()) == "bao", Flag: t.tokenFile,
+		Addr: addr, Namespace: vc.Namespace(), Env: c.helperEnv(), LockDir: lockDir}
+}
+
+// helperEnv is a token helper's environment before its address: the CLI's
+// (this process's), but never the environment's token.
+func (c *cli) helperEnv() []string {
 	var env []string
-	for _, kv := range c.environ() { // the CLI's environment, but never the environment's token
+	for _, kv := range c.environ() {
 		if !strings.HasPrefix(kv, "VAULT_TOKEN=") && !strings.HasPrefix(kv, "BAO_TOKEN=") {
 			env = append(env, kv)
 		}
 	}
-	return tokenstore.Where{Getenv: c.getenv, Bao: c.vaultCLI(c.settings()) == "bao", Flag: t.tokenFile,
-		Addr: addr, Namespace: vc.Namespace(), Env: env, LockDir: lockDir}
+	return env
 }
 
 // reporter is the closing lines' words for the token flags t.

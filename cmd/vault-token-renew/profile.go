@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -8,8 +9,12 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/devvm/vault-token-renew/failure"
 	"github.com/devvm/vault-token-renew/internal/envfile"
 	"github.com/devvm/vault-token-renew/internal/runstate"
+	"github.com/devvm/vault-token-renew/internal/vaultclient"
+	"github.com/devvm/vault-token-renew/renew"
+	"github.com/devvm/vault-token-renew/tokenstore"
 )
 
 // A profile is one Vault (or namespace) of several on this machine: its
@@ -114,4 +119,130 @@ func unitProfile(unit string) string {
 		}
 	}
 	return ""
+}
+
+// profileLookup is profile name's settings as its unit gets them: its env
+// file, over the user manager's HOME and XDG directories only (never this
+// shell's VAULT_ADDR).
+func (c *cli) profileLookup(home, name string) func(string) (string, bool) {
+	settings, _ := envfile.Read(profilePath(home, name))
+	if name == "" {
+		settings, _ = envfile.Read(envfile.Path(home))
+	}
+	return func(k string) (string, bool) {
+		if v, ok := settings[k]; ok {
+			return v, true
+		}
+		switch k {
+		case "HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME":
+			return c.lookup(k)
+		}
+		return "", false
+	}
+}
+
+// storeOf is where profile name (the no-profile setup for "") keeps its
+// token, found as its own runs find it; no Vault is asked.
+func (c *cli) storeOf(home, name string) (tokenstore.Store, error) {
+	lookup := c.profileLookup(home, name)
+	getenv := func(k string) string { v, _ := lookup(k); return v }
+	s := vaultclient.ReadSettings(lookup)
+	if name != "" {
+		base := getenv
+		getenv = func(k string) string {
+			if k == "VTR_PROFILE" {
+				return name
+			}
+			return base(k)
+		}
+	}
+	lockDir := os.TempDir()
+	if d, err := runstate.Dir(getenv); err == nil {
+		lockDir = d
+	}
+	ch, err := tokenstore.Resolve(tokenstore.Where{Getenv: getenv, Bao: s.Bao, Addr: s.Get("ADDR"), Namespace: s.Get("NAMESPACE"),
+		Env: c.helperEnv(), LockDir: lockDir})
+	return ch.Store, err
+}
+
+// others are the setups beside this run's: every profile but its own,
+// and the no-profile setup when its env file is there.
+func (c *cli) others(home string) []string {
+	var out []string
+	if _, err := os.Stat(envfile.Path(home)); err == nil && c.profile != "" {
+		out = append(out, "")
+	}
+	for _, p := range profiles(home) {
+		if p != c.profile {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// sharing is the other setup whose store is store: two setups on one
+// store fight over one token. ok is false when there is none.
+func (c *cli) sharing(store tokenstore.Store) (name string, ok bool) {
+	home := c.getenv("HOME")
+	key := runstate.LedgerKey(store.Key())
+	for _, o := range c.others(home) {
+		if s, err := c.storeOf(home, o); err == nil && runstate.LedgerKey(s.Key()) == key {
+			return o, true
+		}
+	}
+	return "", false
+}
+
+// shared is the closing line of a run (or a walk) whose store another
+// setup uses too; nil when none does. It acts on nothing: whichever of the
+// two ran, it would renew, heal or retire the other's token.
+func (c *cli) shared(rep reporter, store tokenstore.Store) *closing {
+	other, ok := c.sharing(store)
+	if !ok {
+		return nil
+	}
+	err := fmt.Errorf("the token store %s is also %s's: two setups on one store fight over one token", store, setupName(other))
+	line := rep.report(renew.Outcome{Stage: failure.StageStore, Cause: failure.CauseStoreConflict, Err: err, Kind: renew.Fail, Path: store.String()})
+	return &line
+}
+
+// setupName is a profile's name in words, or the no-profile setup's.
+func setupName(profile string) string {
+	if profile == "" {
+		return "the no-profile setup (~/.config/vault-token-renew/env)"
+	}
+	return "profile " + profile
+}
+
+// whoseToken is the other setup whose store holds the token this run's
+// store holds (read locally, from each store; no token goes to any Vault),
+// and that setup's address: a login to another Vault written where this
+// profile keeps its token. ok is false when none does.
+func (c *cli) whoseToken(ctx context.Context, store tokenstore.Store) (name, addr string, ok bool) {
+	mine, err := store.Read(ctx)
+	if err != nil {
+		return "", "", false
+	}
+	home := c.getenv("HOME")
+	for _, o := range c.others(home) {
+		s, err := c.storeOf(home, o)
+		if err != nil || runstate.LedgerKey(s.Key()) == runstate.LedgerKey(store.Key()) {
+			continue
+		}
+		if theirs, err := s.Read(ctx); err == nil && theirs == mine {
+			return o, vaultclient.ReadSettings(c.profileLookup(home, o)).Get("ADDR"), true
+		}
+	}
+	return "", "", false
+}
+
+// profileStatePath is profile name's state file.
+func (c *cli) profileStatePath(name string) string {
+	p, _ := runstate.DefaultPath(func(k string) string {
+		if k == "VTR_PROFILE" {
+			return name
+		}
+		return c.getenv(k)
+	})
+	return p
 }

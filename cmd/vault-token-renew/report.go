@@ -74,15 +74,21 @@ func (c closing) print(log zerolog.Logger) {
 // name: the Vault address, the run's settings, its time budget and the CLI
 // the operator has.
 type reporter struct {
-	addr    string
-	spec    decide.Spec      // the periodic token, and this machine
-	path    string           // the store in words: the token file, or the token helper
-	store   tokenstore.Store // where the token is kept; nil before it was found
-	maxRPS  float64          // the walk's --max-rps
-	timeout time.Duration    // the run's --timeout; 0 for none
-	cli     string           // "vault" or "bao": the command the hints name
-	walk    walkStart        // whether this run started the walk unit
-	walkRPS float64          // the walk's rate cap by default (VTR_SWEEP_MAX_RPS)
+	addr  string
+	spec  decide.Spec      // the periodic token, and this machine
+	path  string           // the store in words: the token file, or the token helper
+	store tokenstore.Store // where the token is kept; nil before it was found
+	// tokenOf is the other setup whose store holds the token this Vault
+	// refused (a login to that setup's Vault, written in this one's store).
+	tokenOf struct {
+		name, addr string
+		found      bool
+	}
+	maxRPS  float64       // the walk's --max-rps
+	timeout time.Duration // the run's --timeout; 0 for none
+	cli     string        // "vault" or "bao": the command the hints name
+	walk    walkStart     // whether this run started the walk unit
+	walkRPS float64       // the walk's rate cap by default (VTR_SWEEP_MAX_RPS)
 }
 
 // report is the closing line of a run (or of status's and sweep's start):
@@ -367,6 +373,8 @@ func (r reporter) stageWords(s failure.Stage) string {
 		switch s {
 		case failure.StageRead:
 			return "could not read the token from the token helper"
+		case failure.StageLookup:
+			return "could not look up the token the token helper holds"
 		case failure.StageWrite:
 			return "could not store the token through the token helper"
 		}
@@ -435,6 +443,16 @@ func (r reporter) remintThrough(h tokenstore.Helper) string {
 		addr, h.Path, r.cli, fmtDur(s.Period), strings.Join(p, " "), s.DisplayName, decide.ManagedBy, s.Host, s.User, addr, h.Path)
 }
 
+// tokenIsOthers is the hint when the token this Vault refused is the one
+// another setup's store holds: a login to that setup's Vault, written
+// where this one keeps its token. It is alive there, so nothing tells the
+// operator to overwrite it.
+func (r reporter) tokenIsOthers() string {
+	return "the token in this store (" + r.path + ") is the one " + setupName(r.tokenOf.name) + "'s store holds: a login to " + r.tokenOf.addr +
+		", not to " + r.addr + ", written where this setup keeps its token; it is not dead, so keep it: log in to " + r.addr + " for this setup (" +
+		r.setting("ADDR") + "=" + r.addr + " " + r.login() + ") and run again, and check that each setup's store is its own"
+}
+
 // helperHint says what to do about a token helper that failed, or a CLI
 // config file that names one that cannot be used.
 func (r reporter) helperHint(err error) string {
@@ -455,6 +473,9 @@ func (r reporter) hint(o renew.Outcome, cause failure.Cause, err error) string {
 	case failure.CauseBadTokenFile:
 		return "the token file was left as it is and " + r.server() + " was not asked; look at it (ls -l " + o.Path + ": a regular file holding one token), then log in (" + r.login() + ") to write one token there and run again, or re-mint by hand: " + r.remint()
 	case failure.CauseTokenDenied:
+		if r.tokenOf.found {
+			return r.tokenIsOthers()
+		}
 		return r.server() + " at " + r.addr + " does not accept the token in the file: it may be a live login to another " + r.server() + " (check that " + r.setting("ADDR") + " is the one you logged in to), or dead or revoked here; if it is this one's, log in (" + r.login() + ") and run again, or re-mint by hand, which keeps the old token beside the file: " + r.remint()
 	case failure.CauseSealed:
 		return r.server() + " at " + r.addr + " is sealed or has no active node; unseal it (" + r.cli + " operator unseal) and run again"
@@ -488,6 +509,8 @@ func (r reporter) hint(o renew.Outcome, cause failure.Cause, err error) string {
 		return unsafeEnvHint(err)
 	case failure.CauseTokenHelper:
 		return r.helperHint(err)
+	case failure.CauseStoreConflict:
+		return "nothing was done; give each setup a store of its own: VTR_TOKEN_FILE (or BAO_TOKEN_PATH) in each profile's ~/.config/vault-token-renew/NAME.env, or a token helper that keeps a token per address with a different VAULT_ADDR each; see the runbook, Several Vaults"
 	case failure.CauseSettings:
 		return "fix the " + r.setting("*") + " variables in the environment file (~/.config/vault-token-renew/env), or the shell's"
 	case failure.CauseRefused:

@@ -80,6 +80,10 @@ func (c *cli) runCmd(ctx context.Context, args []string) int {
 		refused.print(*log)
 		return exitStatus(refused.kind)
 	}
+	if line := c.shared(rep, choice.Store); line != nil {
+		line.print(*log) // nothing recorded: the state may be the other setup's too
+		return exitStatus(line.kind)
+	}
 	cfg := c.config(f.tokenFlags, f.paceFlags, vc, choice.Store, *log)
 	cfg.DryRun = f.dryRun
 	store, note, path, err := runstate.OpenLedger(c.getenv, choice.Store.Key())
@@ -95,6 +99,9 @@ func (c *cli) runCmd(ctx context.Context, args []string) int {
 	o := renew.RunWaiting(ctx, vc, cfg, renew.Waiting{For: f.waitUnreachable, Timeout: f.timeout, Now: c.now, Sleep: c.sleep})
 	if o.Err == nil && !f.dryRun {
 		rep.walk = c.startWalk(ctx, *log, o.Gap)
+	}
+	if o.Cause == failure.CauseTokenDenied {
+		rep.tokenOf.name, rep.tokenOf.addr, rep.tokenOf.found = c.whoseToken(ctx, choice.Store)
 	}
 	line := rep.report(o)
 	if !f.dryRun {

@@ -113,6 +113,9 @@ func (c *cli) statusCmd(ctx context.Context, args []string) int {
 	if log == nil {
 		return exitUsage
 	}
+	if c.profile == "" && !f.json && len(profiles(c.getenv("HOME"))) > 0 {
+		return c.statusAll(ctx, *log) // every setup of the machine, a row each
+	}
 	rep := c.reporter(f.tokenFlags)
 	vc, choice, refused := c.connect(f.tokenFlags, &rep)
 	if refused != nil {

@@ -109,6 +109,9 @@ func (c *cli) sweepCmd(ctx context.Context, args []string) int {
 	rep := c.reporter(f.tokenFlags)
 	rep.maxRPS = f.maxRPS
 	vc, choice, refused := c.connect(f.tokenFlags, &rep)
+	if refused == nil {
+		refused = c.shared(rep, choice.Store)
+	}
 	if refused != nil {
 		refused.print(*log)
 		return exitStatus(refused.kind)

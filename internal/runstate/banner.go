@@ -22,20 +22,27 @@ const maxReason = 100
 // last run succeeded within StaleAfter: silence when all is well, so that the
 // line is never learned to be ignored. err is what Load returned. The line has
 // no trailing newline and always ends with the command to run next.
-func Banner(s State, err error, now time.Time) string {
-	const p = "vault-token-renew: "
+func Banner(s State, err error, now time.Time) string { return BannerFor("", s, err, now) }
+
+// BannerFor is Banner for profile (none for ""): the line names the
+// profile, and its commands are the profile's units and status.
+func BannerFor(profile string, s State, err error, now time.Time) string {
+	p, unit, status := "vault-token-renew: ", "vault-token-renew", "vault-token-renew status"
+	if profile != "" {
+		p, unit, status = "vault-token-renew ("+profile+"): ", "vault-token-renew@"+profile, status+" --profile "+profile
+	}
 	switch {
 	case errors.Is(err, ErrNoState) || (err == nil && s.Time.IsZero()):
-		return p + "has never run; run: systemctl --user start vault-token-renew.service"
+		return p + "has never run; run: systemctl --user start " + unit + ".service"
 	case errors.Is(err, ErrCorrupt):
-		return p + oneLine(err.Error()) + "; the next run replaces it; run: vault-token-renew status"
+		return p + oneLine(err.Error()) + "; the next run replaces it; run: " + status
 	case err != nil:
-		return p + oneLine(err.Error()) + "; run: vault-token-renew status"
+		return p + oneLine(err.Error()) + "; run: " + status
 	case !s.Outcome.Success():
-		return p + failing(s, now) + "; run: vault-token-renew status"
+		return p + failing(s, now) + "; run: " + status
 	case now.Sub(s.Time) > StaleAfter:
 		return p + "no successful run since " + dateOf(s.Time, now) +
-			"; is the timer running? run: systemctl --user list-timers vault-token-renew.timer"
+			"; is the timer running? run: systemctl --user list-timers " + unit + ".timer"
 	}
 	return ""
 }

@@ -117,6 +117,18 @@ func Next(prev State, r Run) State {
 	return s
 }
 
+// Dir is the state directory of the machine, the no-profile setup's, above
+// every profile's: what profiles share (a token helper's run lock) goes there.
+func Dir(getenv func(string) string) (string, error) {
+	p, err := DefaultPath(func(k string) string {
+		if k == "VTR_PROFILE" {
+			return ""
+		}
+		return getenv(k)
+	})
+	return filepath.Dir(p), err
+}
+
 // ProfileName is what a profile may be called: a systemd instance name
 // that is also a file name, with no dot, slash or escape.
 var ProfileName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,30}$`)
