@@ -42,7 +42,7 @@ const (
 	StageForeign            // sweep --apply refused: the file holds a foreign token
 	StageSettings           // building the client from the VAULT_*/BAO_* settings
 	StageEnvFile            // checking that the env file may be trusted
-	StageStore              // finding where the CLI keeps the token (its config file's token_helper)
+	StageStore              // finding where the CLI keeps the token (its config file's token_helper), and that no other profile keeps its own there
 	stageCount
 )
 
@@ -72,7 +72,7 @@ var stageWords = [stageCount]string{
 	"sweep --apply refused: the token file holds a foreign token",
 	"could not build the client from the VAULT_*/BAO_* settings",
 	"the env file is not safe to trust; nothing was done",
-	"could not find where the CLI keeps the token",
+	"could not use the token store",
 }
 
 // String is the stage's stable name, the stage= field of a FAIL line.
