@@ -31,13 +31,7 @@ func newProfiles(t *testing.T) *profiles {
 // profile writes ~/.config/vault-token-renew/NAME.env, private.
 func (p *profiles) profile(name string, lines ...string) {
 	p.t.Helper()
-	dir := filepath.Join(p.home, ".config", "vault-token-renew")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		p.t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name+".env"), []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-		p.t.Fatal(err)
-	}
+	writeProfile(p.t, p.home, name, lines...)
 }
 
 // as runs the tool for profile name, from a shell whose VAULT_ADDR is prod's.
