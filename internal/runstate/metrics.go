@@ -25,13 +25,7 @@ import (
 // fires for such a machine too; token_expiry is absent while no run has
 // learned the expiry, because 0 would claim the token expired in 1970.
 func WriteMetrics(path string, s State) error {
-	gathered := prometheus.NewRegistry()
-	// A profile's metrics carry its name, so that one collector tells the
-	// profiles of a machine apart; no profile adds no label.
-	var reg prometheus.Registerer = gathered
-	if s.Profile != "" {
-		reg = prometheus.WrapRegistererWith(prometheus.Labels{"profile": s.Profile}, gathered)
-	}
+	gathered, reg := registry(s.Profile)
 	gauge := func(name, help string, v float64) {
 		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
 		g.Set(v)
@@ -159,4 +153,15 @@ func unix(t time.Time) float64 {
 		return 0
 	}
 	return float64(t.UnixNano()) / 1e9
+}
+
+// registry is where the metrics are registered (reg) and gathered from. A
+// profile's metrics carry its name, so that one collector tells the
+// profiles of a machine apart; no profile adds no label.
+func registry(profile string) (*prometheus.Registry, prometheus.Registerer) {
+	gathered := prometheus.NewRegistry()
+	if profile == "" {
+		return gathered, gathered
+	}
+	return gathered, prometheus.WrapRegistererWith(prometheus.Labels{"profile": profile}, gathered)
 }
