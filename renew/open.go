@@ -14,14 +14,21 @@ import (
 // The file is read only after it: a run that waited must see the token the
 // previous run wrote.
 func (r *run) lock(ctx context.Context) (*tokenfile.Lock, error) {
-	lctx, cancel := context.WithTimeout(ctx, r.cfg.LockWait)
-	l, err := r.cfg.Store.Lock(lctx)
-	cancel()
+	l, err := lockStore(ctx, r.cfg)
 	if err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%w)", err, ctx.Err())
-		}
 		r.out.fail(failure.StageLock, failure.AskToken, err)
+	}
+	return l, err
+}
+
+// lockStore takes cfg's store's run lock, waiting up to LockWait; a wait
+// that ctx ended (a signal, --timeout) says so, and is canceled, not held.
+func lockStore(ctx context.Context, cfg Config) (*tokenfile.Lock, error) {
+	lctx, cancel := context.WithTimeout(ctx, cfg.LockWait)
+	defer cancel()
+	l, err := cfg.Store.Lock(lctx)
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("%w (%w)", err, ctx.Err())
 	}
 	return l, err
 }

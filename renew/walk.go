@@ -297,13 +297,8 @@ func (w *walker) abandoned() error {
 // against the token file as it is now: a heal or a manual re-mint written
 // since the step's lookups is kept, never revoked.
 func (w *walker) revoke(ctx context.Context, rep sweep.Report) (sweep.Report, error) {
-	lctx, cancel := context.WithTimeout(ctx, w.cfg.LockWait)
-	lock, err := w.cfg.Store.Lock(lctx)
-	cancel()
+	lock, err := lockStore(ctx, w.cfg)
 	if err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%w)", err, ctx.Err())
-		}
 		return rep, w.fail(failure.StageLock, failure.AskToken, err)
 	}
 	defer lock.Release()

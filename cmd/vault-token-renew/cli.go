@@ -322,6 +322,30 @@ func (c *cli) connect(t tokenFlags, rep *reporter) (*vaultclient.Client, tokenst
 	return vc, choice, nil
 }
 
+// session is a token command's start: its logger, the words of its
+// closing lines, the API client and the store.
+type session struct {
+	log    zerolog.Logger
+	rep    reporter
+	vc     *vaultclient.Client
+	choice tokenstore.Choice
+}
+
+// begin is what every command on the token does first, once its flags are
+// parsed. A nil session is a usage error, said (a bad --log-format); a
+// closing line is why the command ends here (an env file not to trust,
+// settings that build no client, a store that cannot be used).
+func (c *cli) begin(t tokenFlags) (*session, *closing) {
+	log := c.logger(t.logFormat)
+	if log == nil {
+		return nil, nil
+	}
+	s := &session{log: *log, rep: c.reporter(t)}
+	var refused *closing
+	s.vc, s.choice, refused = c.connect(t, &s.rep)
+	return s, refused
+}
+
 // where is what the store is found from: the flags, the environment, the
 // operator's CLI, and the address and namespace a token helper is told.
 func (c *cli) where(t tokenFlags, vc *vaultclient.Client) tokenstore.Where {

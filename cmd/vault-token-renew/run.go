@@ -65,49 +65,47 @@ func (c *cli) runCmd(ctx context.Context, args []string) int {
 	if !ok {
 		return exit
 	}
-	log := c.logger(f.logFormat)
-	if log == nil {
+	s, refused := c.begin(f.tokenFlags)
+	switch {
+	case s == nil:
 		return exitUsage
-	}
-	rep := c.reporter(f.tokenFlags)
-	vc, choice, refused := c.connect(f.tokenFlags, &rep)
-	if refused != nil {
+	case refused != nil:
 		// An env file not to be trusted may have chosen where the state and
 		// the metrics go: nothing is written then, only said.
 		if !f.dryRun && refused.cause != failure.CauseUnsafeEnvFile {
-			c.record(*log, f, renew.Outcome{Kind: renew.Fail, Cause: refused.cause}, *refused)
+			c.record(s.log, f, renew.Outcome{Kind: renew.Fail, Cause: refused.cause}, *refused)
 		}
-		refused.print(*log)
+		refused.print(s.log)
 		return exitStatus(refused.kind)
 	}
-	if line := c.shared(rep, choice.Store); line != nil {
-		line.print(*log) // nothing recorded: the state may be the other setup's too
+	if line := c.shared(s.rep, s.choice.Store); line != nil {
+		line.print(s.log) // nothing recorded: the state may be the other setup's too
 		return exitStatus(line.kind)
 	}
-	cfg := c.config(f.tokenFlags, f.paceFlags, vc, choice.Store, *log)
+	cfg := c.config(f.tokenFlags, f.paceFlags, s.vc, s.choice.Store, s.log)
 	cfg.DryRun = f.dryRun
-	store, note, path, err := runstate.OpenLedger(c.getenv, choice.Store.Key())
+	store, note, path, err := runstate.OpenLedger(c.getenv, s.choice.Store.Key())
 	if store != nil {
 		cfg.Ledger = store // a dry run reads it, and saves nothing
 	}
 	if !f.dryRun {
-		sayLedger(*log, note, path, err)
-		if file, ok := choice.Store.(tokenstore.File); ok && f.settle > 0 {
+		sayLedger(s.log, note, path, err)
+		if file, ok := s.choice.Store.(tokenstore.File); ok && f.settle > 0 {
 			tokenfile.Settle(ctx, file.Path, f.settle, 5*f.settle) // a login may still be writing it
 		}
 	}
-	o := renew.RunWaiting(ctx, vc, cfg, renew.Waiting{For: f.waitUnreachable, Timeout: f.timeout, Now: c.now, Sleep: c.sleep})
+	o := renew.RunWaiting(ctx, s.vc, cfg, renew.Waiting{For: f.waitUnreachable, Timeout: f.timeout, Now: c.now, Sleep: c.sleep})
 	if o.Err == nil && !f.dryRun {
-		rep.walk = c.startWalk(ctx, *log, o.Gap)
+		s.rep.walk = c.startWalk(ctx, s.log, o.Gap)
 	}
 	if o.Cause == failure.CauseTokenDenied {
-		rep.tokenOf.name, rep.tokenOf.addr, rep.tokenOf.found = c.whoseToken(ctx, choice.Store)
+		s.rep.tokenOf.name, s.rep.tokenOf.addr, s.rep.tokenOf.found = c.whoseToken(ctx, s.choice.Store)
 	}
-	line := rep.report(o)
+	line := s.rep.report(o)
 	if !f.dryRun {
-		c.record(*log, f, o, line)
+		c.record(s.log, f, o, line)
 	}
-	line.print(*log)
+	line.print(s.log)
 	return exitStatus(line.kind)
 }
 

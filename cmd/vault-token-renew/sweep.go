@@ -102,13 +102,12 @@ func (c *cli) sweepCmd(ctx context.Context, args []string) int {
 	if !ok {
 		return exit
 	}
-	log := c.logger(f.logFormat)
-	if log == nil {
+	s, refused := c.begin(f.tokenFlags)
+	if s == nil {
 		return exitUsage
 	}
-	rep := c.reporter(f.tokenFlags)
+	log, rep, vc, choice := &s.log, s.rep, s.vc, s.choice
 	rep.maxRPS = f.maxRPS
-	vc, choice, refused := c.connect(f.tokenFlags, &rep)
 	if refused == nil {
 		refused = c.shared(rep, choice.Store)
 	}
