@@ -73,27 +73,36 @@ func Demo(ctx context.Context) error {
 // enables heal on login, HEAL_ON_LOGIN=0 disables it, unset keeps the
 // choice; it prints the login-banner line for ~/.bashrc. VTR_HOME acts on
 // another home than $HOME; VTR_NO_SYSTEMD=1 leaves systemd alone.
+// PROFILE=NAME installs profile NAME instead (another Vault or namespace):
+// its env file ~/.config/vault-token-renew/NAME.env, the template units,
+// vault-token-renew@NAME.timer enabled; it refuses a profile whose token
+// store another profile (or the install without one) uses.
 func Install(ctx context.Context) error {
 	return tasks.OS().Install(ctx)
 }
 
 // Uninstall disables the timer and heal on login, then removes the units,
 // their drop-in and the binary; it keeps the env file, the run state and
-// the token file.
+// the token file. PROFILE=NAME disables profile NAME's timer and heal on
+// login and removes its drop-ins, keeping NAME.env, its state, the
+// templates and the binary; PROFILE=all removes every profile and all the
+// rest.
 func Uninstall() error {
 	return tasks.OS().Uninstall()
 }
 
 // LiveTest runs the design's three post-deploy checks against the Vault in
 // VAULT_ADDR with the periodic token in ~/.vault-token: HEALED, DRIFT heal
-// denied, OK; restores a working periodic token whatever happens.
+// denied, OK; restores a working periodic token whatever happens. The
+// install without a profile only: it refuses a PROFILE.
 func LiveTest(ctx context.Context) error {
 	return tasks.OS().LiveTest(ctx)
 }
 
 // SweepStale lists this machine's stale token-devvm-wizard tokens (dry
 // run); with APPLY=1 it revokes them. Never the token in the file, never a
-// near-miss name, never a token tagged for another machine.
+// near-miss name, never a token tagged for another machine. PROFILE=NAME
+// sweeps profile NAME's.
 func SweepStale() error {
 	return tasks.OS().SweepStale()
 }

@@ -56,7 +56,23 @@ type envEdit struct {
 // byte for byte, in order, so an upgrade keeps what the operator added.
 // VAULT_TOKEN and BAO_TOKEN are not in clientVars and so are never written.
 func planEnv(path string, getenv func(string) string) (envEdit, error) {
-	want, err := ownedValues(getenv)
+	return planEnvOwning(path, getenv, plainOwned)
+}
+
+// plainOwned are the variables the install without a profile owns.
+var plainOwned = append(slices.Clone(clientVars), hostVar, tokenFileVar)
+
+// profileOwned are those a profile's install owns: those, the CLI config
+// file's path (its token_helper chooses the profile's store, as
+// BAO_TOKEN_PATH does), and the profile's token and metrics settings, which
+// differ between profiles of one machine. VTR_NOTIFY_COMMAND is not among
+// them: EnvironmentFile= strips its quotes, so it is the operator's line.
+var profileOwned = append(slices.Clone(plainOwned), "VAULT_CONFIG_PATH", "BAO_CONFIG_PATH",
+	"VTR_DISPLAY_NAME", "VTR_POLICIES", "VTR_PERIOD", "VTR_METRICS_FILE")
+
+// planEnvOwning is planEnv with the variables owned.
+func planEnvOwning(path string, getenv func(string) string, owned []string) (envEdit, error) {
+	want, err := ownedValues(getenv, owned)
 	if err != nil {
 		return envEdit{}, err
 	}
@@ -103,9 +119,9 @@ func freshEnv(want [][2]string) envEdit {
 
 // ownedValues are the owned variables the shell sets, in file order. A value
 // with a line break would inject a line into the file, so it is refused.
-func ownedValues(getenv func(string) string) ([][2]string, error) {
+func ownedValues(getenv func(string) string, owned []string) ([][2]string, error) {
 	var want [][2]string
-	for _, k := range append(slices.Clone(clientVars), hostVar, tokenFileVar) {
+	for _, k := range owned {
 		v := getenv(k)
 		if v == "" {
 			continue

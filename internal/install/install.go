@@ -77,6 +77,10 @@ type Options struct {
 	// HealOnLogin is the operator's choice for PathUnit: "1" enables it,
 	// "0" disables it, "" keeps whichever they made before.
 	HealOnLogin string
+	// Profile is PROFILE: "" is the install without a profile, a name is
+	// that profile's instances (InstallProfile), "all" (uninstall only)
+	// every profile and the install without one.
+	Profile string
 }
 
 // Report says what an install did.
@@ -93,12 +97,25 @@ type Report struct {
 	// HealOnLogin is what became of PathUnit: "enabled", "disabled", or ""
 	// (left as the operator had it); Watches is the token file it watches.
 	HealOnLogin, Watches string
+	// Profile is the profile installed or removed; Store is where its token
+	// is kept, and why.
+	Profile, Store string
+	// Kept names what an uninstall left because the profiles use it;
+	// Profiles are the profiles an uninstall removed.
+	Kept, Profiles []string
 }
 
 // Install writes what differs and reloads systemd only when a unit changed.
+// It is the install without a profile: of o.Units it installs those
+// without @ and the notifier, and it refuses, before it writes anything,
+// to keep its token where a profile keeps one.
 func Install(o Options) (Report, error) {
 	var r Report
 	p := PathsUnder(o.Root)
+	o.Units, _ = splitUnits(o.Units) // a profile's templates are InstallProfile's
+	if err := refusePlainOnAProfileStore(o.Root, p, o.Getenv); err != nil {
+		return r, err
+	}
 	// The binary is replaced by rename, so a timer run starting meanwhile
 	// executes either the old binary or the new one, never half of one.
 	if err := r.put(p.Binary, o.Binary, 0o755); err != nil {
@@ -190,6 +207,29 @@ func (r *Report) chooseHealOnLogin(o Options) error {
 	return nil
 }
 
+// refusePlainOnAProfileStore refuses the install without a profile where
+// a profile keeps its token already (refuseSharedStore). With no profile
+// on the machine it asks nothing, and the install is what it always was.
+func refusePlainOnAProfileStore(root string, p Paths, getenv func(string) string) error {
+	names, err := profileEnvNames(root)
+	if err != nil || len(names) == 0 {
+		return err
+	}
+	env, err := planEnv(p.EnvFile, getenv)
+	if err != nil {
+		return fmt.Errorf("install %s: %w", p.EnvFile, err)
+	}
+	settings, err := plannedSettings(p.EnvFile, env)
+	if err != nil {
+		return err
+	}
+	store, err := storeOf(root, settings)
+	if err != nil {
+		return fmt.Errorf("where the install without a profile keeps its token: %w", err)
+	}
+	return refuseSharedStore(root, owner{envFile: p.EnvFile}, store)
+}
+
 // putDropIn points heal on login at the token file the service manages,
 // as the env file now says (VTR_TOKEN_FILE, else BAO_TOKEN_PATH), with a
 // drop-in that replaces the unit's PathChanged=; with the token file in
@@ -201,9 +241,18 @@ func (r *Report) putDropIn(root string, p Paths) (bool, error) {
 		return false, fmt.Errorf("read %s: %w", p.EnvFile, err)
 	}
 	watch := tokenfile.DefaultPath(root, func(k string) string { return settings[k] })
-	path := filepath.Join(p.UnitDir, dropIn)
-	if watch == filepath.Join(root, ".vault-token") {
+	return r.putWatch(filepath.Join(p.UnitDir, dropIn), watch, filepath.Join(root, ".vault-token"))
+}
+
+// putWatch writes the drop-in at path that makes a path unit watch the
+// file watch, or removes it when watch is the unit's own default (or ""
+// for none: a token helper's store has no file); Watches says which.
+func (r *Report) putWatch(path, watch, def string) (bool, error) {
+	if watch == def || watch == "" {
 		r.Watches = "%h/.vault-token"
+		if watch == "" {
+			r.Watches = ""
+		}
 		err := os.Remove(path)
 		if errors.Is(err, fs.ErrNotExist) {
 			return false, nil
@@ -221,7 +270,7 @@ func (r *Report) putDropIn(root string, p Paths) (bool, error) {
 	r.Watches = watch
 	before := len(r.Changed)
 	body := "# Written by `go tool mage install`: heal on login watches the token file\n# the env file names (VTR_TOKEN_FILE or BAO_TOKEN_PATH).\n[Path]\nPathChanged=\nPathChanged=" + watch + "\n"
-	err = r.put(path, []byte(body), 0o644)
+	err := r.put(path, []byte(body), 0o644)
 	return len(r.Changed) > before, err
 }
 
@@ -229,10 +278,13 @@ func (r *Report) putDropIn(root string, p Paths) (bool, error) {
 // heal on login are disabled first (a unit file removed while enabled
 // would leave a dangling, enabled unit), then the units, the drop-in and
 // the binary go. The env file and the run state are the operator's, and
-// stay; Report.Changed names what was removed.
+// stay; Report.Changed names what was removed. While a profile's templates
+// are installed, the binary and the notifier they use stay too
+// (Report.Kept).
 func Uninstall(o Options) (Report, error) {
 	var r Report
 	p := PathsUnder(o.Root)
+	o.Units, _ = splitUnits(o.Units) // the profiles' templates go with PROFILE=all
 	if o.Systemctl != nil {
 		for _, u := range []string{Timer, PathUnit, WalkUnit} {
 			if _, err := os.Stat(filepath.Join(p.UnitDir, u)); err != nil {
@@ -249,19 +301,26 @@ func Uninstall(o Options) (Report, error) {
 	} else {
 		r.NoManager = true
 	}
+	// The profiles run the same binary, and their units fail into the same
+	// notifier: while their templates are installed, both stay.
+	shared := profileTemplatesInstalled(p.UnitDir)
 	var gone []string
 	for n := range o.Units {
+		if shared && n == NotifyUnit {
+			r.Kept = append(r.Kept, filepath.Join(p.UnitDir, n))
+			continue
+		}
 		gone = append(gone, filepath.Join(p.UnitDir, n))
 	}
 	sort.Strings(gone)
-	gone = append(gone, filepath.Join(p.UnitDir, dropIn), filepath.Join(p.UnitDir, PathUnit+".d"), p.Binary)
-	for _, f := range gone {
-		err := os.Remove(f)
-		if err == nil {
-			r.Changed = append(r.Changed, f)
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return r, fmt.Errorf("remove %s: %w", f, err)
-		}
+	gone = append(gone, filepath.Join(p.UnitDir, dropIn), filepath.Join(p.UnitDir, PathUnit+".d"))
+	if shared {
+		r.Kept = append(r.Kept, p.Binary)
+	} else {
+		gone = append(gone, p.Binary)
+	}
+	if err := r.remove(gone); err != nil {
+		return r, err
 	}
 	if o.Systemctl != nil {
 		if err := o.Systemctl("daemon-reload"); err != nil {
@@ -270,6 +329,20 @@ func Uninstall(o Options) (Report, error) {
 		r.Reloaded = true
 	}
 	return r, nil
+}
+
+// remove removes each file (or empty directory) that is there, and
+// records it.
+func (r *Report) remove(files []string) error {
+	for _, f := range files {
+		err := os.Remove(f)
+		if err == nil {
+			r.Changed = append(r.Changed, f)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove %s: %w", f, err)
+		}
+	}
+	return nil
 }
 
 // put writes data to path unless it is already there with mode perm, and
@@ -294,13 +367,19 @@ func (r *Report) put(path string, data []byte, perm fs.FileMode) error {
 	return nil
 }
 
-// putEnv applies planEnv. A file with nothing to update is not touched at
-// all, not even its mode: it is the operator's file.
+// putEnv applies planEnv.
 func (r *Report) putEnv(path string, getenv func(string) string) error {
 	env, err := planEnv(path, getenv)
 	if err != nil {
 		return fmt.Errorf("install %s: %w", path, err)
 	}
+	return r.applyEnv(path, env)
+}
+
+// applyEnv writes what planEnv planned. A file with nothing to update is
+// not touched at all, but for its mode when others may read or write it
+// (privateEnv): it is the operator's file.
+func (r *Report) applyEnv(path string, env envEdit) error {
 	r.EnvNeedsAddr = !env.hasAddr
 	if env.data == nil {
 		r.Unchanged = append(r.Unchanged, path)
@@ -360,10 +439,21 @@ func UnitsFrom(dir string) (map[string][]byte, error) {
 
 // withUnits runs act (Install, Uninstall) with the units in unitDir and
 // prints, after verb, every file it changed, also when it failed midway.
+// The install without a profile gets the units without @ (and the
+// notifier), a profile the templates, PROFILE=all every unit.
 func withUnits(w io.Writer, o Options, unitDir, verb string, act func(Options) (Report, error)) (Report, error) {
-	var err error
-	if o.Units, err = UnitsFrom(unitDir); err != nil {
+	all, err := UnitsFrom(unitDir)
+	if err != nil {
 		return Report{}, err
+	}
+	plain, profile := splitUnits(all)
+	switch o.Profile {
+	case "":
+		o.Units = plain
+	case ProfileAll:
+		o.Units = all
+	default:
+		o.Units = profile
 	}
 	r, err := act(o)
 	for _, p := range r.Changed {
@@ -375,9 +465,19 @@ func withUnits(w io.Writer, o Options, unitDir, verb string, act func(Options) (
 // UninstallUnits is `mage uninstall`: Uninstall with the units in unitDir
 // (the repo's systemd/), printing what it removed and what it kept.
 func UninstallUnits(w io.Writer, o Options, unitDir string) error {
+	if o.Profile != "" {
+		r, err := withUnits(w, o, unitDir, "uninstall: removed", UninstallProfile)
+		if err == nil {
+			r.printUninstallProfile(w, o)
+		}
+		return err
+	}
 	r, err := withUnits(w, o, unitDir, "uninstall: removed", Uninstall)
 	if err != nil {
 		return err
+	}
+	for _, k := range r.Kept {
+		fmt.Fprintf(w, "uninstall: kept %s: the profiles use it (PROFILE=all go tool mage uninstall removes everything)\n", k)
 	}
 	if r.NoManager {
 		fmt.Fprintf(w, "uninstall: no systemd user manager here: nothing was disabled; where one runs: systemctl --user disable --now %s %s\n", Timer, PathUnit)
@@ -395,6 +495,13 @@ func UninstallUnits(w io.Writer, o Options, unitDir string) error {
 func FromBuild(w io.Writer, o Options, built, unitDir, version string) error {
 	var err error
 	if o.Binary, err = os.ReadFile(built); err != nil {
+		return err
+	}
+	if o.Profile != "" {
+		r, err := withUnits(w, o, unitDir, "install: wrote", InstallProfile)
+		if err == nil {
+			r.printProfile(w, o.Root, version)
+		}
 		return err
 	}
 	r, err := withUnits(w, o, unitDir, "install: wrote", Install)
@@ -440,9 +547,10 @@ func (r Report) print(w io.Writer, p Paths, version string) {
 }
 
 // SweepInstalled runs the installed binary's `sweep` on the token below
-// home, as `mage sweepStale` does: a dry run unless apply. It returns
-// the binary's exit code (1 when a revoke failed or the walk stopped early).
-func SweepInstalled(home string, apply bool, stdout, stderr io.Writer) (int, error) {
+// home, as `mage sweepStale` does: a dry run unless apply; for profile,
+// when it is not "", that profile's (--profile). It returns the binary's
+// exit code (1 when a revoke failed or the walk stopped early).
+func SweepInstalled(home string, apply bool, profile string, stdout, stderr io.Writer) (int, error) {
 	bin := PathsUnder(home).Binary
 	if _, err := os.Stat(bin); err != nil {
 		return 0, fmt.Errorf("%s is not installed; run: go tool mage install", bin)
@@ -450,6 +558,9 @@ func SweepInstalled(home string, apply bool, stdout, stderr io.Writer) (int, err
 	// The binary finds the store as a run does (VTR_TOKEN_FILE, the CLI's
 	// token_helper, BAO_TOKEN_PATH, ~/.vault-token), below home.
 	args := []string{"sweep"}
+	if profile != "" {
+		args = append(args, "--profile", profile)
+	}
 	if apply {
 		args = append(args, "--apply")
 	} else {

@@ -10,7 +10,8 @@ import (
 	"testing"
 )
 
-// repoUnits is every unit the repo ships, read as mage install reads them.
+// repoUnits is every unit the repo ships for the install without a
+// profile, read as mage install reads them.
 func repoUnits(t *testing.T) map[string][]byte {
 	t.Helper()
 	units, err := UnitsFrom(filepath.Join("..", "..", "systemd"))
@@ -22,7 +23,8 @@ func repoUnits(t *testing.T) map[string][]byte {
 			t.Fatalf("systemd/ lacks %s", n)
 		}
 	}
-	return units
+	plain, _ := splitUnits(units)
+	return plain
 }
 
 func getenv(kv ...string) func(string) string {

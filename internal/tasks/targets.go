@@ -76,8 +76,13 @@ func (s Shell) Demo(ctx context.Context, verbose bool) error {
 }
 
 // Install builds the binary into a temp dir and installs it, with the
-// units in the checkout's systemd/, below the operator's home.
+// units in the checkout's systemd/, below the operator's home; PROFILE
+// names a profile to install instead of the install without one.
 func (s Shell) Install(ctx context.Context) error {
+	profile, err := s.profile(false)
+	if err != nil {
+		return err
+	}
 	home, err := s.home()
 	if err != nil {
 		return err
@@ -95,12 +100,17 @@ func (s Shell) Install(ctx context.Context) error {
 	if err := build.Renewer(ctx, built, version); err != nil {
 		return err
 	}
-	o := install.Options{Root: home, Getenv: s.Getenv, Systemctl: s.userManager(), HealOnLogin: s.Getenv("HEAL_ON_LOGIN")}
+	o := install.Options{Root: home, Getenv: s.Getenv, Systemctl: s.userManager(), HealOnLogin: s.Getenv("HEAL_ON_LOGIN"), Profile: profile}
 	return install.FromBuild(s.Stdout, o, built, filepath.Join(root, "systemd"), version)
 }
 
-// Uninstall removes what Install put below the operator's home.
+// Uninstall removes what Install put below the operator's home: PROFILE
+// says which profile, all every profile and the install without one.
 func (s Shell) Uninstall() error {
+	profile, err := s.profile(true)
+	if err != nil {
+		return err
+	}
 	home, err := s.home()
 	if err != nil {
 		return err
@@ -109,7 +119,8 @@ func (s Shell) Uninstall() error {
 	if err != nil {
 		return err
 	}
-	return install.UninstallUnits(s.Stdout, install.Options{Root: home, Systemctl: s.userManager()}, filepath.Join(root, "systemd"))
+	o := install.Options{Root: home, Systemctl: s.userManager(), Profile: profile}
+	return install.UninstallUnits(s.Stdout, o, filepath.Join(root, "systemd"))
 }
 
 // LiveTest runs the post-deploy checks against the install below the
@@ -119,17 +130,26 @@ func (s Shell) LiveTest(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if p := s.Getenv("PROFILE"); p != "" {
+		// Its checks swap the token file of the install without a profile,
+		// and would not test the profile's.
+		return fmt.Errorf("PROFILE=%q: liveTest checks the install without a profile only", p)
+	}
 	return livetest.Installed(ctx, home, s.userManager() != nil, s.Stdout)
 }
 
-// SweepStale runs the installed binary's sweep (with APPLY=1, --apply); it
-// fails with the binary's own exit code.
+// SweepStale runs the installed binary's sweep (with APPLY=1, --apply; with
+// PROFILE=NAME, that profile's); it fails with the binary's own exit code.
 func (s Shell) SweepStale() error {
 	home, err := s.home()
 	if err != nil {
 		return err
 	}
-	code, err := install.SweepInstalled(home, s.Getenv("APPLY") == "1", s.Stdout, s.Stderr)
+	profile, err := s.profile(false)
+	if err != nil {
+		return err
+	}
+	code, err := install.SweepInstalled(home, s.Getenv("APPLY") == "1", profile, s.Stdout, s.Stderr)
 	if code != 0 {
 		return mg.Fatalf(code, "sweepStale: vault-token-renew sweep exited %d", code)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/devvm/vault-token-renew/internal/bench"
 	"github.com/devvm/vault-token-renew/internal/build"
 	"github.com/devvm/vault-token-renew/internal/devvault"
+	"github.com/devvm/vault-token-renew/internal/install"
 	"github.com/devvm/vault-token-renew/sweep"
 )
 
@@ -87,6 +88,17 @@ func (s Shell) home() (string, error) {
 		return h, nil
 	}
 	return os.UserHomeDir()
+}
+
+// profile is PROFILE, checked: "" (the install without a profile), a
+// profile's name, or, where all is true (uninstall), "all": every profile
+// and the install without one.
+func (s Shell) profile(all bool) (string, error) {
+	p := s.Getenv("PROFILE")
+	if p == "" || (all && p == install.ProfileAll) {
+		return p, nil
+	}
+	return p, install.CheckProfile(p)
 }
 
 // userManager returns `systemctl --user`, or nil where no user manager

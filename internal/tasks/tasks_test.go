@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/magefile/mage/mg"
 
 	"github.com/devvm/vault-token-renew/internal/bench"
+	"github.com/devvm/vault-token-renew/internal/install"
 	"github.com/devvm/vault-token-renew/sweep"
 )
 
@@ -195,5 +197,106 @@ func TestSweepStaleNeedsAnInstall(t *testing.T) {
 	s, _ := shell(t, map[string]string{"VTR_HOME": t.TempDir()})
 	if err := s.SweepStale(); err == nil || !strings.Contains(err.Error(), "run: go tool mage install") {
 		t.Fatalf("no install: %v", err)
+	}
+}
+
+func TestProfile(t *testing.T) {
+	for _, tc := range []struct {
+		profile  string
+		all      bool // uninstall
+		want     string
+		errorHas string
+	}{
+		{"", false, "", ""},
+		{"prod", false, "prod", ""},
+		{"eu-west_2", true, "eu-west_2", ""},
+		{"all", true, "all", ""},
+		{"all", false, "", "uninstall only"},
+		{"Prod", false, "", `PROFILE="Prod"`},
+		{"../x", true, "", `PROFILE="../x"`},
+	} {
+		s, _ := shell(t, map[string]string{"PROFILE": tc.profile})
+		got, err := s.profile(tc.all)
+		if tc.errorHas != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.errorHas) {
+				t.Errorf("PROFILE=%q (all %v): %v, want an error with %q", tc.profile, tc.all, err, tc.errorHas)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("PROFILE=%q (all %v): %q %v, want %q", tc.profile, tc.all, got, err, tc.want)
+		}
+	}
+}
+
+// TestInstallChecksProfileFirst: a bad PROFILE fails the install before
+// the build (minutes, for nothing), and nothing is written.
+func TestInstallChecksProfileFirst(t *testing.T) {
+	home := t.TempDir()
+	for _, p := range []string{"all", "Prod"} {
+		s, _ := shell(t, map[string]string{"PROFILE": p, "VTR_HOME": home, "VTR_NO_SYSTEMD": "1"})
+		if err := s.Install(context.Background()); err == nil || !strings.Contains(err.Error(), "PROFILE") {
+			t.Errorf("PROFILE=%s install: %v", p, err)
+		}
+	}
+	if left, _ := os.ReadDir(home); len(left) != 0 {
+		t.Errorf("a refused install wrote %v", left)
+	}
+}
+
+// TestUninstallTakesProfile: PROFILE=prod removes prod's drop-ins and
+// keeps the rest; PROFILE=all removes the binary too.
+func TestUninstallTakesProfile(t *testing.T) {
+	home := t.TempDir()
+	s, out := shell(t, map[string]string{"PROFILE": "prod", "VTR_HOME": home, "VTR_NO_SYSTEMD": "1"})
+	repo, _ := filepath.Abs(filepath.Join("..", "..", "systemd"))
+	if err := os.Symlink(repo, filepath.Join(s.Root, "systemd")); err != nil {
+		t.Fatal(err)
+	}
+	units, err := install.UnitsFrom(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := install.Options{Root: home, Binary: []byte("b"), Units: units, Profile: "prod", Getenv: func(k string) string { return map[string]string{"VTR_TOKEN_FILE": "/srv/t"}[k] }}
+	if _, err := install.InstallProfile(o); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Uninstall(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"uninstall: removed " + filepath.Join(home, ".config", "systemd", "user", "vault-token-renew@prod.path.d", "token-file.conf"), "kept profile prod's env file", "nothing was disabled"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("PROFILE=prod uninstall says no %q:\n%s", want, out)
+		}
+	}
+	s.Getenv = func(k string) string {
+		return map[string]string{"PROFILE": "all", "VTR_HOME": home, "VTR_NO_SYSTEMD": "1"}[k]
+	}
+	if err := s.Uninstall(); err != nil || !strings.Contains(out.String(), "uninstall: removed "+filepath.Join(home, ".local", "bin", "vault-token-renew")) {
+		t.Errorf("PROFILE=all uninstall (%v):\n%s", err, out)
+	}
+}
+
+// TestSweepStaleAndLiveTestTakeProfile: PROFILE=prod sweeps prod's
+// (--profile prod); liveTest, which checks the install without a profile,
+// refuses a PROFILE rather than test something else.
+func TestSweepStaleAndLiveTestTakeProfile(t *testing.T) {
+	home := t.TempDir()
+	bin := filepath.Join(home, ".local", "bin", "vault-token-renew")
+	os.MkdirAll(filepath.Dir(bin), 0o755)
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho \"sweep $*\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, out := shell(t, map[string]string{"VTR_HOME": home, "PROFILE": "prod"})
+	if err := s.SweepStale(); err != nil || !strings.Contains(out.String(), "sweep sweep --profile prod\n") {
+		t.Fatalf("PROFILE=prod sweepStale (%v):\n%s", err, out)
+	}
+	s, _ = shell(t, map[string]string{"VTR_HOME": home, "PROFILE": "Bad"})
+	if err := s.SweepStale(); err == nil || !strings.Contains(err.Error(), `PROFILE="Bad"`) {
+		t.Fatalf("PROFILE=Bad sweepStale: %v", err)
+	}
+	s, _ = shell(t, map[string]string{"VTR_HOME": home, "PROFILE": "prod"})
+	if err := s.LiveTest(context.Background()); err == nil || !strings.Contains(err.Error(), "install without a profile only") {
+		t.Fatalf("PROFILE=prod liveTest: %v", err)
 	}
 }
