@@ -11,27 +11,16 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/devvm/vault-token-renew/failure/failuretest"
 	"github.com/devvm/vault-token-renew/sweep"
 	"github.com/devvm/vault-token-renew/tokenfile"
 	"github.com/devvm/vault-token-renew/tokenstore"
 )
 
-type statusErr struct {
-	code int
-	msgs []string
-}
-
-func (e *statusErr) Error() string {
-	return fmt.Sprintf("vault answered %d: %s", e.code, strings.Join(e.msgs, "; "))
-}
-func (e *statusErr) HTTPStatus() int    { return e.code }
-func (e *statusErr) Messages() []string { return e.msgs }
-
-func respErr(code int, msgs ...string) error { return &statusErr{code: code, msgs: msgs} }
+var respErr = failuretest.Answer
 
 func TestClassify(t *testing.T) {
 	for _, tc := range []struct {

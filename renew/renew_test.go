@@ -19,6 +19,7 @@ import (
 
 	"github.com/devvm/vault-token-renew/decide"
 	"github.com/devvm/vault-token-renew/failure"
+	"github.com/devvm/vault-token-renew/failure/failuretest"
 	"github.com/devvm/vault-token-renew/tokenstore"
 
 	"github.com/rs/zerolog"
@@ -809,20 +810,7 @@ func TestRunMakesALooseTokenFilePrivate(t *testing.T) {
 	}
 }
 
-// statusErr is an answer of Vault's with a status, as the adapter's
-// errors carry one (failure.StatusError).
-type statusErr struct {
-	code int
-	msgs []string
-}
-
-func (e *statusErr) Error() string {
-	return fmt.Sprintf("vault answered %d: %s", e.code, strings.Join(e.msgs, "; "))
-}
-func (e *statusErr) HTTPStatus() int    { return e.code }
-func (e *statusErr) Messages() []string { return e.msgs }
-
-func respErr(code int, msgs ...string) error { return &statusErr{code: code, msgs: msgs} }
+var respErr = failuretest.Answer
 
 var spec = decide.Spec{DisplayName: "devvm-wizard", Policies: []string{"vault-admin", "sops-admin"}, Period: 768 * time.Hour, Host: "devvm-a", User: "wizard"}
 

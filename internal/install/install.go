@@ -121,18 +121,9 @@ func Install(o Options) (Report, error) {
 	if err := r.put(p.Binary, o.Binary, 0o755); err != nil {
 		return r, err
 	}
-	names := make([]string, 0, len(o.Units))
-	for n := range o.Units {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	unitsChanged := false
-	for _, n := range names {
-		before := len(r.Changed)
-		if err := r.put(filepath.Join(p.UnitDir, n), o.Units[n], 0o644); err != nil {
-			return r, err
-		}
-		unitsChanged = unitsChanged || len(r.Changed) > before
+	unitsChanged, err := r.putUnits(p.UnitDir, o.Units)
+	if err != nil {
+		return r, err
 	}
 	if err := r.putEnv(p.EnvFile, o.Getenv); err != nil {
 		return r, err
@@ -343,6 +334,25 @@ func (r *Report) remove(files []string) error {
 		}
 	}
 	return nil
+}
+
+// putUnits writes each unit into unitDir, in name order, and reports
+// whether one changed (systemd then needs a reload).
+func (r *Report) putUnits(unitDir string, units map[string][]byte) (bool, error) {
+	names := make([]string, 0, len(units))
+	for n := range units {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	changed := false
+	for _, n := range names {
+		before := len(r.Changed)
+		if err := r.put(filepath.Join(unitDir, n), units[n], 0o644); err != nil {
+			return false, err
+		}
+		changed = changed || len(r.Changed) > before
+	}
+	return changed, nil
 }
 
 // put writes data to path unless it is already there with mode perm, and

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 
 	"github.com/devvm/vault-token-renew/internal/envfile"
@@ -198,18 +197,9 @@ func (r *Report) putProfileFiles(o Options, p Paths, envPath string, env envEdit
 	if err := r.put(p.Binary, o.Binary, 0o755); err != nil {
 		return false, err
 	}
-	names := make([]string, 0, len(o.Units))
-	for n := range o.Units {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	unitsChanged := false
-	for _, n := range names {
-		before := len(r.Changed)
-		if err := r.put(filepath.Join(p.UnitDir, n), o.Units[n], 0o644); err != nil {
-			return false, err
-		}
-		unitsChanged = unitsChanged || len(r.Changed) > before
+	unitsChanged, err := r.putUnits(p.UnitDir, o.Units)
+	if err != nil {
+		return false, err
 	}
 	return unitsChanged, r.applyEnv(envPath, env)
 }

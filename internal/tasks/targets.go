@@ -79,15 +79,7 @@ func (s Shell) Demo(ctx context.Context, verbose bool) error {
 // units in the checkout's systemd/, below the operator's home; PROFILE
 // names a profile to install instead of the install without one.
 func (s Shell) Install(ctx context.Context) error {
-	profile, err := s.profile(false)
-	if err != nil {
-		return err
-	}
-	home, err := s.home()
-	if err != nil {
-		return err
-	}
-	root, err := s.root()
+	profile, home, root, err := s.installing(false)
 	if err != nil {
 		return err
 	}
@@ -104,18 +96,23 @@ func (s Shell) Install(ctx context.Context) error {
 	return install.FromBuild(s.Stdout, o, built, filepath.Join(root, "systemd"), version)
 }
 
+// installing is what Install and Uninstall act on: PROFILE (checked as
+// profile checks it), the operator's home, and the checkout's root.
+func (s Shell) installing(all bool) (profile, home, root string, err error) {
+	if profile, err = s.profile(all); err != nil {
+		return "", "", "", err
+	}
+	if home, err = s.home(); err != nil {
+		return "", "", "", err
+	}
+	root, err = s.root()
+	return profile, home, root, err
+}
+
 // Uninstall removes what Install put below the operator's home: PROFILE
 // says which profile, all every profile and the install without one.
 func (s Shell) Uninstall() error {
-	profile, err := s.profile(true)
-	if err != nil {
-		return err
-	}
-	home, err := s.home()
-	if err != nil {
-		return err
-	}
-	root, err := s.root()
+	profile, home, root, err := s.installing(true)
 	if err != nil {
 		return err
 	}
