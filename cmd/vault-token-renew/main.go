@@ -1,6 +1,8 @@
-// Command vault-token-renew keeps the periodic Vault token in ~/.vault-token
-// alive and heals it when a `vault login` overwrites the file. The daily
-// systemd user timer runs it; see runbook/vault-token-renew-devvm.md.
+// Command vault-token-renew keeps the periodic Vault token alive where the
+// CLI keeps it (~/.vault-token, BAO_TOKEN_PATH, or a token helper), and
+// heals it when a `vault login` overwrites it; one profile per Vault or
+// namespace where a machine has several. The daily systemd user timer runs
+// it; see runbook/vault-token-renew-devvm.md.
 package main
 
 import (
