@@ -66,7 +66,7 @@ func (c *cli) statusRow(ctx context.Context, p string, log zerolog.Logger) (stri
 	}
 	choice, err := tokenstore.Resolve(sc.where(t, vc))
 	if err != nil {
-		return name + "\t-\t" + vc.Address() + "\t-\t" + safetext.Value(err.Error()) + "\t-\t-", renew.Fail
+		return name + "\t-\t" + safetext.Value(vc.Address()) + "\t-\t" + safetext.Value(err.Error()) + "\t-\t-", renew.Fail
 	}
 	cfg := sc.config(t, paceFlags{}, vc, choice.Store, log)
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
@@ -79,7 +79,10 @@ func (c *cli) statusRow(ctx context.Context, p string, log zerolog.Logger) (stri
 	case o.Plan.Action == decide.Renew:
 		token, ttl = "ours ("+safetext.Value(o.Current.Accessor)+")", fmtDur(o.Current.TTL)
 	}
-	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", name, choice.Store, vc.Address(), orDash(vc.Namespace()), token, ttl, sc.lastRun()), o.Kind
+	// The store, address and namespace come from env files: escaped, as
+	// every word the tool did not choose.
+	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", name, safetext.Value(choice.Store.String()), safetext.Value(vc.Address()),
+		safetext.Value(orDash(vc.Namespace())), token, ttl, sc.lastRun()), o.Kind
 }
 
 // lastRun is the last run's outcome and when, in a few words.
