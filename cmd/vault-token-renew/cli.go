@@ -45,17 +45,23 @@ func exitStatus(k renew.Kind) int {
 
 // usageText is the help, in the words of the operator's CLI (%[1]s is
 // vault or bao) and its settings' names (%[2]s is VAULT_ or BAO_).
-const usageText = `vault-token-renew keeps the periodic token in the token file alive, and
-heals it when a %[1]s login overwrites the file.
+const usageText = `vault-token-renew keeps the periodic token alive where the %[1]s CLI keeps
+it (a token file or a token helper), and heals it when a %[1]s login
+overwrites it.
 
 Usage:
   vault-token-renew [flags]           one run: renew, heal, or fail loudly
-  vault-token-renew status [flags]    report the token in the file; changes nothing
+  vault-token-renew status [flags]    report the token in the store; changes nothing (with
+                                      profiles and no --profile: a row per profile)
   vault-token-renew sweep [flags]     the walk: every accessor, gently (25/s); --apply revokes
                                       this machine's stale tokens and resumes where it stopped
   vault-token-renew status --brief    one line if the last run failed or is old: a login banner
   vault-token-renew notify            run $VTR_NOTIFY_COMMAND about the last run (OnFailure=)
   vault-token-renew --version
+
+  --profile NAME (or VTR_PROFILE) selects one of several Vaults or namespaces
+  on this machine: its settings in ~/.config/vault-token-renew/NAME.env win
+  over the shell's, and its state, ledger and lock are its own.
 
 One run:
   our periodic token in the file      renew-self                       OK      exit 0
@@ -77,14 +83,14 @@ sweep: a revoke failed, the walk stopped early, or --apply while the file
 holds a foreign token), 2 usage error.
 
 Every token this tool mints carries meta managed_by=vault-token-renew,
-host=<--host> and user=<$USER>, and is recorded in this machine's ledger, so
-that a heal retires its stale tokens without walking every token on the
-server; a heal never walks. Where the ledger has a gap (a new install, a
+host=<--host> and user=<$USER> (and profile=<NAME> for a profile), and is
+recorded in this machine's ledger, so that a heal retires its stale tokens
+without walking every token on the server; a heal never walks. Where the ledger has a gap (a new install, a
 lost state file), the walk finds the rest: the walk unit a run starts, or
 sweep --apply by hand. A walk (%[1]s token lookups of every accessor) revokes
 only tokens with the exact display name that are tagged for this host and
-user, or untagged (manual re-mints); another machine's tokens are listed and
-never revoked.
+user (and profile), or untagged (manual re-mints); another machine's or
+another profile's tokens are listed and never revoked.
 
 Flags:
 `
