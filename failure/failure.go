@@ -247,6 +247,22 @@ func Classify(err error, ask Ask) Cause {
 	return CauseUnknown
 }
 
+// Unanswered is the server (scheme://host) of the request that got no
+// HTTP answer in err, or "" when err does not say. It is not always the
+// configured address: a standby answers with a redirect to the node it
+// takes for the active one, and the client follows it.
+func Unanswered(err error) string {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return ""
+	}
+	u, perr := url.Parse(ue.URL)
+	if perr != nil || u.Host == "" {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
+}
+
 // isNetwork recognises a request that got no HTTP answer. It does not ask
 // for net.Error: a bare syscall.Errno satisfies that interface too, which
 // once made a read-only home read as "cannot reach vault".

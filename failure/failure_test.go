@@ -106,3 +106,21 @@ func TestEveryStageAndCauseIsNamed(t *testing.T) {
 		}
 	}
 }
+
+// TestUnanswered names the server that gave no answer, from the request
+// the client made, and nothing when the error does not say.
+func TestUnanswered(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("lookup: %w", &url.Error{Op: "Get", URL: "https://vault-2.example:8200/v1/auth/token/lookup-self", Err: syscall.ECONNREFUSED}), "https://vault-2.example:8200"},
+		{&url.Error{Op: "Get", URL: "::bad", Err: syscall.ECONNREFUSED}, ""},
+		{syscall.ECONNREFUSED, ""},
+		{errors.New("no answer"), ""},
+	} {
+		if got := Unanswered(c.err); got != c.want {
+			t.Errorf("Unanswered(%v) = %q, want %q", c.err, got, c.want)
+		}
+	}
+}

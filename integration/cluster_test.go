@@ -259,8 +259,10 @@ func (fo *failover) healAfterFailover(t *testing.T) {
 // killed one as the leader (the HA lock entry in its raft store), cannot
 // forward to it, and redirects the client to its API address instead. So
 // the run fails at the lookup with cause=unreachable and an error naming
-// the dead node's address, while its next= hint names VAULT_ADDR, the
-// node that is up: not the token's fault, and the file untouched. That is
+// the dead node's address; its next= hint says the node at VAULT_ADDR
+// answered and the one it sent the request on to did not (a lost active
+// node), rather than send the operator to check the address that is up.
+// Not the token's fault, and the file untouched. That is
 // the cause --wait-unreachable waits on (the unit: 10m); here it is 0, and
 // the run ends within the API client's own retries.
 func (fo *failover) noQuorum(t *testing.T) {
@@ -281,8 +283,11 @@ func (fo *failover) noQuorum(t *testing.T) {
 	wantExit(t, "a run with two of three nodes down", r, 1)
 	fail := wantLine(t, "the run", r.stderr, "FAIL: could not look up the token in the file")
 	for _, want := range []string{"cause=unreachable ", "stage=lookup", strings.TrimPrefix(c.Nodes[active].Addr, "http://") + ": connect: connection refused",
-		`next="cannot reach vault at ` + c.Nodes[left].Addr + ";"} {
+		`next="vault at ` + c.Nodes[left].Addr + " answered and sent the request on to " + c.Nodes[active].Addr + " (the active node it names)"} {
 		wantIn(t, "the FAIL line", fail, want)
+	}
+	if strings.Contains(fail, "check VAULT_ADDR") {
+		t.Error("the hint sends the operator to VAULT_ADDR, the node that answered")
 	}
 	if took > 30*time.Second {
 		t.Errorf("the run took %s with --wait-unreachable 0", took)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -559,5 +560,33 @@ func TestForeignWordsForgeNoLine(t *testing.T) {
 	env := strings.Join(runstate.NotifyEnv(s), "\n")
 	if strings.Count(env, "\n") != 5 || len(s.Summary) > safetext.MaxText || strings.Contains(s.Summary, "\n") {
 		t.Fatalf("the state's summary (%d bytes) or the notifier's environment forges lines: %.200q", len(s.Summary), env)
+	}
+}
+
+// TestUnreachableAfterARedirect: when the address answered and the node it
+// sent the request on to did not (a standby naming a dead leader), the hint
+// does not send the operator to check the address that is up; when the
+// address itself got no answer, it does.
+func TestUnreachableAfterARedirect(t *testing.T) {
+	r := testReporter()
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	for _, c := range []struct {
+		to, want, not string
+	}{
+		{"http://127.0.0.1:8202", "sent the request on to http://127.0.0.1:8202 (the active node it names)", "check VAULT_ADDR"},
+		{"http://127.0.0.1:8200", "cannot reach vault at http://127.0.0.1:8200; check VAULT_ADDR", "active node"},
+		// The redirect is the server's word: escaped (a control character
+		// would not parse as a URL at all, and falls back to the above).
+		{"http://node\u202e3:8202", `sent the request on to http://node\u202e3:8202`, "\u202e"},
+		{"http://127.0.0.1:8202\x1b[2J", "cannot reach vault at http://127.0.0.1:8200", "\x1b"},
+	} {
+		err := fmt.Errorf("look up the token: %w", &url.Error{Op: "Get", URL: c.to + "/v1/auth/token/lookup-self", Err: refused})
+		if got := failure.Classify(err, failure.AskToken); got != failure.CauseUnreachable {
+			t.Fatalf("%s: cause %s, want unreachable", c.to, got)
+		}
+		h := r.hint(renew.Outcome{Stage: failure.StageLookup}, failure.CauseUnreachable, err)
+		if !strings.Contains(h, c.want) || strings.Contains(h, c.not) {
+			t.Errorf("answer from %q: hint %q; want %q, not %q", c.to, h, c.want, c.not)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -453,6 +454,14 @@ func (r reporter) tokenIsOthers() string {
 		r.setting("ADDR") + "=" + r.addr + " " + r.login() + ") and run again, and check that each setup's store is its own"
 }
 
+// sameServer: a and b (URLs) name one host and port, as the client
+// dials them.
+func sameServer(a, b string) bool {
+	ua, ea := url.Parse(a)
+	ub, eb := url.Parse(b)
+	return ea == nil && eb == nil && strings.EqualFold(ua.Host, ub.Host)
+}
+
 // helperHint says what to do about a token helper that failed, or a CLI
 // config file that names one that cannot be used.
 func (r reporter) helperHint(err error) string {
@@ -480,6 +489,13 @@ func (r reporter) hint(o renew.Outcome, cause failure.Cause, err error) string {
 	case failure.CauseSealed:
 		return r.server() + " at " + r.addr + " is sealed or has no active node; unseal it (" + r.cli + " operator unseal) and run again"
 	case failure.CauseUnreachable:
+		if to := failure.Unanswered(err); to != "" && !sameServer(to, r.addr) {
+			// The address answered: the one that did not is where it sent
+			// the request, the node it takes for the active one.
+			return r.server() + " at " + r.addr + " answered and sent the request on to " + safetext.Value(to) +
+				" (the active node it names), which cannot be reached: the cluster may have lost its active node (a dead leader, no quorum); check " +
+				r.cli + " operator raft list-peers and " + r.cli + " status on its nodes, and run again once a node is active"
+		}
 		return "cannot reach " + r.server() + " at " + r.addr + "; check " + r.setting("ADDR") + " where it is set (the environment file or the shell) and " + r.cli + " status"
 	case failure.CauseServer:
 		return r.server() + " at " + r.addr + " answered with a server error; check its logs and run again"
