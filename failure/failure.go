@@ -232,9 +232,11 @@ func Classify(err error, ask Ask) Cause {
 		return CauseIncomplete
 	case isTLS(err):
 		return CauseTLS
-	case errors.Is(err, ErrClientTimeout), strings.Contains(err.Error(), "Client.Timeout exceeded"):
-		// http.Client's own timeout (VAULT_CLIENT_TIMEOUT) also reads as a
-		// deadline; it is told apart by its words.
+	case errors.Is(err, ErrClientTimeout):
+		// The client's own timeout (VAULT_CLIENT_TIMEOUT) also reads as a
+		// deadline; the adapter, which still holds the run's context, tells
+		// the two apart and marks it (vaultclient's wrap), so no error's
+		// words are read here.
 		return CauseClientTimeout
 	case errors.Is(err, context.DeadlineExceeded):
 		return CauseTimeout

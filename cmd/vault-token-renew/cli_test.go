@@ -160,7 +160,7 @@ var reportCases = []reportCase{
 		1, "FAIL: could not look up", []string{"cause=tls", "VAULT_TLS_SERVER_NAME"}},
 	{"run timeout", renew.Outcome{Stage: failure.StageRenew}, fmt.Errorf("x: %w", context.DeadlineExceeded),
 		1, "FAIL: could not renew", []string{"cause=timeout", "--timeout (2m)"}},
-	{"client timeout", renew.Outcome{Stage: failure.StageLookup}, &url.Error{Op: "Get", URL: "x", Err: errors.New("net/http: request canceled (Client.Timeout exceeded while awaiting headers)")},
+	{"client timeout", renew.Outcome{Stage: failure.StageLookup}, fmt.Errorf("lookup-self: %w: %w", failure.ErrClientTimeout, &url.Error{Op: "Get", URL: "x", Err: context.DeadlineExceeded}),
 		1, "FAIL: could not look up", []string{"cause=client-timeout", "VAULT_CLIENT_TIMEOUT"}},
 	{"interrupted", renew.Outcome{Stage: failure.StageCreate}, fmt.Errorf("x: %w", context.Canceled),
 		1, "FAIL: could not mint", []string{"cause=canceled", "interrupted"}},
