@@ -8,6 +8,7 @@ package tokenstore
 
 import (
 	"context"
+	"strings"
 
 	"github.com/devvm/vault-token-renew/tokenfile"
 )
@@ -45,3 +46,17 @@ func (f File) Lock(ctx context.Context) (*tokenfile.Lock, error) {
 }
 func (f File) String() string { return f.Path }
 func (f File) Key() string    { return f.Path }
+
+// Slot names the one token a store holds, to tell whether two setups would
+// share it; fileKey makes a file's Key comparable as the caller compares
+// files (links followed, made absolute). A helper is told the namespace as
+// well as the address, but one that keeps a token per address
+// (joemiller/vault-token-helper) keeps one token for every namespace of a
+// Vault: two helper stores are two slots only when the helper or the
+// address differs.
+func Slot(s Store, fileKey func(string) string) string {
+	if h, ok := s.(Helper); ok {
+		return "token helper " + h.Path + " for " + strings.TrimRight(strings.ToLower(strings.TrimSpace(h.Addr)), "/")
+	}
+	return fileKey(s.Key())
+}

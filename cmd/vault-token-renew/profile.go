@@ -184,9 +184,9 @@ func (c *cli) others(home string) []string {
 // store fight over one token. ok is false when there is none.
 func (c *cli) sharing(store tokenstore.Store) (name string, ok bool) {
 	home := c.getenv("HOME")
-	key := runstate.LedgerKey(store.Key())
+	key := tokenstore.Slot(store, runstate.LedgerKey)
 	for _, o := range c.others(home) {
-		if s, err := c.storeOf(home, o); err == nil && runstate.LedgerKey(s.Key()) == key {
+		if s, err := c.storeOf(home, o); err == nil && tokenstore.Slot(s, runstate.LedgerKey) == key {
 			return o, true
 		}
 	}
@@ -226,7 +226,7 @@ func (c *cli) whoseToken(ctx context.Context, store tokenstore.Store) (name, add
 	home := c.getenv("HOME")
 	for _, o := range c.others(home) {
 		s, err := c.storeOf(home, o)
-		if err != nil || runstate.LedgerKey(s.Key()) == runstate.LedgerKey(store.Key()) {
+		if err != nil || tokenstore.Slot(s, runstate.LedgerKey) == tokenstore.Slot(store, runstate.LedgerKey) {
 			continue
 		}
 		if theirs, err := s.Read(ctx); err == nil && theirs == mine {

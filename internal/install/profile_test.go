@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -223,7 +224,8 @@ func helperConfig(t *testing.T, dir string) string {
 
 // TestInstallRefusesTwoProfilesOnOneStore: a profile whose token would be
 // kept where another install keeps its own (the same file, however
-// spelled; the same token helper for the same address and namespace) is
+// spelled; the same token helper for the same address, whatever the
+// namespace: a helper keeps a token per address at most) is
 // refused, with both names, the store and the way out, and nothing
 // written; other stores are fine.
 func TestInstallRefusesTwoProfilesOnOneStore(t *testing.T) {
@@ -244,11 +246,11 @@ func TestInstallRefusesTwoProfilesOnOneStore(t *testing.T) {
 		{"prod", []string{"VAULT_ADDR", "https://prod"}, "", nil},
 		{"staging", []string{"VAULT_ADDR", "https://staging"}, "prod", []string{filepath.Join(root, ".vault-token"), "VTR_TOKEN_FILE (or BAO_TOKEN_PATH for bao)", "PROFILE=prod go tool mage uninstall"}},
 		{"staging", []string{"VAULT_ADDR", "https://staging", "VTR_TOKEN_FILE", filepath.Join(root, "tokens", "staging")}, "", nil},
-		{"dev", []string{"VAULT_ADDR", "https://dev", "VTR_TOKEN_FILE", filepath.Join(root, "link", "..", "tokens", "staging")}, "staging", []string{filepath.Join(root, "link", "..", "tokens", "staging")}},
+		{"dev", []string{"VAULT_ADDR", "https://dev", "VTR_TOKEN_FILE", root + "/tokens/./staging"}, "staging", []string{root + "/tokens/./staging"}},
 		{"dev", []string{"BAO_ADDR", "https://dev", "BAO_TOKEN_PATH", filepath.Join(root, "link", "staging")}, "staging", []string{"BAO_TOKEN_PATH"}},
 		{"ha", []string{"VAULT_ADDR", "https://a", "VAULT_CONFIG_PATH", cfg}, "", nil},
 		{"hb", []string{"VAULT_ADDR", "https://b", "VAULT_CONFIG_PATH", cfg}, "", nil},
-		{"hans", []string{"VAULT_ADDR", "https://a", "VAULT_NAMESPACE", "team", "VAULT_CONFIG_PATH", cfg}, "", nil},
+		{"hans", []string{"VAULT_ADDR", "https://a/", "VAULT_NAMESPACE", "team", "VAULT_CONFIG_PATH", cfg}, "ha", []string{"token helper", "per Vault address", "two namespaces of one Vault share its token"}},
 		{"hc", []string{"VAULT_ADDR", "https://a", "VAULT_CONFIG_PATH", cfg}, "ha", []string{"token helper", "per Vault address"}},
 	} {
 		err := install(tc.profile, tc.env...)
@@ -266,7 +268,7 @@ func TestInstallRefusesTwoProfilesOnOneStore(t *testing.T) {
 				t.Errorf("profile %s: the refusal lacks %q:\n%v", tc.profile, want, err)
 			}
 		}
-		if _, err := os.Stat(ProfileEnvFile(root, tc.profile)); err == nil && tc.profile != "staging" {
+		if _, err := os.Stat(ProfileEnvFile(root, tc.profile)); err == nil {
 			t.Errorf("a refused profile %s has an env file", tc.profile)
 		}
 	}
@@ -317,32 +319,92 @@ func TestTheInstallWithoutAProfileCounts(t *testing.T) {
 }
 
 // TestHealOnLoginIsNotOfferedForAHelper: a profile whose token a token
-// helper keeps has no file to watch: HEAL_ON_LOGIN=1 enables nothing, no
-// drop-in points the path unit anywhere, and install says so.
+// helper keeps has no file to watch: whatever HEAL_ON_LOGIN says, its path
+// unit is disabled (one enabled while the profile kept a file would watch
+// the template's %h/.vault-token), no drop-in points it anywhere, and
+// install says so, never "it watches" nothing.
 func TestHealOnLoginIsNotOfferedForAHelper(t *testing.T) {
 	root := t.TempDir()
-	sc := &fakeSystemctl{}
-	o := Options{Root: root, Binary: []byte("b"), Units: profileUnits(t), Systemctl: sc.run, Profile: "prod", HealOnLogin: "1",
-		Getenv: getenv("VAULT_ADDR", "https://a", "VAULT_CONFIG_PATH", helperConfig(t, t.TempDir()))}
-	r, err := InstallProfile(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range sc.calls {
-		if strings.Contains(c, ".path") && !strings.HasPrefix(c, "try-restart") {
-			t.Errorf("systemctl %s for a helper's profile", c)
+	helper := helperConfig(t, t.TempDir())
+	prod := Profile("prod")
+	dropIn := filepath.Join(PathsUnder(root).UnitDir, prod.pathDropIn())
+	for _, tc := range []struct {
+		heal, env string // HEAL_ON_LOGIN, and the profile's VAULT_CONFIG_PATH ("" for its file)
+		says      string
+	}{
+		{"1", "", "heal on login (vault-token-renew@prod.path) enabled; it watches " + filepath.Join(root, "prod-token")},
+		{"", helper, "heal on login (vault-token-renew@prod.path) is not offered for profile prod (disabled): its token is kept by a token helper"},
+		{"1", helper, "HEAL_ON_LOGIN=1 ignored: heal on login (vault-token-renew@prod.path) is not offered for profile prod (disabled): its token is kept by a token helper"},
+		{"0", helper, "heal on login (vault-token-renew@prod.path) is not offered for profile prod (disabled)"},
+	} {
+		sc := &fakeSystemctl{}
+		o := Options{Root: root, Binary: []byte("b"), Units: profileUnits(t), Systemctl: sc.run, Profile: "prod", HealOnLogin: tc.heal,
+			Getenv: getenv("VAULT_ADDR", "https://a", "VTR_TOKEN_FILE", "prod-token", "VAULT_CONFIG_PATH", tc.env)}
+		if tc.env != "" {
+			o.Getenv = getenv("VAULT_ADDR", "https://a", "VAULT_CONFIG_PATH", tc.env)
+			os.WriteFile(ProfileEnvFile(root, "prod"), []byte("VAULT_ADDR=https://a\n"), 0o600) // moved to the helper
+		}
+		r, err := InstallProfile(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		r.printProfile(&out, root, "v1")
+		if !strings.Contains(out.String(), tc.says) || strings.Contains(out.String(), "it watches \n") {
+			t.Errorf("HEAL_ON_LOGIN=%q helper %v: install does not say %q:\n%s", tc.heal, tc.env != "", tc.says, out.String())
+		}
+		_, err = os.Stat(dropIn)
+		if tc.env == "" {
+			if err != nil || !slices.Contains(sc.calls, "enable --now "+prod.PathUnit()) {
+				t.Fatalf("a file's profile: drop-in %v, calls %v", err, sc.calls)
+			}
+			continue
+		}
+		if err == nil {
+			t.Error("a drop-in points the path unit of a helper's profile at a file")
+		}
+		if !slices.Contains(sc.calls, "disable --now "+prod.PathUnit()) || slices.Contains(sc.calls, "enable --now "+prod.PathUnit()) {
+			t.Errorf("HEAL_ON_LOGIN=%q: a helper's profile's path unit is not disabled: %v", tc.heal, sc.calls)
+		}
+		if !strings.Contains(out.String(), "keeps its token in token helper ") {
+			t.Errorf("install does not name the helper:\n%s", out.String())
 		}
 	}
-	if _, err := os.Stat(filepath.Join(PathsUnder(root).UnitDir, Profile("prod").pathDropIn())); err == nil {
-		t.Error("a drop-in points the path unit of a helper's profile at a file")
-	}
-	var out bytes.Buffer
-	r.printProfile(&out, root, "v1")
-	if !strings.Contains(out.String(), "HEAL_ON_LOGIN=1 ignored: heal on login (vault-token-renew@prod.path) is not offered for profile prod: its token is kept by a token helper") {
-		t.Errorf("install does not say heal on login is not offered:\n%s", out.String())
-	}
-	if !strings.Contains(out.String(), "keeps its token in token helper ") {
-		t.Errorf("install does not name the helper:\n%s", out.String())
+}
+
+// TestTheWatchedFileIsCheckedBeforeAnythingIsWritten: a relative token
+// file is the home's, as the run (working directory: the home) reads it; a
+// % is escaped for systemd; a path with a line break is refused before
+// the binary, a unit or the env file is written.
+func TestTheWatchedFileIsCheckedBeforeAnythingIsWritten(t *testing.T) {
+	for _, profile := range []string{"", "prod"} {
+		root := t.TempDir()
+		install := func(token string) (Report, error) {
+			o := Options{Root: root, Binary: []byte("b"), Units: profileUnits(t), Systemctl: (&fakeSystemctl{}).run, Profile: profile, HealOnLogin: "1",
+				Getenv: getenv("VAULT_ADDR", "https://a", "VTR_TOKEN_FILE", token)}
+			if profile == "" {
+				return Install(o)
+			}
+			return InstallProfile(o)
+		}
+		if _, err := install("tokens/a\nb"); err == nil || !strings.Contains(err.Error(), "line break") {
+			t.Fatalf("profile %q: a token file with a line break: %v", profile, err)
+		}
+		if entries, _ := os.ReadDir(root); len(entries) != 0 {
+			t.Fatalf("profile %q: a refused install wrote %v", profile, entries)
+		}
+		r, err := install("tokens/50%d")
+		want := filepath.Join(root, "tokens", "50%d")
+		if err != nil || r.Watches != want {
+			t.Fatalf("profile %q: watches %q (%v), want %s", profile, r.Watches, err, want)
+		}
+		drop := filepath.Join(PathsUnder(root).UnitDir, dropIn)
+		if profile != "" {
+			drop = filepath.Join(PathsUnder(root).UnitDir, Profile(profile).pathDropIn())
+		}
+		if b, err := os.ReadFile(drop); err != nil || !strings.Contains(string(b), "\nPathChanged="+filepath.Join(root, "tokens", "50%%d")+"\n") {
+			t.Errorf("profile %q: drop-in %q (%v)", profile, b, err)
+		}
 	}
 }
 

@@ -48,22 +48,23 @@ func storeOf(root string, settings map[string]string) (tokenstore.Choice, error)
 		LockDir: filepath.Join(root, ".local", "state", "vault-token-renew")})
 }
 
-// storeKey is a store's Key made comparable as the binary compares two
-// setups' stores (runstate.LedgerKey: links followed, made absolute); a
-// relative path is taken from the home, a user unit's working directory.
+// storeKey is a store's Slot, compared as the binary compares two setups'
+// stores (runstate.LedgerKey: links followed, made absolute); a relative
+// path is taken from the home, a user unit's working directory.
 // A file not written yet is known by its directory's real path: two
 // profiles must not be set up on one file through a link either.
 func storeKey(root string, s tokenstore.Store) string {
-	k := s.Key()
-	if !filepath.IsAbs(k) {
-		k = filepath.Join(root, k)
-	}
-	if _, err := os.Lstat(k); err != nil {
-		if dir, err := filepath.EvalSymlinks(filepath.Dir(k)); err == nil {
-			k = filepath.Join(dir, filepath.Base(k))
+	return tokenstore.Slot(s, func(k string) string {
+		if !filepath.IsAbs(k) {
+			k = filepath.Join(root, k)
 		}
-	}
-	return runstate.LedgerKey(k)
+		if _, err := os.Lstat(k); err != nil {
+			if dir, err := filepath.EvalSymlinks(filepath.Dir(k)); err == nil {
+				k = filepath.Join(dir, filepath.Base(k))
+			}
+		}
+		return runstate.LedgerKey(k)
+	})
 }
 
 // otherOwners are the installs on this machine other than self: every
@@ -152,7 +153,7 @@ func refuseSharedStore(root string, self owner, mine tokenstore.Choice) error {
 func sharedStoreError(self, other owner, store tokenstore.Choice) error {
 	way := "give each profile its own token file: VTR_TOKEN_FILE (or BAO_TOKEN_PATH for bao) in " + self.envFile
 	if _, ok := store.Store.(tokenstore.Helper); ok {
-		way = "use a token helper that keeps a token per Vault address, with each profile on its own VAULT_ADDR (or namespace), or give each profile its own token file: VTR_TOKEN_FILE in " + self.envFile
+		way = "use a token helper that keeps a token per Vault address, with each profile on its own VAULT_ADDR (two namespaces of one Vault share its token), or give each profile its own token file: VTR_TOKEN_FILE in " + self.envFile
 	}
 	gone := fmt.Sprintf("; if profile %q is no longer used, PROFILE=%s go tool mage uninstall and remove %s (uninstall keeps it)", other.profile, other.profile, other.envFile)
 	if other.profile == "" {
