@@ -113,7 +113,8 @@ func Install(o Options) (Report, error) {
 	var r Report
 	p := PathsUnder(o.Root)
 	o.Units, _ = splitUnits(o.Units) // a profile's templates are InstallProfile's
-	if err := refusePlainOnAProfileStore(o.Root, p, o.Getenv); err != nil {
+	env, watch, err := planPlain(o.Root, p, o.Getenv)
+	if err != nil {
 		return r, err
 	}
 	// The binary is replaced by rename, so a timer run starting meanwhile
@@ -125,10 +126,10 @@ func Install(o Options) (Report, error) {
 	if err != nil {
 		return r, err
 	}
-	if err := r.putEnv(p.EnvFile, o.Getenv); err != nil {
+	if err := r.applyEnv(p.EnvFile, env); err != nil {
 		return r, err
 	}
-	changed, err := r.putDropIn(o.Root, p)
+	changed, err := r.putWatch(filepath.Join(p.UnitDir, dropIn), watch, filepath.Join(o.Root, ".vault-token"))
 	if err != nil {
 		return r, err
 	}
@@ -198,41 +199,49 @@ func (r *Report) chooseHealOnLogin(o Options) error {
 	return nil
 }
 
-// refusePlainOnAProfileStore refuses the install without a profile where
-// a profile keeps its token already (refuseSharedStore). With no profile
-// on the machine it asks nothing, and the install is what it always was.
-func refusePlainOnAProfileStore(root string, p Paths, getenv func(string) string) error {
-	names, err := profileEnvNames(root)
-	if err != nil || len(names) == 0 {
-		return err
-	}
+// planPlain plans the env file of the install without a profile and the
+// token file its heal on login watches, and refuses, before install writes
+// anything, a token file no unit can watch, or a store a profile uses
+// (cause=store-conflict at every run otherwise).
+func planPlain(root string, p Paths, getenv func(string) string) (envEdit, string, error) {
 	env, err := planEnv(p.EnvFile, getenv)
 	if err != nil {
-		return fmt.Errorf("install %s: %w", p.EnvFile, err)
+		return env, "", fmt.Errorf("install %s: %w", p.EnvFile, err)
 	}
 	settings, err := plannedSettings(p.EnvFile, env)
 	if err != nil {
-		return err
+		return env, "", err
+	}
+	watch, err := watchPath(root, tokenfile.DefaultPath(root, func(k string) string { return settings[k] }))
+	if err != nil {
+		return env, "", err
+	}
+	names, err := profileEnvNames(root)
+	if err != nil || len(names) == 0 {
+		return env, watch, err
 	}
 	store, err := storeOf(root, settings)
 	if err != nil {
-		return fmt.Errorf("where the install without a profile keeps its token: %w", err)
+		return env, "", fmt.Errorf("where the install without a profile keeps its token: %w", err)
 	}
-	return refuseSharedStore(root, owner{envFile: p.EnvFile}, store)
+	return env, watch, refuseSharedStore(root, owner{envFile: p.EnvFile}, store)
 }
 
-// putDropIn points heal on login at the token file the service manages,
-// as the env file now says (VTR_TOKEN_FILE, else BAO_TOKEN_PATH), with a
-// drop-in that replaces the unit's PathChanged=; with the token file in
-// its usual place the drop-in is removed, and the unit's %h/.vault-token
-// holds. It reports whether a unit file changed.
-func (r *Report) putDropIn(root string, p Paths) (bool, error) {
-	settings, err := envfile.Read(p.EnvFile)
-	if err != nil {
-		return false, fmt.Errorf("read %s: %w", p.EnvFile, err)
+// watchPath is the token file heal on login watches: a relative path is
+// the home's (a user unit's working directory, where the run reads it);
+// "" stays "" (a token helper's store has no file). A path with a line
+// break cannot go in a unit file, and is refused.
+func watchPath(root, path string) (string, error) {
+	if path == "" {
+		return "", nil
 	}
-	watch := tokenfile.DefaultPath(root, func(k string) string { return settings[k] })
-	return r.putWatch(filepath.Join(p.UnitDir, dropIn), watch, filepath.Join(root, ".vault-token"))
+	if strings.ContainsAny(path, "\n\r") {
+		return "", fmt.Errorf("heal on login cannot watch the token file %q: a path with a line break cannot go in a unit file; choose another (VTR_TOKEN_FILE or BAO_TOKEN_PATH)", path)
+	}
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(root, path)
+	}
+	return path, nil
 }
 
 // putWatch writes the drop-in at path that makes a path unit watch the
@@ -255,12 +264,10 @@ func (r *Report) putWatch(path, watch, def string) (bool, error) {
 		r.Changed = append(r.Changed, path+" (removed)")
 		return true, nil
 	}
-	if strings.ContainsAny(watch, "\n\r%") || !filepath.IsAbs(watch) {
-		return false, fmt.Errorf("the token file %q cannot be watched: want an absolute path without %% or line breaks", watch)
-	}
 	r.Watches = watch
 	before := len(r.Changed)
-	body := "# Written by `go tool mage install`: heal on login watches the token file\n# the env file names (VTR_TOKEN_FILE or BAO_TOKEN_PATH).\n[Path]\nPathChanged=\nPathChanged=" + watch + "\n"
+	// watch is watchPath's: absolute, one line; a % would be a specifier.
+	body := "# Written by `go tool mage install`: heal on login watches the token file\n# the env file names (VTR_TOKEN_FILE or BAO_TOKEN_PATH).\n[Path]\nPathChanged=\nPathChanged=" + strings.ReplaceAll(watch, "%", "%%") + "\n"
 	err := r.put(path, []byte(body), 0o644)
 	return len(r.Changed) > before, err
 }
@@ -375,15 +382,6 @@ func (r *Report) put(path string, data []byte, perm fs.FileMode) error {
 	}
 	r.Changed = append(r.Changed, path)
 	return nil
-}
-
-// putEnv applies planEnv.
-func (r *Report) putEnv(path string, getenv func(string) string) error {
-	env, err := planEnv(path, getenv)
-	if err != nil {
-		return fmt.Errorf("install %s: %w", path, err)
-	}
-	return r.applyEnv(path, env)
 }
 
 // applyEnv writes what planEnv planned. A file with nothing to update is

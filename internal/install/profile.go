@@ -171,12 +171,18 @@ func InstallProfile(o Options) (Report, error) {
 	if err := refuseSharedStore(o.Root, owner{o.Profile, envPath}, store); err != nil {
 		return r, err
 	}
+	watch := ""
+	if f, ok := store.Store.(tokenstore.File); ok {
+		if watch, err = watchPath(o.Root, f.Path); err != nil {
+			return r, fmt.Errorf("profile %q: %w", o.Profile, err)
+		}
+	}
 	r.Store = store.Store.String() + " (" + store.Why + ")"
 	unitsChanged, err := r.putProfileFiles(o, p, envPath, env)
 	if err != nil {
 		return r, err
 	}
-	changed, err := r.putProfileDropIns(o.Root, p, prof, store)
+	changed, err := r.putProfileDropIns(o.Root, p, prof, watch)
 	if err != nil {
 		return r, err
 	}
@@ -204,14 +210,10 @@ func (r *Report) putProfileFiles(o Options, p Paths, envPath string, env envEdit
 	return unitsChanged, r.applyEnv(envPath, env)
 }
 
-// putProfileDropIns points the profile's path unit at its token file
-// (none for a token helper: heal on login is not offered there) and its
-// notifier at its env file; it reports whether a unit file changed.
-func (r *Report) putProfileDropIns(root string, p Paths, prof Profile, store tokenstore.Choice) (bool, error) {
-	watch := ""
-	if f, ok := store.Store.(tokenstore.File); ok {
-		watch = f.Path
-	}
+// putProfileDropIns points the profile's path unit at its token file,
+// watch ("" for a token helper: heal on login is not offered there), and
+// its notifier at its env file; it reports whether a unit file changed.
+func (r *Report) putProfileDropIns(root string, p Paths, prof Profile, watch string) (bool, error) {
 	changed, err := r.putWatch(filepath.Join(p.UnitDir, prof.pathDropIn()), watch, filepath.Join(root, ".vault-token"))
 	if err != nil {
 		return false, err
@@ -255,18 +257,22 @@ func (r *Report) enableProfile(o Options, prof Profile, unitsChanged bool, store
 }
 
 // profileHealOnLogin is the systemctl call HEAL_ON_LOGIN asks of the
-// profile's path unit: nil when it is unset (an upgrade keeps the choice),
-// and nil when it asks to enable it for a token kept by a helper, which
-// has no file to watch.
+// profile's path unit: nil when it is unset (an upgrade keeps the choice).
+// A token kept by a helper has no file to watch: the path unit is
+// disabled whatever was asked, or one enabled while the profile kept a
+// file would go on watching the template's %h/.vault-token.
 func (r *Report) profileHealOnLogin(choice string, prof Profile, store tokenstore.Choice) ([]string, error) {
+	if _, ok := store.Store.(tokenstore.File); !ok && (choice == "" || choice == "0" || choice == "1") {
+		r.HealOnLogin = "disabled"
+		if choice == "1" {
+			r.HealOnLogin = "NOT enabled"
+		}
+		return []string{"disable", "--now", prof.PathUnit()}, nil
+	}
 	switch choice {
 	case "":
 		return nil, nil
 	case "1":
-		if _, ok := store.Store.(tokenstore.File); !ok {
-			r.HealOnLogin = "NOT enabled"
-			return nil, nil
-		}
 		r.HealOnLogin = "enabled"
 		return []string{"enable", "--now", prof.PathUnit()}, nil
 	case "0":
@@ -309,12 +315,15 @@ func (r Report) printProfile(w io.Writer, root, version string) {
 // printProfileHeal says what became of the profile's heal on login.
 func (r Report) printProfileHeal(w io.Writer, prof Profile) {
 	switch {
-	case r.Watches == "" && r.HealOnLogin != "disabled":
-		ignored := ""
+	case r.Watches == "":
+		ignored, off := "", ""
 		if r.HealOnLogin == "NOT enabled" {
 			ignored = "HEAL_ON_LOGIN=1 ignored: "
 		}
-		fmt.Fprintf(w, "install: %sheal on login (%s) is not offered for profile %s: its token is kept by a token helper, which has no file to watch; the daily run heals it\n", ignored, prof.PathUnit(), r.Profile)
+		if r.HealOnLogin == "disabled" || r.HealOnLogin == "NOT enabled" {
+			off = " (disabled)"
+		}
+		fmt.Fprintf(w, "install: %sheal on login (%s) is not offered for profile %s%s: its token is kept by a token helper, which has no file to watch; the daily run heals it\n", ignored, prof.PathUnit(), r.Profile, off)
 	case r.HealOnLogin != "":
 		fmt.Fprintf(w, "install: heal on login (%s) %s; it watches %s\n", prof.PathUnit(), r.HealOnLogin, r.Watches)
 	default:
