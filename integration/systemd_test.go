@@ -496,7 +496,7 @@ func (b *box) walkLines() []string {
 func (b *box) walked(n int) string {
 	b.x.t.Helper()
 	b.waitFor("walk "+strconv.Itoa(n), func() bool {
-		return len(b.walkLines()) >= n && b.user("systemctl --user is-active "+install.WalkUnit) != "active"
+		return len(b.walkLines()) >= n && b.user("systemctl --user is-active "+install.WalkUnit) != "activating"
 	})
 	return b.walkLines()[n-1]
 }
