@@ -428,6 +428,10 @@ func TestUninstallProfile(t *testing.T) {
 	}
 	all, _ := UnitsFrom(filepath.Join("..", "..", "systemd"))
 	sc.calls = nil
+	if _, err := UninstallProfile(Options{Root: root, Units: profileUnits(t), Systemctl: sc.run, Profile: "prdo"}); err == nil ||
+		!strings.Contains(err.Error(), "PROFILE=prdo: no such profile here") || !strings.Contains(err.Error(), "prod, staging are installed") || len(sc.calls) != 0 {
+		t.Fatalf("PROFILE=prdo (a typo) uninstall: %v, systemctl %v", err, sc.calls)
+	}
 	r, err := UninstallProfile(Options{Root: root, Units: profileUnits(t), Systemctl: sc.run, Profile: "prod"})
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -23,7 +24,7 @@ func UninstallProfile(o Options) (Report, error) {
 	if o.Profile == ProfileAll {
 		names, err = installedProfiles(o.Root)
 	} else {
-		err = CheckProfile(o.Profile)
+		err = checkInstalled(o.Root, o.Profile)
 	}
 	if err != nil {
 		return r, err
@@ -40,6 +41,24 @@ func UninstallProfile(o Options) (Report, error) {
 		return r, r.reloadAfter(o)
 	}
 	return r, r.uninstallTheRest(o, p)
+}
+
+// checkInstalled is nil for a profile uninstall can remove: a valid name
+// that installedProfiles finds. A typo would otherwise be reported as
+// removed while the profile meant runs on.
+func checkInstalled(root, name string) error {
+	if err := CheckProfile(name); err != nil {
+		return err
+	}
+	installed, err := installedProfiles(root)
+	if err != nil || slices.Contains(installed, name) {
+		return err
+	}
+	have := "none is"
+	if len(installed) > 0 {
+		have = strings.Join(installed, ", ") + " are"
+	}
+	return fmt.Errorf("PROFILE=%s: no such profile here (no %s, no instance of its units); %s installed; nothing was done", name, ProfileEnvFile(root, name), have)
 }
 
 // uninstallTheRest is the end of PROFILE=all: the templates (every
