@@ -113,6 +113,9 @@ func Install(o Options) (Report, error) {
 	var r Report
 	p := PathsUnder(o.Root)
 	o.Units, _ = splitUnits(o.Units) // a profile's templates are InstallProfile's
+	if _, _, err := healOnLogin(o.HealOnLogin, PathUnit); err != nil {
+		return r, err
+	}
 	env, watch, err := planPlain(o.Root, p, o.Getenv)
 	if err != nil {
 		return r, err
@@ -179,24 +182,33 @@ func (r *Report) reload(systemctl func(args ...string) error) error {
 	return nil
 }
 
-// chooseHealOnLogin applies the operator's HEAL_ON_LOGIN, and nothing when
-// it is not set: an upgrade keeps whichever they chose.
+// chooseHealOnLogin applies the operator's HEAL_ON_LOGIN (checked before
+// install wrote anything), and nothing when it is not set: an upgrade
+// keeps whichever they chose.
 func (r *Report) chooseHealOnLogin(o Options) error {
-	var args []string
-	switch o.HealOnLogin {
-	case "":
-		return nil
-	case "1":
-		args, r.HealOnLogin = []string{"enable", "--now", PathUnit}, "enabled"
-	case "0":
-		args, r.HealOnLogin = []string{"disable", "--now", PathUnit}, "disabled"
-	default:
-		return fmt.Errorf("HEAL_ON_LOGIN=%q: want 1 (enable heal on login) or 0 (disable it)", o.HealOnLogin)
+	args, did, err := healOnLogin(o.HealOnLogin, PathUnit)
+	if err != nil || args == nil {
+		return err
 	}
+	r.HealOnLogin = did
 	if err := o.Systemctl(args...); err != nil {
 		return fmt.Errorf("systemctl --user %s: %w", strings.Join(args, " "), err)
 	}
 	return nil
+}
+
+// healOnLogin is the systemctl call HEAL_ON_LOGIN asks of the path unit
+// unit, and what install then says it did; none when it is unset.
+func healOnLogin(choice, unit string) (args []string, did string, err error) {
+	switch choice {
+	case "":
+		return nil, "", nil
+	case "1":
+		return []string{"enable", "--now", unit}, "enabled", nil
+	case "0":
+		return []string{"disable", "--now", unit}, "disabled", nil
+	}
+	return nil, "", fmt.Errorf("HEAL_ON_LOGIN=%q: want 1 (enable heal on login) or 0 (disable it)", choice)
 }
 
 // planPlain plans the env file of the install without a profile and the

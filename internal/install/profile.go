@@ -7,10 +7,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"github.com/devvm/vault-token-renew/internal/envfile"
+	"github.com/devvm/vault-token-renew/internal/runstate"
 	"github.com/devvm/vault-token-renew/tokenstore"
 )
 
@@ -26,15 +26,12 @@ const ProfileAll = "all"
 // profile and every profile.
 const NotifyUnit = "vault-token-renew-notify@.service"
 
-// profileName is the binary's own rule for a profile name.
-var profileName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,30}$`)
-
 // CheckProfile is nil for a name a profile may have. "all" is PROFILE=all.
 func CheckProfile(name string) error {
 	if name == ProfileAll {
 		return errors.New(`PROFILE=all means every profile (uninstall only); a profile cannot be named "all"`)
 	}
-	if !profileName.MatchString(name) {
+	if !runstate.ProfileName.MatchString(name) { // the binary's own rule
 		return fmt.Errorf("PROFILE=%q: a profile name is 1 to 31 of a-z, 0-9, _ and -, starting with a letter or a digit", name)
 	}
 	return nil
@@ -154,8 +151,8 @@ func InstallProfile(o Options) (Report, error) {
 	if err := CheckProfile(o.Profile); err != nil {
 		return r, err
 	}
-	if o.HealOnLogin != "" && o.HealOnLogin != "0" && o.HealOnLogin != "1" {
-		return r, fmt.Errorf("HEAL_ON_LOGIN=%q: want 1 (enable heal on login) or 0 (disable it)", o.HealOnLogin)
+	if _, _, err := healOnLogin(o.HealOnLogin, ""); err != nil {
+		return r, err
 	}
 	prof, p := Profile(o.Profile), PathsUnder(o.Root)
 	_, o.Units = splitUnits(o.Units) // the templates and the notifier
@@ -239,11 +236,7 @@ func (r *Report) enableProfile(o Options, prof Profile, unitsChanged bool, store
 		calls = append([][]string{{"daemon-reload"}, {"try-restart", prof.PathUnit()}}, calls...)
 		r.Reloaded = true
 	}
-	heal, err := r.profileHealOnLogin(o.HealOnLogin, prof, store)
-	if err != nil {
-		return err
-	}
-	if heal != nil {
+	if heal := r.profileHealOnLogin(o.HealOnLogin, prof, store); heal != nil {
 		calls = append(calls, heal)
 	}
 	calls = append(calls, []string{"start", "--no-block", prof.WalkUnit()})
@@ -256,30 +249,24 @@ func (r *Report) enableProfile(o Options, prof Profile, unitsChanged bool, store
 	return nil
 }
 
-// profileHealOnLogin is the systemctl call HEAL_ON_LOGIN asks of the
-// profile's path unit: nil when it is unset (an upgrade keeps the choice).
-// A token kept by a helper has no file to watch: the path unit is
-// disabled whatever was asked, or one enabled while the profile kept a
-// file would go on watching the template's %h/.vault-token.
-func (r *Report) profileHealOnLogin(choice string, prof Profile, store tokenstore.Choice) ([]string, error) {
-	if _, ok := store.Store.(tokenstore.File); !ok && (choice == "" || choice == "0" || choice == "1") {
-		r.HealOnLogin = "disabled"
+// profileHealOnLogin is the systemctl call HEAL_ON_LOGIN (checked by
+// InstallProfile) asks of the profile's path unit: nil when it is unset
+// (an upgrade keeps the choice). A token kept by a helper has no file to
+// watch: the path unit is disabled whatever was asked, or one enabled while
+// the profile kept a file would go on watching the template's
+// %h/.vault-token.
+func (r *Report) profileHealOnLogin(choice string, prof Profile, store tokenstore.Choice) []string {
+	args, did, _ := healOnLogin(choice, prof.PathUnit())
+	if _, ok := store.Store.(tokenstore.File); !ok {
+		args, did = []string{"disable", "--now", prof.PathUnit()}, "disabled"
 		if choice == "1" {
-			r.HealOnLogin = "NOT enabled"
+			did = "NOT enabled"
 		}
-		return []string{"disable", "--now", prof.PathUnit()}, nil
 	}
-	switch choice {
-	case "":
-		return nil, nil
-	case "1":
-		r.HealOnLogin = "enabled"
-		return []string{"enable", "--now", prof.PathUnit()}, nil
-	case "0":
-		r.HealOnLogin = "disabled"
-		return []string{"disable", "--now", prof.PathUnit()}, nil
+	if args != nil {
+		r.HealOnLogin = did
 	}
-	return nil, fmt.Errorf("HEAL_ON_LOGIN=%q: want 1 (enable heal on login) or 0 (disable it)", choice)
+	return args
 }
 
 // printProfile says what InstallProfile did, as print does for the

@@ -375,13 +375,17 @@ func TestHealOnLoginIsNotOfferedForAHelper(t *testing.T) {
 // TestTheWatchedFileIsCheckedBeforeAnythingIsWritten: a relative token
 // file is the home's, as the run (working directory: the home) reads it; a
 // % is escaped for systemd; a path with a line break is refused before
-// the binary, a unit or the env file is written.
+// the binary, a unit or the env file is written, as is a HEAL_ON_LOGIN
+// that is neither 1 nor 0.
 func TestTheWatchedFileIsCheckedBeforeAnythingIsWritten(t *testing.T) {
 	for _, profile := range []string{"", "prod"} {
 		root := t.TempDir()
-		install := func(token string) (Report, error) {
+		install := func(token string, heal ...string) (Report, error) {
 			o := Options{Root: root, Binary: []byte("b"), Units: profileUnits(t), Systemctl: (&fakeSystemctl{}).run, Profile: profile, HealOnLogin: "1",
 				Getenv: getenv("VAULT_ADDR", "https://a", "VTR_TOKEN_FILE", token)}
+			if len(heal) > 0 {
+				o.HealOnLogin = heal[0]
+			}
 			if profile == "" {
 				return Install(o)
 			}
@@ -389,6 +393,9 @@ func TestTheWatchedFileIsCheckedBeforeAnythingIsWritten(t *testing.T) {
 		}
 		if _, err := install("tokens/a\nb"); err == nil || !strings.Contains(err.Error(), "line break") {
 			t.Fatalf("profile %q: a token file with a line break: %v", profile, err)
+		}
+		if _, err := install("token", "yes"); err == nil || !strings.Contains(err.Error(), `HEAL_ON_LOGIN="yes"`) {
+			t.Fatalf("profile %q: HEAL_ON_LOGIN=yes: %v", profile, err)
 		}
 		if entries, _ := os.ReadDir(root); len(entries) != 0 {
 			t.Fatalf("profile %q: a refused install wrote %v", profile, entries)
