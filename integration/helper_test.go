@@ -4,6 +4,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,15 +68,22 @@ func (w *helperWorld) entry(addr string) string {
 }
 
 // cli runs the real vault CLI against addr, with the test's HOME (and so
-// its ~/.vault): its output is never printed, it may hold a token.
+// its ~/.vault).
 func (w *helperWorld) cli(addr, stdin string, args ...string) string {
 	w.t.Helper()
-	cmd := exec.CommandContext(w.ctx, w.vault, args...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + w.home, "VAULT_ADDR=" + addr}
+	return runCLI(w.t, w.ctx, w.vault, []string{"HOME=" + w.home, "VAULT_ADDR=" + addr}, stdin, args...)
+}
+
+// runCLI runs a real vault or bao CLI, bin, with PATH, env and stdin only.
+// Its output is returned, never printed: it may hold a token.
+func runCLI(t *testing.T, ctx context.Context, bin string, env []string, stdin string, args ...string) string {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		w.t.Fatalf("vault %s: %v", args[0], err) // the output is not shown: it may hold a token
+		t.Fatalf("%s %s: %v", filepath.Base(bin), args[0], err)
 	}
 	return string(out)
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -48,7 +47,7 @@ func TestOpenBaoNamespaceProfiles(t *testing.T) {
 		writeProfile(t, x.home, ns, "BAO_ADDR="+x.f.Server.Addr, "BAO_NAMESPACE="+ns, "BAO_TOKEN_PATH="+files[ns])
 	}
 	cli := func(ns, stdin string, args ...string) string {
-		return baoCLI(t, x, bao, []string{"BAO_NAMESPACE=" + ns, "BAO_TOKEN_PATH=" + files[ns]}, stdin, args...)
+		return runCLI(t, x.ctx, bao, []string{"HOME=" + x.home, "BAO_ADDR=" + x.f.Server.Addr, "BAO_NAMESPACE=" + ns, "BAO_TOKEN_PATH=" + files[ns]}, stdin, args...)
 	}
 	adminLoginIn(t, x, root, "prod")
 	cli("prod", userpassPassword, "login", "-no-print", "-method=userpass", "username=wizard", "password=-")
@@ -99,21 +98,6 @@ func adminLoginIn(t *testing.T, x *h, root *vault.Client, ns string) {
 	}
 }
 
-// baoCLI runs the real bao CLI against x's server, as a bao user's shell
-// would (BAO_ADDR, the test's HOME, env), with stdin; its output is never
-// printed: it may hold a token.
-func baoCLI(t *testing.T, x *h, bao string, env []string, stdin string, args ...string) string {
-	t.Helper()
-	cmd := exec.CommandContext(x.ctx, bao, args...)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + x.home, "BAO_ADDR=" + x.f.Server.Addr}, env...)
-	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("bao %s: %v", args[0], err)
-	}
-	return string(out)
-}
-
 // mintIn creates a token in namespace ns, as root, and keeps it secret.
 func mintIn(t *testing.T, x *h, root *vault.Client, ns string, req *vault.TokenCreateRequest) devvault.Token {
 	t.Helper()
@@ -132,13 +116,6 @@ func writeProfile(t *testing.T, home, name string, lines ...string) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, name+".env"), []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func writeSecret(t *testing.T, path, secret string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(secret), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
