@@ -489,14 +489,7 @@ func (r reporter) hint(o renew.Outcome, cause failure.Cause, err error) string {
 	case failure.CauseSealed:
 		return r.server() + " at " + r.addr + " is sealed or has no active node; unseal it (" + r.cli + " operator unseal) and run again"
 	case failure.CauseUnreachable:
-		if to := failure.Unanswered(err); to != "" && !sameServer(to, r.addr) {
-			// The address answered: the one that did not is where it sent
-			// the request, the node it takes for the active one.
-			return r.server() + " at " + r.addr + " answered and sent the request on to " + safetext.Value(to) +
-				" (the active node it names), which cannot be reached: the cluster may have lost its active node (a dead leader, no quorum); check " +
-				r.cli + " operator raft list-peers and " + r.cli + " status on its nodes, and run again once a node is active"
-		}
-		return "cannot reach " + r.server() + " at " + r.addr + "; check " + r.setting("ADDR") + " where it is set (the environment file or the shell) and " + r.cli + " status"
+		return r.unreachableHint(err)
 	case failure.CauseServer:
 		return r.server() + " at " + r.addr + " answered with a server error; check its logs and run again"
 	case failure.CauseTLS:
@@ -536,6 +529,17 @@ func (r reporter) hint(o renew.Outcome, cause failure.Cause, err error) string {
 		return r.server() + " refused the request; check the policies of the token in " + o.Path + " (" + r.cli + " token lookup)"
 	}
 	return "run again with --log-format=console for detail; see the runbook"
+}
+
+// unreachableHint: when the address answered, the server that did not is
+// where it sent the request, the node it takes for the active one.
+func (r reporter) unreachableHint(err error) string {
+	if to := failure.Unanswered(err); to != "" && !sameServer(to, r.addr) {
+		return r.server() + " at " + r.addr + " answered and sent the request on to " + safetext.Value(to) +
+			" (the active node it names), which cannot be reached: the cluster may have lost its active node (a dead leader, no quorum); check " +
+			r.cli + " operator raft list-peers and " + r.cli + " status on its nodes, and run again once a node is active"
+	}
+	return "cannot reach " + r.server() + " at " + r.addr + "; check " + r.setting("ADDR") + " where it is set (the environment file or the shell) and " + r.cli + " status"
 }
 
 // unsafeEnvHint names the env file (or its directory) and the command that
