@@ -116,8 +116,9 @@ func (h Helper) Lock(ctx context.Context) (*tokenfile.Lock, error) {
 func (h Helper) String() string { return "token helper " + h.Path }
 
 // Key is the store's name in the state file: its lock's path, one per
-// helper, address and namespace (a helper that keeps a token per address
-// is several stores), and a path, as a file store's key is.
+// helper and address (Addr), whatever the namespace, as Slot has it (a
+// helper that keeps a token per address is a store per address), and a
+// path, as a file store's key is.
 func (h Helper) Key() string { return h.LockFile }
 
 // run runs the helper with op, stdin on its standard input, and returns

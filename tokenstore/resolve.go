@@ -138,7 +138,7 @@ func (w Where) helper(path string) Helper {
 			env = append(env, p+"NAMESPACE="+w.Namespace)
 		}
 	}
-	sum := sha256.Sum256([]byte(path + "\x00" + w.Addr + "\x00" + w.Namespace))
+	sum := sha256.Sum256([]byte(path + "\x00" + Addr(w.Addr))) // one lock per token it keeps (Slot)
 	return Helper{Path: path, Env: env, Addr: w.Addr, Namespace: w.Namespace,
 		LockFile: filepath.Join(w.LockDir, "helper-"+hex.EncodeToString(sum[:6]))}
 }

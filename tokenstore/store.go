@@ -8,6 +8,9 @@ package tokenstore
 
 import (
 	"context"
+	"net"
+	"net/url"
+	"path"
 	"strings"
 
 	"github.com/devvm/vault-token-renew/tokenfile"
@@ -48,15 +51,43 @@ func (f File) String() string { return f.Path }
 func (f File) Key() string    { return f.Path }
 
 // Slot names the one token a store holds, to tell whether two setups would
-// share it; fileKey makes a file's Key comparable as the caller compares
-// files (links followed, made absolute). A helper is told the namespace as
-// well as the address, but one that keeps a token per address
+// share it; fileKey makes a path comparable as the caller compares files
+// (links followed, made absolute). A helper is told the namespace as well
+// as the address, but one that keeps a token per address
 // (joemiller/vault-token-helper) keeps one token for every namespace of a
 // Vault: two helper stores are two slots only when the helper or the
-// address differs.
+// address (as Addr spells it) differs.
 func Slot(s Store, fileKey func(string) string) string {
 	if h, ok := s.(Helper); ok {
-		return "token helper " + h.Path + " for " + strings.TrimRight(strings.ToLower(strings.TrimSpace(h.Addr)), "/")
+		return "token helper " + fileKey(h.Path) + " for " + Addr(h.Addr)
 	}
 	return fileKey(s.Key())
+}
+
+// defaultAddr is where both CLIs (and the API client, api.DefaultAddress)
+// go when no address is set.
+const defaultAddr = "https://127.0.0.1:8200"
+
+// Addr is addr as a per-address helper tells one Vault from another: the
+// default when unset, the scheme and host lower-cased, a default port
+// (443, 80) dropped, the path cleaned, no trailing slash.
+func Addr(addr string) string {
+	addr = strings.TrimSpace(addr)
+	if addr == "" {
+		addr = defaultAddr
+	}
+	u, err := url.Parse(addr)
+	if err != nil || u.Host == "" {
+		return strings.TrimRight(strings.ToLower(addr), "/")
+	}
+	scheme, host, port := strings.ToLower(u.Scheme), strings.ToLower(u.Hostname()), u.Port()
+	if scheme == "https" && port == "443" || scheme == "http" && port == "80" {
+		port = ""
+	}
+	if port != "" || strings.Contains(host, ":") {
+		host = net.JoinHostPort(host, port)
+		host = strings.TrimSuffix(host, ":")
+	}
+	p := path.Clean("/" + u.Path)
+	return scheme + "://" + host + strings.TrimSuffix(p, "/")
 }

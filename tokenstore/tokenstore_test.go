@@ -166,3 +166,36 @@ func TestAConfigThatCannotBeUsedIsAnError(t *testing.T) {
 		})
 	}
 }
+
+// TestSlot: two stores are one token when they are one file, or one helper
+// for one address however spelled (a per-address helper keeps one token
+// for every namespace of a Vault); another address or helper is another.
+func TestSlot(t *testing.T) {
+	id := func(p string) string { return p }
+	h := func(path, addr, ns string) Store { return Helper{Path: path, Addr: addr, Namespace: ns} }
+	for _, tc := range []struct {
+		a, b Store
+		same bool
+	}{
+		{h("/bin/h", "https://v:8200", "a"), h("/bin/h", "https://v:8200", "b"), true},
+		{h("/bin/h", "https://V:8200/", ""), h("/bin/h", "https://v:8200", ""), true},
+		{h("/bin/h", "https://v:443", ""), h("/bin/h", "HTTPS://v", ""), true},
+		{h("/bin/h", "http://v:80/", ""), h("/bin/h", "http://v", ""), true},
+		{h("/bin/h", "", ""), h("/bin/h", "https://127.0.0.1:8200", ""), true},
+		{h("/bin/h", "https://[::1]:443", ""), h("/bin/h", "https://[::1]", ""), true},
+		{h("/bin/h", "https://v:8200", ""), h("/bin/h", "https://w:8200", ""), false},
+		{h("/bin/h", "https://v:8200", ""), h("/bin/h", "http://v:8200", ""), false},
+		{h("/bin/h", "https://v:8200", ""), h("/bin/g", "https://v:8200", ""), false},
+		{File{Path: "/t/a"}, File{Path: "/t/a"}, true},
+		{File{Path: "/t/a"}, File{Path: "/t/b"}, false},
+		{File{Path: "/bin/h"}, h("/bin/h", "", ""), false},
+	} {
+		if got := Slot(tc.a, id) == Slot(tc.b, id); got != tc.same {
+			t.Errorf("%v and %v: one slot %v, want %v (%q, %q)", tc.a, tc.b, got, tc.same, Slot(tc.a, id), Slot(tc.b, id))
+		}
+	}
+	links := func(p string) string { return strings.Replace(p, "/link/", "/real/", 1) }
+	if Slot(h("/link/h", "https://v", ""), links) != Slot(h("/real/h", "https://v", ""), links) {
+		t.Error("a helper reached through a link is another slot")
+	}
+}

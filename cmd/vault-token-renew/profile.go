@@ -184,14 +184,18 @@ func (c *cli) others(home string) []string {
 // store fight over one token. ok is false when there is none.
 func (c *cli) sharing(store tokenstore.Store) (name string, ok bool) {
 	home := c.getenv("HOME")
-	key := tokenstore.Slot(store, runstate.LedgerKey)
+	mine := slot(store)
 	for _, o := range c.others(home) {
-		if s, err := c.storeOf(home, o); err == nil && tokenstore.Slot(s, runstate.LedgerKey) == key {
+		if s, err := c.storeOf(home, o); err == nil && slot(s) == mine {
 			return o, true
 		}
 	}
 	return "", false
 }
+
+// slot is the token a store holds (tokenstore.Slot), with paths compared
+// as the state file keys them.
+func slot(s tokenstore.Store) string { return tokenstore.Slot(s, runstate.LedgerKey) }
 
 // shared is the closing line of a run (or a walk) whose store another
 // setup uses too; nil when none does. It acts on nothing: whichever of the
@@ -223,10 +227,10 @@ func (c *cli) whoseToken(ctx context.Context, store tokenstore.Store) (name, add
 	if err != nil {
 		return "", "", false
 	}
-	home := c.getenv("HOME")
+	home, own := c.getenv("HOME"), slot(store)
 	for _, o := range c.others(home) {
 		s, err := c.storeOf(home, o)
-		if err != nil || tokenstore.Slot(s, runstate.LedgerKey) == tokenstore.Slot(store, runstate.LedgerKey) {
+		if err != nil || slot(s) == own {
 			continue
 		}
 		if theirs, err := s.Read(ctx); err == nil && theirs == mine {

@@ -14,8 +14,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/devvm/vault-token-renew/internal/atomicfile"
 	"github.com/devvm/vault-token-renew/internal/envfile"
@@ -239,21 +241,38 @@ func planPlain(root string, p Paths, getenv func(string) string) (envEdit, strin
 	return env, watch, refuseSharedStore(root, owner{envFile: p.EnvFile}, store)
 }
 
-// watchPath is the token file heal on login watches: a relative path is
-// the home's (a user unit's working directory, where the run reads it);
-// "" stays "" (a token helper's store has no file). A path with a line
-// break cannot go in a unit file, and is refused.
+// watchPath is the token file heal on login watches, as PathChanged= must
+// have it: a relative path is the home's (a user unit's working directory,
+// where the run reads it), and ., // and a trailing / are cleaned away; ""
+// stays "" (a token helper's store has no file). What systemd would drop
+// from a unit file, leaving the path unit with no path and failing to
+// load, is refused: a .. component (systemd wants a normalised path, and
+// cleaning .. away is not where a link leads), a line break, invalid
+// UTF-8, spaces at either end, a trailing backslash (a continuation).
 func watchPath(root, path string) (string, error) {
 	if path == "" {
 		return "", nil
 	}
-	if strings.ContainsAny(path, "\n\r") {
-		return "", fmt.Errorf("heal on login cannot watch the token file %q: a path with a line break cannot go in a unit file; choose another (VTR_TOKEN_FILE or BAO_TOKEN_PATH)", path)
+	why := ""
+	switch {
+	case strings.ContainsAny(path, "\n\r"):
+		why = "a line break"
+	case !utf8.ValidString(path):
+		why = "bytes that are not UTF-8"
+	case strings.TrimSpace(path) != path:
+		why = "spaces at an end"
+	case strings.HasSuffix(path, "\\"):
+		why = "a trailing backslash"
+	case slices.Contains(strings.Split(filepath.ToSlash(path), "/"), ".."):
+		why = "a .. component"
+	}
+	if why != "" {
+		return "", fmt.Errorf("heal on login cannot watch the token file %q: a path with %s cannot go in a unit file's PathChanged=; name the file plainly (VTR_TOKEN_FILE or BAO_TOKEN_PATH)", path, why)
 	}
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(root, path)
 	}
-	return path, nil
+	return filepath.Clean(path), nil
 }
 
 // putWatch writes the drop-in at path that makes a path unit watch the

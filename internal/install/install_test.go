@@ -322,3 +322,33 @@ func TestInstallNeverLeavesTheEnvFileLoose(t *testing.T) {
 		t.Fatalf("after install the env file is %o in a %o directory (changes %v)", fi.Mode().Perm(), di.Mode().Perm(), r.EnvChanges)
 	}
 }
+
+// TestWatchPath: the path heal on login watches is one systemd keeps in
+// PathChanged=: cleaned and absolute (a relative one is the home's), and
+// what systemd would drop (leaving the unit with no path) refused.
+func TestWatchPath(t *testing.T) {
+	for _, tc := range []struct{ in, want, refused string }{
+		{"", "", ""},
+		{"/home/w/.vault-token", "/home/w/.vault-token", ""},
+		{".vault-token", "/home/w/.vault-token", ""},
+		{"./tokens//prod/", "/home/w/tokens/prod", ""},
+		{"/srv/50%d", "/srv/50%d", ""},
+		{"/home/w/x/../tok", "", "a .. component"},
+		{"../tok", "", "a .. component"},
+		{"/home/w/a\nb", "", "a line break"},
+		{"/home/w/\xff", "", "not UTF-8"},
+		{" /home/w/t", "", "spaces at an end"},
+		{"/home/w/t\\", "", "a trailing backslash"},
+	} {
+		got, err := watchPath("/home/w", tc.in)
+		if tc.refused != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.refused) || !strings.Contains(err.Error(), "cannot go in a unit file") {
+				t.Errorf("%q: %q, %v; want refused for %s", tc.in, got, err, tc.refused)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%q: %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+}

@@ -55,7 +55,11 @@ func checkInstalled(root, name string) error {
 		return err
 	}
 	have := "none is"
-	if len(installed) > 0 {
+	switch len(installed) {
+	case 0:
+	case 1:
+		have = installed[0] + " is"
+	default:
 		have = strings.Join(installed, ", ") + " are"
 	}
 	return fmt.Errorf("PROFILE=%s: no such profile here (no %s, no instance of its units); %s installed; nothing was done", name, ProfileEnvFile(root, name), have)
