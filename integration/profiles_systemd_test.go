@@ -122,7 +122,7 @@ func profilesRunApart(t *testing.T, b *box, toks map[string]string) {
 			return len(b.unitLines(walk, "sweep:", "FAIL:")) > 0 && b.user("systemctl --user is-active "+walk) != "activating"
 		})
 		t.Logf("%s: %v", walk, b.unitLines(walk, "sweep:", "FAIL:"))
-		runs := b.timerFires(name)
+		runs := b.timerFires(t, name)
 		t.Logf("vault-token-renew@%s.service: %v", name, runs)
 		if len(runs) != 1 || !strings.HasPrefix(runs[0], "OK: renewed periodic token") {
 			t.Fatalf("profile %s's run: %v, want one OK", name, runs)
@@ -150,42 +150,52 @@ func profilesRunApart(t *testing.T, b *box, toks map[string]string) {
 }
 
 // timerFires makes profile name's timer (the installed one, with a
-// drop-in that only brings its time forward) elapse, and returns the
-// closing lines of the runs it started: its own instance's, never another
-// profile's. The drop-in goes again after, so the timer is daily again.
-func (b *box) timerFires(name string) []string {
-	b.x.t.Helper()
+// drop-in that only brings its time forward) elapse once, and returns the
+// closing lines of the runs that came of it: its own instance's, never
+// another profile's. The timer is stopped before its drop-in is read and
+// started after (a daemon-reload of a waiting timer would arm the new time
+// at once, and the start again: two runs), and the same way back, so it is
+// daily again.
+func (b *box) timerFires(t *testing.T, name string) []string {
+	t.Helper()
 	timer, service := "vault-token-renew@"+name+".timer", "vault-token-renew@"+name+".service"
+	closing := func() []string { return b.unitLines(service, "OK:", "HEALED:", "DRIFT:", "FAIL:") }
+	before := len(closing())
 	dir := filepath.Join(b.home, ".config", "systemd", "user", timer+".d")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		b.x.t.Fatal(err)
-	}
-	soon := "[Timer]\nOnCalendar=\nRandomizedDelaySec=0\nAccuracySec=1s\nOnActiveSec=1s\n"
-	if err := os.WriteFile(filepath.Join(dir, "soon.conf"), []byte(soon), 0o644); err != nil {
-		b.x.t.Fatal(err)
-	}
-	b.chown()
-	closing := func(u string) []string { return b.unitLines(u, "OK:", "HEALED:", "DRIFT:", "FAIL:") }
-	b.reloadAndRestart(timer)
-	b.waitFor(timer+" starting "+service, func() bool {
-		return len(closing(service)) > 0 && b.user("systemctl --user is-active "+service) != "activating"
-	})
-	if err := os.RemoveAll(dir); err != nil {
-		b.x.t.Fatal(err)
-	}
-	b.reloadAndRestart(timer)
-	b.x.t.Logf("%s fired: %s", timer, b.user("systemctl --user show -p Triggers -p LastTriggerUSec "+timer))
-	return closing(service)
-}
-
-// reloadAndRestart reloads wizard's user manager and restarts unit.
-func (b *box) reloadAndRestart(unit string) {
-	b.x.t.Helper()
-	for _, args := range [][]string{{"daemon-reload"}, {"restart", unit}} {
-		if err := b.systemctl(args...); err != nil {
-			b.x.t.Fatalf("systemctl --user %v: %v", args, err)
+	restart := func(edit func() error) {
+		t.Helper()
+		if err := b.systemctl("stop", timer); err != nil {
+			t.Fatalf("systemctl --user stop %s: %v", timer, err)
+		}
+		if err := edit(); err != nil {
+			t.Fatal(err)
+		}
+		b.chown()
+		for _, args := range [][]string{{"daemon-reload"}, {"start", timer}} {
+			if err := b.systemctl(args...); err != nil {
+				t.Fatalf("systemctl --user %v: %v", args, err)
+			}
 		}
 	}
+	soon := "[Timer]\nOnCalendar=\nRandomizedDelaySec=0\nAccuracySec=1s\nOnActiveSec=1s\n"
+	restart(func() error {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, "soon.conf"), []byte(soon), 0o644)
+	})
+	back := func() { restart(func() error { return os.RemoveAll(dir) }) }
+	t.Cleanup(func() {
+		if _, err := os.Stat(dir); err == nil {
+			back() // the wait failed: leave the timer daily for the steps after
+		}
+	})
+	b.waitFor(timer+" starting "+service, func() bool {
+		return len(closing()) > before && b.user("systemctl --user is-active "+service) != "activating"
+	})
+	back()
+	t.Logf("%s fired: %s", timer, b.user("systemctl --user show -p LastTriggerUSec "+timer))
+	return closing()[before:]
 }
 
 // profileHealOnLogin: staging was installed with HEAL_ON_LOGIN=1; its path
