@@ -17,6 +17,12 @@ import (
 type Choice struct {
 	Store Store
 	Why   string
+	// LoginWrites says the CLI's own login (vault login, bao login) in
+	// this environment keeps its token in Store: a helper, or the CLI's
+	// token file. It is false for a --token-file or VTR_TOKEN_FILE that is
+	// not where the CLI writes, and for BAO_TOKEN_PATH under the vault CLI:
+	// a login for such a store is `login -token-only` into the file.
+	LoginWrites bool
 }
 
 // Where is what the choice is made from.
@@ -49,9 +55,9 @@ var ErrConfig = errors.New("the CLI's config file cannot be used")
 func Resolve(w Where) (Choice, error) {
 	switch {
 	case w.Flag != "":
-		return Choice{File{w.Flag}, "--token-file"}, nil
+		return Choice{File{w.Flag}, "--token-file", w.loginWrites(w.Flag)}, nil
 	case w.Getenv("VTR_TOKEN_FILE") != "":
-		return Choice{File{w.Getenv("VTR_TOKEN_FILE")}, "VTR_TOKEN_FILE"}, nil
+		return Choice{File{w.Getenv("VTR_TOKEN_FILE")}, "VTR_TOKEN_FILE", w.loginWrites(w.Getenv("VTR_TOKEN_FILE"))}, nil
 	}
 	cfgPath := configPath(w)
 	helper, err := tokenHelper(cfgPath)
@@ -59,16 +65,35 @@ func Resolve(w Where) (Choice, error) {
 		return Choice{}, err
 	}
 	if helper != "" {
-		return Choice{w.helper(helper), "token_helper in " + cfgPath}, nil
+		return Choice{w.helper(helper), "token_helper in " + cfgPath, true}, nil
 	}
 	if p := w.Getenv("BAO_TOKEN_PATH"); p != "" {
-		return Choice{File{p}, "BAO_TOKEN_PATH"}, nil
+		return Choice{File{p}, "BAO_TOKEN_PATH", w.loginWrites(p)}, nil
 	}
 	home := w.Getenv("HOME")
 	if home == "" {
 		return Choice{}, errors.New("HOME is not set: pass --token-file (or set BAO_TOKEN_PATH)")
 	}
-	return Choice{File{filepath.Join(home, ".vault-token")}, "the default (no token_helper in " + cfgPath + ")"}, nil
+	return Choice{File{filepath.Join(home, ".vault-token")}, "the default (no token_helper in " + cfgPath + ")", true}, nil
+}
+
+// loginWrites: the CLI's own login writes the token file path, as the CLI
+// picks its file (no token_helper in its config file; bao: BAO_TOKEN_PATH,
+// else ~/.vault-token; vault: ~/.vault-token).
+func (w Where) loginWrites(path string) bool {
+	if helper, err := tokenHelper(configPath(w)); err != nil || helper != "" {
+		return false // the login goes to the helper, or fails
+	}
+	cli := w.Getenv("BAO_TOKEN_PATH")
+	if !w.Bao || cli == "" {
+		if w.Getenv("HOME") == "" {
+			return false
+		}
+		cli = filepath.Join(w.Getenv("HOME"), ".vault-token")
+	}
+	a, errA := filepath.Abs(path)
+	b, errB := filepath.Abs(cli)
+	return errA == nil && errB == nil && a == b
 }
 
 // configPath is the CLI's config file, as each CLI finds it.

@@ -199,3 +199,41 @@ func TestSlot(t *testing.T) {
 		t.Error("a helper reached through a link is another slot")
 	}
 }
+
+// TestLoginWrites: the CLI's own login keeps its token in the store only
+// where the CLI writes: its helper, ~/.vault-token, or (bao) its
+// BAO_TOKEN_PATH; elsewhere (a file of the tool's settings, a
+// BAO_TOKEN_PATH the vault CLI ignores, a file while the CLI uses a
+// helper) a login must be written into the file.
+func TestLoginWrites(t *testing.T) {
+	home := t.TempDir()
+	helper := filepath.Join(home, "bin-helper")
+	os.WriteFile(helper, []byte(perAddress), 0o700)
+	os.WriteFile(filepath.Join(home, "helper.hcl"), []byte(`token_helper = "`+helper+`"`), 0o600)
+	own := filepath.Join(home, ".vault-token")
+	for _, tc := range []struct {
+		name string
+		env  []string
+		bao  bool
+		want bool
+	}{
+		{"the default file", nil, false, true},
+		{"VTR_TOKEN_FILE is ~/.vault-token", []string{"VTR_TOKEN_FILE", own}, false, true},
+		{"VTR_TOKEN_FILE elsewhere", []string{"VTR_TOKEN_FILE", own + "-prod"}, false, false},
+		{"the vault CLI ignores BAO_TOKEN_PATH", []string{"BAO_TOKEN_PATH", own + "-prod"}, false, false},
+		{"bao writes BAO_TOKEN_PATH", []string{"BAO_TOKEN_PATH", own + "-prod"}, true, true},
+		{"bao: VTR_TOKEN_FILE is BAO_TOKEN_PATH", []string{"BAO_TOKEN_PATH", own + "-prod", "VTR_TOKEN_FILE", own + "-prod"}, true, true},
+		{"bao: VTR_TOKEN_FILE is ~/.vault-token, BAO_TOKEN_PATH elsewhere", []string{"BAO_TOKEN_PATH", own + "-prod", "VTR_TOKEN_FILE", own}, true, false},
+		{"a helper", []string{"VAULT_CONFIG_PATH", filepath.Join(home, "helper.hcl")}, false, true},
+		{"a file while the CLI uses a helper", []string{"VAULT_CONFIG_PATH", filepath.Join(home, "helper.hcl"), "VTR_TOKEN_FILE", own}, false, false},
+	} {
+		env := map[string]string{"HOME": home}
+		for i := 0; i < len(tc.env); i += 2 {
+			env[tc.env[i]] = tc.env[i+1]
+		}
+		c, err := Resolve(Where{Getenv: func(k string) string { return env[k] }, Bao: tc.bao, Addr: "http://v", LockDir: home})
+		if err != nil || c.LoginWrites != tc.want {
+			t.Errorf("%s: %s (%s): login writes it %v (%v), want %v", tc.name, c.Store, c.Why, c.LoginWrites, err, tc.want)
+		}
+	}
+}

@@ -324,7 +324,7 @@ func (c *cli) connect(t tokenFlags, rep *reporter) (*vaultclient.Client, tokenst
 	if err != nil {
 		return nil, choice, refuse(failure.StageStore, failure.CauseTokenHelper, err)
 	}
-	rep.path, rep.store = choice.Store.String(), choice.Store
+	rep.path, rep.store, rep.loginWrites = choice.Store.String(), choice.Store, choice.LoginWrites
 	return vc, choice, nil
 }
 
@@ -386,7 +386,7 @@ func (c *cli) reporter(t tokenFlags) reporter {
 	if path == "" {
 		path = t.fallback
 	}
-	return reporter{spec: c.spec(t), path: path, timeout: t.timeout, cli: c.vaultCLI(c.settings()), walkRPS: rps}
+	return reporter{spec: c.spec(t), path: path, timeout: t.timeout, cli: c.vaultCLI(c.settings()), walkRPS: rps, profile: c.profile}
 }
 
 // trustEnvFile checks the env file the units read, as OpenSSH checks its

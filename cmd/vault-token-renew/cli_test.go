@@ -33,6 +33,7 @@ import (
 	"github.com/devvm/vault-token-renew/renew"
 	"github.com/devvm/vault-token-renew/sweep"
 	"github.com/devvm/vault-token-renew/tokenfile"
+	"github.com/devvm/vault-token-renew/tokenstore"
 )
 
 // env is an environment of these KEY, value pairs and nothing else.
@@ -434,6 +435,33 @@ func TestUsageErrorUnderSystemdIsAnError(t *testing.T) {
 	}
 	if got := written(t, f); !strings.HasPrefix(got, "<3>vault-token-renew: VTR_WAIT_UNREACHABLE=\"soon\"") {
 		t.Fatalf("line %q, want error priority", got)
+	}
+}
+
+// TestTheLoginHintWritesTheStore: where the CLI's own login does not write
+// the store (a profile's VTR_TOKEN_FILE), "log in" is a login into that
+// file, keeping what it replaces, and a profile's names its address; where
+// it does (~/.vault-token, a helper), it is the CLI's own login.
+func TestTheLoginHintWritesTheStore(t *testing.T) {
+	noToken := func(r reporter) string {
+		var buf bytes.Buffer
+		log, _ := newLogger(&buf, "plain", getenvOf(env()))
+		r.report(ended(renew.Outcome{Stage: failure.StageRead, Path: r.path}, fmt.Errorf("%w: %s", tokenfile.ErrMissing, r.path))).print(log)
+		return buf.String()
+	}
+	r := testReporter()
+	r.store, r.path, r.profile = tokenstore.File{Path: "/home/w/.vault-token-prod"}, "/home/w/.vault-token-prod", "prod"
+	want := "log in ((umask 077; VAULT_ADDR=http://127.0.0.1:8200 vault login -method=oidc -token-only > /home/w/.vault-token-prod.new) && mv -b /home/w/.vault-token-prod.new /home/w/.vault-token-prod)"
+	if got := noToken(r); !strings.Contains(got, want) {
+		t.Errorf("a profile's own file: the hint lacks %q:\n%s", want, got)
+	}
+	r.loginWrites = true
+	if got := noToken(r); !strings.Contains(got, "log in (VAULT_ADDR=http://127.0.0.1:8200 vault login -method=oidc)") || strings.Contains(got, "-token-only") {
+		t.Errorf("a store the CLI writes: not its own login:\n%s", got)
+	}
+	r.profile = ""
+	if got := noToken(r); !strings.Contains(got, "log in (vault login -method=oidc)") {
+		t.Errorf("no profile, the CLI's store: not its own login:\n%s", got)
 	}
 }
 

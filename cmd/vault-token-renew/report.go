@@ -79,6 +79,10 @@ type reporter struct {
 	spec  decide.Spec      // the periodic token, and this machine
 	path  string           // the store in words: the token file, or the token helper
 	store tokenstore.Store // where the token is kept; nil before it was found
+	// loginWrites: the CLI's own login keeps its token in store
+	// (tokenstore.Choice.LoginWrites).
+	loginWrites bool
+	profile     string // the profile run, "" for none
 	// tokenOf is the other setup whose store holds the token this Vault
 	// refused (a login to that setup's Vault, written in this one's store).
 	tokenOf struct {
@@ -410,7 +414,25 @@ func (r reporter) server() string {
 }
 
 // login is the command that logs the operator in, in their CLI.
-func (r reporter) login() string { return r.cli + " login -method=oidc" }
+func (r reporter) login() string { return r.loginTo(r.profile != "") }
+
+// loginTo is the command that logs in to this Vault and keeps the token in
+// this store: the CLI's own login where the CLI keeps its token there (a
+// helper, its token file), else a login whose token goes into the file
+// (-token-only), with mv -b keeping what it replaces (it may be a live
+// login to another Vault). With addr, it names this Vault's address: a
+// profile's is not the shell's.
+func (r reporter) loginTo(addr bool) string {
+	cmd := r.cli + " login -method=oidc"
+	if addr {
+		cmd = r.setting("ADDR") + "=" + r.addr + " " + cmd
+	}
+	f, ok := r.store.(tokenstore.File)
+	if !ok || r.loginWrites {
+		return cmd
+	}
+	return fmt.Sprintf("(umask 077; %s -token-only > %s.new) && mv -b %s.new %s", cmd, f.Path, f.Path, f.Path)
+}
 
 // remint is the runbook's manual recovery, for a dead token with no
 // admin-capable token to heal from; the run after it records the token in
@@ -451,7 +473,7 @@ func (r reporter) remintThrough(h tokenstore.Helper) string {
 func (r reporter) tokenIsOthers() string {
 	return "the token in this store (" + r.path + ") is the one " + setupName(r.tokenOf.name) + "'s store holds: a login to " + r.tokenOf.addr +
 		", not to " + r.addr + ", written where this setup keeps its token; it is not dead, so keep it: log in to " + r.addr + " for this setup (" +
-		r.setting("ADDR") + "=" + r.addr + " " + r.login() + ") and run again, and check that each setup's store is its own"
+		r.loginTo(true) + ") and run again, and check that each setup's store is its own"
 }
 
 // sameServer: a and b (URLs) name one host and port, as the client
