@@ -43,7 +43,8 @@ type Helper struct {
 	// namespace the tool uses, so a helper that keeps a token per address
 	// answers for this Vault.
 	Env []string
-	// Addr and Namespace are those, for Key and words.
+	// Addr and Namespace are those, for words; the lock (and so Key) and
+	// Slot go by the helper and Addr's form of the address alone.
 	Addr, Namespace string
 	// LockFile is the run lock's path (in the state directory): the lock
 	// of a file store is beside it; a helper has no file.

@@ -8,7 +8,6 @@ package tokenstore
 
 import (
 	"context"
-	"net"
 	"net/url"
 	"path"
 	"strings"
@@ -84,9 +83,11 @@ func Addr(addr string) string {
 	if scheme == "https" && port == "443" || scheme == "http" && port == "80" {
 		port = ""
 	}
-	if port != "" || strings.Contains(host, ":") {
-		host = net.JoinHostPort(host, port)
-		host = strings.TrimSuffix(host, ":")
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]" // IPv6
+	}
+	if port != "" {
+		host += ":" + port
 	}
 	p := path.Clean("/" + u.Path)
 	return scheme + "://" + host + strings.TrimSuffix(p, "/")

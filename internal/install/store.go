@@ -32,10 +32,9 @@ func (o owner) String() string {
 // storeOf resolves where an install whose env file holds settings keeps
 // its token, as its units' runs resolve it (tokenstore.Resolve): the
 // environment a unit gets is that file's, with HOME. A token helper's
-// Key is its lock's path, in the one state directory of the machine (the
-// binary keeps one lock per store, whichever profile runs), so two
-// helper stores differ by what tells them apart: the helper, the address
-// and the namespace.
+// lock is in the one state directory of the machine (the binary keeps one
+// lock per store, whichever profile runs); two helper stores are one when
+// their helper and address are (tokenstore.Slot), whatever the namespace.
 func storeOf(root string, settings map[string]string) (tokenstore.Choice, error) {
 	getenv := func(k string) string {
 		if k == "HOME" {
